@@ -1,0 +1,148 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/broker/route"
+	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/schemas"
+)
+
+// Client submits jobs to JetStream and waits for their results.
+type Client struct {
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	resolver *route.Resolver
+}
+
+// NewClient returns a client that routes jobs with resolver.
+func NewClient(nc *nats.Conn, js jetstream.JetStream, resolver *route.Resolver) *Client {
+	return &Client{nc: nc, js: js, resolver: resolver}
+}
+
+// Conn returns the client's NATS connection.
+func (c *Client) Conn() *nats.Conn { return c.nc }
+
+// Prepare fills a job's defaults, validates it and resolves its plan without
+// publishing it. Errors wrap schemas.ErrInvalid and name the field.
+func (c *Client) Prepare(job *schemas.Job) error {
+	if err := job.Prepare(time.Now()); err != nil {
+		return err
+	}
+	if job.Expired(time.Now()) {
+		return fmt.Errorf("job %s: %w", job.ID, ErrDeadlineExceeded)
+	}
+	if err := c.resolver.Resolve(job); err != nil {
+		return err
+	}
+	data, err := json.Marshal(job)
+	if err != nil {
+		return fmt.Errorf("encode job: %w", err)
+	}
+	if max := c.resolver.Config().Limits.MaxJobBytes; max > 0 && len(data) > max {
+		return &schemas.FieldError{Field: "request", Msg: fmt.Sprintf("job is %d bytes, over the limit of %d", len(data), max)}
+	}
+	return nil
+}
+
+// Submit validates and routes a job, publishes it to its first target's
+// subject with a dedup id and returns the job id. The job is durable when
+// Submit returns nil; publishing the same job id twice runs it once.
+func (c *Client) Submit(ctx context.Context, job *schemas.Job) (string, error) {
+	if err := c.Prepare(job); err != nil {
+		return "", err
+	}
+	if err := PublishJob(ctx, c.js, job); err != nil {
+		return "", err
+	}
+	return job.ID, nil
+}
+
+// PublishJob publishes a routed job to llm.jobs.<Plan[0].provider> with the
+// dedup id of its hop.
+func PublishJob(ctx context.Context, js jetstream.JetStream, job *schemas.Job) error {
+	if len(job.Plan) == 0 {
+		return fmt.Errorf("job %s has no target to publish to", job.ID)
+	}
+	data, err := json.Marshal(job)
+	if err != nil {
+		return fmt.Errorf("encode job: %w", err)
+	}
+	msg := &nats.Msg{Subject: streams.Jobs(job.Plan[0].Provider), Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, streams.HopMsgID(job.ID, job.Hop))
+	if _, err := js.PublishMsg(ctx, msg); err != nil {
+		if streams.IsFull(err) {
+			return fmt.Errorf("publish job %s: %w", job.ID, ErrQueueFull)
+		}
+		return fmt.Errorf("publish job %s: %w", job.ID, err)
+	}
+	return nil
+}
+
+// Complete submits a job and waits for its Result until ctx ends or the job's
+// deadline passes. A job without a deadline inherits ctx's, so workers skip
+// it once nobody waits. A failed job returns its Result and a nil error.
+func (c *Client) Complete(ctx context.Context, job *schemas.Job) (*schemas.Result, error) {
+	if err := c.Prepare(job); err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok && job.Deadline == nil {
+		d := dl.UTC()
+		job.Deadline = &d
+	}
+	if job.Deadline != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, *job.Deadline)
+		defer cancel()
+	}
+	sub, err := c.nc.SubscribeSync(streams.Result(job.Batch, job.ID))
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to result: %w", err)
+	}
+	defer sub.Unsubscribe()
+	if err := PublishJob(ctx, c.js, job); err != nil {
+		return nil, err
+	}
+	return c.wait(ctx, sub, job)
+}
+
+func (c *Client) wait(ctx context.Context, sub *nats.Subscription, job *schemas.Job) (*schemas.Result, error) {
+	msg, err := sub.NextMsgWithContext(ctx)
+	if err != nil {
+		// The core message may have been missed (e.g. a reconnect): the
+		// stored result is the source of truth.
+		if res, rerr := c.Result(context.Background(), job.ID); rerr == nil {
+			return res, nil
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("job %s: %w", job.ID, ErrDeadlineExceeded)
+		}
+		return nil, fmt.Errorf("wait for job %s: %w", job.ID, err)
+	}
+	return schemas.DecodeResult(msg.Data)
+}
+
+// Result returns the stored Result of a job, or ErrResultNotFound.
+func (c *Client) Result(ctx context.Context, jobID string) (*schemas.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	stream, err := c.js.Stream(ctx, streams.StreamResults)
+	if err != nil {
+		return nil, fmt.Errorf("results stream: %w", err)
+	}
+	msg, err := stream.GetLastMsgForSubject(ctx, streams.ResultByID(jobID))
+	if err != nil {
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, fmt.Errorf("job %s: %w", jobID, ErrResultNotFound)
+		}
+		return nil, fmt.Errorf("read result of job %s: %w", jobID, err)
+	}
+	return schemas.DecodeResult(msg.Data)
+}

@@ -1,0 +1,384 @@
+// Package config loads and validates switchboard.yaml: providers, model
+// prices, routes and the rules that pick a route. Decoding is strict: an
+// unknown key or a value of the wrong type is an error naming the key's path.
+package config
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Provider kinds.
+const (
+	KindOpenAI    = "openai"
+	KindAnthropic = "anthropic"
+	KindGemini    = "gemini"
+	KindMock      = "mock"
+)
+
+// Routing strategies.
+const (
+	StrategyOrdered      = "ordered"
+	StrategyWeighted     = "weighted"
+	StrategyLeastLatency = "least-latency"
+	StrategyLowestCost   = "lowest-cost"
+)
+
+// Config is the whole switchboard.yaml.
+type Config struct {
+	Providers []Provider `yaml:"providers"`
+	Models    []Model    `yaml:"models"`
+	Routes    []Route    `yaml:"routes"`
+	Rules     []Rule     `yaml:"rules"`
+	// DefaultRoute serves jobs that name no route and match no rule; when
+	// empty, the first route is the default.
+	DefaultRoute string    `yaml:"default_route"`
+	Limits       Limits    `yaml:"limits"`
+	Gateway      Gateway   `yaml:"gateway"`
+	Analytics    Analytics `yaml:"analytics"`
+}
+
+// Provider is one upstream endpoint and its limits.
+type Provider struct {
+	// Name is the subject token: llm.jobs.<name>.
+	Name    string `yaml:"name"`
+	Kind    string `yaml:"kind"`
+	BaseURL string `yaml:"base_url"`
+	// APIKeyEnv names the environment variable that holds the key; keys are
+	// never read from the file.
+	APIKeyEnv string `yaml:"api_key_env"`
+	// Concurrency caps in-flight calls over all worker processes (MaxAckPending).
+	Concurrency int           `yaml:"concurrency"`
+	RPM         int           `yaml:"rpm"`
+	TPM         int           `yaml:"tpm"`
+	Timeout     time.Duration `yaml:"timeout"`
+}
+
+// APIKey reads the provider's key from its environment variable.
+func (p Provider) APIKey() string {
+	if p.APIKeyEnv == "" {
+		return ""
+	}
+	return os.Getenv(p.APIKeyEnv)
+}
+
+// Model is the price of one provider's model in USD per million tokens.
+type Model struct {
+	Provider      string  `yaml:"provider"`
+	Name          string  `yaml:"name"`
+	InputPerMTok  float64 `yaml:"input_per_mtok"`
+	OutputPerMTok float64 `yaml:"output_per_mtok"`
+}
+
+// Route is a named, ordered set of targets and the policy for moving on.
+type Route struct {
+	Name     string        `yaml:"name"`
+	Strategy string        `yaml:"strategy"`
+	Targets  []RouteTarget `yaml:"targets"`
+	// Retries per target before falling back; nil means DefaultRetries.
+	Retries *int `yaml:"retries"`
+	// FallbackOn lists the error types that move a job to the next target.
+	FallbackOn       []string      `yaml:"fallback_on"`
+	LatencyThreshold time.Duration `yaml:"latency_threshold"`
+}
+
+// RouteTarget is one provider/model of a route.
+type RouteTarget struct {
+	Provider string `yaml:"provider"`
+	Model    string `yaml:"model"`
+	Weight   int    `yaml:"weight"`
+}
+
+// Rule picks a route for jobs whose metadata matches every key of When.
+type Rule struct {
+	When  map[string]Match `yaml:"when"`
+	Route string           `yaml:"route"`
+}
+
+// Limits bounds what the broker accepts and stores.
+type Limits struct {
+	// MaxJobBytes bounds one encoded job.
+	MaxJobBytes int `yaml:"max_job_bytes"`
+	// JobsMaxMsgs and JobsMaxBytes bound the JOBS stream; when full, new
+	// jobs are refused (backpressure) rather than old ones dropped.
+	JobsMaxMsgs     int64         `yaml:"jobs_max_msgs"`
+	JobsMaxBytes    int64         `yaml:"jobs_max_bytes"`
+	DedupWindow     time.Duration `yaml:"dedup_window"`
+	ResultsMaxAge   time.Duration `yaml:"results_max_age"`
+	TelemetryMaxAge time.Duration `yaml:"telemetry_max_age"`
+	// DLQMaxAge bounds how long dead letters are kept (0 = forever).
+	DLQMaxAge time.Duration `yaml:"dlq_max_age"`
+}
+
+// Gateway configures the HTTP front door.
+type Gateway struct {
+	// MaxBodyBytes bounds a request body (413 above it).
+	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// RequestTimeout bounds a sync request without a deadline of its own.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+}
+
+// Analytics configures telemetry ingestion into ClickHouse.
+type Analytics struct {
+	BatchRows     int           `yaml:"batch_rows"`
+	BatchInterval time.Duration `yaml:"batch_interval"`
+	// PricesFile optionally imports prices in LiteLLM's
+	// model_prices_and_context_window.json format; config prices win.
+	PricesFile string `yaml:"prices_file"`
+}
+
+// Defaults.
+const (
+	DefaultRetries          = 2
+	DefaultConcurrency      = 16
+	DefaultTimeout          = 60 * time.Second
+	DefaultMaxJobBytes      = 1 << 20
+	DefaultJobsMaxMsgs      = 1_000_000
+	DefaultJobsMaxBytes     = 4 << 30
+	DefaultDedupWindow      = 2 * time.Minute
+	DefaultResultsMaxAge    = 24 * time.Hour
+	DefaultTelemetryMaxAge  = 7 * 24 * time.Hour
+	DefaultMaxBodyBytes     = 1 << 20
+	DefaultRequestTimeout   = 120 * time.Second
+	DefaultBatchRows        = 10_000
+	DefaultBatchInterval    = time.Second
+	DefaultProviderStrategy = StrategyOrdered
+)
+
+// DefaultFallbackOn is the error types that move a job on when a route does
+// not say.
+var DefaultFallbackOn = []string{"rate_limited", "server_error", "timeout", "connection", "auth"}
+
+// ErrorTypes are the error classes a route's fallback_on may name.
+var ErrorTypes = []string{"rate_limited", "server_error", "timeout", "connection", "invalid_request", "auth", "content_filter", "not_found", "bad_response"}
+
+var nameRe = regexp.MustCompile(`^[a-z0-9_-]+$`)
+
+// ApplyDefaults fills every unset field with its default.
+func (c *Config) ApplyDefaults() {
+	for i := range c.Providers {
+		p := &c.Providers[i]
+		if p.Concurrency == 0 {
+			p.Concurrency = DefaultConcurrency
+		}
+		if p.Timeout == 0 {
+			p.Timeout = DefaultTimeout
+		}
+	}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		if r.Strategy == "" {
+			r.Strategy = DefaultProviderStrategy
+		}
+		if r.Retries == nil {
+			n := DefaultRetries
+			r.Retries = &n
+		}
+		if r.FallbackOn == nil {
+			r.FallbackOn = append([]string(nil), DefaultFallbackOn...)
+		}
+		for j := range r.Targets {
+			if r.Targets[j].Weight == 0 {
+				r.Targets[j].Weight = 1
+			}
+		}
+	}
+	if c.DefaultRoute == "" && len(c.Routes) > 0 {
+		c.DefaultRoute = c.Routes[0].Name
+	}
+	l := &c.Limits
+	setIfZero(&l.MaxJobBytes, DefaultMaxJobBytes)
+	setIfZero(&l.JobsMaxMsgs, DefaultJobsMaxMsgs)
+	setIfZero(&l.JobsMaxBytes, DefaultJobsMaxBytes)
+	setIfZero(&l.DedupWindow, DefaultDedupWindow)
+	setIfZero(&l.ResultsMaxAge, DefaultResultsMaxAge)
+	setIfZero(&l.TelemetryMaxAge, DefaultTelemetryMaxAge)
+	setIfZero(&c.Gateway.MaxBodyBytes, DefaultMaxBodyBytes)
+	setIfZero(&c.Gateway.RequestTimeout, DefaultRequestTimeout)
+	setIfZero(&c.Analytics.BatchRows, DefaultBatchRows)
+	setIfZero(&c.Analytics.BatchInterval, DefaultBatchInterval)
+}
+
+func setIfZero[T comparable](dst *T, v T) {
+	var zero T
+	if *dst == zero {
+		*dst = v
+	}
+}
+
+// Validate checks the config; errors name the key path, e.g.
+// "routes[1].targets[0].provider: unknown provider \"x\"".
+func (c *Config) Validate() error {
+	var errs []string
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, path+": "+fmt.Sprintf(format, args...))
+	}
+	if len(c.Providers) == 0 {
+		bad("providers", "at least one provider is required")
+	}
+	providers := map[string]bool{}
+	for i, p := range c.Providers {
+		path := fmt.Sprintf("providers[%d]", i)
+		switch {
+		case p.Name == "":
+			bad(path+".name", "is required")
+		case !nameRe.MatchString(p.Name):
+			bad(path+".name", "%q must match [a-z0-9_-]+ (it is a NATS subject token)", p.Name)
+		case providers[p.Name]:
+			bad(path+".name", "duplicate provider %q", p.Name)
+		}
+		providers[p.Name] = true
+		switch p.Kind {
+		case KindOpenAI, KindAnthropic, KindGemini, KindMock:
+		case "":
+			bad(path+".kind", "is required (openai, anthropic, gemini or mock)")
+		default:
+			bad(path+".kind", "%q must be openai, anthropic, gemini or mock", p.Kind)
+		}
+		if p.Kind == KindOpenAI && p.BaseURL == "" {
+			bad(path+".base_url", "is required for kind openai")
+		}
+		if p.BaseURL != "" && !strings.HasPrefix(p.BaseURL, "http://") && !strings.HasPrefix(p.BaseURL, "https://") {
+			bad(path+".base_url", "%q must start with http:// or https://", p.BaseURL)
+		}
+		if p.APIKeyEnv != "" && !regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`).MatchString(p.APIKeyEnv) {
+			bad(path+".api_key_env", "must name an environment variable, not hold a key")
+		}
+		if p.Concurrency < 0 {
+			bad(path+".concurrency", "must be positive, got %d", p.Concurrency)
+		}
+		if p.RPM < 0 {
+			bad(path+".rpm", "must not be negative")
+		}
+		if p.TPM < 0 {
+			bad(path+".tpm", "must not be negative")
+		}
+		if p.Timeout < 0 {
+			bad(path+".timeout", "must be positive")
+		}
+	}
+	for i, m := range c.Models {
+		path := fmt.Sprintf("models[%d]", i)
+		if !providers[m.Provider] {
+			bad(path+".provider", "unknown provider %q", m.Provider)
+		}
+		if m.Name == "" {
+			bad(path+".name", "is required")
+		}
+		if m.InputPerMTok < 0 || m.OutputPerMTok < 0 {
+			bad(path, "prices must not be negative")
+		}
+	}
+	routes := map[string]bool{}
+	for i, r := range c.Routes {
+		path := fmt.Sprintf("routes[%d]", i)
+		switch {
+		case r.Name == "":
+			bad(path+".name", "is required")
+		case strings.Contains(r.Name, "/"):
+			bad(path+".name", "%q must not contain '/' (that form pins provider/model)", r.Name)
+		case routes[r.Name]:
+			bad(path+".name", "duplicate route %q", r.Name)
+		}
+		routes[r.Name] = true
+		switch r.Strategy {
+		case StrategyOrdered, StrategyWeighted, StrategyLeastLatency, StrategyLowestCost:
+		default:
+			bad(path+".strategy", "%q must be ordered, weighted, least-latency or lowest-cost", r.Strategy)
+		}
+		if len(r.Targets) == 0 {
+			bad(path+".targets", "at least one target is required")
+		}
+		for j, t := range r.Targets {
+			tp := fmt.Sprintf("%s.targets[%d]", path, j)
+			if !providers[t.Provider] {
+				bad(tp+".provider", "unknown provider %q", t.Provider)
+			}
+			if t.Model == "" {
+				bad(tp+".model", "is required")
+			}
+			if t.Weight < 0 {
+				bad(tp+".weight", "must not be negative")
+			}
+		}
+		if r.Retries != nil && (*r.Retries < 0 || *r.Retries > 10) {
+			bad(path+".retries", "must be between 0 and 10, got %d", *r.Retries)
+		}
+		for j, e := range r.FallbackOn {
+			if !contains(ErrorTypes, e) {
+				bad(fmt.Sprintf("%s.fallback_on[%d]", path, j), "unknown error type %q (one of %s)", e, strings.Join(ErrorTypes, ", "))
+			}
+		}
+		if r.LatencyThreshold < 0 {
+			bad(path+".latency_threshold", "must not be negative")
+		}
+	}
+	if len(c.Routes) == 0 {
+		bad("routes", "at least one route is required")
+	}
+	if c.DefaultRoute != "" && !routes[c.DefaultRoute] {
+		bad("default_route", "unknown route %q", c.DefaultRoute)
+	}
+	for i, r := range c.Rules {
+		path := fmt.Sprintf("rules[%d]", i)
+		if !routes[r.Route] {
+			bad(path+".route", "unknown route %q", r.Route)
+		}
+		if len(r.When) == 0 {
+			bad(path+".when", "needs at least one metadata key")
+		}
+	}
+	l := c.Limits
+	if l.MaxJobBytes < 0 || l.JobsMaxMsgs < 0 || l.JobsMaxBytes < 0 {
+		bad("limits", "sizes must not be negative")
+	}
+	if l.DedupWindow != 0 && l.DedupWindow < 2*time.Minute {
+		bad("limits.dedup_window", "must be at least 2m, got %s", l.DedupWindow)
+	}
+	if len(errs) > 0 {
+		return &Error{Problems: errs}
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Provider returns the named provider.
+func (c *Config) Provider(name string) (Provider, bool) {
+	for _, p := range c.Providers {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Provider{}, false
+}
+
+// Route returns the named route.
+func (c *Config) Route(name string) (*Route, bool) {
+	for i := range c.Routes {
+		if c.Routes[i].Name == name {
+			return &c.Routes[i], true
+		}
+	}
+	return nil, false
+}
+
+// Price returns the price of provider/model, if configured.
+func (c *Config) Price(provider, model string) (Model, bool) {
+	for _, m := range c.Models {
+		if m.Provider == provider && m.Name == model {
+			return m, true
+		}
+	}
+	return Model{}, false
+}

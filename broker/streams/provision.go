@@ -1,0 +1,172 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/broker/config"
+)
+
+// Specs returns the configurations of the four streams for the given limits.
+func Specs(l config.Limits) []jetstream.StreamConfig {
+	dedup := l.DedupWindow
+	if dedup < 2*time.Minute {
+		dedup = 2 * time.Minute
+	}
+	return []jetstream.StreamConfig{
+		{
+			Name:        StreamJobs,
+			Description: "pending completion jobs (work queue)",
+			Subjects:    []string{"llm.jobs.>", SubjectSubmit},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     jetstream.FileStorage,
+			Discard:     jetstream.DiscardNew,
+			MaxMsgs:     orDefault(l.JobsMaxMsgs, config.DefaultJobsMaxMsgs),
+			MaxBytes:    orDefault(l.JobsMaxBytes, config.DefaultJobsMaxBytes),
+			MaxMsgSize:  int32(orDefault(int64(l.MaxJobBytes), config.DefaultMaxJobBytes)) * 2,
+			Duplicates:  dedup,
+		},
+		{
+			Name:        StreamResults,
+			Description: "job results for async and batch callers",
+			Subjects:    []string{"llm.results.>"},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			MaxAge:      orDefaultDur(l.ResultsMaxAge, config.DefaultResultsMaxAge),
+			Duplicates:  dedup,
+		},
+		{
+			Name:        StreamTelemetry,
+			Description: "attempt and completion events, buffered for ClickHouse",
+			Subjects:    []string{"llm.telemetry.>"},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			MaxAge:      orDefaultDur(l.TelemetryMaxAge, config.DefaultTelemetryMaxAge),
+			Duplicates:  dedup,
+		},
+		{
+			Name:        StreamDLQ,
+			Description: "jobs that exhausted every target, and poison messages",
+			Subjects:    []string{"llm.dlq.>"},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			MaxAge:      l.DLQMaxAge,
+			Duplicates:  dedup,
+		},
+	}
+}
+
+func orDefault(v, d int64) int64 {
+	if v <= 0 {
+		return d
+	}
+	return v
+}
+
+func orDefaultDur(v, d time.Duration) time.Duration {
+	if v <= 0 {
+		return d
+	}
+	return v
+}
+
+// Ensure creates the streams, or updates them to the given limits; re-running
+// it against a provisioned server changes nothing and loses nothing.
+func Ensure(ctx context.Context, js jetstream.JetStream, l config.Limits) error {
+	for _, spec := range Specs(l) {
+		if _, err := js.CreateOrUpdateStream(ctx, spec); err != nil {
+			return fmt.Errorf("provision stream %s: %w", spec.Name, err)
+		}
+	}
+	return nil
+}
+
+// AckWait is the ack deadline of a provider's consumer: longer than one call,
+// and workers send InProgress while a call runs.
+func AckWait(timeout time.Duration) time.Duration {
+	w := timeout + 30*time.Second
+	if w < time.Minute {
+		w = time.Minute
+	}
+	return w
+}
+
+// WorkerConsumerConfig is the durable pull consumer of a provider's pool.
+// MaxAckPending is the provider's global in-flight cap over all processes.
+func WorkerConsumerConfig(p config.Provider) jetstream.ConsumerConfig {
+	concurrency := p.Concurrency
+	if concurrency <= 0 {
+		concurrency = config.DefaultConcurrency
+	}
+	timeout := p.Timeout
+	if timeout <= 0 {
+		timeout = config.DefaultTimeout
+	}
+	return jetstream.ConsumerConfig{
+		Durable:       WorkerConsumer(p.Name),
+		Description:   "worker pool of provider " + p.Name,
+		FilterSubject: Jobs(p.Name),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       AckWait(timeout),
+		MaxAckPending: concurrency,
+		MaxDeliver:    -1,
+		MaxWaiting:    512,
+	}
+}
+
+// EnsureWorkerConsumer creates or updates a provider's durable consumer.
+func EnsureWorkerConsumer(ctx context.Context, js jetstream.JetStream, p config.Provider) (jetstream.Consumer, error) {
+	c, err := js.CreateOrUpdateConsumer(ctx, StreamJobs, WorkerConsumerConfig(p))
+	if err != nil {
+		return nil, fmt.Errorf("provision consumer %s: %w", WorkerConsumer(p.Name), err)
+	}
+	return c, nil
+}
+
+// EnsureDispatcherConsumer creates the durable consumer of llm.submit.
+func EnsureDispatcherConsumer(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
+	c, err := js.CreateOrUpdateConsumer(ctx, StreamJobs, jetstream.ConsumerConfig{
+		Durable:       DispatcherConsumer,
+		Description:   "routes raw jobs from llm.submit to provider subjects",
+		FilterSubject: SubjectSubmit,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 1024,
+		MaxDeliver:    -1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("provision consumer %s: %w", DispatcherConsumer, err)
+	}
+	return c, nil
+}
+
+// EnsureAll provisions the streams and one worker consumer per provider.
+func EnsureAll(ctx context.Context, js jetstream.JetStream, cfg *config.Config) error {
+	if err := Ensure(ctx, js, cfg.Limits); err != nil {
+		return err
+	}
+	for _, p := range cfg.Providers {
+		if _, err := EnsureWorkerConsumer(ctx, js, p); err != nil {
+			return err
+		}
+	}
+	_, err := EnsureDispatcherConsumer(ctx, js)
+	return err
+}
+
+// IsFull reports whether a publish failed because JOBS is at its limits
+// (discard-new refuses the message).
+func IsFull(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == 10077 { // JSStreamStoreFailedF
+		return strings.Contains(apiErr.Description, "maximum messages exceeded") ||
+			strings.Contains(apiErr.Description, "maximum bytes exceeded")
+	}
+	return err != nil && (strings.Contains(err.Error(), "maximum messages exceeded") ||
+		strings.Contains(err.Error(), "maximum bytes exceeded"))
+}

@@ -1,0 +1,88 @@
+// Package streams names Switchboard's NATS subjects and provisions its
+// JetStream streams, consumers and KV buckets idempotently.
+package streams
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Stream names.
+const (
+	StreamJobs      = "JOBS"
+	StreamResults   = "RESULTS"
+	StreamTelemetry = "TELEMETRY"
+	StreamDLQ       = "DLQ"
+)
+
+// Subjects.
+const (
+	// SubjectSubmit receives raw jobs from any producer; the dispatcher
+	// routes them to llm.jobs.<provider>.
+	SubjectSubmit = "llm.submit"
+	// SubjectComplete is the request-reply endpoint of the switchboard service.
+	SubjectComplete = "llm.complete"
+	// NoBatch is the batch token of jobs that belong to no batch.
+	NoBatch = "none"
+	// DispatcherConsumer is the durable consumer of llm.submit.
+	DispatcherConsumer = "dispatcher"
+	// HeaderError carries the reason a message was dead-lettered.
+	HeaderError = "Switchboard-Error"
+	// HeaderSource carries the subject a dead-lettered message came from.
+	HeaderSource = "Switchboard-Source"
+)
+
+// Jobs is the subject of jobs assigned to a provider.
+func Jobs(provider string) string { return "llm.jobs." + provider }
+
+// WorkerConsumer is the durable consumer name of a provider's worker pool.
+func WorkerConsumer(provider string) string { return "workers-" + provider }
+
+// Result is the subject of a job's result.
+func Result(batch, jobID string) string {
+	if batch == "" {
+		batch = NoBatch
+	}
+	return "llm.results." + batch + "." + jobID
+}
+
+// BatchResults matches every result of one batch.
+func BatchResults(batch string) string { return Result(batch, "*") }
+
+// ResultByID matches the result of a job in any batch.
+func ResultByID(jobID string) string { return "llm.results.*." + jobID }
+
+// Chunks is the core subject carrying a streaming job's chunks.
+func Chunks(jobID string) string { return "llm.stream." + jobID }
+
+// Telemetry is the subject of telemetry events of one kind
+// (schemas.EventAttempt or schemas.EventCompletion).
+func Telemetry(kind string) string { return "llm.telemetry." + kind }
+
+// DLQ is the dead-letter subject for one reason class, e.g. "exhausted",
+// "poison" or "telemetry".
+func DLQ(reason string) string { return "llm.dlq." + reason }
+
+// Dead-letter reason classes.
+const (
+	DLQExhausted = "exhausted"
+	DLQPoison    = "poison"
+	DLQTelemetry = "telemetry"
+)
+
+// HopMsgID is the Nats-Msg-Id of a job's hop-th publish to a provider subject.
+func HopMsgID(jobID string, hop int) string { return jobID + "." + strconv.Itoa(hop) }
+
+// ResultMsgID is the Nats-Msg-Id of a job's result.
+func ResultMsgID(jobID string) string { return jobID + ".result" }
+
+// SubmitMsgID is the Nats-Msg-Id of a raw job published on llm.submit.
+func SubmitMsgID(jobID string) string { return jobID + ".submit" }
+
+// DLQMsgID is the Nats-Msg-Id of a job's dead letter.
+func DLQMsgID(jobID string) string { return jobID + ".dlq" }
+
+// ProviderFromSubject returns the provider token of llm.jobs.<provider>.
+func ProviderFromSubject(subject string) string {
+	return strings.TrimPrefix(subject, "llm.jobs.")
+}

@@ -1,0 +1,62 @@
+package schemas
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Telemetry event kinds; the kind is also the last token of the subject
+// llm.telemetry.<kind>.
+const (
+	EventAttempt    = "attempt"
+	EventCompletion = "completion"
+)
+
+// eventNamespace seeds deterministic event ids, so a redelivered or re-sent
+// event carries the same id and deduplicates in JetStream and ClickHouse.
+var eventNamespace = uuid.MustParse("6f1c7a36-2a51-4c5e-9d0b-5b7f0f3f9a11")
+
+// AttemptEventID is the deterministic id of the attempt-th call (1-based,
+// counted across all hops) made for a job.
+func AttemptEventID(jobID string, attempt int) uuid.UUID {
+	return uuid.NewSHA1(eventNamespace, []byte(jobID+"/attempt/"+strconv.Itoa(attempt)))
+}
+
+// CompletionEventID is the deterministic id of a job's outcome event.
+func CompletionEventID(jobID string) uuid.UUID {
+	return uuid.NewSHA1(eventNamespace, []byte(jobID+"/completion"))
+}
+
+// Event is one telemetry record: a provider attempt or a job outcome.
+type Event struct {
+	V       int       `json:"v"`
+	Kind    string    `json:"kind"`
+	EventID uuid.UUID `json:"event_id"`
+	JobID   string    `json:"job_id"`
+	TS      time.Time `json:"ts"`
+	// Attempt is the 1-based attempt number across the job (attempt events),
+	// or the total number of attempts (completion events).
+	Attempt      int    `json:"attempt"`
+	Route        string `json:"route,omitempty"`
+	Provider     string `json:"provider,omitempty"`
+	Model        string `json:"model,omitempty"`
+	Tenant       string `json:"tenant,omitempty"`
+	Tier         string `json:"tier,omitempty"`
+	Task         string `json:"task,omitempty"`
+	Status       string `json:"status,omitempty"` // completion: succeeded|failed
+	StatusCode   int    `json:"status_code,omitempty"`
+	ErrorType    string `json:"error_type,omitempty"`
+	Outcome      string `json:"outcome,omitempty"` // attempt: ok|retry|fallback|fatal
+	Fallback     bool   `json:"fallback"`
+	InputTokens  int64  `json:"input_tokens"`
+	OutputTokens int64  `json:"output_tokens"`
+	// CostUSD is nil when the price is unknown (never a silent zero).
+	CostUSD    *float64 `json:"cost_usd"`
+	QueuedMS   int64    `json:"queued_ms"`
+	TTFTMS     int64    `json:"ttft_ms"`
+	ProviderMS int64    `json:"provider_ms"`
+	TotalMS    int64    `json:"total_ms"`
+	DurationMS int64    `json:"duration_ms"`
+}

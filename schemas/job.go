@@ -1,0 +1,106 @@
+// Package schemas holds Switchboard's wire contracts (version 1): the Job that
+// travels through JetStream, the Attempt history it accumulates, the Result a
+// caller receives and the telemetry Event the analytics path ingests.
+package schemas
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Version is the schema version every v1 message carries in its "v" field.
+const Version = 1
+
+// Metadata keys with a meaning of their own; any other string key is allowed.
+const (
+	MetaTenant   = "tenant"
+	MetaTier     = "tier"
+	MetaTask     = "task"
+	MetaCustomID = "custom_id"
+)
+
+// Priority lanes a job may ask for.
+const (
+	PriorityHigh   = "high"
+	PriorityNormal = "normal"
+	PriorityLow    = "low"
+)
+
+// Target is one provider/model pair a job may be sent to.
+type Target struct {
+	Provider string `json:"provider"`
+	Model    string `json:"model"`
+}
+
+// String renders the target as "provider/model".
+func (t Target) String() string { return t.Provider + "/" + t.Model }
+
+// Job is a completion request in flight. It is published on llm.submit (raw,
+// unrouted) or llm.jobs.<provider> (routed: Plan[0] is the target to call).
+type Job struct {
+	V  int    `json:"v"`
+	ID string `json:"id"`
+	// Route names a configured route; Model ("provider/model") pins one target.
+	Route string `json:"route,omitempty"`
+	Model string `json:"model,omitempty"`
+	// Request is an OpenAI chat-completions body, passed through untouched.
+	Request  json.RawMessage   `json:"request"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	Priority string            `json:"priority,omitempty"`
+	Deadline *time.Time        `json:"deadline,omitempty"`
+	Batch    string            `json:"batch,omitempty"`
+	// Reply is a core NATS subject that also receives the Result (sync callers).
+	Reply string `json:"reply,omitempty"`
+	// Stream asks the worker to stream chunks on llm.stream.<id>.
+	Stream bool `json:"stream,omitempty"`
+	// Plan holds the targets still to try; Plan[0] is the current one.
+	Plan []Target `json:"plan,omitempty"`
+	// Hop counts how many times the job was published to a provider subject
+	// (0 for the first); it keys the per-hop dedup id.
+	Hop       int       `json:"hop,omitempty"`
+	Attempts  []Attempt `json:"attempts,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Tenant returns the job's tenant metadata, or "" when absent.
+func (j *Job) Tenant() string { return j.Metadata[MetaTenant] }
+
+// Attempt outcomes.
+const (
+	OutcomeOK       = "ok"
+	OutcomeRetry    = "retry"
+	OutcomeFallback = "fallback"
+	OutcomeFatal    = "fatal"
+)
+
+// Error types recorded on attempts and results.
+const (
+	ErrRateLimited      = "rate_limited"
+	ErrServerError      = "server_error"
+	ErrTimeout          = "timeout"
+	ErrConnection       = "connection"
+	ErrInvalidRequest   = "invalid_request"
+	ErrAuth             = "auth"
+	ErrContentFilter    = "content_filter"
+	ErrNotFound         = "not_found"
+	ErrBadResponse      = "bad_response"
+	ErrDeadlineExceeded = "deadline_exceeded"
+	ErrNoTarget         = "no_target"
+	ErrBudgetExceeded   = "budget_exceeded"
+	ErrCanceled         = "canceled"
+	ErrInternal         = "internal"
+)
+
+// Attempt records one provider call made for a job.
+type Attempt struct {
+	Provider     string    `json:"provider"`
+	Model        string    `json:"model"`
+	StartedAt    time.Time `json:"started_at"`
+	DurationMS   int64     `json:"duration_ms"`
+	StatusCode   int       `json:"status_code,omitempty"`
+	ErrorType    string    `json:"error_type,omitempty"`
+	ErrorMessage string    `json:"error_message,omitempty"`
+	Outcome      string    `json:"outcome"`
+	InputTokens  int64     `json:"input_tokens,omitempty"`
+	OutputTokens int64     `json:"output_tokens,omitempty"`
+}

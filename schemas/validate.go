@@ -1,0 +1,116 @@
+package schemas
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// DefaultMaxJobBytes bounds an encoded job (the request body dominates).
+const DefaultMaxJobBytes = 1 << 20
+
+// NewJobID returns a fresh UUIDv7 job id.
+func NewJobID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// DecodeJob parses a Job strictly enough to name what is wrong: broken JSON,
+// an unsupported version, or a field of the wrong type.
+func DecodeJob(data []byte, maxBytes int) (*Job, error) {
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxJobBytes
+	}
+	if len(data) > maxBytes {
+		return nil, &FieldError{Field: "job", Msg: fmt.Sprintf("payload is %d bytes, over the limit of %d", len(data), maxBytes)}
+	}
+	var j Job
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&j); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return nil, &FieldError{Field: te.Field, Msg: "must be " + te.Type.String() + ", got JSON " + te.Value}
+		}
+		if pe, ok := err.(*time.ParseError); ok {
+			return nil, &FieldError{Field: "deadline", Msg: "must be RFC 3339: " + pe.Error()}
+		}
+		if strings.Contains(err.Error(), "parsing time") {
+			return nil, &FieldError{Field: "deadline", Msg: "must be an RFC 3339 time: " + err.Error()}
+		}
+		return nil, &FieldError{Field: "job", Msg: "invalid JSON: " + err.Error()}
+	}
+	if j.V == 0 {
+		j.V = Version
+	}
+	return &j, nil
+}
+
+// Prepare fills the defaults of a freshly submitted job (version, id,
+// created_at, priority) and validates it.
+func (j *Job) Prepare(now time.Time) error {
+	if j.V == 0 {
+		j.V = Version
+	}
+	if j.ID == "" {
+		j.ID = NewJobID()
+	}
+	if j.CreatedAt.IsZero() {
+		j.CreatedAt = now.UTC()
+	}
+	if j.Priority == "" {
+		j.Priority = PriorityNormal
+	}
+	return j.Validate()
+}
+
+// Validate checks a job and returns a *FieldError naming the first bad field.
+func (j *Job) Validate() error {
+	if j.V != Version {
+		return &FieldError{Field: "v", Msg: fmt.Sprintf("unsupported version %d (want %d)", j.V, Version)}
+	}
+	if j.ID == "" {
+		return &FieldError{Field: "id", Msg: "is required"}
+	}
+	if len(j.ID) > 128 || strings.ContainsAny(j.ID, " \t\r\n.*>") {
+		return &FieldError{Field: "id", Msg: "must be at most 128 characters without spaces, '.', '*' or '>'"}
+	}
+	if j.Batch != "" && (len(j.Batch) > 128 || strings.ContainsAny(j.Batch, " \t\r\n.*>")) {
+		return &FieldError{Field: "batch", Msg: "must be at most 128 characters without spaces, '.', '*' or '>'"}
+	}
+	if j.Model != "" && !strings.Contains(j.Model, "/") {
+		return &FieldError{Field: "model", Msg: fmt.Sprintf("%q must be provider/model", j.Model)}
+	}
+	switch j.Priority {
+	case "", PriorityHigh, PriorityNormal, PriorityLow:
+	default:
+		return &FieldError{Field: "priority", Msg: fmt.Sprintf("%q must be high, normal or low", j.Priority)}
+	}
+	if len(j.Request) == 0 || bytes.Equal(bytes.TrimSpace(j.Request), []byte("null")) {
+		return &FieldError{Field: "request", Msg: "is required (an OpenAI chat-completions body)"}
+	}
+	var body struct {
+		Messages []json.RawMessage `json:"messages"`
+	}
+	if err := json.Unmarshal(j.Request, &body); err != nil {
+		return &FieldError{Field: "request", Msg: "must be a JSON object with a messages array: " + err.Error()}
+	}
+	if len(body.Messages) == 0 {
+		return &FieldError{Field: "request.messages", Msg: "must hold at least one message"}
+	}
+	for i, m := range body.Messages {
+		var msg struct {
+			Role string `json:"role"`
+		}
+		if err := json.Unmarshal(m, &msg); err != nil || msg.Role == "" {
+			return &FieldError{Field: fmt.Sprintf("request.messages[%d].role", i), Msg: "is required"}
+		}
+	}
+	return nil
+}
+
+// Expired reports whether the job's deadline has passed at now.
+func (j *Job) Expired(now time.Time) bool {
+	return j.Deadline != nil && !now.Before(*j.Deadline)
+}

@@ -1,0 +1,43 @@
+package workers
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/switchboard-llm/switchboard/schemas"
+)
+
+// Request is one provider call: an OpenAI chat-completions body and the
+// provider-side model name to put in it.
+type Request struct {
+	// Model is the provider's model name (the part after "provider/").
+	Model string
+	// Body is the caller's OpenAI chat-completions body, passed through;
+	// adapters override its "model" (and "stream") fields.
+	Body json.RawMessage
+}
+
+// Response is a provider's answer normalised to OpenAI's shape.
+type Response struct {
+	// Body is an OpenAI chat.completion object, whatever the provider.
+	Body json.RawMessage
+	// Usage is the token usage reported by the provider.
+	Usage schemas.Usage
+	// StatusCode is the upstream HTTP status.
+	StatusCode int
+}
+
+// Completer makes one non-streaming provider call. It makes exactly one HTTP
+// attempt: retries belong to the worker pool alone. Errors are *ProviderError
+// (or wrap one) so the pool can classify them.
+type Completer interface {
+	Complete(ctx context.Context, req *Request) (*Response, error)
+}
+
+// Streamer is implemented by adapters that can stream. Stream calls emit with
+// each chunk as an OpenAI chat.completion.chunk object (JSON); when emit
+// returns an error the adapter stops and returns it. The returned Response
+// holds the usage and the assembled chat.completion object.
+type Streamer interface {
+	Stream(ctx context.Context, req *Request, emit func(chunk json.RawMessage) error) (*Response, error)
+}
