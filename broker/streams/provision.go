@@ -86,14 +86,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, l config.Limits) error 
 	return nil
 }
 
-// AckWait is the ack deadline of a provider's consumer: longer than one call,
-// and workers send InProgress while a call runs.
+// AckWait is the ack deadline of a provider's consumer: longer than one call
+// (workers send InProgress every AckWait/3 while a job runs), and short enough
+// that a crashed worker's job is redelivered soon.
 func AckWait(timeout time.Duration) time.Duration {
-	w := timeout + 30*time.Second
-	if w < time.Minute {
-		w = time.Minute
-	}
-	return w
+	return timeout + 5*time.Second
 }
 
 // WorkerConsumerConfig is the durable pull consumer of a provider's pool.

@@ -55,6 +55,23 @@ func ResultByID(jobID string) string { return "llm.results.*." + jobID }
 // Chunks is the core subject carrying a streaming job's chunks.
 func Chunks(jobID string) string { return "llm.stream." + jobID }
 
+// Cancel is the core subject on which a gateway asks the worker running a
+// job to cancel its upstream call (the client went away).
+func Cancel(jobID string) string { return "llm.cancel." + jobID }
+
+// CancelAll matches every cancel request.
+const CancelAll = "llm.cancel.*"
+
+// Chunk message headers on llm.stream.<id>.
+const (
+	// HeaderChunkKind is "data" (payload: an OpenAI chat.completion.chunk)
+	// or "error" (payload: a schemas.ErrorInfo; the stream is over).
+	HeaderChunkKind = "Switchboard-Chunk"
+	// HeaderProvider and HeaderModel name the target serving the stream.
+	HeaderProvider = "Switchboard-Provider"
+	HeaderModel    = "Switchboard-Model"
+)
+
 // Telemetry is the subject of telemetry events of one kind
 // (schemas.EventAttempt or schemas.EventCompletion).
 func Telemetry(kind string) string { return "llm.telemetry." + kind }
