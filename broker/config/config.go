@@ -119,7 +119,24 @@ type Gateway struct {
 	MaxBodyBytes int `yaml:"max_body_bytes"`
 	// RequestTimeout bounds a sync request without a deadline of its own.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// MaxInFlight bounds the requests the gateway serves at once; above it
+	// callers get 429 with Retry-After.
+	MaxInFlight int `yaml:"max_in_flight"`
+	// APIKeys, when any are set, are the only bearer keys the gateway
+	// accepts; each key's tenant and tier override the request's metadata.
+	APIKeys []GatewayKey `yaml:"api_keys"`
 }
+
+// GatewayKey is one gateway API key. The key itself is read from the
+// environment variable KeyEnv, never from the file.
+type GatewayKey struct {
+	KeyEnv string `yaml:"key_env"`
+	Tenant string `yaml:"tenant"`
+	Tier   string `yaml:"tier"`
+}
+
+// Key reads the gateway key from its environment variable.
+func (k GatewayKey) Key() string { return os.Getenv(k.KeyEnv) }
 
 // Analytics configures telemetry ingestion into ClickHouse.
 type Analytics struct {
@@ -143,6 +160,7 @@ const (
 	DefaultTelemetryMaxAge  = 7 * 24 * time.Hour
 	DefaultMaxBodyBytes     = 1 << 20
 	DefaultRequestTimeout   = 120 * time.Second
+	DefaultMaxInFlight      = 1024
 	DefaultBatchRows        = 10_000
 	DefaultBatchInterval    = time.Second
 	DefaultProviderStrategy = StrategyOrdered
@@ -198,6 +216,7 @@ func (c *Config) ApplyDefaults() {
 	setIfZero(&l.TelemetryMaxAge, DefaultTelemetryMaxAge)
 	setIfZero(&c.Gateway.MaxBodyBytes, DefaultMaxBodyBytes)
 	setIfZero(&c.Gateway.RequestTimeout, DefaultRequestTimeout)
+	setIfZero(&c.Gateway.MaxInFlight, DefaultMaxInFlight)
 	setIfZero(&c.Analytics.BatchRows, DefaultBatchRows)
 	setIfZero(&c.Analytics.BatchInterval, DefaultBatchInterval)
 }
@@ -338,10 +357,41 @@ func (c *Config) Validate() error {
 	if l.DedupWindow != 0 && l.DedupWindow < 2*time.Minute {
 		bad("limits.dedup_window", "must be at least 2m, got %s", l.DedupWindow)
 	}
+	errs = append(errs, c.Gateway.validate()...)
 	if len(errs) > 0 {
 		return &Error{Problems: errs}
 	}
 	return nil
+}
+
+var envNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// validate checks the gateway section; problems carry their key paths.
+func (g Gateway) validate() []string {
+	var errs []string
+	if g.MaxBodyBytes < 0 {
+		errs = append(errs, "gateway.max_body_bytes: must not be negative")
+	}
+	if g.RequestTimeout < 0 {
+		errs = append(errs, "gateway.request_timeout: must not be negative")
+	}
+	if g.MaxInFlight < 0 {
+		errs = append(errs, fmt.Sprintf("gateway.max_in_flight: must be positive, got %d", g.MaxInFlight))
+	}
+	seen := map[string]bool{}
+	for i, k := range g.APIKeys {
+		path := fmt.Sprintf("gateway.api_keys[%d].key_env", i)
+		switch {
+		case k.KeyEnv == "":
+			errs = append(errs, path+": is required (the environment variable holding the key)")
+		case !envNameRe.MatchString(k.KeyEnv):
+			errs = append(errs, path+": must name an environment variable, not hold a key")
+		case seen[k.KeyEnv]:
+			errs = append(errs, fmt.Sprintf("%s: duplicate %q", path, k.KeyEnv))
+		}
+		seen[k.KeyEnv] = true
+	}
+	return errs
 }
 
 func contains(list []string, s string) bool {
