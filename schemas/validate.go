@@ -73,10 +73,10 @@ func (j *Job) Validate() error {
 	if j.ID == "" {
 		return &FieldError{Field: "id", Msg: "is required"}
 	}
-	if len(j.ID) > 128 || strings.ContainsAny(j.ID, " \t\r\n.*>") {
+	if !ValidToken(j.ID) {
 		return &FieldError{Field: "id", Msg: "must be at most 128 characters without spaces, '.', '*' or '>'"}
 	}
-	if j.Batch != "" && (len(j.Batch) > 128 || strings.ContainsAny(j.Batch, " \t\r\n.*>")) {
+	if j.Batch != "" && !ValidToken(j.Batch) {
 		return &FieldError{Field: "batch", Msg: "must be at most 128 characters without spaces, '.', '*' or '>'"}
 	}
 	if j.Model != "" && !strings.Contains(j.Model, "/") {
@@ -113,4 +113,10 @@ func (j *Job) Validate() error {
 // Expired reports whether the job's deadline has passed at now.
 func (j *Job) Expired(now time.Time) bool {
 	return j.Deadline != nil && !now.Before(*j.Deadline)
+}
+
+// ValidToken reports whether s can be one NATS subject token: 1 to 128
+// characters without whitespace, '.', '*' or '>'.
+func ValidToken(s string) bool {
+	return s != "" && len(s) <= 128 && !strings.ContainsAny(s, " \t\r\n.*>")
 }

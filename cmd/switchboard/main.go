@@ -30,7 +30,9 @@ type command struct {
 }
 
 // commands is the explicit registry of subcommands.
-var commands = map[string]command{}
+var commands = map[string]command{
+	"submit": {summary: "run an OpenAI Batch JSONL file through the broker (resumable)", run: runSubmit},
+}
 
 // errUsage marks a usage error (exit code 2).
 var errUsage = errors.New("usage error")

@@ -1,0 +1,461 @@
+// Package batch runs OpenAI Batch-format files through Switchboard: each
+// input line becomes a job, results are written in OpenAI's batch output
+// format matched by custom_id, and an interrupted run resumes without sending
+// any line twice.
+package batch
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/broker"
+	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/schemas"
+)
+
+// Options configure one batch run.
+type Options struct {
+	// Input is the OpenAI Batch input file (JSONL).
+	Input string
+	// Output receives one OpenAI Batch output line per input line.
+	Output string
+	// Route overrides each line's body.model when set.
+	Route string
+	// BatchID names the batch; by default it is derived from the input's
+	// content, so a re-run of the same file resumes the same batch.
+	BatchID string
+	// Chunk is how many lines are recorded and published per step.
+	Chunk int
+	// Progress receives a progress bar when non-nil (a TTY).
+	Progress io.Writer
+	// Metadata is added to every job (e.g. tenant).
+	Metadata map[string]string
+}
+
+// Summary counts a run's outcomes.
+type Summary struct {
+	BatchID   string
+	Total     int
+	Succeeded int
+	Failed    int
+	Invalid   int
+	// Resumed counts lines already answered by an earlier run.
+	Resumed int
+}
+
+// InputLine is one line of the OpenAI Batch input format.
+type InputLine struct {
+	CustomID string          `json:"custom_id"`
+	Method   string          `json:"method"`
+	URL      string          `json:"url"`
+	Body     json.RawMessage `json:"body"`
+}
+
+// OutputLine is one line of the OpenAI Batch output format.
+type OutputLine struct {
+	ID       string          `json:"id"`
+	CustomID string          `json:"custom_id"`
+	Response *OutputResponse `json:"response"`
+	Error    *OutputError    `json:"error"`
+}
+
+// OutputResponse is the response part of an output line.
+type OutputResponse struct {
+	StatusCode int             `json:"status_code"`
+	RequestID  string          `json:"request_id"`
+	Body       json.RawMessage `json:"body"`
+}
+
+// OutputError is the error part of an output line.
+type OutputError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// stateLine records that a line was given a job id (intent) and, later, that
+// its job was durably published (sent).
+type stateLine struct {
+	CustomID string `json:"custom_id"`
+	JobID    string `json:"job_id"`
+	Sent     bool   `json:"sent,omitempty"`
+}
+
+type pending struct {
+	line  int
+	input InputLine
+	jobID string
+	sent  bool
+}
+
+// Run submits every unanswered line of the input and waits until each has an
+// output line, or ctx ends (a later Run resumes).
+func Run(ctx context.Context, client *broker.Client, js jetstream.JetStream, opts Options) (*Summary, error) {
+	if opts.Chunk <= 0 {
+		opts.Chunk = 256
+	}
+	data, err := os.ReadFile(opts.Input)
+	if err != nil {
+		return nil, fmt.Errorf("read input: %w", err)
+	}
+	sum := &Summary{BatchID: opts.BatchID}
+	if sum.BatchID == "" {
+		h := sha256.Sum256(data)
+		sum.BatchID = "batch_" + hex.EncodeToString(h[:8])
+	}
+	if !schemas.ValidToken(sum.BatchID) {
+		return nil, fmt.Errorf("batch id %q must be a NATS subject token (no spaces, '.', '*' or '>')", sum.BatchID)
+	}
+
+	out, done, err := openOutput(opts.Output)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
+	statePath := opts.Output + ".state"
+	state, err := readState(statePath)
+	if err != nil {
+		return nil, err
+	}
+	stateFile, err := os.OpenFile(statePath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open state file: %w", err)
+	}
+	defer stateFile.Close()
+
+	w := &writer{out: out, done: done, sum: sum}
+	var todo []*pending
+	seen := map[string]int{}
+	for i, raw := range bytes.Split(data, []byte("\n")) {
+		lineNo := i + 1
+		if len(bytes.TrimSpace(raw)) == 0 {
+			continue
+		}
+		sum.Total++
+		in, perr := parseLine(raw)
+		if perr == nil {
+			if prev, dup := seen[in.CustomID]; dup {
+				perr = fmt.Errorf("duplicate custom_id %q (first on line %d)", in.CustomID, prev)
+				in.CustomID = ""
+			} else {
+				seen[in.CustomID] = lineNo
+			}
+		}
+		if perr != nil {
+			id := in.CustomID
+			if id == "" {
+				id = fmt.Sprintf("line-%d", lineNo)
+			}
+			if !done[id] {
+				if err := w.write(OutputLine{ID: "batch_req_" + id, CustomID: id,
+					Error: &OutputError{Code: "invalid_request", Message: fmt.Sprintf("line %d: %v", lineNo, perr)}}); err != nil {
+					return sum, err
+				}
+			}
+			sum.Invalid++
+			continue
+		}
+		if done[in.CustomID] {
+			sum.Resumed++
+			continue
+		}
+		p := &pending{line: lineNo, input: in}
+		if st, ok := state[in.CustomID]; ok {
+			p.jobID, p.sent = st.JobID, st.Sent
+		}
+		todo = append(todo, p)
+	}
+	if err := out.Sync(); err != nil {
+		return sum, fmt.Errorf("sync output: %w", err)
+	}
+	byJob := make(map[string]*pending, len(todo))
+	for _, p := range todo {
+		if p.jobID == "" {
+			p.jobID = schemas.NewJobID()
+		}
+		byJob[p.jobID] = p
+	}
+
+	// Collect results first, so none is missed while submitting.
+	results := make(chan *schemas.Result, 1024)
+	cons, err := js.OrderedConsumer(ctx, streams.StreamResults, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{streams.BatchResults(sum.BatchID)},
+	})
+	if err != nil {
+		return sum, fmt.Errorf("read results: %w", err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if res, err := schemas.DecodeResult(m.Data()); err == nil {
+			results <- res
+		}
+	})
+	if err != nil {
+		return sum, fmt.Errorf("read results: %w", err)
+	}
+	defer cc.Stop()
+
+	bar := newProgress(opts.Progress, sum.Total)
+	// remaining counts submitted lines still without an output line; lines
+	// the client rejects get a failed Result too, so every one is answered
+	// through the results stream.
+	remaining := len(todo)
+	handle := func(res *schemas.Result) error {
+		p, ok := byJob[res.ID]
+		if !ok || w.done[p.input.CustomID] {
+			return nil // another batch's run, or a redelivery
+		}
+		if err := w.write(outputFor(p, res)); err != nil {
+			return err
+		}
+		remaining--
+		bar.update(len(w.done), sum)
+		return nil
+	}
+	bar.update(len(w.done), sum)
+	for start := 0; start < len(todo); start += opts.Chunk {
+		chunk := todo[start:min(start+opts.Chunk, len(todo))]
+		if err := submitChunk(ctx, client, js, stateFile, chunk, sum.BatchID, opts); err != nil {
+			return sum, err
+		}
+		for drained := false; !drained; {
+			select {
+			case res := <-results:
+				if err := handle(res); err != nil {
+					return sum, err
+				}
+			default:
+				drained = true
+			}
+		}
+	}
+	flush := time.NewTicker(500 * time.Millisecond)
+	defer flush.Stop()
+	for remaining > 0 {
+		select {
+		case <-ctx.Done():
+			_ = out.Sync()
+			bar.finish()
+			return sum, fmt.Errorf("interrupted with %d of %d lines pending (re-run to resume): %w", remaining, sum.Total, ctx.Err())
+		case res := <-results:
+			if err := handle(res); err != nil {
+				return sum, err
+			}
+		case <-flush.C:
+			if err := out.Sync(); err != nil {
+				return sum, fmt.Errorf("sync output: %w", err)
+			}
+		}
+	}
+	bar.finish()
+	if err := out.Sync(); err != nil {
+		return sum, fmt.Errorf("sync output: %w", err)
+	}
+	return sum, nil
+}
+
+// submitChunk records intents durably, publishes the chunk's jobs and records
+// them as sent. A crash between the two records republishes with the same
+// job id and dedup id, so the line still runs once.
+func submitChunk(ctx context.Context, client *broker.Client, js jetstream.JetStream, state *os.File, chunk []*pending, batchID string, opts Options) error {
+	enc := json.NewEncoder(state)
+	var toSend []*pending
+	for _, p := range chunk {
+		if p.sent {
+			continue
+		}
+		if err := enc.Encode(stateLine{CustomID: p.input.CustomID, JobID: p.jobID}); err != nil {
+			return fmt.Errorf("write state: %w", err)
+		}
+		toSend = append(toSend, p)
+	}
+	if len(toSend) == 0 {
+		return nil
+	}
+	if err := state.Sync(); err != nil {
+		return fmt.Errorf("sync state: %w", err)
+	}
+	for _, p := range toSend {
+		job := jobFor(p, batchID, opts)
+		if err := client.Prepare(job); err != nil {
+			if errors.Is(err, schemas.ErrInvalid) || errors.Is(err, broker.ErrDeadlineExceeded) {
+				// Answer the line now with the error; it is never sent.
+				res := broker.FailedResult(job, schemas.ErrInvalidRequest, err.Error(), time.Now())
+				res.Error.StatusCode = 400
+				if perr := broker.PublishResult(ctx, js, client.Conn(), job, res); perr != nil {
+					return perr
+				}
+				continue
+			}
+			return err
+		}
+		if err := broker.PublishJob(ctx, js, job); err != nil {
+			return fmt.Errorf("line %d: %w", p.line, err)
+		}
+		p.sent = true
+		if err := enc.Encode(stateLine{CustomID: p.input.CustomID, JobID: p.jobID, Sent: true}); err != nil {
+			return fmt.Errorf("write state: %w", err)
+		}
+	}
+	return state.Sync()
+}
+
+func jobFor(p *pending, batchID string, opts Options) *schemas.Job {
+	job := &schemas.Job{ID: p.jobID, Batch: batchID, Request: p.input.Body,
+		Metadata: map[string]string{schemas.MetaCustomID: p.input.CustomID}}
+	for k, v := range opts.Metadata {
+		job.Metadata[k] = v
+	}
+	if opts.Route != "" {
+		job.Route = opts.Route
+	} else {
+		var body struct {
+			Model string `json:"model"`
+		}
+		_ = json.Unmarshal(p.input.Body, &body)
+		if strings.Contains(body.Model, "/") {
+			job.Model = body.Model
+		} else {
+			job.Route = body.Model
+		}
+	}
+	return job
+}
+
+func parseLine(raw []byte) (InputLine, error) {
+	var in InputLine
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		var loose InputLine
+		_ = json.Unmarshal(raw, &loose)
+		return loose, fmt.Errorf("invalid JSON: %v", err)
+	}
+	switch {
+	case in.CustomID == "":
+		return in, errors.New("custom_id is required")
+	case in.Method != "" && in.Method != "POST":
+		return in, fmt.Errorf("method %q: only POST is supported", in.Method)
+	case in.URL != "" && in.URL != "/v1/chat/completions" && in.URL != "/chat/completions":
+		return in, fmt.Errorf("url %q: only /v1/chat/completions is supported", in.URL)
+	case len(in.Body) == 0 || in.Body[0] != '{':
+		return in, errors.New("body must be a JSON object (a chat-completions request)")
+	}
+	return in, nil
+}
+
+func outputFor(p *pending, res *schemas.Result) OutputLine {
+	line := OutputLine{ID: "batch_req_" + res.ID, CustomID: p.input.CustomID}
+	if res.Status == schemas.StatusSucceeded {
+		line.Response = &OutputResponse{StatusCode: 200, RequestID: res.ID, Body: res.Response}
+		return line
+	}
+	e := res.Error
+	if e == nil {
+		e = &schemas.ErrorInfo{Type: schemas.ErrInternal, Message: "job failed without an error"}
+	}
+	status := e.StatusCode
+	if status == 0 {
+		status = schemas.HTTPStatus(e.Type)
+	}
+	body, _ := json.Marshal(map[string]any{"error": map[string]any{"message": e.Message, "type": e.Type, "code": e.Type}})
+	line.Response = &OutputResponse{StatusCode: status, RequestID: res.ID, Body: body}
+	line.Error = &OutputError{Code: e.Type, Message: e.Message}
+	return line
+}
+
+type writer struct {
+	out  *os.File
+	done map[string]bool
+	sum  *Summary
+}
+
+func (w *writer) write(line OutputLine) error {
+	data, err := json.Marshal(line)
+	if err != nil {
+		return err
+	}
+	if _, err := w.out.Write(append(data, '\n')); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	w.done[line.CustomID] = true
+	switch {
+	case line.Response == nil:
+	case line.Error == nil:
+		w.sum.Succeeded++
+	default:
+		w.sum.Failed++
+	}
+	return nil
+}
+
+// openOutput opens the output for appending and returns the custom_ids it
+// already answers; a torn last line (a crash mid-write) is cut off.
+func openOutput(path string) (*os.File, map[string]bool, error) {
+	done := map[string]bool{}
+	data, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, nil, fmt.Errorf("read output: %w", err)
+	}
+	valid := 0
+	for len(data[valid:]) > 0 {
+		nl := bytes.IndexByte(data[valid:], '\n')
+		if nl < 0 {
+			break
+		}
+		var line OutputLine
+		if json.Unmarshal(data[valid:valid+nl], &line) != nil {
+			break
+		}
+		done[line.CustomID] = true
+		valid += nl + 1
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open output: %w", err)
+	}
+	if err := f.Truncate(int64(valid)); err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("truncate output: %w", err)
+	}
+	if _, err := f.Seek(int64(valid), io.SeekStart); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, done, nil
+}
+
+func readState(path string) (map[string]stateLine, error) {
+	state := map[string]stateLine{}
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return state, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read state: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var st stateLine
+		if json.Unmarshal(sc.Bytes(), &st) != nil {
+			continue // a torn last record
+		}
+		if prev, ok := state[st.CustomID]; ok && prev.JobID == st.JobID {
+			st.Sent = st.Sent || prev.Sent
+		}
+		state[st.CustomID] = st
+	}
+	return state, sc.Err()
+}

@@ -1,0 +1,111 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/schemas"
+)
+
+// ServiceName is the NATS micro service name.
+const ServiceName = "switchboard"
+
+// ServiceVersion is the micro service's semantic version.
+const ServiceVersion = "1.0.0"
+
+// Service answers sync completion requests on llm.complete: the request is a
+// Job, the reply a Result. The handler only validates and enqueues; the worker
+// that finishes the job replies straight to the requester's inbox, so one
+// service instance never holds a request open.
+type Service struct {
+	client *Client
+	log    *slog.Logger
+	// DefaultTimeout becomes the deadline of jobs that carry none, so work
+	// stops once no requester can still be waiting.
+	DefaultTimeout time.Duration
+	sem            chan struct{}
+}
+
+// NewService returns the request-reply service for client.
+func NewService(client *Client, defaultTimeout time.Duration, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{client: client, log: log, DefaultTimeout: defaultTimeout, sem: make(chan struct{}, 256)}
+}
+
+// Run registers the service and serves until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	svc, err := micro.AddService(s.client.Conn(), micro.Config{
+		Name:        ServiceName,
+		Version:     ServiceVersion,
+		Description: "LLM completion broker: request = Job JSON, reply = Result JSON",
+		Endpoint: &micro.EndpointConfig{
+			Subject: streams.SubjectComplete,
+			Handler: micro.HandlerFunc(s.handle),
+			Metadata: map[string]string{
+				"request": "schemas/v1/job.json", "reply": "schemas/v1/result.json",
+			},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("register service %s: %w", ServiceName, err)
+	}
+	<-ctx.Done()
+	return svc.Stop()
+}
+
+func (s *Service) handle(req micro.Request) {
+	if req.Reply() == "" {
+		s.log.Warn("llm.complete: request without a reply subject dropped")
+		return
+	}
+	job, err := schemas.DecodeJob(req.Data(), s.client.resolver.Config().Limits.MaxJobBytes)
+	if err != nil {
+		s.fail(req, &schemas.Job{}, err)
+		return
+	}
+	job.Reply = req.Reply()
+	if job.Deadline == nil && s.DefaultTimeout > 0 {
+		d := time.Now().Add(s.DefaultTimeout).UTC()
+		job.Deadline = &d
+	}
+	if err := s.client.Prepare(job); err != nil {
+		s.fail(req, job, err)
+		return
+	}
+	s.sem <- struct{}{}
+	go func() {
+		defer func() { <-s.sem }()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := PublishJob(ctx, s.client.js, job); err != nil {
+			s.fail(req, job, err)
+		}
+	}()
+}
+
+// fail replies with a failed Result and the micro error headers.
+func (s *Service) fail(req micro.Request, job *schemas.Job, err error) {
+	errType, code := schemas.ErrInvalidRequest, "400"
+	switch {
+	case errors.Is(err, ErrDeadlineExceeded):
+		errType, code = schemas.ErrDeadlineExceeded, "504"
+	case errors.Is(err, ErrQueueFull):
+		errType, code = schemas.ErrRateLimited, "429"
+	case !errors.Is(err, schemas.ErrInvalid):
+		errType, code = schemas.ErrInternal, "500"
+	}
+	res := FailedResult(job, errType, err.Error(), time.Now())
+	data, _ := json.Marshal(res)
+	if rerr := req.Error(code, err.Error(), data); rerr != nil {
+		s.log.Warn("llm.complete: reply", "err", rerr)
+	}
+}
