@@ -21,7 +21,7 @@ func PublishResult(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, j
 		return fmt.Errorf("encode result: %w", err)
 	}
 	msg := &nats.Msg{Subject: streams.Result(job.Batch, job.ID), Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, streams.ResultMsgID(job.ID))
+	msg.Header.Set(jetstream.MsgIDHeader, streams.ResultMsgID(job.ID, job.Hop))
 	if _, err := js.PublishMsg(ctx, msg); err != nil {
 		return fmt.Errorf("publish result of job %s: %w", job.ID, err)
 	}

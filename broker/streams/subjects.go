@@ -90,8 +90,10 @@ const (
 // HopMsgID is the Nats-Msg-Id of a job's hop-th publish to a provider subject.
 func HopMsgID(jobID string, hop int) string { return jobID + "." + strconv.Itoa(hop) }
 
-// ResultMsgID is the Nats-Msg-Id of a job's result.
-func ResultMsgID(jobID string) string { return jobID + ".result" }
+// ResultMsgID is the Nats-Msg-Id of a job's result at a hop: a redelivered
+// hop deduplicates, while a job replayed from the DLQ (a later hop) can
+// publish its new result.
+func ResultMsgID(jobID string, hop int) string { return jobID + ".result." + strconv.Itoa(hop) }
 
 // SubmitMsgID is the Nats-Msg-Id of a raw job published on llm.submit.
 func SubmitMsgID(jobID string) string { return jobID + ".submit" }

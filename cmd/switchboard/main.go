@@ -31,6 +31,7 @@ type command struct {
 
 // commands is the explicit registry of subcommands.
 var commands = map[string]command{
+	"dlq":    {summary: "list or replay dead-lettered jobs", run: runDLQ},
 	"submit": {summary: "run an OpenAI Batch JSONL file through the broker (resumable)", run: runSubmit},
 }
 

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+
+	"github.com/switchboard-llm/switchboard/broker"
+	"github.com/switchboard-llm/switchboard/broker/dlq"
+	"github.com/switchboard-llm/switchboard/broker/route"
+)
+
+func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "replay") {
+		fmt.Fprintln(stderr, "usage: switchboard dlq list [--limit N] [--json] | switchboard dlq replay SEQ... | --all")
+		return fmt.Errorf("%w: dlq needs list or replay", errUsage)
+	}
+	sub := args[0]
+	fs := newFlags("dlq "+sub, stderr)
+	var c commonFlags
+	c.register(fs, false, false)
+	limit := fs.Int("limit", 100, "list: at most this many entries (0 = all)")
+	asJSON := fs.Bool("json", false, "list: print JSON lines")
+	all := fs.Bool("all", false, "replay: every replayable dead letter")
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	nc, js, err := connectNATS(ctx, c.natsURL, "switchboard-dlq")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if sub == "list" {
+		entries, err := dlq.List(ctx, js, 0, *limit)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			for _, e := range entries {
+				if err := enc.Encode(e); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SEQ\tTIME\tSUBJECT\tJOB\tROUTE\tREASON")
+		for _, e := range entries {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Format("2006-01-02T15:04:05Z07:00"), e.Subject, e.JobID, e.Route, e.Reason)
+		}
+		return tw.Flush()
+	}
+	cfg, err := loadConfig(c.config)
+	if err != nil {
+		return err
+	}
+	client := broker.NewClient(nc, js, route.New(cfg))
+	var seqs []uint64
+	if *all {
+		entries, err := dlq.List(ctx, js, 0, 0)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if e.JobID != "" {
+				seqs = append(seqs, e.Seq)
+			}
+		}
+	}
+	for _, a := range fs.Args() {
+		n, err := strconv.ParseUint(a, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%w: %q is not a sequence number", errUsage, a)
+		}
+		seqs = append(seqs, n)
+	}
+	if len(seqs) == 0 {
+		return fmt.Errorf("%w: name the sequence numbers to replay, or --all", errUsage)
+	}
+	failed := 0
+	for _, seq := range seqs {
+		id, err := dlq.Replay(ctx, js, client, seq)
+		if err != nil {
+			failed++
+			fmt.Fprintf(stderr, "dlq %d: %v\n", seq, err)
+			continue
+		}
+		fmt.Fprintf(stdout, "replayed dead letter %d as job %s\n", seq, id)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d dead letters not replayed", failed, len(seqs))
+	}
+	return nil
+}
