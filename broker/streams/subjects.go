@@ -98,8 +98,8 @@ func ResultMsgID(jobID string, hop int) string { return jobID + ".result." + str
 // SubmitMsgID is the Nats-Msg-Id of a raw job published on llm.submit.
 func SubmitMsgID(jobID string) string { return jobID + ".submit" }
 
-// DLQMsgID is the Nats-Msg-Id of a job's dead letter.
-func DLQMsgID(jobID string) string { return jobID + ".dlq" }
+// DLQMsgID is the Nats-Msg-Id of a job's dead letter at a hop.
+func DLQMsgID(jobID string, hop int) string { return jobID + ".dlq." + strconv.Itoa(hop) }
 
 // ProviderFromSubject returns the provider token of llm.jobs.<provider>.
 func ProviderFromSubject(subject string) string {
