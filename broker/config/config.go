@@ -39,6 +39,12 @@ type Config struct {
 	Limits       Limits    `yaml:"limits"`
 	Gateway      Gateway   `yaml:"gateway"`
 	Analytics    Analytics `yaml:"analytics"`
+	// Resilience policies (see resilience.go).
+	Budgets    []Budget   `yaml:"budgets"`
+	Breaker    Breaker    `yaml:"breaker"`
+	RateLimits RateLimits `yaml:"rate_limits"`
+	Lanes      Lanes      `yaml:"lanes"`
+	Routing    Routing    `yaml:"routing"`
 }
 
 // Provider is one upstream endpoint and its limits.
@@ -50,6 +56,9 @@ type Provider struct {
 	// APIKeyEnv names the environment variable that holds the key; keys are
 	// never read from the file.
 	APIKeyEnv string `yaml:"api_key_env"`
+	// APIKeyEnvs names more key variables; the pool rotates keys on 429 and
+	// takes a key out of rotation on 401 (see APIKeys).
+	APIKeyEnvs []string `yaml:"api_key_envs"`
 	// Concurrency caps in-flight calls over all worker processes (MaxAckPending).
 	Concurrency int           `yaml:"concurrency"`
 	RPM         int           `yaml:"rpm"`
@@ -83,6 +92,10 @@ type Route struct {
 	// FallbackOn lists the error types that move a job to the next target.
 	FallbackOn       []string      `yaml:"fallback_on"`
 	LatencyThreshold time.Duration `yaml:"latency_threshold"`
+	// Mode is what happens at LatencyThreshold: "cancel" (default) stops the
+	// slow call and moves on, "hedge" starts the next target beside it and
+	// the first answer wins.
+	Mode string `yaml:"mode"`
 }
 
 // RouteTarget is one provider/model of a route.
@@ -219,6 +232,7 @@ func (c *Config) ApplyDefaults() {
 	setIfZero(&c.Gateway.MaxInFlight, DefaultMaxInFlight)
 	setIfZero(&c.Analytics.BatchRows, DefaultBatchRows)
 	setIfZero(&c.Analytics.BatchInterval, DefaultBatchInterval)
+	c.applyResilienceDefaults()
 }
 
 func setIfZero[T comparable](dst *T, v T) {
@@ -358,6 +372,7 @@ func (c *Config) Validate() error {
 		bad("limits.dedup_window", "must be at least 2m, got %s", l.DedupWindow)
 	}
 	errs = append(errs, c.Gateway.validate()...)
+	c.validateResilience(providers, routes, bad)
 	if len(errs) > 0 {
 		return &Error{Problems: errs}
 	}
