@@ -138,7 +138,6 @@ const (
 // DefaultTripOn is the error types that count against a breaker by default.
 var DefaultTripOn = []string{"server_error", "timeout", "connection"}
 
-
 // APIKeys returns the provider's non-empty keys, api_key_env first, then
 // api_key_envs in order, without duplicates.
 func (p Provider) APIKeys() []string {
