@@ -1,0 +1,96 @@
+package kvstate
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/internal/natstest"
+)
+
+func TestModifyConcurrentIncrements(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx := natstest.Context(t)
+	var wg sync.WaitGroup
+	const workers, each = 4, 25
+	kvs := make([]jetstream.KeyValue, workers)
+	for i := range kvs {
+		_, js := srv.Connect(t)
+		kv, err := Bucket(ctx, js, jetstream.KeyValueConfig{Bucket: "sb_test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kvs[i] = kv
+	}
+	cache, err := Watch(ctx, kvs[0], "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, workers*each)
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func(kv jetstream.KeyValue) {
+			defer wg.Done()
+			for j := 0; j < each; j++ {
+				_, _, err := Modify(ctx, kv, "n", func(cur []byte, exists bool) ([]byte, bool, error) {
+					n := 0
+					if exists {
+						n, _ = strconv.Atoi(string(cur))
+					}
+					return []byte(strconv.Itoa(n + 1)), true, nil
+				})
+				if err != nil {
+					errs <- err
+				}
+			}
+		}(kvs[i])
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		e, ok := cache.Get("n")
+		if !ok || string(e.Value) != strconv.Itoa(workers*each) {
+			return fmt.Errorf("cached n = %q, want %d", e.Value, workers*each)
+		}
+		return nil
+	})
+}
+
+func TestModifyNoWrite(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := srv.Connect(t)
+	ctx := context.Background()
+	kv, err := Bucket(ctx, js, jetstream.KeyValueConfig{Bucket: "sb_test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = Modify(ctx, kv, "k", func([]byte, bool) ([]byte, bool, error) { return nil, false, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(ctx, "k"); err == nil {
+		t.Fatal("key written although f said not to")
+	}
+}
+
+func TestKey(t *testing.T) {
+	cases := map[string][]string{
+		"openai.gpt-4o-mini":    {"openai", "gpt-4o-mini"},
+		"gemini.gemini-1=2E5":   {"gemini", "gemini-1.5"},
+		"x.a=2Fb=3Dc":           {"x", "a/b=c"},
+		"t.acme_corp.d.2026-01": {"t", "acme_corp", "d", "2026-01"},
+	}
+	for want, tokens := range cases {
+		if got := Key(tokens...); got != want {
+			t.Errorf("Key(%q) = %q, want %q", tokens, got, want)
+		}
+	}
+}
