@@ -31,8 +31,9 @@ type command struct {
 
 // commands is the explicit registry of subcommands.
 var commands = map[string]command{
-	"dlq":    {summary: "list or replay dead-lettered jobs", run: runDLQ},
-	"submit": {summary: "run an OpenAI Batch JSONL file through the broker (resumable)", run: runSubmit},
+	"dlq":     {summary: "list or replay dead-lettered jobs", run: runDLQ},
+	"gateway": {summary: "serve the OpenAI-compatible HTTP API (chat completions, async jobs, metrics)", run: runGateway},
+	"submit":  {summary: "run an OpenAI Batch JSONL file through the broker (resumable)", run: runSubmit},
 }
 
 // errUsage marks a usage error (exit code 2).

@@ -1,0 +1,300 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/switchboard-llm/switchboard/broker"
+	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/schemas"
+)
+
+// chunkBuffer bounds the chunks buffered per stream between NATS and a slow
+// client; beyond it chunks are dropped and the stream ends in an error.
+const chunkBuffer = 1024
+
+// handleChat serves POST /v1/chat/completions.
+func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	body, e := s.readBody(w, r)
+	if e != nil {
+		s.writeError(w, r, "chat", "", e)
+		return
+	}
+	fields, e := topLevel(body)
+	if e != nil {
+		s.writeError(w, r, "chat", "", e)
+		return
+	}
+	job, stream, e := s.jobFromChat(r, body, fields)
+	if e != nil {
+		s.writeError(w, r, "chat", "", e)
+		return
+	}
+	if err := s.client.Prepare(job); err != nil {
+		s.writeError(w, r, "chat", label(job), fromSubmit(err, "request."))
+		return
+	}
+	w.Header().Set(HeaderJobID, job.ID)
+	if stream {
+		s.stream(w, r, job, start)
+		return
+	}
+	s.complete(w, r, job, start)
+}
+
+// waitContext bounds waiting for a job: its own deadline, else
+// gateway.request_timeout (which then becomes the job's deadline, so workers
+// skip it once nobody waits).
+func (s *Server) waitContext(ctx context.Context, job *schemas.Job) (context.Context, context.CancelFunc) {
+	if job.Deadline == nil {
+		d := time.Now().Add(s.cfg.Gateway.RequestTimeout).UTC()
+		job.Deadline = &d
+	}
+	return context.WithDeadline(ctx, *job.Deadline)
+}
+
+// cancelJob asks the worker running a job to cancel its upstream call.
+func (s *Server) cancelJob(id, reason string) {
+	if err := s.nc.Publish(streams.Cancel(id), []byte(reason)); err != nil {
+		s.log.Warn("publish cancel", "job_id", id, "err", err)
+	}
+}
+
+func (s *Server) done(endpoint, route string, status int, start time.Time) {
+	s.metrics.requests.add(1, endpoint, route, strconv.Itoa(status))
+	s.metrics.duration.observe(time.Since(start).Seconds(), endpoint, route)
+}
+
+// complete serves a non-streaming chat completion.
+func (s *Server) complete(w http.ResponseWriter, r *http.Request, job *schemas.Job, start time.Time) {
+	ctx, cancel := s.waitContext(r.Context(), job)
+	defer cancel()
+	res, err := s.client.Complete(ctx, job)
+	route := label(job)
+	if err != nil {
+		if r.Context().Err() != nil {
+			s.cancelJob(job.ID, "client disconnected")
+			s.done("chat", route, StatusClientClosed, start)
+			return
+		}
+		if errors.Is(err, broker.ErrDeadlineExceeded) {
+			s.cancelJob(job.ID, "deadline exceeded")
+		}
+		e := fromSubmit(err, "request.")
+		writeError(w, e)
+		s.done("chat", route, e.Status, start)
+		return
+	}
+	s.metrics.observeResult(route, res)
+	setResultHeaders(w, res)
+	if res.Status != schemas.StatusSucceeded {
+		e := fromResult(res)
+		writeError(w, e)
+		s.done("chat", route, e.Status, start)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(res.Response)
+	s.done("chat", route, http.StatusOK, start)
+}
+
+func setResultHeaders(w http.ResponseWriter, res *schemas.Result) {
+	h := w.Header()
+	if res.Provider != "" {
+		h.Set(HeaderProvider, res.Provider)
+	}
+	if res.Model != "" {
+		h.Set(HeaderModel, res.Model)
+	}
+	h.Set(HeaderAttempts, strconv.Itoa(len(res.Attempts)))
+}
+
+// sse writes server-sent events, flushing each.
+type sse struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	started bool
+}
+
+func (e *sse) start(provider, model string) {
+	h := e.w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("Trailer", HeaderAttempts)
+	if provider != "" {
+		h.Set(HeaderProvider, provider)
+	}
+	if model != "" {
+		h.Set(HeaderModel, model)
+	}
+	e.w.WriteHeader(http.StatusOK)
+	e.started = true
+}
+
+func (e *sse) data(payload []byte) error {
+	if bytes.IndexByte(payload, '\n') >= 0 {
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, payload); err == nil {
+			payload = buf.Bytes()
+		}
+	}
+	if _, err := e.w.Write([]byte("data: ")); err != nil {
+		return err
+	}
+	if _, err := e.w.Write(payload); err != nil {
+		return err
+	}
+	if _, err := e.w.Write([]byte("\n\n")); err != nil {
+		return err
+	}
+	return e.rc.Flush()
+}
+
+// stream serves a streaming chat completion: it subscribes to the job's
+// chunks and result before publishing the job, holds the response until the
+// first chunk (so failover before it is invisible), relays every chunk and
+// ends with [DONE] when the Result arrives, or with an error event.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, job *schemas.Job, start time.Time) {
+	route := label(job)
+	job.Stream = true
+	ctx, cancel := s.waitContext(r.Context(), job)
+	defer cancel()
+
+	msgs := make(chan *nats.Msg, chunkBuffer)
+	chunkSub, err := s.nc.ChanSubscribe(streams.Chunks(job.ID), msgs)
+	if err != nil {
+		s.writeError(w, r, "chat_stream", route, fromSubmit(fmt.Errorf("subscribe to chunks: %w", err), ""))
+		return
+	}
+	defer chunkSub.Unsubscribe()
+	resultSubject := streams.Result(job.Batch, job.ID)
+	resSub, err := s.nc.ChanSubscribe(resultSubject, msgs)
+	if err != nil {
+		s.writeError(w, r, "chat_stream", route, fromSubmit(fmt.Errorf("subscribe to result: %w", err), ""))
+		return
+	}
+	defer resSub.Unsubscribe()
+	if err := broker.PublishJob(ctx, s.js, job); err != nil {
+		s.writeError(w, r, "chat_stream", route, fromSubmit(err, "request."))
+		return
+	}
+
+	out := &sse{w: w, rc: http.NewResponseController(w)}
+	status := http.StatusOK
+	defer func() { s.done("chat_stream", route, status, start) }()
+	fail := func(e *apiError) {
+		status = e.Status
+		if !out.started {
+			writeError(w, e)
+			return
+		}
+		out.data(e.body())
+	}
+	finish := func(res *schemas.Result) {
+		s.metrics.observeResult(route, res)
+		w.Header().Set(HeaderAttempts, strconv.Itoa(len(res.Attempts)))
+		if res.Status != schemas.StatusSucceeded {
+			if !out.started {
+				setResultHeaders(w, res)
+			}
+			fail(fromResult(res))
+			return
+		}
+		if !out.started {
+			// The worker answered without streaming: send the whole
+			// completion as one chunk.
+			chunk, err := completionChunk(res.Response)
+			if err != nil {
+				fail(&apiError{Status: http.StatusBadGateway, Type: typeUpstream, Code: schemas.ErrBadResponse, Message: "could not convert the completion to a chunk: " + err.Error()})
+				return
+			}
+			out.start(res.Provider, res.Model)
+			s.metrics.ttft.observe(time.Since(start).Seconds(), route)
+			out.data(chunk)
+		}
+		out.data([]byte("[DONE]"))
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			if r.Context().Err() != nil {
+				s.cancelJob(job.ID, "client disconnected")
+				status = StatusClientClosed
+				return
+			}
+			// The result's core message may have been missed (reconnect):
+			// the stored result is the source of truth.
+			if res, err := s.client.Result(context.Background(), job.ID); err == nil {
+				finish(res)
+				return
+			}
+			s.cancelJob(job.ID, "deadline exceeded")
+			fail(&apiError{Status: http.StatusGatewayTimeout, Type: typeTimeout, Code: schemas.ErrDeadlineExceeded,
+				Message: "the request's deadline passed before the stream ended"})
+			return
+		case msg := <-msgs:
+			if msg.Subject == resultSubject {
+				res, err := schemas.DecodeResult(msg.Data)
+				if err != nil {
+					fail(&apiError{Status: http.StatusBadGateway, Type: typeUpstream, Code: schemas.ErrBadResponse, Message: "unreadable result: " + err.Error()})
+					return
+				}
+				finish(res)
+				return
+			}
+			if msg.Header.Get(streams.HeaderChunkKind) == "error" {
+				var info schemas.ErrorInfo
+				if err := json.Unmarshal(msg.Data, &info); err != nil || info.Type == "" {
+					info = schemas.ErrorInfo{Type: schemas.ErrBadResponse, Message: "the stream failed"}
+				}
+				fail(fromErrorInfo(&info))
+				return
+			}
+			if !out.started {
+				out.start(msg.Header.Get(streams.HeaderProvider), msg.Header.Get(streams.HeaderModel))
+				s.metrics.ttft.observe(time.Since(start).Seconds(), route)
+			}
+			if err := out.data(msg.Data); err != nil {
+				s.cancelJob(job.ID, "client disconnected")
+				status = StatusClientClosed
+				return
+			}
+			if n, _ := chunkSub.Dropped(); n > 0 {
+				s.cancelJob(job.ID, "client too slow")
+				fail(&apiError{Status: http.StatusBadGateway, Type: typeServer, Code: "stream_overflow",
+					Message: fmt.Sprintf("the client read too slowly: %d chunks were dropped", n)})
+				return
+			}
+		}
+	}
+}
+
+// completionChunk turns a chat.completion into one chat.completion.chunk
+// carrying each choice's whole message as its delta.
+func completionChunk(resp json.RawMessage) ([]byte, error) {
+	var c map[string]any
+	if err := json.Unmarshal(resp, &c); err != nil {
+		return nil, err
+	}
+	c["object"] = "chat.completion.chunk"
+	if choices, ok := c["choices"].([]any); ok {
+		for _, ch := range choices {
+			if m, ok := ch.(map[string]any); ok {
+				m["delta"] = m["message"]
+				delete(m, "message")
+			}
+		}
+	}
+	return json.Marshal(c)
+}

@@ -1,0 +1,165 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/switchboard-llm/switchboard/broker"
+	"github.com/switchboard-llm/switchboard/schemas"
+)
+
+// Sentinel errors of the gateway.
+var (
+	// ErrNoConn means Options carried no NATS connection.
+	ErrNoConn = errors.New("gateway: a NATS connection is required")
+	// ErrNoConfig means Options carried no config.
+	ErrNoConfig = errors.New("gateway: a config is required")
+	// ErrKeyNotSet means a configured gateway key's environment variable is empty.
+	ErrKeyNotSet = errors.New("gateway key environment variable is not set")
+)
+
+// StatusClientClosed is the status recorded (and, when anyone still listens,
+// sent) when the client went away before its answer: nginx's 499.
+const StatusClientClosed = 499
+
+// OpenAI error types used in error bodies.
+const (
+	typeInvalidRequest = "invalid_request_error"
+	typeAuthentication = "authentication_error"
+	typeNotFound       = "not_found_error"
+	typeRateLimit      = "rate_limit_error"
+	typeQuota          = "insufficient_quota"
+	typeTimeout        = "timeout_error"
+	typeUpstream       = "upstream_error"
+	typeServer         = "server_error"
+	typeCanceled       = "canceled"
+	typeUnavailable    = "service_unavailable"
+)
+
+// apiError is an error answered in OpenAI's shape
+// {"error":{"message","type","param","code"}}.
+type apiError struct {
+	Status  int    `json:"-"`
+	Message string `json:"message"`
+	Type    string `json:"type"`
+	Param   string `json:"param,omitempty"`
+	Code    string `json:"code"`
+	// RetryAfter, in seconds, is sent as the Retry-After header when > 0.
+	RetryAfter int `json:"-"`
+}
+
+func (e *apiError) Error() string { return e.Message }
+
+// body renders the error as OpenAI's error object.
+func (e *apiError) body() []byte {
+	b, _ := json.Marshal(struct {
+		Error *apiError `json:"error"`
+	}{e})
+	return b
+}
+
+func invalid(param, format string, args ...any) *apiError {
+	return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Code: "invalid_request", Param: param, Message: fmt.Sprintf(format, args...)}
+}
+
+// ResultError maps a failed Result's error to an OpenAI-shaped error and an
+// HTTP status. It is the one mapping from Switchboard's error types to
+// statuses: the caller's mistakes are 4xx, upstream trouble is 5xx (an
+// upstream auth failure is the operator's config problem, hence 502).
+func ResultError(info *schemas.ErrorInfo) (status int, errType string) {
+	if info == nil {
+		return http.StatusBadGateway, typeUpstream
+	}
+	switch info.Type {
+	case schemas.ErrRateLimited:
+		return http.StatusTooManyRequests, typeRateLimit
+	case schemas.ErrBudgetExceeded:
+		return http.StatusTooManyRequests, typeQuota
+	case schemas.ErrInvalidRequest, schemas.ErrContentFilter:
+		return http.StatusBadRequest, typeInvalidRequest
+	case schemas.ErrNotFound:
+		return http.StatusNotFound, typeNotFound
+	case schemas.ErrTimeout, schemas.ErrDeadlineExceeded:
+		return http.StatusGatewayTimeout, typeTimeout
+	case schemas.ErrCanceled:
+		return StatusClientClosed, typeCanceled
+	case schemas.ErrNoTarget:
+		return http.StatusServiceUnavailable, typeUnavailable
+	case schemas.ErrInternal:
+		return http.StatusInternalServerError, typeServer
+	default: // auth, server_error, connection, bad_response, exhausted, unknown
+		return http.StatusBadGateway, typeUpstream
+	}
+}
+
+// fromResult builds the error answer of a failed Result.
+func fromResult(res *schemas.Result) *apiError {
+	info := res.Error
+	status, typ := ResultError(info)
+	e := &apiError{Status: status, Type: typ, Code: "upstream_error", Message: "job failed"}
+	if info != nil {
+		e.Code = info.Type
+		e.Message = info.Message
+		if e.Message == "" {
+			e.Message = "job failed: " + info.Type
+		}
+	}
+	if n := len(res.Attempts); n > 0 {
+		e.Message = fmt.Sprintf("%s (after %d attempt%s)", e.Message, n, plural(n))
+	}
+	if status == http.StatusTooManyRequests {
+		e.RetryAfter = 1
+	}
+	return e
+}
+
+// fromErrorInfo builds the error answer of a stream's error chunk.
+func fromErrorInfo(info *schemas.ErrorInfo) *apiError {
+	status, typ := ResultError(info)
+	e := &apiError{Status: status, Type: typ, Code: info.Type, Message: info.Message}
+	if e.Message == "" {
+		e.Message = "stream failed: " + info.Type
+	}
+	return e
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// fromSubmit maps an error of Prepare/Submit/Complete to its answer.
+// prefix is stripped from field names ("request." for chat bodies, whose
+// fields are top level to the caller).
+func fromSubmit(err error, prefix string) *apiError {
+	var fe *schemas.FieldError
+	switch {
+	case errors.Is(err, broker.ErrQueueFull):
+		return &apiError{Status: http.StatusTooManyRequests, Type: typeRateLimit, Code: "queue_full", RetryAfter: 1,
+			Message: "the job queue is full; retry later"}
+	case errors.Is(err, broker.ErrDeadlineExceeded):
+		return &apiError{Status: http.StatusGatewayTimeout, Type: typeTimeout, Code: schemas.ErrDeadlineExceeded,
+			Message: "the request's deadline passed before a result arrived"}
+	case errors.As(err, &fe):
+		field := strings.TrimPrefix(fe.Field, prefix)
+		if fe.Field == "request" && strings.Contains(fe.Msg, "over the limit") {
+			return &apiError{Status: http.StatusRequestEntityTooLarge, Type: typeInvalidRequest, Code: "request_too_large",
+				Message: "request body is too large: " + fe.Msg}
+		}
+		if fe.Field == "route" || fe.Field == "model" {
+			return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Code: "model_not_found", Param: "model",
+				Message: "model: " + fe.Msg}
+		}
+		return invalid(field, "%s: %s", field, fe.Msg)
+	case errors.Is(err, schemas.ErrInvalid):
+		return invalid("", "%v", err)
+	default:
+		return &apiError{Status: http.StatusServiceUnavailable, Type: typeUnavailable, Code: "broker_unavailable", RetryAfter: 1,
+			Message: "the broker could not accept the job: " + err.Error()}
+	}
+}

@@ -1,0 +1,219 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/switchboard-llm/switchboard/schemas"
+)
+
+// Request headers that carry job metadata.
+const (
+	HeaderTenant   = "X-Switchboard-Tenant"
+	HeaderTier     = "X-Switchboard-Tier"
+	HeaderTask     = "X-Switchboard-Task"
+	HeaderPriority = "X-Switchboard-Priority"
+	HeaderDeadline = "X-Switchboard-Deadline"
+)
+
+// Response headers.
+const (
+	HeaderJobID    = "X-Switchboard-Job-Id"
+	HeaderProvider = "X-Switchboard-Provider"
+	HeaderModel    = "X-Switchboard-Model"
+	HeaderAttempts = "X-Switchboard-Attempts"
+)
+
+// AutoModel is the model name that lets rules and default_route pick the
+// route from the request's metadata (unless a route is named "auto").
+const AutoModel = "auto"
+
+// readBody reads a request body of at most gateway.max_body_bytes.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
+	limit := int64(s.cfg.Gateway.MaxBodyBytes)
+	if limit <= 0 {
+		limit = 1 << 20
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, &apiError{Status: http.StatusRequestEntityTooLarge, Type: typeInvalidRequest, Code: "request_too_large",
+				Message: fmt.Sprintf("request body is over the limit of %d bytes (gateway.max_body_bytes)", limit)}
+		}
+		return nil, invalid("", "could not read the request body: %v", err)
+	}
+	return body, nil
+}
+
+// topLevel parses a JSON object's top-level fields.
+func topLevel(body []byte) (map[string]json.RawMessage, *apiError) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
+		msg := "must be a JSON object"
+		if err != nil {
+			msg = err.Error()
+		}
+		return nil, invalid("", "request body is not a valid JSON object: %s", msg)
+	}
+	return fields, nil
+}
+
+// jobFromChat turns an OpenAI chat-completions body into a Job. The body is
+// passed upstream exactly as sent (metadata included); string values of its
+// metadata object are copied into Job.Metadata.
+func (s *Server) jobFromChat(r *http.Request, body []byte, fields map[string]json.RawMessage) (*schemas.Job, bool, *apiError) {
+	var model string
+	raw, ok := fields["model"]
+	if !ok || isNull(raw) {
+		return nil, false, invalid("model", "model: is required (a route name or provider/model; GET /v1/models lists them)")
+	}
+	if err := json.Unmarshal(raw, &model); err != nil {
+		return nil, false, invalid("model", "model: must be a string")
+	}
+	if model == "" {
+		return nil, false, invalid("model", "model: must not be empty")
+	}
+	var stream bool
+	if raw, ok := fields["stream"]; ok && !isNull(raw) {
+		if err := json.Unmarshal(raw, &stream); err != nil {
+			return nil, false, invalid("stream", "stream: must be a boolean")
+		}
+	}
+	job := &schemas.Job{Request: json.RawMessage(body)}
+	if strings.Contains(model, "/") {
+		job.Model = model
+	} else if model != AutoModel || s.routeExists(AutoModel) {
+		job.Route = model
+	}
+	if raw, ok := fields["metadata"]; ok && !isNull(raw) {
+		var meta map[string]any
+		if err := json.Unmarshal(raw, &meta); err != nil {
+			return nil, false, invalid("metadata", "metadata: must be an object of strings")
+		}
+		for k, v := range meta {
+			if str, ok := v.(string); ok {
+				if job.Metadata == nil {
+					job.Metadata = map[string]string{}
+				}
+				job.Metadata[k] = str
+			}
+		}
+	}
+	if e := s.applyHeaders(r, job); e != nil {
+		return nil, false, e
+	}
+	if e := s.checkTarget(job); e != nil {
+		return nil, false, e
+	}
+	return job, stream, nil
+}
+
+// applyHeaders copies X-Switchboard-* metadata headers into the job, then
+// lets the caller's API key override tenant and tier.
+func (s *Server) applyHeaders(r *http.Request, job *schemas.Job) *apiError {
+	set := func(k, v string) {
+		if v == "" {
+			return
+		}
+		if job.Metadata == nil {
+			job.Metadata = map[string]string{}
+		}
+		job.Metadata[k] = v
+	}
+	set(schemas.MetaTenant, r.Header.Get(HeaderTenant))
+	set(schemas.MetaTier, r.Header.Get(HeaderTier))
+	set(schemas.MetaTask, r.Header.Get(HeaderTask))
+	if p := r.Header.Get(HeaderPriority); p != "" {
+		switch p {
+		case schemas.PriorityHigh, schemas.PriorityNormal, schemas.PriorityLow:
+			job.Priority = p
+		default:
+			return invalid(HeaderPriority, "%s: %q must be high, normal or low", HeaderPriority, p)
+		}
+	}
+	if d := r.Header.Get(HeaderDeadline); d != "" {
+		t, err := time.Parse(time.RFC3339Nano, d)
+		if err != nil {
+			return invalid(HeaderDeadline, "%s: %q is not an RFC 3339 time like 2025-01-02T15:04:05Z", HeaderDeadline, d)
+		}
+		t = t.UTC()
+		job.Deadline = &t
+	}
+	if k := keyFrom(r.Context()); k != nil {
+		set(schemas.MetaTenant, k.tenant)
+		set(schemas.MetaTier, k.tier)
+	}
+	return nil
+}
+
+// checkTarget answers 404 for a route or provider that is not configured.
+func (s *Server) checkTarget(job *schemas.Job) *apiError {
+	if job.Model != "" {
+		provider, model, _ := strings.Cut(job.Model, "/")
+		if provider == "" || model == "" {
+			return invalid("model", "model: %q must be a route name or provider/model", job.Model)
+		}
+		if _, ok := s.cfg.Provider(provider); !ok {
+			return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Code: "model_not_found", Param: "model",
+				Message: fmt.Sprintf("model %q: unknown provider %q (GET /v1/models lists what is served)", job.Model, provider)}
+		}
+		return nil
+	}
+	if job.Route != "" && !s.routeExists(job.Route) {
+		return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Code: "model_not_found", Param: "model",
+			Message: fmt.Sprintf("model %q is neither a route nor provider/model (GET /v1/models lists what is served)", job.Route)}
+	}
+	return nil
+}
+
+func (s *Server) routeExists(name string) bool {
+	_, ok := s.cfg.Route(name)
+	return ok
+}
+
+func isNull(raw json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(raw), []byte("null")) }
+
+// label is a job's route (or pinned provider/model) for metrics.
+func label(job *schemas.Job) string {
+	if job.Model != "" {
+		return job.Model
+	}
+	return job.Route
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":{"message":"could not encode the answer","type":"server_error","code":"internal"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+// writeError answers e in OpenAI's shape.
+func writeError(w http.ResponseWriter, e *apiError) {
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", fmt.Sprint(e.RetryAfter))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(e.Status)
+	w.Write(e.body())
+}
+
+// writeError answers e and counts the request.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, endpoint, route string, e *apiError) {
+	writeError(w, e)
+	s.metrics.requests.add(1, endpoint, route, fmt.Sprint(e.Status))
+	if e.Status >= 500 {
+		s.log.Warn("request failed", "endpoint", endpoint, "route", route, "status", e.Status, "code", e.Code,
+			"job_id", w.Header().Get(HeaderJobID), "msg", e.Message)
+	}
+}
