@@ -1,0 +1,121 @@
+package schemas
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The JSON Schema files must name exactly the fields the Go types encode.
+func TestSchemaFilesMatchTypes(t *testing.T) {
+	for file, typ := range map[string]reflect.Type{
+		"v1/job.json":     reflect.TypeOf(Job{}),
+		"v1/result.json":  reflect.TypeOf(Result{}),
+		"v1/attempt.json": reflect.TypeOf(Attempt{}),
+		"v1/event.json":   reflect.TypeOf(Event{}),
+	} {
+		data, err := Files.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Properties map[string]json.RawMessage `json:"properties"`
+		}
+		if err := json.Unmarshal(data, &doc); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		var inSchema, inGo []string
+		for k := range doc.Properties {
+			inSchema = append(inSchema, k)
+		}
+		for i := 0; i < typ.NumField(); i++ {
+			if tag := strings.Split(typ.Field(i).Tag.Get("json"), ",")[0]; tag != "" && tag != "-" {
+				inGo = append(inGo, tag)
+			}
+		}
+		sort.Strings(inSchema)
+		sort.Strings(inGo)
+		if !reflect.DeepEqual(inSchema, inGo) {
+			t.Errorf("%s properties %v != %s fields %v", file, inSchema, typ.Name(), inGo)
+		}
+	}
+}
+
+func TestJobValidation(t *testing.T) {
+	ok := `{"messages":[{"role":"user","content":"hi"}]}`
+	cases := []struct {
+		name, json, field string
+	}{
+		{"no request", `{"route":"chat"}`, "request"},
+		{"no messages", `{"request":{"messages":[]}}`, "request.messages"},
+		{"message without role", `{"request":{"messages":[{"content":"x"}]}}`, "request.messages[0].role"},
+		{"bad deadline", `{"request":` + ok + `,"deadline":"tomorrow"}`, "deadline"},
+		{"bad priority", `{"request":` + ok + `,"priority":"urgent"}`, "priority"},
+		{"model without provider", `{"request":` + ok + `,"model":"gpt-4o"}`, "model"},
+		{"id with dot", `{"id":"a.b","request":` + ok + `}`, "id"},
+		{"wrong type", `{"request":` + ok + `,"metadata":{"tenant":5}}`, "metadata"},
+		{"broken json", `{"request":`, "job"},
+		{"bad version", `{"v":2,"request":` + ok + `}`, "v"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			job, err := DecodeJob([]byte(tc.json), 0)
+			if err == nil {
+				err = job.Prepare(time.Now())
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("want a FieldError, got %v", err)
+			}
+			if fe.Field != tc.field {
+				t.Errorf("field = %q (%v), want %q", fe.Field, err, tc.field)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Error("error does not wrap ErrInvalid")
+			}
+		})
+	}
+	t.Run("payload over the limit", func(t *testing.T) {
+		big := `{"request":{"messages":[{"role":"user","content":"` + strings.Repeat("x", 2000) + `"}]}}`
+		_, err := DecodeJob([]byte(big), 1000)
+		if err == nil || !strings.Contains(err.Error(), "over the limit of 1000") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("defaults", func(t *testing.T) {
+		job, err := DecodeJob([]byte(`{"request":`+ok+`}`), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := job.Prepare(time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if job.V != 1 || len(job.ID) != 36 || job.Priority != PriorityNormal || job.CreatedAt.IsZero() {
+			t.Errorf("defaults not filled: %+v", job)
+		}
+	})
+	t.Run("unknown request fields survive", func(t *testing.T) {
+		in := `{"request":{"messages":[{"role":"user","content":"hi"}],"logit_bias":{"50256":-100},"x_vendor":{"a":[1,2]}}}`
+		job, err := DecodeJob([]byte(in), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := json.Marshal(job)
+		if !strings.Contains(string(out), `"x_vendor":{"a":[1,2]}`) || !strings.Contains(string(out), `"logit_bias":{"50256":-100}`) {
+			t.Errorf("request fields lost: %s", out)
+		}
+	})
+}
+
+func TestEventIDsAreDeterministic(t *testing.T) {
+	if AttemptEventID("j", 1) != AttemptEventID("j", 1) || AttemptEventID("j", 1) == AttemptEventID("j", 2) {
+		t.Error("attempt event ids must be stable per (job, attempt) and differ across attempts")
+	}
+	if CompletionEventID("j") == AttemptEventID("j", 0) {
+		t.Error("completion id collides with an attempt id")
+	}
+}
