@@ -1,0 +1,49 @@
+package workers
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// backoff is the wait before the retry-th retry (0-based) of a call: full
+// jitter in [base, min(max, base·2^(retry+1))), and never less than the
+// provider's Retry-After.
+func backoff(base, max time.Duration, retry int, retryAfter time.Duration) time.Duration {
+	if base <= 0 {
+		base = time.Millisecond
+	}
+	if max < base {
+		max = base
+	}
+	ceil := base
+	for i := 0; i <= retry && ceil < max; i++ {
+		ceil *= 2
+	}
+	if ceil > max {
+		ceil = max
+	}
+	d := base
+	if span := ceil - base; span > 0 {
+		d += rand.N(span)
+	}
+	if retryAfter > d {
+		d = retryAfter
+	}
+	return d
+}
+
+// sleepCtx waits for d or until ctx ends; it reports whether the full wait
+// elapsed.
+func sleepCtx(ctx interface{ Done() <-chan struct{} }, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,74 @@
+package workers
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/schemas"
+)
+
+// maxReasonLen bounds the reason header of a dead letter.
+const maxReasonLen = 512
+
+// poison dead-letters a message that is not a job this pool can run (raw
+// payload, reason and source subject in headers), then terminates it so it
+// is never redelivered. If the dead letter cannot be stored the message is
+// Nak'd instead: nothing is dropped.
+func (p *Pool) poison(msg jetstream.Msg, reason string) {
+	dl := &nats.Msg{Subject: streams.DLQ(streams.DLQPoison), Data: msg.Data(), Header: nats.Header{}}
+	dl.Header.Set(streams.HeaderError, truncate(reason, maxReasonLen))
+	dl.Header.Set(streams.HeaderSource, msg.Subject())
+	dl.Header.Set(jetstream.MsgIDHeader, poisonMsgID(msg))
+	if err := p.publishAll([]*nats.Msg{dl}); err != nil {
+		p.log.Warn("dead-letter poison message", "err", err)
+		_ = msg.NakWithDelay(p.cfg.NakDelay)
+		return
+	}
+	if err := msg.Term(); err != nil {
+		p.log.Warn("term poison message", "err", err)
+	}
+	p.log.Warn("poison message dead-lettered", "subject", msg.Subject(), "reason", truncate(reason, 200))
+}
+
+// poisonMsgID identifies a poison message by its stream sequence, so a
+// redelivered copy is stored once.
+func poisonMsgID(msg jetstream.Msg) string {
+	if md, err := msg.Metadata(); err == nil {
+		return "poison." + md.Stream + "." + strconv.FormatUint(md.Sequence.Stream, 10)
+	}
+	sum := sha256.Sum256(msg.Data())
+	return "poison." + hex.EncodeToString(sum[:16])
+}
+
+// deadLetter is the DLQ entry of a job that exhausted its targets: the job
+// with every attempt, the reason and the source subject.
+func (p *Pool) deadLetter(msg jetstream.Msg, job *schemas.Job, res *schemas.Result) (*nats.Msg, error) {
+	dead := *job
+	dead.Attempts = res.Attempts
+	data, err := json.Marshal(&dead)
+	if err != nil {
+		return nil, err
+	}
+	reason := res.Error.Type
+	if res.Error.Message != "" {
+		reason += ": " + res.Error.Message
+	}
+	m := &nats.Msg{Subject: streams.DLQ(streams.DLQExhausted), Data: data, Header: nats.Header{}}
+	m.Header.Set(streams.HeaderError, truncate(reason, maxReasonLen))
+	m.Header.Set(streams.HeaderSource, msg.Subject())
+	m.Header.Set(jetstream.MsgIDHeader, streams.DLQMsgID(job.ID, job.Hop))
+	return m, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,176 @@
+package workers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/schemas"
+)
+
+// callError is a failed provider call, classified once.
+type callError struct {
+	Type       string
+	Status     int
+	Retryable  bool
+	RetryAfter time.Duration
+	Message    string
+	// abandon: the pool is shutting down; the job goes back to JetStream.
+	abandon bool
+	// streamBroken: the call failed after its first chunk reached the
+	// client, so it may neither be retried nor fall back.
+	streamBroken bool
+}
+
+// classify turns a call's error into a callError. The job's context wins over
+// whatever the adapter reported: a cancel request, the job deadline or a
+// shutdown explain the failure better than "request canceled".
+func classify(err error, jobCtx, callCtx context.Context, timeout time.Duration) *callError {
+	if jobCtx.Err() != nil {
+		switch cause := context.Cause(jobCtx); {
+		case errors.Is(cause, errCancelRequested):
+			return &callError{Type: schemas.ErrCanceled, Message: "canceled by the caller"}
+		case errors.Is(cause, errJobDeadline):
+			return &callError{Type: schemas.ErrDeadlineExceeded, Message: "job deadline passed during the provider call"}
+		default:
+			return &callError{Type: schemas.ErrCanceled, Message: "worker shutting down", abandon: true}
+		}
+	}
+	if callCtx.Err() != nil && errors.Is(context.Cause(callCtx), errCallTimeout) {
+		return &callError{Type: schemas.ErrTimeout, Retryable: true, Message: fmt.Sprintf("no response within %s", timeout)}
+	}
+	if pe, ok := AsProviderError(err); ok {
+		ce := &callError{Type: pe.Type, Status: pe.Status, Retryable: pe.Retryable, RetryAfter: pe.RetryAfter, Message: pe.Message}
+		if ce.Type == "" {
+			ce.Type = schemas.ErrInternal
+		}
+		return ce
+	}
+	return &callError{Type: schemas.ErrInternal, Message: err.Error()}
+}
+
+// action is what the retry loop does after a failed call.
+type action int
+
+const (
+	actRetry    action = iota // call the same target again after wait
+	actFallback               // publish the job to the next target
+	actFail                   // publish a failed Result
+	actAbandon                // Nak: another worker takes the job
+)
+
+// decision is the retry loop's next step.
+type decision struct {
+	act  action
+	wait time.Duration
+	// errType and message describe the failure when act is actFail.
+	errType string
+	message string
+	// dlq: the failed job also goes to the dead-letter queue.
+	dlq bool
+}
+
+// outcome is the attempt outcome recorded for a call that led to d.
+func (d decision) outcome() string {
+	switch d.act {
+	case actRetry:
+		return schemas.OutcomeRetry
+	case actFallback:
+		return schemas.OutcomeFallback
+	default:
+		return schemas.OutcomeFatal
+	}
+}
+
+// policy is a route's retry and fallback policy.
+type policy struct {
+	retries    int
+	fallbackOn map[string]bool
+}
+
+func newPolicy(rt *config.Route) policy {
+	p := policy{retries: config.DefaultRetries, fallbackOn: map[string]bool{}}
+	fallbackOn := config.DefaultFallbackOn
+	if rt != nil {
+		if rt.Retries != nil {
+			p.retries = *rt.Retries
+		}
+		if rt.FallbackOn != nil {
+			fallbackOn = rt.FallbackOn
+		}
+	}
+	for _, t := range fallbackOn {
+		p.fallbackOn[t] = true
+	}
+	return p
+}
+
+// retryBudget holds what decide needs besides the error.
+type retryBudget struct {
+	call        int        // 0-based number of the failed call on this target
+	moreTargets bool       // the plan has a target after this one
+	deadline    *time.Time // the job's deadline, if any
+	now         time.Time
+	base, max   time.Duration
+	maxWait     time.Duration
+}
+
+// decide is the one place that maps a failed call to what happens next:
+// retry the same target (retryable error, retries left, the wait fits before
+// the deadline and under maxWait), fall back (error type in fallback_on and
+// another target left), or fail.
+func decide(ce *callError, pol policy, b retryBudget) decision {
+	if ce.abandon {
+		return decision{act: actAbandon}
+	}
+	switch ce.Type {
+	case schemas.ErrCanceled, schemas.ErrDeadlineExceeded:
+		return decision{act: actFail, errType: ce.Type, message: ce.Message}
+	}
+	if ce.streamBroken {
+		return decision{act: actFail, errType: ce.Type, message: "stream broken after the first chunk: " + ce.Message}
+	}
+	if b.deadline != nil && !b.now.Before(*b.deadline) {
+		return decision{act: actFail, errType: schemas.ErrDeadlineExceeded, message: "job deadline passed after " + ce.Type}
+	}
+	deadlineBlocked := false
+	if ce.Retryable && b.call < pol.retries {
+		wait := backoff(b.base, b.max, b.call, ce.RetryAfter)
+		switch {
+		case b.deadline != nil && !b.now.Add(wait).Before(*b.deadline):
+			deadlineBlocked = true
+		case wait <= b.maxWait:
+			return decision{act: actRetry, wait: wait}
+		}
+	}
+	if pol.fallbackOn[ce.Type] && b.moreTargets {
+		return decision{act: actFallback}
+	}
+	if deadlineBlocked {
+		return decision{act: actFail, errType: schemas.ErrDeadlineExceeded, message: "no time left before the job deadline to retry " + ce.Type}
+	}
+	return decision{act: actFail, errType: ce.Type, message: ce.Message, dlq: deadLetters(ce.Type)}
+}
+
+// deadLetters reports whether a job that failed with errType goes to the
+// dead-letter queue: failures on the provider's side do (they can be replayed
+// once the provider recovers); the caller's own faults (invalid_request,
+// content_filter), cancellations and missed deadlines do not.
+func deadLetters(errType string) bool {
+	switch errType {
+	case schemas.ErrInvalidRequest, schemas.ErrContentFilter, schemas.ErrCanceled, schemas.ErrDeadlineExceeded:
+		return false
+	}
+	return true
+}
+
+// shortMessage bounds an error message recorded on attempts and results.
+func shortMessage(s string) string {
+	const max = 300
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "…"
+}

@@ -1,0 +1,421 @@
+package workers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/broker/streams"
+)
+
+// Pool defaults.
+const (
+	DefaultBackoffBase    = 250 * time.Millisecond
+	DefaultBackoffMax     = 10 * time.Second
+	DefaultDrainTimeout   = 30 * time.Second
+	DefaultMaxRetryWait   = 30 * time.Second
+	DefaultPublishTimeout = 5 * time.Second
+	DefaultNakDelay       = 2 * time.Second
+)
+
+// PoolConfig configures the worker pool of one provider.
+type PoolConfig struct {
+	// Provider is the provider this pool serves (llm.jobs.<name>); its
+	// Concurrency caps in-flight calls over all processes and its Timeout
+	// bounds one call.
+	Provider config.Provider
+	// Config supplies routes (retries, fallback_on) and limits.
+	Config *config.Config
+	// Completer calls the provider; if it also implements Streamer,
+	// streaming jobs are streamed.
+	Completer Completer
+	// Conn publishes core messages (chunks, replies) and receives cancels.
+	Conn *nats.Conn
+	// JS pulls jobs and publishes results, telemetry, next hops and dead letters.
+	JS jetstream.JetStream
+	// Pricer prices usage; defaults to ConfigPricer over Config.
+	Pricer Pricer
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// BackoffBase and BackoffMax bound the jittered exponential backoff
+	// between calls to the same target.
+	BackoffBase, BackoffMax time.Duration
+	// DrainTimeout bounds how long in-flight jobs may finish on shutdown
+	// before they are handed back (Nak) to another worker.
+	DrainTimeout time.Duration
+	// MaxRetryWait: a retry that would wait longer (e.g. a long Retry-After)
+	// moves on to the fallback target, or fails, instead of waiting.
+	MaxRetryWait time.Duration
+	// PublishTimeout bounds the wait for JetStream to confirm a publish.
+	PublishTimeout time.Duration
+	// NakDelay is the redelivery delay of a job whose publishes failed.
+	NakDelay time.Duration
+}
+
+// withDefaults returns a copy of c with every unset field defaulted.
+func (c PoolConfig) withDefaults() PoolConfig {
+	if c.Provider.Concurrency <= 0 {
+		c.Provider.Concurrency = config.DefaultConcurrency
+	}
+	if c.Provider.Timeout <= 0 {
+		c.Provider.Timeout = config.DefaultTimeout
+	}
+	if c.Pricer == nil {
+		c.Pricer = ConfigPricer{Config: c.Config}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	setDur(&c.BackoffBase, DefaultBackoffBase)
+	setDur(&c.BackoffMax, DefaultBackoffMax)
+	setDur(&c.DrainTimeout, DefaultDrainTimeout)
+	setDur(&c.MaxRetryWait, DefaultMaxRetryWait)
+	setDur(&c.PublishTimeout, DefaultPublishTimeout)
+	setDur(&c.NakDelay, DefaultNakDelay)
+	return c
+}
+
+func setDur(d *time.Duration, v time.Duration) {
+	if *d == 0 {
+		*d = v
+	}
+}
+
+// Validate checks the config (after defaults); errors wrap
+// ErrInvalidPoolConfig and name the field.
+func (c PoolConfig) Validate() error {
+	var problems []string
+	bad := func(field, msg string) { problems = append(problems, field+": "+msg) }
+	if c.Provider.Name == "" {
+		bad("Provider.Name", "is required")
+	} else if strings.ContainsAny(c.Provider.Name, " .*>") {
+		bad("Provider.Name", fmt.Sprintf("%q is not a subject token", c.Provider.Name))
+	}
+	if c.Config == nil {
+		bad("Config", "is required")
+	}
+	if c.Completer == nil {
+		bad("Completer", "is required")
+	}
+	if c.Conn == nil {
+		bad("Conn", "is required")
+	}
+	if c.JS == nil {
+		bad("JS", "is required")
+	}
+	if c.Provider.Concurrency < 0 {
+		bad("Provider.Concurrency", "must not be negative")
+	}
+	for name, d := range map[string]time.Duration{
+		"Provider.Timeout": c.Provider.Timeout, "BackoffBase": c.BackoffBase, "BackoffMax": c.BackoffMax,
+		"DrainTimeout": c.DrainTimeout, "MaxRetryWait": c.MaxRetryWait, "PublishTimeout": c.PublishTimeout, "NakDelay": c.NakDelay,
+	} {
+		if d < 0 {
+			bad(name, "must not be negative")
+		}
+	}
+	if c.BackoffMax > 0 && c.BackoffBase > c.BackoffMax {
+		bad("BackoffMax", fmt.Sprintf("%s is below BackoffBase %s", c.BackoffMax, c.BackoffBase))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalidPoolConfig, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Pool is the worker pool of one provider: it pulls jobs from
+// llm.jobs.<provider> with at most Concurrency in flight over all processes,
+// calls the provider with retries, and publishes a Result, the next hop or a
+// dead letter before acknowledging the job.
+type Pool struct {
+	cfg         PoolConfig
+	log         *slog.Logger
+	name        string
+	concurrency int
+	timeout     time.Duration
+	ackWait     time.Duration
+	maxJobBytes int
+	streamer    Streamer
+	policies    map[string]policy
+	defPolicy   policy
+
+	running  atomic.Bool
+	stopping atomic.Bool
+	// jobsBase parents every job context; it is cancelled (errShutdown)
+	// when the drain timeout passes.
+	jobsBase context.Context
+	stopJobs context.CancelCauseFunc
+
+	mu       sync.Mutex
+	inflight map[string]*task
+	canceled *recentSet
+	results  jetstream.Stream
+}
+
+// task is a job being processed.
+type task struct {
+	msg    jetstream.Msg
+	cancel context.CancelCauseFunc
+}
+
+// NewPool validates cfg and returns a pool ready to Run.
+func NewPool(cfg PoolConfig) (*Pool, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	p := &Pool{
+		cfg:         cfg,
+		log:         cfg.Logger.With("provider", cfg.Provider.Name),
+		name:        cfg.Provider.Name,
+		concurrency: cfg.Provider.Concurrency,
+		timeout:     cfg.Provider.Timeout,
+		ackWait:     streams.AckWait(cfg.Provider.Timeout),
+		maxJobBytes: 2 * orInt(cfg.Config.Limits.MaxJobBytes, config.DefaultMaxJobBytes),
+		policies:    map[string]policy{},
+		defPolicy:   newPolicy(nil),
+		inflight:    map[string]*task{},
+		canceled:    newRecentSet(4096, 5*time.Minute),
+	}
+	p.streamer, _ = cfg.Completer.(Streamer)
+	for i := range cfg.Config.Routes {
+		rt := &cfg.Config.Routes[i]
+		p.policies[rt.Name] = newPolicy(rt)
+	}
+	p.jobsBase, p.stopJobs = context.WithCancelCause(context.Background())
+	return p, nil
+}
+
+func orInt(v, d int) int {
+	if v <= 0 {
+		return d
+	}
+	return v
+}
+
+// policyFor returns the retry policy of a job's route; pinned jobs without a
+// route get the defaults.
+func (p *Pool) policyFor(route string) policy {
+	if pol, ok := p.policies[route]; ok {
+		return pol
+	}
+	return p.defPolicy
+}
+
+// Run provisions the provider's consumer and processes jobs until ctx ends.
+// Then it stops pulling, lets in-flight jobs finish for up to DrainTimeout,
+// hands whatever still runs back to JetStream (Nak) and returns nil.
+func (p *Pool) Run(ctx context.Context) error {
+	if !p.running.CompareAndSwap(false, true) {
+		return ErrPoolRunning
+	}
+	defer p.stopJobs(errShutdown)
+	results, err := p.cfg.JS.Stream(ctx, streams.StreamResults)
+	if err != nil {
+		return fmt.Errorf("results stream: %w", err)
+	}
+	p.results = results
+	sub, err := p.cfg.Conn.Subscribe(streams.CancelAll, p.onCancel)
+	if err != nil {
+		return fmt.Errorf("subscribe to %s: %w", streams.CancelAll, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	hbStop := make(chan struct{})
+	var g errgroup.Group
+	g.Go(func() error { p.heartbeat(hbStop); return nil })
+	defer func() { close(hbStop); _ = g.Wait() }()
+
+	for {
+		cons, err := streams.EnsureWorkerConsumer(ctx, p.cfg.JS, p.cfg.Provider)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		it, err := cons.Messages(jetstream.PullMaxMessages(p.concurrency))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("pull from %s: %w", streams.WorkerConsumer(p.name), err)
+		}
+		p.log.Info("worker pool started", "concurrency", p.concurrency, "timeout", p.timeout)
+		p.consume(ctx, it)
+		if ctx.Err() != nil {
+			p.log.Info("worker pool stopped")
+			return nil
+		}
+		// The iterator ended on its own (consumer deleted, connection
+		// closed): provision again after a pause.
+		p.log.Warn("job iterator closed; re-subscribing")
+		if !sleepCtx(ctx, time.Second) {
+			return nil
+		}
+	}
+}
+
+// consume runs Concurrency workers on it until it closes, or until ctx ends
+// and the drain completes.
+func (p *Pool) consume(ctx context.Context, it jetstream.MessagesContext) {
+	var g errgroup.Group
+	for range p.concurrency {
+		g.Go(func() error { p.worker(it); return nil })
+	}
+	done := make(chan struct{})
+	go func() { _ = g.Wait(); close(done) }()
+	select {
+	case <-done:
+		it.Stop()
+		return
+	case <-ctx.Done():
+	}
+	p.stopping.Store(true)
+	it.Drain()
+	t := time.NewTimer(p.cfg.DrainTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		p.log.Warn("drain timeout: handing in-flight jobs back", "in_flight", p.inFlight())
+		p.stopJobs(errShutdown)
+		<-done
+	}
+}
+
+// worker processes messages one at a time until the iterator closes.
+func (p *Pool) worker(it jetstream.MessagesContext) {
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return
+			}
+			p.log.Warn("pull", "err", err)
+			if p.stopping.Load() {
+				return
+			}
+			continue
+		}
+		if p.stopping.Load() {
+			// Pulled but not started: give it back at once.
+			_ = msg.Nak()
+			continue
+		}
+		p.handle(msg)
+	}
+}
+
+// heartbeat tells JetStream every AckWait/3 that in-flight jobs are still
+// being worked on, so long calls and backoffs are not redelivered.
+func (p *Pool) heartbeat(stop <-chan struct{}) {
+	t := time.NewTicker(p.ackWait / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		msgs := make([]jetstream.Msg, 0, len(p.inflight))
+		for _, tk := range p.inflight {
+			msgs = append(msgs, tk.msg)
+		}
+		p.mu.Unlock()
+		for _, m := range msgs {
+			if err := m.InProgress(); err != nil {
+				p.log.Debug("in-progress heartbeat", "err", err)
+			}
+		}
+	}
+}
+
+// track registers a job being processed and returns its context: cancelled
+// by a cancel request, its deadline, or shutdown.
+func (p *Pool) track(jobID string, deadline *time.Time, msg jetstream.Msg) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(p.jobsBase)
+	var stopDeadline context.CancelFunc = func() {}
+	if deadline != nil {
+		ctx, stopDeadline = context.WithDeadlineCause(ctx, *deadline, errJobDeadline)
+	}
+	tk := &task{msg: msg, cancel: cancel}
+	p.mu.Lock()
+	p.inflight[jobID] = tk
+	canceled := p.canceled.has(jobID, time.Now())
+	p.mu.Unlock()
+	if canceled {
+		cancel(errCancelRequested)
+	}
+	return ctx, func() {
+		p.mu.Lock()
+		if p.inflight[jobID] == tk {
+			delete(p.inflight, jobID)
+		}
+		p.mu.Unlock()
+		stopDeadline()
+		cancel(nil)
+	}
+}
+
+func (p *Pool) inFlight() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.inflight)
+}
+
+// onCancel handles llm.cancel.<id>: it cancels the job if it runs here, and
+// remembers the id for a while in case the job is pulled later.
+func (p *Pool) onCancel(m *nats.Msg) {
+	id := strings.TrimPrefix(m.Subject, "llm.cancel.")
+	if id == "" || id == m.Subject {
+		return
+	}
+	p.mu.Lock()
+	tk := p.inflight[id]
+	p.canceled.add(id, time.Now())
+	p.mu.Unlock()
+	if tk != nil {
+		tk.cancel(errCancelRequested)
+		p.log.Info("job canceled", "job", id)
+	}
+}
+
+// recentSet remembers up to max ids for ttl (not safe for concurrent use).
+type recentSet struct {
+	max   int
+	ttl   time.Duration
+	at    map[string]time.Time
+	order []string
+}
+
+func newRecentSet(max int, ttl time.Duration) *recentSet {
+	return &recentSet{max: max, ttl: ttl, at: map[string]time.Time{}}
+}
+
+func (s *recentSet) add(id string, now time.Time) {
+	if _, ok := s.at[id]; !ok {
+		s.order = append(s.order, id)
+	}
+	s.at[id] = now
+	for len(s.order) > s.max {
+		delete(s.at, s.order[0])
+		s.order = s.order[1:]
+	}
+}
+
+func (s *recentSet) has(id string, now time.Time) bool {
+	t, ok := s.at[id]
+	return ok && now.Sub(t) < s.ttl
+}

@@ -1,0 +1,244 @@
+package workers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/schemas"
+)
+
+// Run statuses of one delivery of a job.
+const (
+	runSucceeded = iota
+	runFailed
+	runFallback
+	runAbandoned
+)
+
+// run is what happened to one delivery (hop) of a job.
+type run struct {
+	status   int
+	target   schemas.Target
+	resp     *Response
+	attempts []schemas.Attempt // this hop's calls
+	err      *schemas.ErrorInfo
+	dlq      bool
+
+	pulledAt     time.Time
+	firstTokenAt time.Time
+	providerMS   int64
+	// chunks counts the chunks published to the client (streaming jobs).
+	chunks atomic.Int64
+}
+
+// handle processes one delivery of a job, end to end.
+func (p *Pool) handle(msg jetstream.Msg) {
+	pulled := time.Now()
+	job, reason := p.decode(msg)
+	if reason != "" {
+		p.poison(msg, reason)
+		return
+	}
+	if md, err := msg.Metadata(); err == nil && md.NumDelivered > 1 && p.finishedBefore(msg, job) {
+		return
+	}
+	ctx, done := p.track(job.ID, job.Deadline, msg)
+	r := p.execute(ctx, job, pulled)
+	done()
+	p.settle(msg, job, r)
+}
+
+// decode parses a delivered job; reason is non-empty for a poison message.
+func (p *Pool) decode(msg jetstream.Msg) (*schemas.Job, string) {
+	job, err := schemas.DecodeJob(msg.Data(), p.maxJobBytes)
+	if err != nil {
+		return nil, err.Error()
+	}
+	if err := job.Validate(); err != nil {
+		return nil, err.Error()
+	}
+	if len(job.Plan) == 0 {
+		return nil, "plan: is empty (a routed job needs a target)"
+	}
+	if job.Plan[0].Provider != p.name {
+		return nil, fmt.Sprintf("plan[0].provider: %q does not match this subject's provider %q", job.Plan[0].Provider, p.name)
+	}
+	return job, ""
+}
+
+// execute is the retry loop, the only one in the system: it calls the
+// current target up to 1+retries times and decides what happens next.
+func (p *Pool) execute(ctx context.Context, job *schemas.Job, pulled time.Time) *run {
+	r := &run{target: job.Plan[0], pulledAt: pulled}
+	if job.Expired(time.Now()) {
+		return r.fail(schemas.ErrDeadlineExceeded, "job deadline passed before it was started", 0, false)
+	}
+	if ctx.Err() != nil { // cancelled before it started
+		ce := classify(ctx.Err(), ctx, ctx, p.timeout)
+		if ce.abandon {
+			r.status = runAbandoned
+			return r
+		}
+		return r.fail(ce.Type, ce.Message, 0, false)
+	}
+	pol := p.policyFor(job.Route)
+	for call := 0; ; call++ {
+		att, resp, ce := p.call(ctx, job, r)
+		if ce == nil {
+			att.Outcome = schemas.OutcomeOK
+			r.attempts = append(r.attempts, att)
+			r.status, r.resp = runSucceeded, resp
+			return r
+		}
+		d := decide(ce, pol, retryBudget{
+			call: call, moreTargets: len(job.Plan) > 1, deadline: job.Deadline, now: time.Now(),
+			base: p.cfg.BackoffBase, max: p.cfg.BackoffMax, maxWait: p.cfg.MaxRetryWait,
+		})
+		if d.act == actAbandon {
+			r.status = runAbandoned
+			return r
+		}
+		att.Outcome = d.outcome()
+		r.attempts = append(r.attempts, att)
+		switch d.act {
+		case actFallback:
+			r.status = runFallback
+			return r
+		case actFail:
+			return r.fail(d.errType, d.message, ce.Status, d.dlq)
+		}
+		p.log.Debug("retrying", "job", job.ID, "error_type", ce.Type, "wait", d.wait)
+		if !sleepCtx(ctx, d.wait) {
+			// Cancelled, past the deadline or shutting down while waiting.
+			ce := classify(ctx.Err(), ctx, ctx, p.timeout)
+			if ce.abandon {
+				r.status = runAbandoned
+				return r
+			}
+			r.attempts[len(r.attempts)-1].Outcome = schemas.OutcomeFatal
+			return r.fail(ce.Type, ce.Message, 0, false)
+		}
+	}
+}
+
+// fail marks the run failed.
+func (r *run) fail(errType, message string, status int, dlq bool) *run {
+	r.status = runFailed
+	r.err = &schemas.ErrorInfo{Type: errType, Message: shortMessage(message), StatusCode: status}
+	r.dlq = dlq
+	return r
+}
+
+// call makes one provider call and records it as an Attempt (outcome left
+// to the caller). The call's timeout is the provider's, restarted by every
+// streamed chunk, and never past the job's deadline.
+func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.Attempt, *Response, *callError) {
+	target := r.target
+	callCtx, cancel := context.WithCancelCause(jobCtx)
+	defer cancel(nil)
+	timer := time.AfterFunc(p.timeout, func() { cancel(errCallTimeout) })
+	defer timer.Stop()
+
+	req := &Request{Model: target.Model, Body: job.Request}
+	start := time.Now()
+	var (
+		resp *Response
+		err  error
+	)
+	if job.Stream && p.streamer != nil {
+		resp, err = p.streamer.Stream(callCtx, req, func(chunk json.RawMessage) error {
+			if callCtx.Err() != nil {
+				return context.Cause(callCtx)
+			}
+			timer.Reset(p.timeout)
+			if r.chunks.Load() == 0 {
+				r.firstTokenAt = time.Now()
+			}
+			if err := p.publishChunk(job.ID, target, chunkData, chunk); err != nil {
+				return fmt.Errorf("publish chunk: %w", err)
+			}
+			r.chunks.Add(1)
+			return nil
+		})
+	} else {
+		resp, err = p.cfg.Completer.Complete(callCtx, req)
+	}
+	end := time.Now()
+	if err == nil && resp == nil {
+		err = &ProviderError{Provider: p.name, Type: schemas.ErrBadResponse, Message: "adapter returned no response"}
+	}
+	att := schemas.Attempt{
+		Provider:   target.Provider,
+		Model:      target.Model,
+		StartedAt:  start.UTC(),
+		DurationMS: end.Sub(start).Milliseconds(),
+	}
+	if err != nil {
+		ce := classify(err, jobCtx, callCtx, p.timeout)
+		if r.chunks.Load() > 0 {
+			ce.streamBroken = true
+		}
+		att.StatusCode, att.ErrorType, att.ErrorMessage = ce.Status, ce.Type, shortMessage(ce.Message)
+		return att, nil, ce
+	}
+	if job.Stream && p.streamer == nil {
+		// The adapter cannot stream: the whole completion is one chunk.
+		if perr := p.publishChunk(job.ID, target, chunkData, completionAsChunk(resp.Body)); perr != nil {
+			p.log.Warn("publish chunk", "job", job.ID, "err", perr)
+		}
+		r.chunks.Add(1)
+	}
+	if r.firstTokenAt.IsZero() {
+		r.firstTokenAt = end
+	}
+	att.StatusCode = resp.StatusCode
+	if att.StatusCode == 0 {
+		att.StatusCode = 200
+	}
+	att.InputTokens, att.OutputTokens = resp.Usage.InputTokens, resp.Usage.OutputTokens
+	r.providerMS = end.Sub(start).Milliseconds()
+	return att, resp, nil
+}
+
+// finishedBefore handles a redelivered job whose Result is already stored
+// (the previous worker died between publishing it and acknowledging): it
+// re-publishes the telemetry and reply (deduplicated) and acknowledges,
+// without calling the provider again.
+func (p *Pool) finishedBefore(msg jetstream.Msg, job *schemas.Job) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.PublishTimeout)
+	defer cancel()
+	stored, err := p.results.GetLastMsgForSubject(ctx, streams.ResultByID(job.ID))
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrMsgNotFound) {
+			p.log.Warn("look up stored result", "job", job.ID, "err", err)
+		}
+		return false
+	}
+	if stored.Header.Get(jetstream.MsgIDHeader) != streams.ResultMsgID(job.ID, job.Hop) {
+		return false // an earlier run's result (e.g. before a DLQ replay)
+	}
+	res, err := schemas.DecodeResult(stored.Data)
+	if err != nil {
+		return false
+	}
+	msgs, err := p.eventMsgs(job, res, 0)
+	if err != nil {
+		return false
+	}
+	if err := p.publishAll(msgs); err != nil {
+		p.log.Warn("re-publish telemetry", "job", job.ID, "err", err)
+		_ = msg.NakWithDelay(p.cfg.NakDelay)
+		return true
+	}
+	p.reply(job, stored.Data)
+	p.ack(msg, job)
+	p.log.Info("redelivered job already finished", "job", job.ID)
+	return true
+}

@@ -1,0 +1,163 @@
+package workers
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/broker"
+	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/schemas"
+)
+
+// settle makes a run's effects durable, then acknowledges the job: the
+// Result (or the next hop, or a dead letter) and telemetry are published and
+// confirmed first; if any publish fails the job is Nak'd with a delay and
+// redelivered, so nothing is lost.
+func (p *Pool) settle(msg jetstream.Msg, job *schemas.Job, r *run) {
+	switch r.status {
+	case runAbandoned:
+		_ = msg.Nak()
+		p.log.Info("job handed back", "job", job.ID)
+		return
+	case runFallback:
+		p.fallback(msg, job, r)
+		return
+	}
+	res := p.result(job, r)
+	data, err := json.Marshal(res)
+	if err != nil {
+		p.log.Error("encode result", "job", job.ID, "err", err)
+		_ = msg.NakWithDelay(p.cfg.NakDelay)
+		return
+	}
+	if job.Stream {
+		if r.status == runFailed {
+			info, _ := json.Marshal(res.Error)
+			if err := p.publishChunk(job.ID, r.target, chunkError, info); err != nil {
+				p.log.Warn("publish error chunk", "job", job.ID, "err", err)
+			}
+		}
+		// Chunks are core messages: make sure the server has routed them
+		// before the Result, which ends the stream for the client.
+		_ = p.cfg.Conn.FlushTimeout(p.cfg.PublishTimeout)
+	}
+	resMsg := &nats.Msg{Subject: streams.Result(job.Batch, job.ID), Data: data, Header: nats.Header{}}
+	resMsg.Header.Set(jetstream.MsgIDHeader, streams.ResultMsgID(job.ID, job.Hop))
+	msgs := []*nats.Msg{resMsg}
+	events, err := p.eventMsgs(job, res, len(job.Attempts))
+	if err != nil {
+		p.log.Error("encode telemetry", "job", job.ID, "err", err)
+	}
+	msgs = append(msgs, events...)
+	if r.dlq {
+		dl, err := p.deadLetter(msg, job, res)
+		if err != nil {
+			p.log.Error("encode dead letter", "job", job.ID, "err", err)
+			_ = msg.NakWithDelay(p.cfg.NakDelay)
+			return
+		}
+		msgs = append(msgs, dl)
+	}
+	if err := p.publishAll(msgs); err != nil {
+		p.log.Warn("publish outcome; job will be redelivered", "job", job.ID, "err", err)
+		_ = msg.NakWithDelay(p.cfg.NakDelay)
+		return
+	}
+	p.reply(job, data)
+	p.ack(msg, job)
+	if r.status == runFailed {
+		p.log.Info("job failed", "job", job.ID, "error_type", res.Error.Type, "attempts", len(res.Attempts), "dead_lettered", r.dlq)
+	}
+}
+
+// fallback publishes the job to its next target with this hop's attempts.
+func (p *Pool) fallback(msg jetstream.Msg, job *schemas.Job, r *run) {
+	next := *job
+	next.Attempts = append(append([]schemas.Attempt(nil), job.Attempts...), r.attempts...)
+	next.Plan = job.Plan[1:]
+	next.Hop = job.Hop + 1
+	events, err := p.attemptMsgs(&next, len(job.Attempts))
+	if err != nil {
+		p.log.Error("encode telemetry", "job", job.ID, "err", err)
+	}
+	futs := p.publishAsync(events)
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.PublishTimeout)
+	err = broker.PublishJob(ctx, p.cfg.JS, &next)
+	cancel()
+	if err == nil {
+		err = p.await(events, futs)
+	}
+	if err != nil {
+		p.log.Warn("publish next hop; job will be redelivered", "job", job.ID, "err", err)
+		_ = msg.NakWithDelay(p.cfg.NakDelay)
+		return
+	}
+	p.ack(msg, job)
+	last := r.attempts[len(r.attempts)-1]
+	p.log.Info("job falls back", "job", job.ID, "error_type", last.ErrorType, "next", next.Plan[0].String())
+}
+
+// result builds the Result of a finished run.
+func (p *Pool) result(job *schemas.Job, r *run) *schemas.Result {
+	now := time.Now()
+	attempts := make([]schemas.Attempt, 0, len(job.Attempts)+len(r.attempts))
+	attempts = append(append(attempts, job.Attempts...), r.attempts...)
+	res := &schemas.Result{
+		V:        schemas.Version,
+		ID:       job.ID,
+		Route:    job.Route,
+		Provider: r.target.Provider,
+		Model:    r.target.Model,
+		Attempts: attempts,
+		Metadata: job.Metadata,
+	}
+	firstPull := r.pulledAt
+	if len(job.Attempts) > 0 && job.Attempts[0].StartedAt.Before(firstPull) {
+		firstPull = job.Attempts[0].StartedAt // pulled by an earlier hop
+	}
+	res.Timings = schemas.Timings{
+		QueuedMS:   msBetween(job.CreatedAt, firstPull),
+		ProviderMS: r.providerMS,
+		TotalMS:    msBetween(job.CreatedAt, now),
+	}
+	if r.status == runSucceeded {
+		res.Status = schemas.StatusSucceeded
+		res.Response = r.resp.Body
+		res.Usage = r.resp.Usage
+		res.Timings.TTFTMS = msBetween(job.CreatedAt, r.firstTokenAt)
+	} else {
+		res.Status = schemas.StatusFailed
+		res.Error = r.err
+	}
+	res.CostUSD = costOf(p.cfg.Pricer, r.target.Provider, r.target.Model, res.Usage.InputTokens, res.Usage.OutputTokens)
+	return res
+}
+
+func msBetween(from, to time.Time) int64 {
+	if from.IsZero() || to.IsZero() || to.Before(from) {
+		return 0
+	}
+	return to.Sub(from).Milliseconds()
+}
+
+// reply core-publishes the Result to a sync caller's inbox.
+func (p *Pool) reply(job *schemas.Job, data []byte) {
+	if job.Reply == "" {
+		return
+	}
+	if err := p.cfg.Conn.Publish(job.Reply, data); err != nil {
+		p.log.Warn("reply", "job", job.ID, "err", err)
+	}
+}
+
+// ack acknowledges a job whose effects are durable. A lost ack means a
+// redelivery, which finds the stored Result and does not call again.
+func (p *Pool) ack(msg jetstream.Msg, job *schemas.Job) {
+	if err := msg.Ack(); err != nil {
+		p.log.Warn("ack", "job", job.ID, "err", err)
+	}
+}
