@@ -33,6 +33,7 @@ type command struct {
 var commands = map[string]command{
 	"dlq":     {summary: "list or replay dead-lettered jobs", run: runDLQ},
 	"gateway": {summary: "serve the OpenAI-compatible HTTP API (chat completions, async jobs, metrics)", run: runGateway},
+	"mock":    {summary: "run the fault-injecting mock provider (OpenAI/Anthropic/Gemini shapes)", run: runMock},
 	"submit":  {summary: "run an OpenAI Batch JSONL file through the broker (resumable)", run: runSubmit},
 }
 
