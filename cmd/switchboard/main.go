@@ -34,6 +34,7 @@ var commands = map[string]command{
 	"dlq":     {summary: "list or replay dead-lettered jobs", run: runDLQ},
 	"gateway": {summary: "serve the OpenAI-compatible HTTP API (chat completions, async jobs, metrics)", run: runGateway},
 	"mock":    {summary: "run the fault-injecting mock provider (OpenAI/Anthropic/Gemini shapes)", run: runMock},
+	"worker":  {summary: "run the worker pool of one provider (--provider NAME)", run: runWorker},
 	"submit":  {summary: "run an OpenAI Batch JSONL file through the broker (resumable)", run: runSubmit},
 }
 
