@@ -1,0 +1,14 @@
+package store
+
+import "errors"
+
+// Sentinel errors of the ClickHouse store.
+var (
+	// ErrDSN means the ClickHouse DSN could not be parsed.
+	ErrDSN = errors.New("invalid clickhouse dsn")
+	// ErrUnavailable wraps failures to reach or write to ClickHouse; the
+	// ingester retries them.
+	ErrUnavailable = errors.New("clickhouse unavailable")
+	// ErrMigration wraps a failed schema migration.
+	ErrMigration = errors.New("clickhouse migration failed")
+)

@@ -1,0 +1,186 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/google/uuid"
+
+	"github.com/switchboard-llm/switchboard/schemas"
+)
+
+// Table names.
+const (
+	TableCompletions = "completions"
+	TableAttempts    = "attempts"
+)
+
+const (
+	insertCompletions = `INSERT INTO completions (event_id, job_id, ts, route, provider, model, tenant, tier, task,
+	status, error_type, status_code, attempts, fallback, input_tokens, output_tokens, cost_usd,
+	queued_ms, ttft_ms, provider_ms, total_ms)`
+	insertAttempts = `INSERT INTO attempts (event_id, job_id, ts, attempt, route, provider, model, tenant,
+	status_code, error_type, outcome, input_tokens, output_tokens, cost_usd, duration_ms)`
+)
+
+// TableFor returns the table of an event kind.
+func TableFor(kind string) (string, bool) {
+	switch kind {
+	case schemas.EventCompletion:
+		return TableCompletions, true
+	case schemas.EventAttempt:
+		return TableAttempts, true
+	}
+	return "", false
+}
+
+// Insert writes events of one kind (schemas.EventAttempt or
+// schemas.EventCompletion) as one native batch. It skips events whose id is
+// already stored (an earlier try that landed although its ack did not) or
+// repeated within events, so rollups never double-count. It returns how many
+// rows it wrote; on error nothing may be acked and the call may be repeated.
+func Insert(ctx context.Context, conn driver.Conn, kind string, events []*schemas.Event) (int, error) {
+	table, ok := TableFor(kind)
+	if !ok {
+		return 0, fmt.Errorf("unknown event kind %q", kind)
+	}
+	fresh := uniqueEvents(events)
+	if len(fresh) == 0 {
+		return 0, nil
+	}
+	stored, err := Existing(ctx, conn, table, fresh)
+	if err != nil {
+		return 0, err
+	}
+	if len(stored) > 0 {
+		kept := fresh[:0]
+		for _, e := range fresh {
+			if !stored[e.EventID] {
+				kept = append(kept, e)
+			}
+		}
+		fresh = kept
+	}
+	if len(fresh) == 0 {
+		return 0, nil
+	}
+	query := insertAttempts
+	if table == TableCompletions {
+		query = insertCompletions
+	}
+	batch, err := conn.PrepareBatch(ctx, query)
+	if err != nil {
+		return 0, fmt.Errorf("%w: prepare insert into %s: %v", ErrUnavailable, table, err)
+	}
+	defer batch.Abort() //nolint:errcheck // no-op after Send
+	for _, e := range fresh {
+		if table == TableCompletions {
+			err = batch.Append(e.EventID, e.JobID, e.TS.UTC(), e.Route, e.Provider, e.Model, e.Tenant, e.Tier, e.Task,
+				e.Status, e.ErrorType, u16(int64(e.StatusCode)), u16(int64(e.Attempt)), b8(e.Fallback),
+				u64(e.InputTokens), u64(e.OutputTokens), e.CostUSD,
+				u64(e.QueuedMS), u64(e.TTFTMS), u64(e.ProviderMS), u64(e.TotalMS))
+		} else {
+			err = batch.Append(e.EventID, e.JobID, e.TS.UTC(), u16(int64(e.Attempt)), e.Route, e.Provider, e.Model, e.Tenant,
+				u16(int64(e.StatusCode)), e.ErrorType, e.Outcome, u64(e.InputTokens), u64(e.OutputTokens), e.CostUSD,
+				u64(e.DurationMS))
+		}
+		if err != nil {
+			return 0, fmt.Errorf("append %s row %s: %w", table, e.EventID, err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return 0, fmt.Errorf("%w: insert %d rows into %s: %v", ErrUnavailable, len(fresh), table, err)
+	}
+	return len(fresh), nil
+}
+
+// uniqueEvents drops repeated event ids, keeping the first.
+func uniqueEvents(events []*schemas.Event) []*schemas.Event {
+	seen := make(map[uuid.UUID]struct{}, len(events))
+	out := make([]*schemas.Event, 0, len(events))
+	for _, e := range events {
+		if _, dup := seen[e.EventID]; dup {
+			continue
+		}
+		seen[e.EventID] = struct{}{}
+		out = append(out, e)
+	}
+	return out
+}
+
+// Existing returns which of the events' ids are already stored in table. The
+// lookup is bounded to the events' days (±1 for server time zones), the
+// leading sorting key, so it reads only recent granules.
+func Existing(ctx context.Context, conn driver.Conn, table string, events []*schemas.Event) (map[uuid.UUID]bool, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	minTS, maxTS := events[0].TS, events[0].TS
+	for _, e := range events {
+		if e.TS.Before(minTS) {
+			minTS = e.TS
+		}
+		if e.TS.After(maxTS) {
+			maxTS = e.TS
+		}
+	}
+	day := func(t time.Time) string { return t.UTC().Format("2006-01-02") }
+	var b strings.Builder
+	b.Grow(160 + 39*len(events))
+	fmt.Fprintf(&b, "SELECT event_id FROM %s WHERE toDate(ts) >= toDate('%s') AND toDate(ts) <= toDate('%s') AND event_id IN (",
+		table, day(minTS.Add(-24*time.Hour)), day(maxTS.Add(24*time.Hour)))
+	for i, e := range events {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('\'')
+		b.WriteString(e.EventID.String())
+		b.WriteByte('\'')
+	}
+	b.WriteByte(')')
+	query := b.String()
+	rows, err := conn.Query(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("%w: dedup lookup in %s: %v", ErrUnavailable, table, err)
+	}
+	defer rows.Close()
+	found := map[uuid.UUID]bool{}
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("%w: dedup lookup in %s: %v", ErrUnavailable, table, err)
+		}
+		found[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%w: dedup lookup in %s: %v", ErrUnavailable, table, err)
+	}
+	return found, nil
+}
+
+func u64(v int64) uint64 {
+	if v < 0 {
+		return 0
+	}
+	return uint64(v)
+}
+
+func u16(v int64) uint16 {
+	switch {
+	case v < 0:
+		return 0
+	case v > 65535:
+		return 65535
+	}
+	return uint16(v)
+}
+
+func b8(v bool) uint8 {
+	if v {
+		return 1
+	}
+	return 0
+}

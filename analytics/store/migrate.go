@@ -1,0 +1,248 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// Migration is one versioned schema step. Every statement is idempotent
+// (IF NOT EXISTS), so a step interrupted half-way is safe to re-run.
+type Migration struct {
+	Version    uint32
+	Name       string
+	Statements []string
+}
+
+// The DDL runs on ClickHouse 18.16 and current releases: no LowCardinality,
+// DateTime64, Map or JSON; no SimpleAggregateFunction; rollup state columns
+// are named apart from source columns (18.16 resolves aliases globally).
+//
+// Base tables are ReplacingMergeTree keyed by (toDate(ts), event_id): a
+// redelivered event that slipped past the ingester's dedup lookup collapses
+// on merge, and FINAL / uniqExact(event_id) queries never double-count.
+const (
+	ddlMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version UInt32,
+	name String,
+	applied_at DateTime
+) ENGINE = ReplacingMergeTree() ORDER BY version`
+
+	ddlCompletions = `CREATE TABLE IF NOT EXISTS completions (
+	event_id UUID,
+	job_id String,
+	ts DateTime,
+	route String,
+	provider String,
+	model String,
+	tenant String,
+	tier String,
+	task String,
+	status String,
+	error_type String,
+	status_code UInt16,
+	attempts UInt16,
+	fallback UInt8,
+	input_tokens UInt64,
+	output_tokens UInt64,
+	cost_usd Nullable(Float64),
+	queued_ms UInt64,
+	ttft_ms UInt64,
+	provider_ms UInt64,
+	total_ms UInt64,
+	ingested_at DateTime DEFAULT now()
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(ts)
+ORDER BY (toDate(ts), event_id)`
+
+	ddlAttempts = `CREATE TABLE IF NOT EXISTS attempts (
+	event_id UUID,
+	job_id String,
+	ts DateTime,
+	attempt UInt16,
+	route String,
+	provider String,
+	model String,
+	tenant String,
+	status_code UInt16,
+	error_type String,
+	outcome String,
+	input_tokens UInt64,
+	output_tokens UInt64,
+	cost_usd Nullable(Float64),
+	duration_ms UInt64,
+	ingested_at DateTime DEFAULT now()
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(ts)
+ORDER BY (toDate(ts), event_id)`
+
+	ddlCompletions1m = `CREATE TABLE IF NOT EXISTS completions_1m (
+	minute DateTime,
+	route String,
+	provider String,
+	model String,
+	tenant String,
+	status String,
+	requests AggregateFunction(count),
+	succeeded AggregateFunction(sum, UInt64),
+	fallbacks AggregateFunction(sum, UInt64),
+	in_tokens AggregateFunction(sum, UInt64),
+	out_tokens AggregateFunction(sum, UInt64),
+	cost AggregateFunction(sum, Float64),
+	unknown_cost AggregateFunction(sum, UInt64),
+	latency AggregateFunction(quantiles(0.5, 0.95, 0.99), UInt64)
+) ENGINE = AggregatingMergeTree()
+PARTITION BY toYYYYMM(minute)
+ORDER BY (minute, route, provider, model, tenant, status)`
+
+	ddlCompletions1mMV = `CREATE MATERIALIZED VIEW IF NOT EXISTS completions_1m_mv TO completions_1m AS
+SELECT
+	toStartOfMinute(ts) AS minute,
+	route, provider, model, tenant, status,
+	countState() AS requests,
+	sumState(toUInt64(status = 'succeeded')) AS succeeded,
+	sumState(toUInt64(fallback)) AS fallbacks,
+	sumState(input_tokens) AS in_tokens,
+	sumState(output_tokens) AS out_tokens,
+	sumState(ifNull(cost_usd, 0.)) AS cost,
+	sumState(toUInt64(isNull(cost_usd))) AS unknown_cost,
+	quantilesState(0.5, 0.95, 0.99)(total_ms) AS latency
+FROM completions
+GROUP BY minute, route, provider, model, tenant, status`
+
+	ddlAttempts1m = `CREATE TABLE IF NOT EXISTS attempts_1m (
+	minute DateTime,
+	provider String,
+	model String,
+	route String,
+	tenant String,
+	calls AggregateFunction(count),
+	ok_calls AggregateFunction(sum, UInt64),
+	fallback_calls AggregateFunction(sum, UInt64),
+	in_tokens AggregateFunction(sum, UInt64),
+	out_tokens AggregateFunction(sum, UInt64),
+	cost AggregateFunction(sum, Float64),
+	unknown_cost AggregateFunction(sum, UInt64),
+	latency AggregateFunction(quantiles(0.5, 0.95, 0.99), UInt64)
+) ENGINE = AggregatingMergeTree()
+PARTITION BY toYYYYMM(minute)
+ORDER BY (minute, provider, model, route, tenant)`
+
+	ddlAttempts1mMV = `CREATE MATERIALIZED VIEW IF NOT EXISTS attempts_1m_mv TO attempts_1m AS
+SELECT
+	toStartOfMinute(ts) AS minute,
+	provider, model, route, tenant,
+	countState() AS calls,
+	sumState(toUInt64(outcome = 'ok')) AS ok_calls,
+	sumState(toUInt64(outcome = 'fallback')) AS fallback_calls,
+	sumState(input_tokens) AS in_tokens,
+	sumState(output_tokens) AS out_tokens,
+	sumState(ifNull(cost_usd, 0.)) AS cost,
+	sumState(toUInt64(isNull(cost_usd))) AS unknown_cost,
+	quantilesState(0.5, 0.95, 0.99)(duration_ms) AS latency
+FROM attempts
+GROUP BY minute, provider, model, route, tenant`
+
+	ddlErrors1m = `CREATE TABLE IF NOT EXISTS attempt_errors_1m (
+	minute DateTime,
+	provider String,
+	model String,
+	status_code UInt16,
+	error_type String,
+	calls AggregateFunction(count)
+) ENGINE = AggregatingMergeTree()
+PARTITION BY toYYYYMM(minute)
+ORDER BY (minute, provider, model, status_code, error_type)`
+
+	ddlErrors1mMV = `CREATE MATERIALIZED VIEW IF NOT EXISTS attempt_errors_1m_mv TO attempt_errors_1m AS
+SELECT
+	toStartOfMinute(ts) AS minute,
+	provider, model, status_code, error_type,
+	countState() AS calls
+FROM attempts
+WHERE outcome != 'ok'
+GROUP BY minute, provider, model, status_code, error_type`
+)
+
+// Migrations is the ordered schema history; append, never edit.
+var Migrations = []Migration{
+	{Version: 1, Name: "completions and attempts", Statements: []string{ddlCompletions, ddlAttempts}},
+	{Version: 2, Name: "per-minute rollups", Statements: []string{
+		ddlCompletions1m, ddlCompletions1mMV, ddlAttempts1m, ddlAttempts1mMV, ddlErrors1m, ddlErrors1mMV,
+	}},
+}
+
+// Applied returns the versions recorded in schema_migrations.
+func Applied(ctx context.Context, conn driver.Conn) (map[uint32]bool, error) {
+	if err := conn.Exec(ctx, ddlMigrations); err != nil {
+		return nil, fmt.Errorf("%w: create schema_migrations: %v", ErrMigration, err)
+	}
+	rows, err := conn.Query(ctx, "SELECT DISTINCT version FROM schema_migrations")
+	if err != nil {
+		return nil, fmt.Errorf("%w: read schema_migrations: %v", ErrMigration, err)
+	}
+	defer rows.Close()
+	applied := map[uint32]bool{}
+	for rows.Next() {
+		var v uint32
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("%w: read schema_migrations: %v", ErrMigration, err)
+		}
+		applied[v] = true
+	}
+	return applied, rows.Err()
+}
+
+// Migrate applies every migration not yet recorded and returns the versions
+// it applied. Running it again changes nothing.
+func Migrate(ctx context.Context, conn driver.Conn) ([]uint32, error) {
+	applied, err := Applied(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	var done []uint32
+	for _, m := range Migrations {
+		if applied[m.Version] {
+			continue
+		}
+		for _, stmt := range m.Statements {
+			if err := conn.Exec(ctx, stmt); err != nil {
+				return done, fmt.Errorf("%w: version %d (%s): %v", ErrMigration, m.Version, m.Name, err)
+			}
+		}
+		if err := record(ctx, conn, m); err != nil {
+			return done, fmt.Errorf("%w: record version %d: %v", ErrMigration, m.Version, err)
+		}
+		done = append(done, m.Version)
+	}
+	return done, nil
+}
+
+// Version returns the highest applied migration version (0 when none).
+func Version(ctx context.Context, conn driver.Conn) (uint32, error) {
+	applied, err := Applied(ctx, conn)
+	if err != nil {
+		return 0, err
+	}
+	var v uint32
+	for k := range applied {
+		v = max(v, k)
+	}
+	return v, nil
+}
+
+// record notes an applied migration (a native batch: plain INSERT ... VALUES
+// through Exec does not work against 18.16).
+func record(ctx context.Context, conn driver.Conn, m Migration) error {
+	batch, err := conn.PrepareBatch(ctx, "INSERT INTO schema_migrations (version, name, applied_at)")
+	if err != nil {
+		return err
+	}
+	if err := batch.Append(m.Version, m.Name, time.Now().UTC().Truncate(time.Second)); err != nil {
+		_ = batch.Abort()
+		return err
+	}
+	return batch.Send()
+}
