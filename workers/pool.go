@@ -159,7 +159,7 @@ type Pool struct {
 	mu       sync.Mutex
 	inflight map[string]*task
 	canceled *recentSet
-	results  jetstream.Stream
+	results  jetstream.Stream // cached by resultsStream
 }
 
 // task is a job being processed.
@@ -220,11 +220,6 @@ func (p *Pool) Run(ctx context.Context) error {
 		return ErrPoolRunning
 	}
 	defer p.stopJobs(errShutdown)
-	results, err := p.cfg.JS.Stream(ctx, streams.StreamResults)
-	if err != nil {
-		return fmt.Errorf("results stream: %w", err)
-	}
-	p.results = results
 	sub, err := p.cfg.Conn.Subscribe(streams.CancelAll, p.onCancel)
 	if err != nil {
 		return fmt.Errorf("subscribe to %s: %w", streams.CancelAll, err)
@@ -418,4 +413,19 @@ func (s *recentSet) add(id string, now time.Time) {
 func (s *recentSet) has(id string, now time.Time) bool {
 	t, ok := s.at[id]
 	return ok && now.Sub(t) < s.ttl
+}
+
+// resultsStream returns the RESULTS stream handle, looked up once.
+func (p *Pool) resultsStream(ctx context.Context) (jetstream.Stream, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.results != nil {
+		return p.results, nil
+	}
+	s, err := p.cfg.JS.Stream(ctx, streams.StreamResults)
+	if err != nil {
+		return nil, err
+	}
+	p.results = s
+	return s, nil
 }

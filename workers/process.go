@@ -214,7 +214,12 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 func (p *Pool) finishedBefore(msg jetstream.Msg, job *schemas.Job) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.PublishTimeout)
 	defer cancel()
-	stored, err := p.results.GetLastMsgForSubject(ctx, streams.ResultByID(job.ID))
+	results, err := p.resultsStream(ctx)
+	if err != nil {
+		p.log.Warn("results stream", "err", err)
+		return false
+	}
+	stored, err := results.GetLastMsgForSubject(ctx, streams.ResultByID(job.ID))
 	if err != nil {
 		if !errors.Is(err, jetstream.ErrMsgNotFound) {
 			p.log.Warn("look up stored result", "job", job.ID, "err", err)

@@ -1,0 +1,664 @@
+package workers_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/broker"
+	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/workers"
+	"github.com/switchboard-llm/switchboard/workers/mock"
+)
+
+func TestSuccess(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2, provider{name: "a", faults: mock.Faults{InputTokens: 7, OutputTokens: 5}}, provider{name: "b"})
+	e.startPool("a")
+	e.startPool("b")
+
+	id := e.submit(newJob())
+	res := e.result(id, 10*time.Second)
+	if res.Status != schemas.StatusSucceeded || res.Provider != "a" || res.Model != "m-a" || res.Route != "chat" {
+		t.Fatalf("result = %s %s/%s route %q, want succeeded a/m-a route chat (error %+v)", res.Status, res.Provider, res.Model, res.Route, res.Error)
+	}
+	if got := outcomes(res.Attempts); got != "a:ok" {
+		t.Errorf("attempts = %s, want a:ok", got)
+	}
+	if res.Attempts[0].StatusCode != 200 {
+		t.Errorf("attempt status = %d, want 200", res.Attempts[0].StatusCode)
+	}
+	var body struct {
+		Object  string `json:"object"`
+		Choices []struct {
+			Message struct{ Content string } `json:"message"`
+		} `json:"choices"`
+	}
+	if err := json.Unmarshal(res.Response, &body); err != nil || body.Object != "chat.completion" || len(body.Choices) != 1 || body.Choices[0].Message.Content == "" {
+		t.Errorf("response = %s (err %v), want the provider's chat.completion", res.Response, err)
+	}
+	if res.Usage != (schemas.Usage{InputTokens: 7, OutputTokens: 5}) {
+		t.Errorf("usage = %+v, want 7/5", res.Usage)
+	}
+	want := (7*1.0 + 5*2.0) / 1e6
+	if res.CostUSD == nil || *res.CostUSD != want {
+		t.Errorf("cost = %v, want %v", res.CostUSD, want)
+	}
+	if res.Metadata["tenant"] != "acme" {
+		t.Errorf("metadata = %v, want tenant acme", res.Metadata)
+	}
+	if res.Timings.TotalMS < res.Timings.ProviderMS {
+		t.Errorf("timings %+v: total below provider", res.Timings)
+	}
+	e.waitEmpty(5 * time.Second)
+
+	// Telemetry: one attempt event and one completion event, deterministic ids.
+	var atts, comps []schemas.Event
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		atts, comps = e.events(id)
+		if len(atts) != 1 || len(comps) != 1 {
+			return fmt.Errorf("%d attempt and %d completion events, want 1 and 1", len(atts), len(comps))
+		}
+		return nil
+	})
+	a, c := atts[0], comps[0]
+	if a.EventID != schemas.AttemptEventID(id, 1) || a.Attempt != 1 || a.Outcome != schemas.OutcomeOK || a.Provider != "a" ||
+		a.Tenant != "acme" || a.Tier != "pro" || a.Task != "chat" || a.InputTokens != 7 || a.CostUSD == nil {
+		t.Errorf("attempt event = %+v", a)
+	}
+	if c.EventID != schemas.CompletionEventID(id) || c.Status != schemas.StatusSucceeded || c.Attempt != 1 || c.Fallback ||
+		c.CostUSD == nil || *c.CostUSD != want || c.Route != "chat" || c.OutputTokens != 5 {
+		t.Errorf("completion event = %+v", c)
+	}
+	if m := e.lastMsg(streams.StreamTelemetry, streams.Telemetry(schemas.EventCompletion)); m.Header.Get(jetstream.MsgIDHeader) != c.EventID.String() {
+		t.Errorf("completion Nats-Msg-Id = %q, want the event id", m.Header.Get(jetstream.MsgIDHeader))
+	}
+
+	// A pinned job on an unpriced model has no cost (nil, not 0), and uses
+	// the default policy.
+	pinned := &schemas.Job{Model: "b/m-b", Request: json.RawMessage(chatBody)}
+	res = e.result(e.submit(pinned), 10*time.Second)
+	if res.Status != schemas.StatusSucceeded || res.Provider != "b" || res.CostUSD != nil {
+		t.Errorf("pinned result: %s on %s, cost %v; want succeeded on b with nil cost", res.Status, res.Provider, res.CostUSD)
+	}
+}
+
+func TestSyncCompleteAndReply(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 0, provider{name: "a"})
+	e.startPool("a")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := e.client.Complete(ctx, newJob())
+	if err != nil || res.Status != schemas.StatusSucceeded {
+		t.Fatalf("Complete = %+v, %v", res, err)
+	}
+	// A job with a reply inbox also gets the Result there.
+	inbox := nats.NewInbox()
+	sub, err := e.nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := newJob()
+	job.Reply = inbox
+	id := e.submit(job)
+	msg, err := sub.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := schemas.DecodeResult(msg.Data)
+	if err != nil || got.ID != id || got.Status != schemas.StatusSucceeded {
+		t.Fatalf("reply = %+v, %v", got, err)
+	}
+}
+
+func TestFallbackOn503(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1, provider{name: "a", faults: mock.Faults{ErrorRate: 1, ErrorStatus: 503}}, provider{name: "b"})
+	e.startPool("a")
+	e.startPool("b")
+	id := e.submit(newJob())
+	res := e.result(id, 10*time.Second)
+	if res.Status != schemas.StatusSucceeded || res.Provider != "b" {
+		t.Fatalf("result %s on %s, want succeeded on b (error %+v)", res.Status, res.Provider, res.Error)
+	}
+	if got, want := outcomes(res.Attempts), "a:retry:server_error a:fallback:server_error b:ok"; got != want {
+		t.Errorf("attempts = %s, want %s", got, want)
+	}
+	if res.Attempts[0].StatusCode != 503 || res.Attempts[0].ErrorMessage == "" {
+		t.Errorf("first attempt = %+v, want status 503 and a message", res.Attempts[0])
+	}
+	if !res.Fallback() {
+		t.Error("Fallback() = false")
+	}
+	if n := e.mocks["a"].Stats().Requests; n != 2 {
+		t.Errorf("a served %d calls, want 2 (1 + retries)", n)
+	}
+	e.waitEmpty(5 * time.Second)
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		atts, comps := e.events(id)
+		if len(atts) != 3 || len(comps) != 1 {
+			return fmt.Errorf("%d attempt and %d completion events, want 3 and 1", len(atts), len(comps))
+		}
+		for i, ev := range atts {
+			if ev.EventID != schemas.AttemptEventID(id, ev.Attempt) || ev.Attempt < 1 || ev.Attempt > 3 {
+				return fmt.Errorf("event %d: attempt %d id %s", i, ev.Attempt, ev.EventID)
+			}
+			if ev.Attempt == 3 && (!ev.Fallback || ev.Provider != "b") {
+				return fmt.Errorf("third attempt event %+v: want fallback on b", ev)
+			}
+		}
+		if !comps[0].Fallback {
+			return fmt.Errorf("completion event not marked fallback")
+		}
+		return nil
+	})
+}
+
+func TestRetryAfterHonoured(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2, provider{name: "a", faults: mock.Faults{FailFirst: 1, ErrorStatus: 429, RetryAfter: time.Second}})
+	e.startPool("a")
+	res := e.result(e.submit(newJob()), 10*time.Second)
+	if got, want := outcomes(res.Attempts), "a:retry:rate_limited a:ok"; got != want {
+		t.Fatalf("attempts = %s, want %s", got, want)
+	}
+	first, second := res.Attempts[0], res.Attempts[1]
+	if first.StatusCode != 429 {
+		t.Errorf("first status = %d, want 429", first.StatusCode)
+	}
+	// Retry-After: 1 means the second call starts at least 1s after the
+	// first answer.
+	answered := first.StartedAt.Add(time.Duration(first.DurationMS) * time.Millisecond)
+	if gap := second.StartedAt.Sub(answered); gap < time.Second {
+		t.Errorf("second call %s after the 429, want at least Retry-After (1s)", gap)
+	}
+}
+
+func TestHangTimesOutAndFallsBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1, provider{name: "a", faults: mock.Faults{Hang: true}, timeout: 300 * time.Millisecond}, provider{name: "b"})
+	e.startPool("a")
+	e.startPool("b")
+	res := e.result(e.submit(newJob()), 10*time.Second)
+	if got, want := outcomes(res.Attempts), "a:retry:timeout a:fallback:timeout b:ok"; got != want {
+		t.Fatalf("attempts = %s, want %s", got, want)
+	}
+	if res.Status != schemas.StatusSucceeded || res.Provider != "b" {
+		t.Errorf("result %s on %s, want succeeded on b", res.Status, res.Provider)
+	}
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if c := e.mocks["a"].Stats().Canceled; c != 2 {
+			return fmt.Errorf("a saw %d abandoned calls, want 2", c)
+		}
+		return nil
+	})
+}
+
+func TestAllTargetsFail(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		status    int
+		errType   string
+		attempts  string
+		deadLtr   bool
+		bRequests int64
+	}{
+		{"exhausted", 500, schemas.ErrServerError, "a:retry:server_error a:fallback:server_error b:retry:server_error b:fatal:server_error", true, 2},
+		{"invalid request", 400, schemas.ErrInvalidRequest, "a:fatal:invalid_request", false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := mock.Faults{ErrorRate: 1, ErrorStatus: tc.status}
+			e := newEnv(t, 1, provider{name: "a", faults: f}, provider{name: "b", faults: f})
+			e.startPool("a")
+			e.startPool("b")
+			id := e.submit(newJob())
+			res := e.result(id, 10*time.Second)
+			if res.Status != schemas.StatusFailed || res.Error == nil || res.Error.Type != tc.errType || res.Error.StatusCode != tc.status {
+				t.Fatalf("result %s error %+v, want failed %s %d", res.Status, res.Error, tc.errType, tc.status)
+			}
+			if got := outcomes(res.Attempts); got != tc.attempts {
+				t.Errorf("attempts = %s, want %s", got, tc.attempts)
+			}
+			if n := e.mocks["b"].Stats().Requests; n != tc.bRequests {
+				t.Errorf("b served %d calls, want %d", n, tc.bRequests)
+			}
+			// Nothing lost: the job left JOBS, one Result, and (for
+			// exhausted targets) one dead letter holding the whole history.
+			e.waitEmpty(5 * time.Second)
+			if n := e.count(streams.StreamResults, streams.ResultByID(id)); n != 1 {
+				t.Errorf("%d results stored, want 1", n)
+			}
+			wantDLQ := 0
+			if tc.deadLtr {
+				wantDLQ = 1
+			}
+			natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+				if n := e.count(streams.StreamDLQ, streams.DLQ(streams.DLQExhausted)); n != wantDLQ {
+					return fmt.Errorf("%d dead letters, want %d", n, wantDLQ)
+				}
+				return nil
+			})
+			if !tc.deadLtr {
+				return
+			}
+			m := e.lastMsg(streams.StreamDLQ, streams.DLQ(streams.DLQExhausted))
+			dead, err := schemas.DecodeJob(m.Data, 0)
+			if err != nil || dead.ID != id || len(dead.Attempts) != 4 {
+				t.Fatalf("dead letter = %s (%v), want the job with 4 attempts", m.Data, err)
+			}
+			if r := m.Header.Get(streams.HeaderError); !strings.HasPrefix(r, schemas.ErrServerError) {
+				t.Errorf("reason header = %q", r)
+			}
+			if s := m.Header.Get(streams.HeaderSource); s != streams.Jobs("b") {
+				t.Errorf("source header = %q, want %s", s, streams.Jobs("b"))
+			}
+			if got := m.Header.Get(jetstream.MsgIDHeader); got != streams.DLQMsgID(id, 1) {
+				t.Errorf("dead letter id = %q, want %q", got, streams.DLQMsgID(id, 1))
+			}
+			_, comps := e.events(id)
+			if len(comps) != 1 || comps[0].Status != schemas.StatusFailed || comps[0].ErrorType != schemas.ErrServerError {
+				t.Errorf("completion events = %+v", comps)
+			}
+		})
+	}
+}
+
+func TestDuplicatePublishRunsOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 0, provider{name: "a"})
+	job := newJob()
+	if err := e.client.Prepare(job); err != nil {
+		t.Fatal(err)
+	}
+	ctx := natstest.Context(t)
+	for range 2 {
+		if err := broker.PublishJob(ctx, e.js, job); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.client.Submit(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.jobsLeft(); n != 1 {
+		t.Fatalf("%d jobs queued after publishing one id three times, want 1", n)
+	}
+	e.startPool("a")
+	e.result(job.ID, 10*time.Second)
+	e.waitEmpty(5 * time.Second)
+	if n := e.mocks["a"].Stats().Requests; n != 1 {
+		t.Errorf("provider called %d times, want 1", n)
+	}
+}
+
+func TestPoisonToDLQ(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 0, provider{name: "a"})
+	e.startPool("a")
+	valid := newJob()
+	if err := e.client.Prepare(valid); err != nil {
+		t.Fatal(err)
+	}
+	other := *valid
+	other.Plan = []schemas.Target{{Provider: "zzz", Model: "x"}}
+	noPlan := *valid
+	noPlan.Plan = nil
+	v2 := *valid
+	v2.V = 2
+	enc := func(j schemas.Job) string { b, _ := json.Marshal(j); return string(b) }
+	cases := []struct{ name, payload, reason string }{
+		{"broken json", `{"v":1,"id":`, "invalid JSON"},
+		{"bad version", enc(v2), "unsupported version"},
+		{"empty plan", enc(noPlan), "plan"},
+		{"wrong provider", enc(other), `"zzz"`},
+	}
+	for _, c := range cases {
+		if _, err := e.js.Publish(natstest.Context(t), streams.Jobs("a"), []byte(c.payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	natstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if n := e.count(streams.StreamDLQ, streams.DLQ(streams.DLQPoison)); n != len(cases) {
+			return fmt.Errorf("%d poison letters, want %d", n, len(cases))
+		}
+		return nil
+	})
+	e.waitEmpty(5 * time.Second)
+	stream, err := e.js.Stream(natstest.Context(t), streams.StreamDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range cases {
+		m, err := stream.GetMsg(natstest.Context(t), uint64(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(m.Data) != c.payload {
+			t.Errorf("%s: payload = %s, want the raw message", c.name, m.Data)
+		}
+		if r := m.Header.Get(streams.HeaderError); !strings.Contains(r, c.reason) {
+			t.Errorf("%s: reason = %q, want it to mention %q", c.name, r, c.reason)
+		}
+		if s := m.Header.Get(streams.HeaderSource); s != streams.Jobs("a") {
+			t.Errorf("%s: source = %q", c.name, s)
+		}
+		if m.Header.Get(jetstream.MsgIDHeader) == "" {
+			t.Errorf("%s: no Nats-Msg-Id", c.name)
+		}
+	}
+	if n := e.mocks["a"].Stats().Requests; n != 0 {
+		t.Errorf("provider called %d times for poison messages", n)
+	}
+}
+
+func TestDeadlinePassedBeforeStart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 0, provider{name: "a"})
+	job := newJob()
+	if err := e.client.Prepare(job); err != nil {
+		t.Fatal(err)
+	}
+	dl := time.Now().Add(50 * time.Millisecond)
+	job.Deadline = &dl
+	if err := broker.PublishJob(natstest.Context(t), e.js, job); err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, time.Second, 10*time.Millisecond, func() error {
+		if time.Now().Before(dl) {
+			return fmt.Errorf("deadline not reached")
+		}
+		return nil
+	})
+	e.startPool("a")
+	res := e.result(job.ID, 10*time.Second)
+	if res.Status != schemas.StatusFailed || res.Error.Type != schemas.ErrDeadlineExceeded || len(res.Attempts) != 0 {
+		t.Fatalf("result %s %+v attempts %d, want failed deadline_exceeded with no attempt", res.Status, res.Error, len(res.Attempts))
+	}
+	if n := e.mocks["a"].Stats().Requests; n != 0 {
+		t.Errorf("provider called %d times past the deadline", n)
+	}
+	if n := e.count(streams.StreamDLQ, ">"); n != 0 {
+		t.Errorf("%d dead letters for an expired job, want 0", n)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2, provider{name: "a", faults: mock.Faults{Hang: true}, timeout: 20 * time.Second}, provider{name: "b"})
+	e.startPool("a")
+	e.startPool("b")
+	id := e.submit(newJob())
+	natstest.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if n := e.mocks["a"].Stats().InFlight; n != 1 {
+			return fmt.Errorf("%d calls in flight", n)
+		}
+		return nil
+	})
+	if err := e.nc.Publish(streams.Cancel(id), nil); err != nil {
+		t.Fatal(err)
+	}
+	res := e.result(id, 10*time.Second)
+	if res.Status != schemas.StatusFailed || res.Error.Type != schemas.ErrCanceled {
+		t.Fatalf("result %s %+v, want failed canceled", res.Status, res.Error)
+	}
+	if got := outcomes(res.Attempts); got != "a:fatal:canceled" {
+		t.Errorf("attempts = %s, want a:fatal:canceled (no retry, no fallback)", got)
+	}
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if n := e.mocks["a"].Stats().Canceled; n != 1 {
+			return fmt.Errorf("upstream saw %d canceled calls, want 1", n)
+		}
+		return nil
+	})
+	e.waitEmpty(5 * time.Second)
+	if n := e.mocks["b"].Stats().Requests; n != 0 {
+		t.Errorf("b called %d times", n)
+	}
+	if n := e.count(streams.StreamDLQ, ">"); n != 0 {
+		t.Errorf("%d dead letters for a canceled job", n)
+	}
+}
+
+// chunkLog collects a streaming job's chunk messages.
+type chunkLog struct {
+	sub *nats.Subscription
+}
+
+func (e *env) subscribeChunks(id string) *chunkLog {
+	e.t.Helper()
+	sub, err := e.nc.SubscribeSync(streams.Chunks(id))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		e.t.Fatal(err)
+	}
+	return &chunkLog{sub: sub}
+}
+
+// drain returns the chunks received so far (the Result is stored after the
+// last chunk was flushed, so after the Result they are all here).
+func (c *chunkLog) drain(t *testing.T) []*nats.Msg {
+	t.Helper()
+	var out []*nats.Msg
+	for {
+		m, err := c.sub.NextMsg(100 * time.Millisecond)
+		if err != nil {
+			return out
+		}
+		out = append(out, m)
+	}
+}
+
+func streamingJob(t *testing.T, e *env) *schemas.Job {
+	job := newJob()
+	job.Stream = true
+	if err := e.client.Prepare(job); err != nil {
+		t.Fatal(err)
+	}
+	return job
+}
+
+func chunkText(t *testing.T, msgs []*nats.Msg) (text string, providers map[string]int, kinds string) {
+	providers = map[string]int{}
+	for _, m := range msgs {
+		kinds += m.Header.Get(streams.HeaderChunkKind)[:1]
+		providers[m.Header.Get(streams.HeaderProvider)]++
+		if m.Header.Get(streams.HeaderChunkKind) != "data" {
+			continue
+		}
+		var c struct {
+			Object  string `json:"object"`
+			Choices []struct {
+				Delta struct{ Content string } `json:"delta"`
+			} `json:"choices"`
+		}
+		if err := json.Unmarshal(m.Data, &c); err != nil || c.Object != "chat.completion.chunk" {
+			t.Errorf("chunk %s is not a chat.completion.chunk (%v)", m.Data, err)
+		}
+		for _, ch := range c.Choices {
+			text += ch.Delta.Content
+		}
+	}
+	return text, providers, kinds
+}
+
+func TestStreaming(t *testing.T) {
+	t.Parallel()
+	t.Run("streams chunks", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, 0, provider{name: "a"})
+		e.startPool("a")
+		job := streamingJob(t, e)
+		log := e.subscribeChunks(job.ID)
+		e.submit(job)
+		res := e.result(job.ID, 10*time.Second)
+		text, provs, kinds := chunkText(t, log.drain(t))
+		if res.Status != schemas.StatusSucceeded || len(kinds) < 2 || strings.Contains(kinds, "e") || provs["a"] != len(kinds) {
+			t.Fatalf("result %s, chunk kinds %q from %v; want succeeded, several data chunks from a", res.Status, kinds, provs)
+		}
+		var body struct {
+			Choices []struct {
+				Message struct{ Content string } `json:"message"`
+			} `json:"choices"`
+		}
+		if err := json.Unmarshal(res.Response, &body); err != nil || len(body.Choices) == 0 || body.Choices[0].Message.Content != text {
+			t.Errorf("streamed text %q, result %s", text, res.Response)
+		}
+		if e.mocks["a"].Stats().Streams != 1 {
+			t.Errorf("upstream call was not streamed")
+		}
+		if res.Timings.TTFTMS > res.Timings.TotalMS {
+			t.Errorf("timings %+v", res.Timings)
+		}
+	})
+	t.Run("error before first chunk falls back", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, 0, provider{name: "a", faults: mock.Faults{ErrorRate: 1, ErrorStatus: 502}}, provider{name: "b"})
+		e.startPool("a")
+		e.startPool("b")
+		job := streamingJob(t, e)
+		log := e.subscribeChunks(job.ID)
+		e.submit(job)
+		res := e.result(job.ID, 10*time.Second)
+		_, provs, kinds := chunkText(t, log.drain(t))
+		if res.Status != schemas.StatusSucceeded || res.Provider != "b" || provs["b"] != len(kinds) || len(kinds) == 0 {
+			t.Fatalf("result %s on %s, chunks %q from %v; want succeeded on b, every chunk from b", res.Status, res.Provider, kinds, provs)
+		}
+		if got := outcomes(res.Attempts); got != "a:fallback:server_error b:ok" {
+			t.Errorf("attempts = %s", got)
+		}
+	})
+	t.Run("error after first chunk fails without splicing", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, 2, provider{name: "a", faults: mock.Faults{ErrorAfterChunks: 2}}, provider{name: "b"})
+		e.startPool("a")
+		e.startPool("b")
+		job := streamingJob(t, e)
+		log := e.subscribeChunks(job.ID)
+		e.submit(job)
+		res := e.result(job.ID, 10*time.Second)
+		msgs := log.drain(t)
+		_, provs, kinds := chunkText(t, msgs)
+		if res.Status != schemas.StatusFailed || res.Error == nil {
+			t.Fatalf("result %s, want failed", res.Status)
+		}
+		if !strings.HasSuffix(kinds, "e") || strings.Count(kinds, "e") != 1 || len(kinds) < 2 || provs["b"] != 0 {
+			t.Fatalf("chunk kinds %q from %v; want data chunks from a then one error chunk", kinds, provs)
+		}
+		var info schemas.ErrorInfo
+		if err := json.Unmarshal(msgs[len(msgs)-1].Data, &info); err != nil || info.Type != res.Error.Type {
+			t.Errorf("error chunk %s, want the result's error %+v", msgs[len(msgs)-1].Data, res.Error)
+		}
+		if got := outcomes(res.Attempts); !strings.HasPrefix(got, "a:fatal:") || len(res.Attempts) != 1 {
+			t.Errorf("attempts = %s, want one fatal call on a (no retry, no fallback)", got)
+		}
+		if n := e.mocks["b"].Stats().Requests; n != 0 {
+			t.Errorf("b called %d times: outputs would be spliced", n)
+		}
+	})
+	t.Run("non-streaming adapter sends one chunk", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, 0, provider{name: "a"})
+		// Hide the adapter's Stream method: only Complete is visible.
+		e.startPool("a", func(pc *workers.PoolConfig) { pc.Completer = struct{ workers.Completer }{pc.Completer} })
+		job := streamingJob(t, e)
+		log := e.subscribeChunks(job.ID)
+		e.submit(job)
+		res := e.result(job.ID, 10*time.Second)
+		text, _, kinds := chunkText(t, log.drain(t))
+		if res.Status != schemas.StatusSucceeded || kinds != "d" || text == "" {
+			t.Fatalf("result %s, chunk kinds %q, text %q; want one data chunk with the whole answer", res.Status, kinds, text)
+		}
+		if e.mocks["a"].Stats().Streams != 0 {
+			t.Errorf("upstream call was streamed")
+		}
+	})
+}
+
+func TestRedeliveredFinishedJobIsNotCalledAgain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 0, provider{name: "a"})
+	job := newJob()
+	id := e.submit(job)
+	// A first worker stored the Result, then died before its ack.
+	res := &schemas.Result{V: 1, ID: id, Status: schemas.StatusSucceeded, Route: "chat", Provider: "a", Model: "m-a",
+		Attempts: []schemas.Attempt{{Provider: "a", Model: "m-a", StartedAt: time.Now().UTC(), Outcome: schemas.OutcomeOK, StatusCode: 200}},
+		Response: json.RawMessage(`{"object":"chat.completion","choices":[]}`)}
+	data, _ := json.Marshal(res)
+	msg := &nats.Msg{Subject: streams.Result("", id), Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, streams.ResultMsgID(id, 0))
+	ctx := natstest.Context(t)
+	if _, err := e.js.PublishMsg(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := e.cfg.Provider("a")
+	cons, err := streams.EnsureWorkerConsumer(ctx, e.js, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range batch.Messages() {
+		if err := m.Nak(); err != nil { // redeliver now
+			t.Fatal(err)
+		}
+	}
+	e.startPool("a")
+	e.waitEmpty(10 * time.Second)
+	if n := e.mocks["a"].Stats().Requests; n != 0 {
+		t.Errorf("provider called %d times for a job already finished", n)
+	}
+	if n := e.count(streams.StreamResults, streams.ResultByID(id)); n != 1 {
+		t.Errorf("%d results, want 1", n)
+	}
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		atts, comps := e.events(id)
+		if len(atts) != 1 || len(comps) != 1 {
+			return fmt.Errorf("%d attempt and %d completion events, want the lost telemetry re-sent", len(atts), len(comps))
+		}
+		return nil
+	})
+}
+
+func TestPublishFailureLosesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 0, provider{name: "a"})
+	ctx := natstest.Context(t)
+	// Without the RESULTS stream, storing the result fails: the job must
+	// stay queued and complete once the stream is back.
+	if err := e.js.DeleteStream(ctx, streams.StreamResults); err != nil {
+		t.Fatal(err)
+	}
+	id := e.submit(newJob())
+	e.startPool("a", func(pc *workers.PoolConfig) { pc.PublishTimeout = 200 * time.Millisecond })
+	natstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if n := e.mocks["a"].Stats().Requests; n < 2 {
+			return fmt.Errorf("%d calls, want the job redelivered", n)
+		}
+		return nil
+	})
+	if n := e.jobsLeft(); n != 1 {
+		t.Fatalf("%d jobs queued while results cannot be stored, want 1", n)
+	}
+	if err := streams.Ensure(ctx, e.js, e.cfg.Limits); err != nil {
+		t.Fatal(err)
+	}
+	res := e.result(id, 10*time.Second)
+	if res.Status != schemas.StatusSucceeded {
+		t.Fatalf("result %s", res.Status)
+	}
+	e.waitEmpty(5 * time.Second)
+}
