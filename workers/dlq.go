@@ -30,6 +30,7 @@ func (p *Pool) poison(msg jetstream.Msg, reason string) {
 		_ = msg.NakWithDelay(p.cfg.NakDelay)
 		return
 	}
+	p.stats.poison.Add(1)
 	if err := msg.Term(); err != nil {
 		p.log.Warn("term poison message", "err", err)
 	}

@@ -88,6 +88,8 @@ func workerMain() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	// The parent reads what this process did.
+	_ = json.NewEncoder(os.Stdout).Encode(pool.Stats())
 	return 0
 }
 
@@ -203,6 +205,7 @@ func (e *env) startPool(name string, mods ...func(*workers.PoolConfig)) (stop fu
 type worker struct {
 	cmd    *exec.Cmd
 	stderr *strings.Builder
+	stdout *strings.Builder
 	done   chan error
 }
 
@@ -216,8 +219,9 @@ func (e *env) startWorker(name string, drain time.Duration) *worker {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envWorker+"=1", envNATS+"="+e.srv.ClientURL(),
 		envConfig+"="+string(cfgJSON), envProvider+"="+name, envDrain+"="+drain.String())
-	w := &worker{cmd: cmd, stderr: &strings.Builder{}, done: make(chan error, 1)}
+	w := &worker{cmd: cmd, stderr: &strings.Builder{}, stdout: &strings.Builder{}, done: make(chan error, 1)}
 	cmd.Stderr = &lockedWriter{w: w.stderr}
+	cmd.Stdout = w.stdout
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
@@ -240,6 +244,22 @@ func (w *worker) wait(t *testing.T, timeout time.Duration) error {
 		t.Fatalf("worker did not exit within %s; stderr:\n%s", timeout, w.stderr)
 		return nil
 	}
+}
+
+// stop sends SIGTERM, waits for a clean exit and returns the pool's stats.
+func (w *worker) stop(t *testing.T) workers.PoolStats {
+	t.Helper()
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.wait(t, 20*time.Second); err != nil {
+		t.Fatalf("worker exited with %v after SIGTERM; stderr:\n%s", err, w.stderr)
+	}
+	var st workers.PoolStats
+	if err := json.Unmarshal([]byte(w.stdout.String()), &st); err != nil {
+		t.Fatalf("worker stats %q: %v", w.stdout, err)
+	}
+	return st
 }
 
 type lockedWriter struct {

@@ -160,6 +160,7 @@ type Pool struct {
 	inflight map[string]*task
 	canceled *recentSet
 	results  jetstream.Stream // cached by resultsStream
+	stats    poolCounters
 }
 
 // task is a job being processed.

@@ -49,9 +49,11 @@ func (p *Pool) handle(msg jetstream.Msg) {
 	if md, err := msg.Metadata(); err == nil && md.NumDelivered > 1 && p.finishedBefore(msg, job) {
 		return
 	}
+	p.stats.inFlight.Add(1)
 	ctx, done := p.track(job.ID, job.Deadline, msg)
 	r := p.execute(ctx, job, pulled)
 	done()
+	p.stats.inFlight.Add(-1)
 	p.settle(msg, job, r)
 }
 
@@ -147,6 +149,7 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 	defer timer.Stop()
 
 	req := &Request{Model: target.Model, Body: job.Request}
+	p.stats.calls.Add(1)
 	start := time.Now()
 	var (
 		resp *Response
@@ -239,11 +242,13 @@ func (p *Pool) finishedBefore(msg jetstream.Msg, job *schemas.Job) bool {
 	}
 	if err := p.publishAll(msgs); err != nil {
 		p.log.Warn("re-publish telemetry", "job", job.ID, "err", err)
+		p.stats.publishFailures.Add(1)
 		_ = msg.NakWithDelay(p.cfg.NakDelay)
 		return true
 	}
 	p.reply(job, stored.Data)
 	p.ack(msg, job)
+	p.stats.redelivered.Add(1)
 	p.log.Info("redelivered job already finished", "job", job.ID)
 	return true
 }

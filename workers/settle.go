@@ -20,6 +20,7 @@ import (
 func (p *Pool) settle(msg jetstream.Msg, job *schemas.Job, r *run) {
 	switch r.status {
 	case runAbandoned:
+		p.stats.abandoned.Add(1)
 		_ = msg.Nak()
 		p.log.Info("job handed back", "job", job.ID)
 		return
@@ -64,11 +65,20 @@ func (p *Pool) settle(msg jetstream.Msg, job *schemas.Job, r *run) {
 	}
 	if err := p.publishAll(msgs); err != nil {
 		p.log.Warn("publish outcome; job will be redelivered", "job", job.ID, "err", err)
+		p.stats.publishFailures.Add(1)
 		_ = msg.NakWithDelay(p.cfg.NakDelay)
 		return
 	}
 	p.reply(job, data)
 	p.ack(msg, job)
+	if r.status == runSucceeded {
+		p.stats.succeeded.Add(1)
+	} else {
+		p.stats.failed.Add(1)
+	}
+	if r.dlq {
+		p.stats.deadLettered.Add(1)
+	}
 	if r.status == runFailed {
 		p.log.Info("job failed", "job", job.ID, "error_type", res.Error.Type, "attempts", len(res.Attempts), "dead_lettered", r.dlq)
 	}
@@ -93,10 +103,12 @@ func (p *Pool) fallback(msg jetstream.Msg, job *schemas.Job, r *run) {
 	}
 	if err != nil {
 		p.log.Warn("publish next hop; job will be redelivered", "job", job.ID, "err", err)
+		p.stats.publishFailures.Add(1)
 		_ = msg.NakWithDelay(p.cfg.NakDelay)
 		return
 	}
 	p.ack(msg, job)
+	p.stats.fellBack.Add(1)
 	last := r.attempts[len(r.attempts)-1]
 	p.log.Info("job falls back", "job", job.ID, "error_type", last.ErrorType, "next", next.Plan[0].String())
 }
