@@ -1,0 +1,245 @@
+// Package budget enforces tenants' daily and monthly USD budgets. Spend is
+// counted from Results' cost_usd into the JetStream KV bucket sb_spend, once
+// per job id, by a durable consumer of the RESULTS stream that any number of
+// processes may run; routing reads the counters from a watched cache
+// (route.Budgets) and reroutes or rejects a tenant over budget.
+//
+// Keys: s.<tenant>.d.<YYYYMMDD> and s.<tenant>.m.<YYYYMM> hold
+// {"usd": total, "ids": [last job ids]}; j.<job_id> marks a job whose cost
+// was counted (per-key TTL). Days and months are UTC.
+package budget
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/internal/kvstate"
+	"github.com/switchboard-llm/switchboard/schemas"
+)
+
+// Bucket is the KV bucket holding spend counters.
+const Bucket = "sb_spend"
+
+// Consumer is the durable consumer of RESULTS that counts spend.
+const Consumer = "budget-spend"
+
+// recentIDs is how many job ids a counter remembers, to finish a count
+// interrupted between its writes without counting twice.
+const recentIDs = 64
+
+// markerTTL is how long a counted job id is remembered.
+const markerTTL = 49 * time.Hour
+
+const (
+	markerPending = "pending"
+	markerDone    = "done"
+)
+
+// counter is a spend total in nano-USD (integers add up exactly: 0.6 + 0.3
+// + 0.1 is 1, not 0.9999999999999999).
+type counter struct {
+	NanoUSD int64    `json:"nano_usd"`
+	IDs     []string `json:"ids,omitempty"`
+}
+
+func toNano(usd float64) int64 { return int64(math.Round(usd * 1e9)) }
+
+// Tracker counts and reads tenants' spend.
+type Tracker struct {
+	kv    jetstream.KeyValue
+	cache *kvstate.Cache
+	now   func() time.Time
+}
+
+// Open opens the spend bucket and watches its counters until ctx ends.
+func Open(ctx context.Context, js jetstream.JetStream, now func() time.Time) (*Tracker, error) {
+	kv, err := kvstate.Bucket(ctx, js, jetstream.KeyValueConfig{
+		Bucket:         Bucket,
+		Description:    "switchboard: USD spend per tenant per day and month",
+		History:        1,
+		LimitMarkerTTL: time.Minute,
+	})
+	if err != nil {
+		return nil, err
+	}
+	cache, err := kvstate.Watch(ctx, kv, "s.>", nil)
+	if err != nil {
+		return nil, err
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Tracker{kv: kv, cache: cache, now: now}, nil
+}
+
+func tenantToken(tenant string) string {
+	if tenant == "" {
+		return "-"
+	}
+	return tenant
+}
+
+func dayKey(tenant string, t time.Time) string {
+	return kvstate.Key("s", tenantToken(tenant), "d", t.UTC().Format("20060102"))
+}
+
+func monthKey(tenant string, t time.Time) string {
+	return kvstate.Key("s", tenantToken(tenant), "m", t.UTC().Format("200601"))
+}
+
+// Add counts usd of job jobID for tenant at time at, once: a job id already
+// counted (a redelivered or duplicate Result) changes nothing and returns
+// false.
+func (t *Tracker) Add(ctx context.Context, jobID, tenant string, usd float64, at time.Time) (bool, error) {
+	if usd <= 0 {
+		return false, nil
+	}
+	marker := kvstate.Key("j", jobID)
+	if _, err := t.kv.Create(ctx, marker, []byte(markerPending), jetstream.KeyTTL(markerTTL)); err != nil {
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return false, fmt.Errorf("spend marker %s: %w", jobID, err)
+		}
+		e, gerr := t.kv.Get(ctx, marker)
+		if gerr != nil {
+			return false, fmt.Errorf("spend marker %s: %w", jobID, gerr)
+		}
+		if string(e.Value()) == markerDone {
+			return false, nil
+		}
+		// An earlier count stopped half-way: finish it (the counters'
+		// recent ids say which half was done).
+	}
+	applied := false
+	for _, k := range []struct {
+		key string
+		ttl time.Duration
+	}{{dayKey(tenant, at), 49 * time.Hour}, {monthKey(tenant, at), 63 * 24 * time.Hour}} {
+		val, rev, err := kvstate.Modify(ctx, t.kv, k.key, func(cur []byte, exists bool) ([]byte, bool, error) {
+			var c counter
+			if exists {
+				if err := json.Unmarshal(cur, &c); err != nil {
+					c = counter{}
+				}
+			}
+			if slices.Contains(c.IDs, jobID) {
+				return nil, false, nil
+			}
+			c.NanoUSD += toNano(usd)
+			c.IDs = append(c.IDs, jobID)
+			if len(c.IDs) > recentIDs {
+				c.IDs = c.IDs[len(c.IDs)-recentIDs:]
+			}
+			b, err := json.Marshal(c)
+			return b, true, err
+		}, jetstream.KeyTTL(k.ttl))
+		if err != nil {
+			return applied, fmt.Errorf("spend of %s: %w", jobID, err)
+		}
+		if val != nil {
+			t.cache.Set(k.key, val, rev)
+			applied = true
+		}
+	}
+	if _, err := t.kv.Put(ctx, marker, []byte(markerDone)); err != nil {
+		return applied, fmt.Errorf("spend marker %s: %w", jobID, err)
+	}
+	return applied, nil
+}
+
+func (t *Tracker) read(key string) float64 {
+	e, ok := t.cache.Get(key)
+	if !ok {
+		return 0
+	}
+	var c counter
+	if json.Unmarshal(e.Value, &c) != nil {
+		return 0
+	}
+	return float64(c.NanoUSD) / 1e9
+}
+
+// Spent returns tenant's spend in the UTC day and month holding at.
+func (t *Tracker) Spent(tenant string, at time.Time) (day, month float64) {
+	return t.read(dayKey(tenant, at)), t.read(monthKey(tenant, at))
+}
+
+// Exceeded reports whether tenant is at or over its daily or monthly budget
+// under cfg (route.Budgets). Tenants without a budget never are.
+func (t *Tracker) Exceeded(cfg *config.Config, tenant string) (string, bool) {
+	b, ok := cfg.BudgetFor(tenant)
+	if !ok {
+		return "", false
+	}
+	now := t.now()
+	day, month := t.Spent(tenant, now)
+	if b.DailyUSD > 0 && toNano(day) >= toNano(b.DailyUSD) {
+		return fmt.Sprintf("daily budget of $%.2f reached ($%.4f spent today, UTC)", b.DailyUSD, day), true
+	}
+	if b.MonthlyUSD > 0 && toNano(month) >= toNano(b.MonthlyUSD) {
+		return fmt.Sprintf("monthly budget of $%.2f reached ($%.4f spent this month, UTC)", b.MonthlyUSD, month), true
+	}
+	return "", false
+}
+
+// Run counts the cost of every Result on the RESULTS stream until ctx ends,
+// through the durable consumer budget-spend (shared by every process that
+// runs it). A Result is acked once its cost is counted.
+func (t *Tracker) Run(ctx context.Context, js jetstream.JetStream) error {
+	cons, err := js.CreateOrUpdateConsumer(ctx, streams.StreamResults, jetstream.ConsumerConfig{
+		Durable:       Consumer,
+		Description:   "counts results' cost into tenant budgets",
+		FilterSubject: "llm.results.>",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 1024,
+		MaxDeliver:    -1,
+	})
+	if err != nil {
+		return fmt.Errorf("provision consumer %s: %w", Consumer, err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("consume results: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		it.Stop()
+	}()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			return fmt.Errorf("consume results: %w", err)
+		}
+		t.handle(ctx, msg)
+	}
+}
+
+func (t *Tracker) handle(ctx context.Context, msg jetstream.Msg) {
+	res, err := schemas.DecodeResult(msg.Data())
+	if err != nil || res.CostUSD == nil || *res.CostUSD <= 0 {
+		_ = msg.Ack()
+		return
+	}
+	at := t.now()
+	if md, err := msg.Metadata(); err == nil {
+		at = md.Timestamp
+	}
+	tenant := res.Metadata[schemas.MetaTenant]
+	if _, err := t.Add(ctx, res.ID, tenant, *res.CostUSD, at); err != nil {
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	_ = msg.Ack()
+}

@@ -1,0 +1,176 @@
+package budget
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/broker/route"
+	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/schemas"
+)
+
+const cfgYAML = `
+providers: [{name: a, kind: mock}, {name: b, kind: mock}]
+routes:
+  - {name: chat, targets: [{provider: a, model: m}]}
+  - {name: cheap, targets: [{provider: b, model: small}]}
+budgets:
+  - {tenant: acme, daily_usd: 1, on_exceed: {route: cheap}}
+  - {tenant: beta, monthly_usd: 0.5, on_exceed: reject}
+`
+
+func TestAddOncePerJob(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx := natstest.Context(t)
+	_, js1 := srv.Connect(t)
+	_, js2 := srv.Connect(t)
+	now := time.Date(2026, 3, 31, 23, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	a, err := Open(ctx, js1, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(ctx, js2, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		tracker *Tracker
+		job     string
+		usd     float64
+		applied bool
+	}{
+		{a, "j1", 0.25, true},
+		{b, "j1", 0.25, false}, // duplicate from another process
+		{a, "j2", 0.5, true},
+		{a, "j2", 0.5, false},
+	}
+	for i, s := range steps {
+		got, err := s.tracker.Add(ctx, s.job, "acme", s.usd, now)
+		if err != nil || got != s.applied {
+			t.Fatalf("step %d: applied %v err %v, want %v", i, got, err, s.applied)
+		}
+	}
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		day, month := b.Spent("acme", now)
+		if math.Abs(day-0.75) > 1e-9 || math.Abs(month-0.75) > 1e-9 {
+			return fmt.Errorf("spent %v/%v, want 0.75", day, month)
+		}
+		return nil
+	})
+	// The next UTC day starts at zero; the month keeps counting.
+	tomorrow := now.Add(2 * time.Hour) // April 1st
+	if _, err := a.Add(ctx, "j3", "acme", 0.1, tomorrow); err != nil {
+		t.Fatal(err)
+	}
+	day, month := a.Spent("acme", tomorrow)
+	if math.Abs(day-0.1) > 1e-9 || math.Abs(month-0.1) > 1e-9 {
+		t.Errorf("April 1st: %v/%v, want 0.1/0.1 (new day and month)", day, month)
+	}
+}
+
+func TestInterruptedCountFinishesOnce(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx := natstest.Context(t)
+	_, js := srv.Connect(t)
+	now := time.Date(2026, 5, 5, 12, 0, 0, 0, time.UTC)
+	tr, err := Open(ctx, js, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Simulate a crash after the marker and the day counter, before the
+	// month counter and the "done" mark.
+	if _, err := tr.kv.Create(ctx, "j.jx", []byte(markerPending)); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := json.Marshal(counter{NanoUSD: 3e8, IDs: []string{"jx"}})
+	if _, err := tr.kv.Put(ctx, dayKey("t", now), c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Add(ctx, "jx", "t", 0.3, now); err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		day, month := tr.Spent("t", now)
+		if math.Abs(day-0.3) > 1e-9 || math.Abs(month-0.3) > 1e-9 {
+			return fmt.Errorf("spent %v/%v, want 0.3 each", day, month)
+		}
+		return nil
+	})
+}
+
+func TestRunCountsResultsAndRoutingReacts(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx := natstest.Context(t)
+	_, js := srv.Connect(t)
+	cfg, err := config.Parse([]byte(cfgYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := streams.Ensure(ctx, js, cfg.Limits); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := Open(ctx, js, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = tr.Run(ctx, js) }()
+	r := route.New(cfg, route.WithBudgets(tr))
+	resolve := func(tenant string) (*schemas.Job, error) {
+		j := &schemas.Job{Request: json.RawMessage(`{"messages":[{"role":"user","content":"hi"}]}`), Metadata: map[string]string{"tenant": tenant}}
+		if err := j.Prepare(time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		return j, r.Resolve(j)
+	}
+	pub := func(id, tenant string, usd float64, msgID string) {
+		res := schemas.Result{V: 1, ID: id, Status: schemas.StatusSucceeded, CostUSD: &usd, Metadata: map[string]string{"tenant": tenant}}
+		data, _ := json.Marshal(res)
+		msg := &nats.Msg{Subject: streams.Result("", id), Data: data, Header: nats.Header{}}
+		msg.Header.Set("Nats-Msg-Id", msgID)
+		if _, err := js.PublishMsg(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// acme: 0.6 + 0.3 (the second one published twice with distinct msg ids,
+	// as after a worker crash) = 0.9 < 1: still on its route.
+	pub("r1", "acme", 0.6, "r1.result")
+	pub("r2", "acme", 0.3, "r2.result")
+	pub("r2", "acme", 0.3, "r2.result.again")
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if d, _ := tr.Spent("acme", time.Now()); math.Abs(d-0.9) > 1e-9 {
+			return fmt.Errorf("acme spent %v, want 0.9", d)
+		}
+		return nil
+	})
+	if j, err := resolve("acme"); err != nil || j.Route != "chat" {
+		t.Fatalf("under budget: %q %v", j.Route, err)
+	}
+	pub("r3", "acme", 0.1, "r3.result")
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		j, err := resolve("acme")
+		if err != nil || j.Route != "cheap" {
+			return fmt.Errorf("at $1.00: route %q err %v, want reroute to cheap", j.Route, err)
+		}
+		return nil
+	})
+	pub("r4", "beta", 0.5, "r4.result")
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		_, err := resolve("beta")
+		if !errors.Is(err, route.ErrBudgetExceeded) {
+			return fmt.Errorf("beta: %v, want budget exceeded", err)
+		}
+		return nil
+	})
+	if _, err := resolve("gamma"); err != nil {
+		t.Errorf("tenant without budget: %v", err)
+	}
+}
