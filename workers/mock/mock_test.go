@@ -769,3 +769,375 @@ func TestListenValidates(t *testing.T) {
 		t.Errorf("err = %v, want ErrInvalidFaults", err)
 	}
 }
+
+var anthropicHdr = map[string]string{"x-api-key": "sk-ant", "anthropic-version": "2023-06-01"}
+
+const anthropicMsg = `{"model":"claude-mock","max_tokens":100,"system":"be brief","messages":[{"role":"user","content":"hello there world"}]}`
+
+func TestAnthropicMessages(t *testing.T) {
+	srv := start(t, mock.Options{APIKey: "sk-ant", ToolArguments: json.RawMessage(`{"q":"x"}`)})
+	status, _, b := post(t, context.Background(), srv.URL()+"/v1/messages", anthropicHdr, anthropicMsg)
+	if status != 200 {
+		t.Fatalf("status %d: %s", status, b)
+	}
+	m := decode(t, b)
+	if path(m, "type") != "message" || path(m, "role") != "assistant" || path(m, "model") != "claude-mock" {
+		t.Errorf("message = %s", b)
+	}
+	if path(m, "content", 0, "type") != "text" || path(m, "content", 0, "text") != "mock reply to: hello there world" {
+		t.Errorf("content = %v", path(m, "content"))
+	}
+	if path(m, "stop_reason") != "end_turn" || path(m, "usage", "input_tokens") != 5.0 || path(m, "usage", "output_tokens") != 6.0 {
+		t.Errorf("stop/usage = %v %v", path(m, "stop_reason"), path(m, "usage"))
+	}
+	if id, _ := path(m, "id").(string); !strings.HasPrefix(id, "msg_") {
+		t.Errorf("id = %q", id)
+	}
+	last := srv.LastRequest()
+	if last.Shape != mock.ShapeAnthropic || last.System != "be brief" || last.Header.Get("X-Api-Key") != "REDACTED" || last.Header.Get("Anthropic-Version") != "2023-06-01" {
+		t.Errorf("last = %+v", last)
+	}
+
+	msgs := `"messages":[{"role":"user","content":[{"type":"text","text":"one two three four"}]}]`
+	tools := `"tools":[{"name":"search","input_schema":{"type":"object"}},{"name":"lookup","input_schema":{"type":"object"}}]`
+	tests := []struct {
+		name, extra, text, stop, seq, tool string
+		out                                float64
+	}{
+		{name: "max_tokens", extra: `"max_tokens":2`, text: "mock reply", stop: "max_tokens", out: 2},
+		{name: "stop_sequences", extra: `"max_tokens":50,"stop_sequences":["three","two"]`, text: "mock reply to: one ", stop: "stop_sequence", seq: "two", out: 4},
+		{name: "tool auto", extra: `"max_tokens":50,` + tools, stop: "tool_use", tool: "search", out: 2},
+		{name: "tool named", extra: `"max_tokens":50,` + tools + `,"tool_choice":{"type":"tool","name":"lookup"}`, stop: "tool_use", tool: "lookup", out: 2},
+		{name: "tool none", extra: `"max_tokens":50,` + tools + `,"tool_choice":{"type":"none"}`, text: "mock reply to: one two three four", stop: "end_turn", out: 7},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, _, b := post(t, context.Background(), srv.URL()+"/v1/messages", anthropicHdr, `{"model":"c",`+msgs+`,`+tt.extra+`}`)
+			if status != 200 {
+				t.Fatalf("status %d: %s", status, b)
+			}
+			m := decode(t, b)
+			if path(m, "stop_reason") != tt.stop || path(m, "usage", "output_tokens") != tt.out {
+				t.Errorf("stop_reason %v output_tokens %v, want %v %v", path(m, "stop_reason"), path(m, "usage", "output_tokens"), tt.stop, tt.out)
+			}
+			if tt.seq != "" && path(m, "stop_sequence") != tt.seq {
+				t.Errorf("stop_sequence = %v", path(m, "stop_sequence"))
+			}
+			blk := path(m, "content", 0)
+			if tt.tool == "" {
+				if path(blk, "type") != "text" || path(blk, "text") != tt.text {
+					t.Errorf("block = %v, want text %q", blk, tt.text)
+				}
+				return
+			}
+			if path(blk, "type") != "tool_use" || path(blk, "name") != tt.tool || path(blk, "input", "q") != "x" {
+				t.Errorf("block = %v", blk)
+			}
+		})
+	}
+}
+
+func TestAnthropicErrors(t *testing.T) {
+	srv := start(t, mock.Options{APIKey: "sk-ant"})
+	tests := []struct {
+		name   string
+		hdr    map[string]string
+		body   string
+		status int
+		typ    string
+	}{
+		{"no key", map[string]string{"anthropic-version": "2023-06-01"}, anthropicMsg, 401, "authentication_error"},
+		{"no version", map[string]string{"x-api-key": "sk-ant"}, anthropicMsg, 400, "invalid_request_error"},
+		{"no max_tokens", anthropicHdr, `{"model":"c","messages":[{"role":"user","content":"x"}]}`, 400, "invalid_request_error"},
+		{"bad json", anthropicHdr, `{`, 400, "invalid_request_error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, _, b := post(t, context.Background(), srv.URL()+"/v1/messages", tt.hdr, tt.body)
+			m := decode(t, b)
+			if status != tt.status || path(m, "type") != "error" || path(m, "error", "type") != tt.typ {
+				t.Errorf("status %d body %s, want %d %s", status, b, tt.status, tt.typ)
+			}
+		})
+	}
+	srv.SetFaults(mock.Faults{FailFirst: 2, ErrorStatus: 529, RetryAfter: time.Second})
+	status, hdr, b := post(t, context.Background(), srv.URL()+"/v1/messages", anthropicHdr, anthropicMsg)
+	if m := decode(t, b); status != 529 || path(m, "error", "type") != "overloaded_error" || hdr.Get("Retry-After") != "1" {
+		t.Errorf("injected: %d %s Retry-After %q", status, b, hdr.Get("Retry-After"))
+	}
+	srv.SetFaults(mock.Faults{FailFirst: 1, ErrorStatus: 429})
+	status, _, b = post(t, context.Background(), srv.URL()+"/v1/messages", anthropicHdr, anthropicMsg)
+	if m := decode(t, b); status != 429 || path(m, "error", "type") != "rate_limit_error" {
+		t.Errorf("injected 429: %d %s", status, b)
+	}
+}
+
+func TestAnthropicStream(t *testing.T) {
+	srv := start(t, mock.Options{})
+	body := `{"model":"claude-mock","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hi you"}]}`
+	_, evs, err := stream(t, srv.URL()+"/v1/messages", anthropicHdr, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	var text strings.Builder
+	var stop, outTokens, inTokens any
+	for _, ev := range evs {
+		m := decode(t, []byte(ev.data))
+		if path(m, "type") != ev.event {
+			t.Errorf("event %q carries type %v", ev.event, path(m, "type"))
+		}
+		names = append(names, ev.event)
+		switch ev.event {
+		case "message_start":
+			inTokens = path(m, "message", "usage", "input_tokens")
+		case "content_block_delta":
+			if path(m, "delta", "type") != "text_delta" {
+				t.Errorf("delta = %v", path(m, "delta"))
+			}
+			text.WriteString(path(m, "delta", "text").(string))
+		case "message_delta":
+			stop, outTokens = path(m, "delta", "stop_reason"), path(m, "usage", "output_tokens")
+		}
+	}
+	want := "message_start content_block_start ping content_block_delta content_block_delta content_block_delta content_block_delta content_block_delta content_block_stop message_delta message_stop"
+	if strings.Join(names, " ") != want {
+		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(names, " "), want)
+	}
+	if text.String() != "mock reply to: hi you" || stop != "end_turn" || outTokens != 5.0 || inTokens != 2.0 {
+		t.Errorf("text %q stop %v out %v in %v", text.String(), stop, outTokens, inTokens)
+	}
+
+	t.Run("tool_use", func(t *testing.T) {
+		body := `{"model":"c","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"x"}],"tools":[{"name":"t1"}],"tool_choice":{"type":"any"}}`
+		_, evs, err := stream(t, srv.URL()+"/v1/messages", anthropicHdr, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var partial strings.Builder
+		var start, stop any
+		for _, ev := range evs {
+			m := decode(t, []byte(ev.data))
+			switch ev.event {
+			case "content_block_start":
+				start = path(m, "content_block")
+			case "content_block_delta":
+				partial.WriteString(path(m, "delta", "partial_json").(string))
+			case "message_delta":
+				stop = path(m, "delta", "stop_reason")
+			}
+		}
+		if path(start, "type") != "tool_use" || path(start, "name") != "t1" || partial.String() != "{}" || stop != "tool_use" {
+			t.Errorf("start %v partial %q stop %v", start, partial.String(), stop)
+		}
+	})
+
+	t.Run("error after chunks", func(t *testing.T) {
+		srv.SetFaults(mock.Faults{ErrorAfterChunks: 1, ErrorStatus: 529})
+		_, evs, err := stream(t, srv.URL()+"/v1/messages", anthropicHdr, body)
+		if err == nil {
+			t.Error("stream ended cleanly; want an aborted connection")
+		}
+		if n := len(evs); n != 5 || evs[3].event != "content_block_delta" || evs[4].event != "error" {
+			t.Fatalf("events = %v", evs)
+		}
+		if m := decode(t, []byte(evs[4].data)); path(m, "error", "type") != "overloaded_error" {
+			t.Errorf("error event = %s", evs[4].data)
+		}
+	})
+}
+
+func geminiURL(srv *mock.Server, model, method string) string {
+	return srv.URL() + "/v1beta/models/" + model + ":" + method
+}
+
+var geminiHdr = map[string]string{"x-goog-api-key": "g-key"}
+
+const geminiReq = `{"systemInstruction":{"parts":[{"text":"be brief"}]},"contents":[{"role":"user","parts":[{"text":"hello there world"}]}]}`
+
+func TestGeminiGenerate(t *testing.T) {
+	srv := start(t, mock.Options{APIKey: "g-key", ToolArguments: json.RawMessage(`{"a":1}`)})
+	status, _, b := post(t, context.Background(), geminiURL(srv, "gemini-mock", "generateContent"), geminiHdr, geminiReq)
+	if status != 200 {
+		t.Fatalf("status %d: %s", status, b)
+	}
+	m := decode(t, b)
+	cand := path(m, "candidates", 0)
+	if path(cand, "content", "role") != "model" || path(cand, "content", "parts", 0, "text") != "mock reply to: hello there world" || path(cand, "finishReason") != "STOP" {
+		t.Errorf("candidate = %v", cand)
+	}
+	if path(m, "usageMetadata", "promptTokenCount") != 5.0 || path(m, "usageMetadata", "candidatesTokenCount") != 6.0 || path(m, "usageMetadata", "totalTokenCount") != 11.0 {
+		t.Errorf("usage = %v", path(m, "usageMetadata"))
+	}
+	last := srv.LastRequest()
+	if last.Shape != mock.ShapeGemini || last.Model != "gemini-mock" || last.System != "be brief" || last.KeyInURL || last.Header.Get("X-Goog-Api-Key") != "REDACTED" {
+		t.Errorf("last = %+v", last)
+	}
+
+	contents := `"contents":[{"role":"user","parts":[{"text":"one two three four"}]}]`
+	tools := `"tools":[{"functionDeclarations":[{"name":"f1"},{"name":"f2"}]}]`
+	tests := []struct {
+		name, extra, text, finish, tool string
+		out                             float64
+	}{
+		{name: "maxOutputTokens", extra: `"generationConfig":{"maxOutputTokens":3}`, text: "mock reply to:", finish: "MAX_TOKENS", out: 3},
+		{name: "stopSequences", extra: `"generationConfig":{"stopSequences":["three"]}`, text: "mock reply to: one two ", finish: "STOP", out: 5},
+		{name: "snake_case config", extra: `"generation_config":{"maxOutputTokens":1}`, text: "mock", finish: "MAX_TOKENS", out: 1},
+		{name: "tool auto", extra: tools, finish: "STOP", tool: "f1", out: 2},
+		{name: "tool ANY allowed", extra: tools + `,"toolConfig":{"functionCallingConfig":{"mode":"ANY","allowedFunctionNames":["f2"]}}`, finish: "STOP", tool: "f2", out: 2},
+		{name: "tool NONE", extra: tools + `,"toolConfig":{"functionCallingConfig":{"mode":"NONE"}}`, text: "mock reply to: one two three four", finish: "STOP", out: 7},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, _, b := post(t, context.Background(), geminiURL(srv, "g", "generateContent"), geminiHdr, `{`+contents+`,`+tt.extra+`}`)
+			if status != 200 {
+				t.Fatalf("status %d: %s", status, b)
+			}
+			m := decode(t, b)
+			cand := path(m, "candidates", 0)
+			if path(cand, "finishReason") != tt.finish || path(m, "usageMetadata", "candidatesTokenCount") != tt.out {
+				t.Errorf("finish %v out %v, want %v %v", path(cand, "finishReason"), path(m, "usageMetadata", "candidatesTokenCount"), tt.finish, tt.out)
+			}
+			part := path(cand, "content", "parts", 0)
+			if tt.tool == "" {
+				if path(part, "text") != tt.text {
+					t.Errorf("part = %v, want text %q", part, tt.text)
+				}
+				return
+			}
+			if path(part, "functionCall", "name") != tt.tool || path(part, "functionCall", "args", "a") != 1.0 {
+				t.Errorf("part = %v", part)
+			}
+		})
+	}
+}
+
+func TestGeminiErrors(t *testing.T) {
+	srv := start(t, mock.Options{APIKey: "g-key"})
+	tests := []struct {
+		name, url string
+		hdr       map[string]string
+		body      string
+		status    int
+		gstatus   string
+	}{
+		{"no key", geminiURL(srv, "g", "generateContent"), nil, geminiReq, 401, "UNAUTHENTICATED"},
+		{"wrong key", geminiURL(srv, "g", "generateContent"), map[string]string{"x-goog-api-key": "nope"}, geminiReq, 401, "UNAUTHENTICATED"},
+		{"no contents", geminiURL(srv, "g", "generateContent"), geminiHdr, `{"contents":[]}`, 400, "INVALID_ARGUMENT"},
+		{"bad json", geminiURL(srv, "g", "generateContent"), geminiHdr, `{`, 400, "INVALID_ARGUMENT"},
+		{"unknown method", geminiURL(srv, "g", "embedContent"), geminiHdr, geminiReq, 400, "INVALID_ARGUMENT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, _, b := post(t, context.Background(), tt.url, tt.hdr, tt.body)
+			m := decode(t, b)
+			if status != tt.status || path(m, "error", "code") != float64(tt.status) || path(m, "error", "status") != tt.gstatus {
+				t.Errorf("status %d body %s, want %d %s", status, b, tt.status, tt.gstatus)
+			}
+		})
+	}
+	// A key in the URL works, as with the real API, but is flagged.
+	status, _, _ := post(t, context.Background(), geminiURL(srv, "g", "generateContent")+"?key=g-key", nil, geminiReq)
+	if last := srv.LastRequest(); status != 200 || !last.KeyInURL || strings.Contains(last.Query, "g-key") {
+		t.Errorf("key in URL: status %d last %+v", status, last)
+	}
+	srv.SetModelFaults("busy", mock.Faults{ErrorRate: 1, ErrorStatus: 503})
+	status, _, b := post(t, context.Background(), geminiURL(srv, "busy", "generateContent"), geminiHdr, geminiReq)
+	if m := decode(t, b); status != 503 || path(m, "error", "status") != "UNAVAILABLE" {
+		t.Errorf("injected: %d %s", status, b)
+	}
+}
+
+func TestGeminiStream(t *testing.T) {
+	srv := start(t, mock.Options{})
+	body := `{"contents":[{"role":"user","parts":[{"text":"hi you"}]}]}`
+	resp, evs, err := stream(t, geminiURL(srv, "g", "streamGenerateContent")+"?alt=sse", geminiHdr, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Errorf("content-type %q", resp.Header.Get("Content-Type"))
+	}
+	collect := func(objs []map[string]any) (string, any, any) {
+		var text strings.Builder
+		var finish, usage any
+		for _, m := range objs {
+			if s, ok := path(m, "candidates", 0, "content", "parts", 0, "text").(string); ok {
+				text.WriteString(s)
+			}
+			if f := path(m, "candidates", 0, "finishReason"); f != nil {
+				finish = f
+			}
+			if u := path(m, "usageMetadata"); u != nil {
+				usage = u
+			}
+		}
+		return text.String(), finish, usage
+	}
+	var objs []map[string]any
+	for _, ev := range evs {
+		objs = append(objs, decode(t, []byte(ev.data)))
+	}
+	text, finish, usage := collect(objs)
+	if len(evs) != 6 || text != "mock reply to: hi you" || finish != "STOP" || path(usage, "candidatesTokenCount") != 5.0 {
+		t.Errorf("%d events, text %q finish %v usage %v", len(evs), text, finish, usage)
+	}
+
+	// Without alt=sse the stream is one JSON array.
+	_, _, b := post(t, context.Background(), geminiURL(srv, "g", "streamGenerateContent"), geminiHdr, body)
+	var arr []map[string]any
+	if err := json.Unmarshal(b, &arr); err != nil {
+		t.Fatalf("array stream %q: %v", b, err)
+	}
+	if text, finish, _ := collect(arr); len(arr) != 6 || text != "mock reply to: hi you" || finish != "STOP" {
+		t.Errorf("array: %d items, %q %v", len(arr), text, finish)
+	}
+
+	t.Run("function call", func(t *testing.T) {
+		body := `{"contents":[{"parts":[{"text":"x"}]}],"tools":[{"functionDeclarations":[{"name":"f"}]}]}`
+		_, evs, err := stream(t, geminiURL(srv, "g", "streamGenerateContent")+"?alt=sse", geminiHdr, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := decode(t, []byte(evs[0].data)); path(m, "candidates", 0, "content", "parts", 0, "functionCall", "name") != "f" {
+			t.Errorf("first event %s", evs[0].data)
+		}
+	})
+
+	t.Run("error after chunks", func(t *testing.T) {
+		srv.SetFaults(mock.Faults{ErrorAfterChunks: 2, ErrorStatus: 500})
+		_, evs, err := stream(t, geminiURL(srv, "g", "streamGenerateContent")+"?alt=sse", geminiHdr, body)
+		if err == nil {
+			t.Error("stream ended cleanly; want an aborted connection")
+		}
+		if len(evs) != 3 {
+			t.Fatalf("events = %v", evs)
+		}
+		if m := decode(t, []byte(evs[2].data)); path(m, "error", "status") != "INTERNAL" {
+			t.Errorf("error event = %s", evs[2].data)
+		}
+	})
+}
+
+func TestModelsListShapes(t *testing.T) {
+	srv := start(t, mock.Options{})
+	get := func(p string, hdr map[string]string) map[string]any {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL()+p, nil)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return decode(t, b)
+	}
+	if m := get("/v1/models", anthropicHdr); path(m, "data", 0, "type") != "model" || path(m, "has_more") != false {
+		t.Errorf("anthropic models = %v", m)
+	}
+	if m := get("/v1beta/models", geminiHdr); path(m, "models", 0, "name") != "models/mock-model" {
+		t.Errorf("gemini models = %v", m)
+	}
+}

@@ -319,6 +319,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveControl(w, r)
 	case strings.HasSuffix(p, "/chat/completions"):
 		s.serveCall(openAI{}, w, r)
+	case strings.Contains(p, "/models/") && strings.Contains(p[strings.LastIndex(p, "/"):], ":"):
+		s.serveCall(gemini{}, w, r)
+	case strings.HasSuffix(p, "/messages"):
+		s.serveCall(anthropic{}, w, r)
 	case strings.HasSuffix(p, "/models"):
 		s.serveModels(w, r)
 	default:
@@ -647,6 +651,12 @@ func sse(event string, data []byte) []byte {
 // serveModels answers GET .../models in the shape the headers suggest.
 func (s *Server) serveModels(w http.ResponseWriter, r *http.Request) {
 	var v vendor = openAI{}
+	switch {
+	case r.Header.Get("anthropic-version") != "" || r.Header.Get("x-api-key") != "":
+		v = anthropic{}
+	case r.Header.Get("x-goog-api-key") != "" || strings.HasPrefix(r.URL.Path, "/v1beta/"):
+		v = gemini{}
+	}
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
 		v.writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; use GET")
