@@ -21,6 +21,10 @@ import (
 // client; beyond it chunks are dropped and the stream ends in an error.
 const chunkBuffer = 1024
 
+// errorChunkGrace bounds the wait for a failed stream's Result after its
+// error chunk.
+const errorChunkGrace = 2 * time.Second
+
 // handleChat serves POST /v1/chat/completions.
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -225,8 +229,19 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, job *schemas.Job
 		}
 		out.data([]byte("[DONE]"))
 	}
+	// After an error chunk the Result follows at once; wait for it briefly
+	// (for its attempts and metrics), answering from the chunk if it is late.
+	var (
+		errChunk *apiError
+		grace    <-chan time.Time
+	)
 	for {
 		select {
+		case <-grace:
+			if !out.started {
+				fail(errChunk)
+			}
+			return
 		case <-ctx.Done():
 			if r.Context().Err() != nil {
 				s.cancelJob(job.ID, "client disconnected")
@@ -239,6 +254,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, job *schemas.Job
 				finish(res)
 				return
 			}
+			if errChunk != nil {
+				if !out.started {
+					fail(errChunk)
+				}
+				return
+			}
 			s.cancelJob(job.ID, "deadline exceeded")
 			fail(&apiError{Status: http.StatusGatewayTimeout, Type: typeTimeout, Code: schemas.ErrDeadlineExceeded,
 				Message: "the request's deadline passed before the stream ended"})
@@ -247,19 +268,36 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, job *schemas.Job
 			if msg.Subject == resultSubject {
 				res, err := schemas.DecodeResult(msg.Data)
 				if err != nil {
-					fail(&apiError{Status: http.StatusBadGateway, Type: typeUpstream, Code: schemas.ErrBadResponse, Message: "unreadable result: " + err.Error()})
+					if errChunk == nil || !out.started {
+						fail(&apiError{Status: http.StatusBadGateway, Type: typeUpstream, Code: schemas.ErrBadResponse, Message: "unreadable result: " + err.Error()})
+					}
+					return
+				}
+				if errChunk != nil && out.started {
+					// The error event is already sent: just count it.
+					s.metrics.observeResult(route, res)
 					return
 				}
 				finish(res)
 				return
+			}
+			if errChunk != nil {
+				continue // the stream is over; only the Result matters now
 			}
 			if msg.Header.Get(streams.HeaderChunkKind) == "error" {
 				var info schemas.ErrorInfo
 				if err := json.Unmarshal(msg.Data, &info); err != nil || info.Type == "" {
 					info = schemas.ErrorInfo{Type: schemas.ErrBadResponse, Message: "the stream failed"}
 				}
-				fail(fromErrorInfo(&info))
-				return
+				errChunk = fromErrorInfo(&info)
+				if out.started {
+					fail(errChunk)
+				} else {
+					w.Header().Set(HeaderProvider, msg.Header.Get(streams.HeaderProvider))
+					w.Header().Set(HeaderModel, msg.Header.Get(streams.HeaderModel))
+				}
+				grace = time.After(errorChunkGrace)
+				continue
 			}
 			if !out.started {
 				out.start(msg.Header.Get(streams.HeaderProvider), msg.Header.Get(streams.HeaderModel))
