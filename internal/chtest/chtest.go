@@ -100,7 +100,7 @@ func NewDB(t testing.TB) *DB {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if srv.Running() {
+		if srv.Running() && os.Getenv("CHTEST_KEEP") == "" {
 			_ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name)
 		}
 		conn.Close()

@@ -1,0 +1,426 @@
+// Package ingest moves telemetry from JetStream into ClickHouse: a watermill
+// subscriber over a durable pull consumer on TELEMETRY feeds a batcher that
+// writes native batch inserts bounded by rows and time, and acks only after
+// the insert succeeded. While ClickHouse is down nothing is acked and the
+// stream buffers; the ingester retries with backoff and catches up.
+// Redeliveries never double-count (see analytics/store). Bad events go to
+// llm.dlq.telemetry and never stall the ingester.
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/analytics/store"
+	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/schemas"
+)
+
+// Defaults.
+const (
+	DefaultDurable     = "ingest"
+	DefaultTopic       = "llm.telemetry.>"
+	DefaultBackoffBase = 100 * time.Millisecond
+	DefaultBackoffMax  = 5 * time.Second
+)
+
+// Config configures an Ingester.
+type Config struct {
+	// JS is the JetStream context (TELEMETRY must exist: streams.Ensure).
+	JS jetstream.JetStream
+	// DSN is the ClickHouse native DSN; the ingester connects (and runs the
+	// migrations) when ClickHouse answers, retrying with backoff until then.
+	DSN string
+	// Conn, when set, is used instead of dialing DSN (migrations still run).
+	Conn driver.Conn
+	// BatchRows and BatchInterval bound a batch (analytics.batch_rows and
+	// analytics.batch_interval): it is written when either is reached.
+	BatchRows     int
+	BatchInterval time.Duration
+	// BackoffBase and BackoffMax bound the jittered exponential backoff
+	// between failed inserts.
+	BackoffBase, BackoffMax time.Duration
+	// Durable names the JetStream consumer (default "ingest").
+	Durable string
+	// AckWait of the consumer (default 60s; held messages are kept leased).
+	AckWait time.Duration
+	// OnInsert, when set, is called after each successful write with the
+	// events that became queryable (for lag metrics and benchmarks).
+	OnInsert func(events []*schemas.Event)
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// FromConfig fills BatchRows and BatchInterval from the analytics section.
+func (c Config) FromConfig(a config.Analytics) Config {
+	c.BatchRows, c.BatchInterval = a.BatchRows, a.BatchInterval
+	return c
+}
+
+func (c *Config) defaults() error {
+	if c.JS == nil {
+		return fmt.Errorf("%w: JS is required", ErrInvalidConfig)
+	}
+	if c.Conn == nil {
+		if _, err := store.Options(c.DSN); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+	}
+	if c.BatchRows <= 0 {
+		c.BatchRows = config.DefaultBatchRows
+	}
+	if c.BatchInterval <= 0 {
+		c.BatchInterval = config.DefaultBatchInterval
+	}
+	if c.BackoffBase <= 0 {
+		c.BackoffBase = DefaultBackoffBase
+	}
+	if c.BackoffMax <= 0 {
+		c.BackoffMax = DefaultBackoffMax
+	}
+	if c.Durable == "" {
+		c.Durable = DefaultDurable
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 60 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Stats counts what an ingester did.
+type Stats struct {
+	// Rows written (after dedup), per table.
+	Attempts, Completions int64
+	// Duplicates: events skipped because their id was already stored or
+	// repeated within a batch.
+	Duplicates int64
+	// DeadLettered: bad events sent to llm.dlq.telemetry.
+	DeadLettered int64
+	// Batches written and insert attempts that failed (then retried).
+	Batches, Failures int64
+}
+
+// Ingester is one telemetry ingester process.
+type Ingester struct {
+	cfg   Config
+	conn  driver.Conn
+	owned bool
+	ready chan struct{}
+	once  sync.Once
+
+	attempts, completions, duplicates, dead, batches, failures atomic.Int64
+}
+
+// New checks the config and returns an ingester; Run starts it.
+func New(cfg Config) (*Ingester, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	return &Ingester{cfg: cfg, ready: make(chan struct{})}, nil
+}
+
+// Stats returns the ingester's counters.
+func (in *Ingester) Stats() Stats {
+	return Stats{
+		Attempts: in.attempts.Load(), Completions: in.completions.Load(), Duplicates: in.duplicates.Load(),
+		DeadLettered: in.dead.Load(), Batches: in.batches.Load(), Failures: in.failures.Load(),
+	}
+}
+
+// Ready is closed once ClickHouse answered and the schema is migrated.
+func (in *Ingester) Ready() <-chan struct{} { return in.ready }
+
+// Run consumes telemetry until ctx ends. It returns nil on shutdown; events
+// not yet written are handed back to the stream for the next ingester.
+func (in *Ingester) Run(ctx context.Context) error {
+	if err := in.connect(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	defer func() {
+		if in.owned {
+			in.conn.Close()
+		}
+	}()
+	sub, err := NewSubscriber(SubscriberConfig{
+		JS: in.cfg.JS, Stream: streams.StreamTelemetry, Durable: in.cfg.Durable, AckWait: in.cfg.AckWait,
+		MaxAckPending: 2*in.cfg.BatchRows + 1000, PullBatch: min(max(in.cfg.BatchRows, 256), 5000),
+		Logger: in.cfg.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer sub.Close() //nolint:errcheck
+	subCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	msgs, err := sub.Subscribe(subCtx, DefaultTopic)
+	if err != nil {
+		return err
+	}
+	return in.loop(ctx, msgs)
+}
+
+// connect opens ClickHouse and migrates, retrying with backoff while it is
+// down (telemetry keeps buffering in the stream meanwhile).
+func (in *Ingester) connect(ctx context.Context) error {
+	for try := 0; ; try++ {
+		err := in.tryConnect(ctx)
+		if err == nil {
+			in.once.Do(func() { close(in.ready) })
+			return nil
+		}
+		if !errors.Is(err, store.ErrUnavailable) && !errors.Is(err, store.ErrMigration) {
+			return err
+		}
+		in.cfg.Logger.Warn("clickhouse not reachable; telemetry is buffering in NATS", "err", err, "retry", try+1)
+		if err := sleep(ctx, in.backoff(try)); err != nil {
+			return err
+		}
+	}
+}
+
+func (in *Ingester) tryConnect(ctx context.Context) error {
+	conn := in.cfg.Conn
+	if conn == nil {
+		c, err := store.Open(ctx, in.cfg.DSN)
+		if err != nil {
+			return err
+		}
+		conn, in.owned = c, true
+	}
+	if _, err := store.Migrate(ctx, conn); err != nil {
+		if in.owned {
+			conn.Close()
+		}
+		return err
+	}
+	in.conn = conn
+	return nil
+}
+
+// batch is the set of messages waiting for one write.
+type batch struct {
+	msgs        []*message.Message
+	attempts    []*schemas.Event
+	completions []*schemas.Event
+	dupInBatch  int
+	seen        map[uuid.UUID]struct{}
+}
+
+func (b *batch) rows() int { return len(b.attempts) + len(b.completions) }
+
+func (b *batch) reset() {
+	clear(b.msgs)
+	b.msgs, b.attempts, b.completions, b.dupInBatch = b.msgs[:0], nil, nil, 0
+	clear(b.seen)
+}
+
+func (in *Ingester) loop(ctx context.Context, msgs <-chan *message.Message) error {
+	b := &batch{seen: map[uuid.UUID]struct{}{}}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			in.drain(b)
+			return nil
+		case m, ok := <-msgs:
+			if !ok {
+				in.drain(b)
+				return nil
+			}
+			ev, err := Decode(m.Metadata.Get(MetaSubject), m.Payload)
+			if err != nil {
+				if derr := in.deadLetter(ctx, m, err); derr != nil {
+					return nil // ctx ended; the message is handed back
+				}
+				continue
+			}
+			if b.rows() == 0 && len(b.msgs) == 0 {
+				timer.Reset(in.cfg.BatchInterval)
+			}
+			b.msgs = append(b.msgs, m)
+			if _, dup := b.seen[ev.EventID]; dup {
+				b.dupInBatch++
+			} else {
+				b.seen[ev.EventID] = struct{}{}
+				if ev.Kind == schemas.EventAttempt {
+					b.attempts = append(b.attempts, ev)
+				} else {
+					b.completions = append(b.completions, ev)
+				}
+			}
+			if len(b.msgs) >= in.cfg.BatchRows {
+				timer.Stop()
+				if err := in.flush(ctx, b); err != nil {
+					return nil
+				}
+			}
+		case <-timer.C:
+			if err := in.flush(ctx, b); err != nil {
+				return nil
+			}
+		}
+	}
+}
+
+// drain makes a last, short attempt to write what is batched on shutdown;
+// whatever is not written is handed back to the stream.
+func (in *Ingester) drain(b *batch) {
+	if len(b.msgs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := in.write(ctx, b); err != nil {
+		for _, m := range b.msgs {
+			m.Nack()
+		}
+		return
+	}
+	in.ack(b)
+}
+
+// flush writes the batch, retrying with backoff until it succeeds or ctx
+// ends; only then are its messages acked.
+func (in *Ingester) flush(ctx context.Context, b *batch) error {
+	if len(b.msgs) == 0 {
+		return nil
+	}
+	for try := 0; ; try++ {
+		err := in.write(ctx, b)
+		if err == nil {
+			in.ack(b)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		in.failures.Add(1)
+		in.cfg.Logger.Warn("clickhouse insert failed; holding the batch (telemetry buffers in NATS)",
+			"rows", b.rows(), "retry", try+1, "err", err)
+		if err := sleep(ctx, in.backoff(try)); err != nil {
+			return err
+		}
+	}
+}
+
+// write inserts attempts then completions. A retry after a partial success
+// is safe: store.Insert skips what is already stored.
+func (in *Ingester) write(ctx context.Context, b *batch) error {
+	var written []*schemas.Event
+	na, err := store.Insert(ctx, in.conn, schemas.EventAttempt, b.attempts)
+	if err != nil {
+		return err
+	}
+	nc, err := store.Insert(ctx, in.conn, schemas.EventCompletion, b.completions)
+	if err != nil {
+		return err
+	}
+	in.attempts.Add(int64(na))
+	in.completions.Add(int64(nc))
+	in.duplicates.Add(int64(b.rows()-na-nc) + int64(b.dupInBatch))
+	in.batches.Add(1)
+	if in.cfg.OnInsert != nil {
+		written = append(append(written, b.attempts...), b.completions...)
+		in.cfg.OnInsert(written)
+	}
+	return nil
+}
+
+func (in *Ingester) ack(b *batch) {
+	for _, m := range b.msgs {
+		m.Ack()
+	}
+	b.reset()
+}
+
+// deadLetter publishes a bad event's raw payload to llm.dlq.telemetry with
+// the reason, then acks it. It retries the publish until ctx ends.
+func (in *Ingester) deadLetter(ctx context.Context, m *message.Message, reason error) error {
+	msg := &nats.Msg{Subject: streams.DLQ(streams.DLQTelemetry), Data: m.Payload, Header: nats.Header{}}
+	msg.Header.Set(streams.HeaderError, reason.Error())
+	msg.Header.Set(streams.HeaderSource, m.Metadata.Get(MetaSubject))
+	msg.Header.Set(jetstream.MsgIDHeader, "telemetry."+m.Metadata.Get(MetaStreamSeq))
+	for try := 0; ; try++ {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := in.cfg.JS.PublishMsg(pctx, msg)
+		cancel()
+		if err == nil {
+			in.dead.Add(1)
+			in.cfg.Logger.Warn("bad telemetry event dead-lettered", "subject", m.Metadata.Get(MetaSubject), "reason", reason)
+			m.Ack()
+			return nil
+		}
+		in.cfg.Logger.Warn("dead-letter publish failed", "err", err, "retry", try+1)
+		if err := sleep(ctx, in.backoff(try)); err != nil {
+			m.Nack()
+			return err
+		}
+	}
+}
+
+// Decode parses and checks a telemetry event received on subject
+// llm.telemetry.<kind>. Errors wrap ErrBadEvent and say what is wrong.
+func Decode(subject string, data []byte) (*schemas.Event, error) {
+	var ev schemas.Event
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return nil, fmt.Errorf("%w: invalid JSON: %v", ErrBadEvent, err)
+	}
+	switch {
+	case ev.V != schemas.Version:
+		return nil, fmt.Errorf("%w: unsupported version v=%d (want %d)", ErrBadEvent, ev.V, schemas.Version)
+	case ev.Kind != schemas.EventAttempt && ev.Kind != schemas.EventCompletion:
+		return nil, fmt.Errorf("%w: unknown kind %q", ErrBadEvent, ev.Kind)
+	case subject != "" && strings.HasPrefix(subject, "llm.telemetry.") && subject != streams.Telemetry(ev.Kind):
+		return nil, fmt.Errorf("%w: kind %q published on %s", ErrBadEvent, ev.Kind, subject)
+	case ev.EventID == uuid.Nil:
+		return nil, fmt.Errorf("%w: event_id is required", ErrBadEvent)
+	case ev.JobID == "":
+		return nil, fmt.Errorf("%w: job_id is required", ErrBadEvent)
+	case ev.TS.IsZero():
+		return nil, fmt.Errorf("%w: ts is required", ErrBadEvent)
+	case ev.TS.Year() < 1971 || ev.TS.Year() > 2105:
+		return nil, fmt.Errorf("%w: ts %s is out of range", ErrBadEvent, ev.TS.Format(time.RFC3339))
+	}
+	return &ev, nil
+}
+
+func (in *Ingester) backoff(try int) time.Duration {
+	d := in.cfg.BackoffBase << min(try, 20)
+	if d <= 0 || d > in.cfg.BackoffMax {
+		d = in.cfg.BackoffMax
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

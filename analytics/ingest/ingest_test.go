@@ -1,0 +1,374 @@
+package ingest_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/analytics/ingest"
+	"github.com/switchboard-llm/switchboard/analytics/pricing"
+	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/internal/chtest"
+	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/schemas"
+)
+
+func TestMain(m *testing.M) { chtest.Main(m) }
+
+type env struct {
+	t   *testing.T
+	db  *chtest.DB
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	ns  *natstest.Server
+	ctx context.Context
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	db := chtest.NewDB(t)
+	ns := natstest.Start(t)
+	nc, js := ns.Connect(t)
+	ctx := natstest.Context(t)
+	if err := streams.Ensure(ctx, js, config.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, db: db, nc: nc, js: js, ns: ns, ctx: ctx}
+}
+
+// start runs an ingester until the test ends.
+func (e *env) start(durable string) *ingest.Ingester {
+	e.t.Helper()
+	in, err := ingest.New(ingest.Config{
+		JS: e.js, DSN: e.db.DSN, BatchRows: 50, BatchInterval: 20 * time.Millisecond,
+		BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, Durable: durable,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	e.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			e.t.Errorf("ingester: %v", err)
+		}
+	})
+	return in
+}
+
+func (e *env) publish(ev schemas.Event, msgID string) {
+	e.t.Helper()
+	data, err := json.Marshal(ev)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	m := &nats.Msg{Subject: streams.Telemetry(ev.Kind), Data: data, Header: nats.Header{}}
+	if msgID == "" {
+		msgID = ev.EventID.String()
+	}
+	m.Header.Set(jetstream.MsgIDHeader, msgID)
+	if _, err := e.js.PublishMsg(e.ctx, m); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) count(query string) uint64 {
+	e.t.Helper()
+	n, err := e.db.Count(e.ctx, query)
+	if err != nil {
+		e.t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+func (e *env) waitCount(query string, want uint64) {
+	e.t.Helper()
+	natstest.CheckFor(e.t, 30*time.Second, 20*time.Millisecond, func() error {
+		n, err := e.db.Count(e.ctx, query)
+		if err != nil {
+			return err
+		}
+		if n != want {
+			return fmt.Errorf("%s = %d, want %d", query, n, want)
+		}
+		return nil
+	})
+}
+
+var prices = pricing.New(&config.Config{
+	Providers: []config.Provider{{Name: "alpha", Kind: config.KindMock}, {Name: "beta", Kind: config.KindMock}},
+	Models: []config.Model{
+		{Provider: "alpha", Name: "a1", InputPerMTok: 2, OutputPerMTok: 8},
+		{Provider: "beta", Name: "b1", InputPerMTok: 0.5, OutputPerMTok: 1.5},
+	},
+})
+
+func costOf(provider, model string, in, out int64) *float64 {
+	c, ok := prices.Cost(provider, model, in, out)
+	if !ok {
+		return nil
+	}
+	return &c
+}
+
+// jobEvents are the events a worker pool publishes for job i: every third
+// job is rate limited on alpha and falls back to beta; every seventh is
+// served by a model without a price.
+func jobEvents(i int, base time.Time) []schemas.Event {
+	id := fmt.Sprintf("job-%04d", i)
+	ts := base.Add(time.Duration(i) * time.Millisecond)
+	in, out := int64(100+i), int64(10+i%5)
+	tenant := "t" + strconv.Itoa(i%2)
+	var evs []schemas.Event
+	n := 0
+	fallback := false
+	if i%3 == 0 {
+		n++
+		evs = append(evs, schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: schemas.AttemptEventID(id, n), JobID: id, TS: ts,
+			Attempt: n, Route: "chat", Provider: "alpha", Model: "a1", Tenant: tenant, StatusCode: 429, ErrorType: schemas.ErrRateLimited,
+			Outcome: schemas.OutcomeFallback, CostUSD: costOf("alpha", "a1", 0, 0), DurationMS: 5})
+		fallback = true
+	}
+	provider, model := "beta", "b1"
+	if i%7 == 0 {
+		model = "unpriced"
+	}
+	n++
+	cost := costOf(provider, model, in, out)
+	evs = append(evs, schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: schemas.AttemptEventID(id, n), JobID: id, TS: ts,
+		Attempt: n, Route: "chat", Provider: provider, Model: model, Tenant: tenant, StatusCode: 200, Outcome: schemas.OutcomeOK,
+		Fallback: fallback, InputTokens: in, OutputTokens: out, CostUSD: cost, DurationMS: int64(20 + i)})
+	evs = append(evs, schemas.Event{V: 1, Kind: schemas.EventCompletion, EventID: schemas.CompletionEventID(id), JobID: id, TS: ts,
+		Attempt: n, Route: "chat", Provider: provider, Model: model, Tenant: tenant, Status: schemas.StatusSucceeded, StatusCode: 200,
+		Fallback: fallback, InputTokens: in, OutputTokens: out, CostUSD: cost, TotalMS: int64(30 + i)})
+	return evs
+}
+
+type totals struct {
+	attempts, fallbacks, unknown uint64
+	cost                         float64
+}
+
+func expected(n int) totals {
+	var tt totals
+	for i := 0; i < n; i++ {
+		for _, ev := range jobEvents(i, time.Now()) {
+			if ev.Kind == schemas.EventAttempt {
+				tt.attempts++
+				continue
+			}
+			if ev.Fallback {
+				tt.fallbacks++
+			}
+			if ev.CostUSD == nil {
+				tt.unknown++
+			} else {
+				tt.cost += *ev.CostUSD
+			}
+		}
+	}
+	return tt
+}
+
+func (e *env) checkTotals(n int) {
+	e.t.Helper()
+	want := expected(n)
+	e.waitCount("SELECT count() FROM completions", uint64(n))
+	e.waitCount("SELECT count() FROM attempts", want.attempts)
+	// A base table's part is visible a moment before its views' parts.
+	e.waitCount("SELECT countMerge(requests) FROM completions_1m", uint64(n))
+	e.waitCount("SELECT countMerge(calls) FROM attempts_1m", want.attempts)
+	if got := e.count("SELECT sum(fallback) FROM completions FINAL"); got != want.fallbacks {
+		e.t.Fatalf("fallbacks = %d, want %d", got, want.fallbacks)
+	}
+	if got := e.count("SELECT sumMerge(unknown_cost) FROM completions_1m"); got != want.unknown {
+		e.t.Fatalf("unknown-cost completions = %d, want %d", got, want.unknown)
+	}
+	var cost float64
+	if err := e.db.Conn.QueryRow(e.ctx, "SELECT sumMerge(cost) FROM completions_1m").Scan(&cost); err != nil {
+		e.t.Fatal(err)
+	}
+	if math.Abs(cost-want.cost) > 1e-9 {
+		e.t.Fatalf("rollup cost = %v, want %v", cost, want.cost)
+	}
+}
+
+func TestIngestJobsWithFallbacks(t *testing.T) {
+	e := newEnv(t)
+	in := e.start("")
+	const n = 120
+	base := time.Now().UTC().Add(-time.Minute)
+	for i := 0; i < n; i++ {
+		for _, ev := range jobEvents(i, base) {
+			e.publish(ev, "")
+		}
+	}
+	e.checkTotals(n)
+	// Cost is prices x tokens, and an unknown price stays NULL.
+	var cost *float64
+	if err := e.db.Conn.QueryRow(e.ctx, "SELECT cost_usd FROM completions WHERE job_id = 'job-0001'").Scan(&cost); err != nil {
+		t.Fatal(err)
+	}
+	if want := (101*0.5 + 11*1.5) / 1e6; cost == nil || math.Abs(*cost-want) > 1e-15 {
+		t.Fatalf("cost of job-0001 = %v, want %v", cost, want)
+	}
+	if err := e.db.Conn.QueryRow(e.ctx, "SELECT cost_usd FROM completions WHERE job_id = 'job-0007'").Scan(&cost); err != nil {
+		t.Fatal(err)
+	}
+	if cost != nil {
+		t.Fatalf("unpriced model cost = %v, want NULL", *cost)
+	}
+	fb := e.count("SELECT count() FROM attempts WHERE outcome = 'fallback' AND status_code = 429 AND provider = 'alpha'")
+	if fb != 40 {
+		t.Fatalf("fallback attempts = %d, want 40", fb)
+	}
+	// Everything acked: nothing pending on the consumer.
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		ci, err := e.js.Consumer(e.ctx, streams.StreamTelemetry, ingest.DefaultDurable)
+		if err != nil {
+			return err
+		}
+		info, err := ci.Info(e.ctx)
+		if err != nil {
+			return err
+		}
+		if info.NumAckPending != 0 || info.NumPending != 0 {
+			return fmt.Errorf("ack pending %d, pending %d", info.NumAckPending, info.NumPending)
+		}
+		return nil
+	})
+	if s := in.Stats(); s.Completions != n || s.Duplicates != 0 {
+		t.Fatalf("stats = %+v", s)
+	}
+}
+
+func TestClickHouseDownMidIngest(t *testing.T) {
+	e := newEnv(t)
+	in := e.start("")
+	srv := chtest.Server(t)
+	base := time.Now().UTC().Add(-time.Minute)
+	const n = 90
+	for i := 0; i < n/3; i++ {
+		for _, ev := range jobEvents(i, base) {
+			e.publish(ev, "")
+		}
+	}
+	e.waitCount("SELECT count() FROM completions", n/3)
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for i := n / 3; i < n; i++ {
+		for _, ev := range jobEvents(i, base) {
+			e.publish(ev, "")
+		}
+	}
+	// The ingester fails, holds its batch and acks nothing new.
+	natstest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if in.Stats().Failures == 0 {
+			return fmt.Errorf("no failed insert yet")
+		}
+		return nil
+	})
+	ci, err := e.js.Consumer(e.ctx, streams.StreamTelemetry, ingest.DefaultDurable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := ci.Info(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uint64(info.NumAckPending)+info.NumPending == 0 {
+		t.Fatal("events acked while ClickHouse was down")
+	}
+	if err := srv.Restart(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.checkTotals(n)
+}
+
+func TestRedeliveredAndDuplicateEventsCountOnce(t *testing.T) {
+	e := newEnv(t)
+	e.start("")
+	base := time.Now().UTC().Add(-time.Minute)
+	const n = 60
+	for i := 0; i < n; i++ {
+		for _, ev := range jobEvents(i, base) {
+			e.publish(ev, "")
+			if i%2 == 0 { // re-sent outside JetStream's dedup (another msg id)
+				e.publish(ev, ev.EventID.String()+".again")
+			}
+		}
+	}
+	e.checkTotals(n)
+	// A second consumer re-reads the whole stream: every event redelivered.
+	in2 := e.start("ingest-replay")
+	want := expected(n)
+	natstest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if s := in2.Stats(); s.Duplicates < int64(want.attempts)+n {
+			return fmt.Errorf("replay skipped %d duplicates so far", s.Duplicates)
+		}
+		return nil
+	})
+	if s := in2.Stats(); s.Attempts != 0 || s.Completions != 0 {
+		t.Fatalf("replay wrote rows: %+v", s)
+	}
+	e.checkTotals(n)
+}
+
+func TestBadTelemetryGoesToDLQ(t *testing.T) {
+	e := newEnv(t)
+	in := e.start("")
+	pub := func(subject string, data string) {
+		if _, err := e.js.Publish(e.ctx, subject, []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := time.Now().UTC()
+	pub(streams.Telemetry(schemas.EventAttempt), `{"v":1,"kind":"attempt",`)
+	future := jobEvents(1, base)[0]
+	future.V = 2
+	data, _ := json.Marshal(future)
+	pub(streams.Telemetry(schemas.EventAttempt), string(data))
+	pub(streams.Telemetry(schemas.EventCompletion), `{"v":1,"kind":"completion","job_id":"x","ts":"2025-01-01T00:00:00Z"}`)
+	for i := 0; i < 10; i++ {
+		for _, ev := range jobEvents(i, base) {
+			e.publish(ev, "")
+		}
+	}
+	e.checkTotals(10)
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if d := in.Stats().DeadLettered; d != 3 {
+			return fmt.Errorf("dead-lettered %d, want 3", d)
+		}
+		return nil
+	})
+	stream, err := e.js.Stream(e.ctx, streams.StreamDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantReasons := []string{"invalid JSON", "unsupported version v=2", "event_id is required"}
+	for i, want := range wantReasons {
+		m, err := stream.GetMsg(e.ctx, uint64(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Subject != streams.DLQ(streams.DLQTelemetry) {
+			t.Fatalf("dead letter on %s", m.Subject)
+		}
+		reason := m.Header.Get(streams.HeaderError)
+		if !strings.Contains(reason, want) {
+			t.Fatalf("dead letter %d reason %q, want it to mention %q", i+1, reason, want)
+		}
+	}
+}

@@ -1,0 +1,272 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Metadata keys set on every watermill message by Subscriber.
+const (
+	MetaSubject      = "nats_subject"
+	MetaStreamSeq    = "nats_stream_seq"
+	MetaNumDelivered = "nats_num_delivered"
+)
+
+// SubscriberConfig configures a Subscriber.
+type SubscriberConfig struct {
+	// JS is the JetStream context.
+	JS jetstream.JetStream
+	// Stream is the stream to consume (TELEMETRY).
+	Stream string
+	// Durable names the durable pull consumer; several processes with the
+	// same name share the work.
+	Durable string
+	// AckWait is how long a delivered message may stay un-acked before the
+	// server redelivers it. While the consumer of the output channel holds a
+	// message (e.g. ClickHouse is down), the subscriber extends the deadline
+	// with InProgress every AckWait/3, so a slow insert never causes a
+	// redelivery to a second ingester.
+	AckWait time.Duration
+	// MaxAckPending bounds delivered but un-acked messages; the rest stays
+	// buffered in the stream.
+	MaxAckPending int
+	// PullBatch is how many messages one pull request asks for.
+	PullBatch int
+	// NakDelay delays the redelivery of a Nacked message.
+	NakDelay time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *SubscriberConfig) defaults() error {
+	if c.JS == nil || c.Stream == "" || c.Durable == "" {
+		return fmt.Errorf("%w: subscriber needs JS, Stream and Durable", ErrInvalidConfig)
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 60 * time.Second
+	}
+	if c.MaxAckPending <= 0 {
+		c.MaxAckPending = 20_000
+	}
+	if c.PullBatch <= 0 {
+		c.PullBatch = min(c.MaxAckPending, 5000)
+	}
+	if c.NakDelay <= 0 {
+		c.NakDelay = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Subscriber is a watermill message.Subscriber over a durable JetStream pull
+// consumer that, unlike watermill-nats' JetStream subscriber (one message in
+// flight until acked), keeps up to MaxAckPending messages in flight, so the
+// consumer can batch thousands of them and ack them together after one
+// insert. Ack sends a JetStream ack, Nack a delayed Nak; a message neither
+// acked nor nacked is redelivered after Close.
+type Subscriber struct {
+	cfg     SubscriberConfig
+	mu      sync.Mutex
+	closed  bool
+	closing chan struct{}
+	wg      sync.WaitGroup
+}
+
+var _ message.Subscriber = (*Subscriber)(nil)
+
+// NewSubscriber checks the config and returns an idle subscriber.
+func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	return &Subscriber{cfg: cfg, closing: make(chan struct{})}, nil
+}
+
+// ConsumerConfig is the durable consumer the subscriber creates for topic
+// (a subject filter such as llm.telemetry.>).
+func (s *Subscriber) ConsumerConfig(topic string) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       s.cfg.Durable,
+		Description:   "ClickHouse ingester of " + topic,
+		FilterSubject: topic,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.cfg.AckWait,
+		MaxAckPending: s.cfg.MaxAckPending,
+		MaxDeliver:    -1,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
+
+type inflight struct {
+	wm   *message.Message
+	js   jetstream.Msg
+	seen time.Time
+}
+
+// Subscribe creates or updates the durable consumer filtered on topic and
+// returns its messages. The channel closes when ctx ends or on Close.
+func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	cons, err := s.cfg.JS.CreateOrUpdateConsumer(ctx, s.cfg.Stream, s.ConsumerConfig(topic))
+	if err != nil {
+		return nil, fmt.Errorf("create consumer %s on %s: %w", s.cfg.Durable, s.cfg.Stream, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(s.cfg.PullBatch), jetstream.PullExpiry(5*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("consume %s: %w", s.cfg.Durable, err)
+	}
+	out := make(chan *message.Message)
+	pending := make(chan inflight, s.cfg.MaxAckPending+s.cfg.PullBatch)
+	stop := make(chan struct{})
+	s.wg.Add(3)
+	go func() { // stop the iterator when asked, so Next returns
+		defer s.wg.Done()
+		select {
+		case <-ctx.Done():
+		case <-s.closing:
+		}
+		close(stop)
+		it.Stop()
+	}()
+	go func() {
+		defer s.wg.Done()
+		defer close(out)
+		defer close(pending)
+		for {
+			msg, err := it.Next()
+			if err != nil {
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					return
+				}
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				s.cfg.Logger.Warn("telemetry consumer", "err", err)
+				continue
+			}
+			wm := toWatermill(msg)
+			pending <- inflight{wm: wm, js: msg, seen: time.Now()}
+			select {
+			case out <- wm:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.ackLoop(pending, stop)
+	}()
+	return out, nil
+}
+
+// ackLoop turns watermill acks into JetStream acks, in delivery order (the
+// consumer acks batches in order, so head-of-line waiting costs nothing), and
+// extends the lease of messages that are held long. On stop, messages not
+// yet acked are Nacked so another ingester gets them at once.
+func (s *Subscriber) ackLoop(pending <-chan inflight, stop <-chan struct{}) {
+	var queue []inflight
+	lease := time.NewTicker(max(s.cfg.AckWait/3, 10*time.Millisecond))
+	defer lease.Stop()
+	for {
+		var acked, nacked <-chan struct{}
+		if len(queue) > 0 {
+			acked, nacked = queue[0].wm.Acked(), queue[0].wm.Nacked()
+		}
+		select {
+		case p, ok := <-pending:
+			if !ok {
+				pending = nil
+				if len(queue) == 0 {
+					return
+				}
+				continue
+			}
+			queue = append(queue, p)
+		case <-acked:
+			if err := queue[0].js.Ack(); err != nil {
+				s.cfg.Logger.Warn("telemetry ack", "err", err)
+			}
+			queue[0] = inflight{}
+			queue = queue[1:]
+		case <-nacked:
+			if err := queue[0].js.NakWithDelay(s.cfg.NakDelay); err != nil {
+				s.cfg.Logger.Warn("telemetry nak", "err", err)
+			}
+			queue[0] = inflight{}
+			queue = queue[1:]
+		case <-lease.C:
+			old := time.Now().Add(-s.cfg.AckWait / 3)
+			for _, p := range queue {
+				if p.seen.Before(old) {
+					_ = p.js.InProgress()
+				}
+			}
+		case <-stop:
+			// Give acks already decided a last chance, hand back the rest.
+			for _, p := range queue {
+				select {
+				case <-p.wm.Acked():
+					_ = p.js.Ack()
+				default:
+					_ = p.js.Nak()
+				}
+			}
+			for p := range pending {
+				_ = p.js.Nak()
+			}
+			return
+		}
+		if pending == nil && len(queue) == 0 {
+			return
+		}
+	}
+}
+
+func toWatermill(msg jetstream.Msg) *message.Message {
+	var seq uint64
+	var delivered uint64 = 1
+	if md, err := msg.Metadata(); err == nil {
+		seq, delivered = md.Sequence.Stream, md.NumDelivered
+	}
+	wm := message.NewMessage(strconv.FormatUint(seq, 10), msg.Data())
+	for k, v := range msg.Headers() {
+		if len(v) > 0 {
+			wm.Metadata.Set(k, v[0])
+		}
+	}
+	wm.Metadata.Set(MetaSubject, msg.Subject())
+	wm.Metadata.Set(MetaStreamSeq, strconv.FormatUint(seq, 10))
+	wm.Metadata.Set(MetaNumDelivered, strconv.FormatUint(delivered, 10))
+	return wm
+}
+
+// Close stops every subscription; un-acked messages are handed back.
+func (s *Subscriber) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.closing)
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
