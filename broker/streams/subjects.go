@@ -35,6 +35,17 @@ const (
 // Jobs is the subject of jobs assigned to a provider.
 func Jobs(provider string) string { return "llm.jobs." + provider }
 
+// JobsLane is the subject of a provider's jobs of one priority: high and low
+// jobs have lanes of their own, llm.jobs.<provider>.high and .low; normal
+// (or no) priority stays on llm.jobs.<provider>. See workers/lanes.
+func JobsLane(provider, priority string) string {
+	switch priority {
+	case "high", "low":
+		return Jobs(provider) + "." + priority
+	}
+	return Jobs(provider)
+}
+
 // WorkerConsumer is the durable consumer name of a provider's worker pool.
 func WorkerConsumer(provider string) string { return "workers-" + provider }
 
@@ -101,7 +112,12 @@ func SubmitMsgID(jobID string) string { return jobID + ".submit" }
 // DLQMsgID is the Nats-Msg-Id of a job's dead letter at a hop.
 func DLQMsgID(jobID string, hop int) string { return jobID + ".dlq." + strconv.Itoa(hop) }
 
-// ProviderFromSubject returns the provider token of llm.jobs.<provider>.
+// ProviderFromSubject returns the provider token of llm.jobs.<provider>
+// (or of one of its priority lanes, llm.jobs.<provider>.high|.low).
 func ProviderFromSubject(subject string) string {
-	return strings.TrimPrefix(subject, "llm.jobs.")
+	p := strings.TrimPrefix(subject, "llm.jobs.")
+	if i := strings.IndexByte(p, '.'); i >= 0 {
+		p = p[:i]
+	}
+	return p
 }

@@ -1,0 +1,327 @@
+// Package lanes gives a provider's worker pool three priority lanes. Jobs
+// of priority high and low sit on llm.jobs.<provider>.high and
+// llm.jobs.<provider>.low (normal stays on llm.jobs.<provider>, the DESIGN
+// contract), each with its own durable consumer. A Source pulls one message
+// at a time from each lane and, whenever a worker asks for the next job,
+// picks among the lanes that have one by smooth weighted round-robin: with
+// weights 6/3/1 and every lane busy, high gets 6 of 10 picks, low 1 — high
+// goes first, low never starves.
+//
+// A Source implements jetstream.MessagesContext, so the pool's workers call
+// Next on it as they would on a single consumer's iterator.
+package lanes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/schemas"
+)
+
+// Priorities in lane order.
+var Priorities = []string{schemas.PriorityHigh, schemas.PriorityNormal, schemas.PriorityLow}
+
+// Subject is the subject of provider's lane for priority (normal and ""
+// are llm.jobs.<provider>).
+func Subject(provider, priority string) string { return streams.JobsLane(provider, priority) }
+
+// ConsumerName is the durable consumer of provider's lane for priority.
+func ConsumerName(provider, priority string) string {
+	switch priority {
+	case schemas.PriorityHigh, schemas.PriorityLow:
+		return streams.WorkerConsumer(provider) + "-" + priority
+	}
+	return streams.WorkerConsumer(provider)
+}
+
+// ConsumerConfig is the durable pull consumer of one lane: the provider's
+// worker consumer with the lane's name and subject. Each lane's
+// MaxAckPending is the provider's concurrency (see the package README for
+// the trade-off against one global cap).
+func ConsumerConfig(p config.Provider, priority string) jetstream.ConsumerConfig {
+	c := streams.WorkerConsumerConfig(p)
+	c.Durable = ConsumerName(p.Name, priority)
+	c.FilterSubject = Subject(p.Name, priority)
+	if priority != schemas.PriorityNormal {
+		c.Description += " (" + priority + " priority lane)"
+	}
+	return c
+}
+
+// Ensure creates or updates the three lane consumers of p.
+func Ensure(ctx context.Context, js jetstream.JetStream, p config.Provider) ([]jetstream.Consumer, error) {
+	out := make([]jetstream.Consumer, 0, len(Priorities))
+	for _, prio := range Priorities {
+		c, err := js.CreateOrUpdateConsumer(ctx, streams.StreamJobs, ConsumerConfig(p, prio))
+		if err != nil {
+			return nil, fmt.Errorf("provision consumer %s: %w", ConsumerName(p.Name, prio), err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// Weights returns the lane weights in Priorities order.
+func Weights(l config.Lanes) []int {
+	w := []int{l.High, l.Normal, l.Low}
+	for i := range w {
+		if w[i] <= 0 {
+			w[i] = 1
+		}
+	}
+	return w
+}
+
+// Source merges lanes into one stream of messages by weight.
+type Source struct {
+	lanes   []jetstream.Consumer
+	weights []int
+	hb      time.Duration
+
+	ctx      context.Context // fetching stops when it ends
+	stop     context.CancelFunc
+	reqs     chan chan result
+	in       []chan jetstream.Msg
+	closed   chan struct{}
+	draining chan struct{}
+	waiting  [3]atomic.Bool
+	once     sync.Once
+	dOnce    sync.Once
+	wg       sync.WaitGroup
+}
+
+type result struct {
+	msg jetstream.Msg
+	err error
+}
+
+// Open starts pulling from consumers (in Priorities order) with the given
+// weights. Messages waiting to be picked get InProgress every heartbeat so
+// they are not redelivered meanwhile.
+func Open(consumers []jetstream.Consumer, weights []int, heartbeat time.Duration) *Source {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Source{
+		lanes: consumers, weights: weights, hb: heartbeat,
+		ctx: ctx, stop: cancel,
+		reqs: make(chan chan result), closed: make(chan struct{}), draining: make(chan struct{}),
+	}
+	if s.hb <= 0 {
+		s.hb = 10 * time.Second
+	}
+	for i := range consumers {
+		ch := make(chan jetstream.Msg)
+		s.in = append(s.in, ch)
+		s.wg.Add(1)
+		go s.pull(consumers[i], ch)
+	}
+	go s.dispatch()
+	return s
+}
+
+// pull fetches one message at a time from a lane and hands it over.
+func (s *Source) pull(c jetstream.Consumer, out chan<- jetstream.Msg) {
+	defer s.wg.Done()
+	defer close(out)
+	t := time.NewTicker(s.hb)
+	defer t.Stop()
+	for s.ctx.Err() == nil {
+		fctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+		msg, err := c.Next(jetstream.FetchContext(fctx))
+		cancel()
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return
+			}
+			if !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+				select { // back off on real errors (server gone, consumer deleted)
+				case <-s.ctx.Done():
+					return
+				case <-time.After(250 * time.Millisecond):
+				}
+			}
+			continue
+		}
+		for sent := false; !sent; {
+			select {
+			case out <- msg:
+				sent = true
+			case <-t.C:
+				_ = msg.InProgress()
+			case <-s.ctx.Done():
+				_ = msg.Nak()
+				return
+			}
+		}
+	}
+}
+
+// dispatch owns the messages waiting in each lane and answers Next calls.
+func (s *Source) dispatch() {
+	n := len(s.lanes)
+	held := make([]jetstream.Msg, n)
+	open := make([]bool, n)
+	for i := range open {
+		open[i] = true
+	}
+	current := make([]int, n)
+	t := time.NewTicker(s.hb)
+	defer t.Stop()
+	defer close(s.closed)
+	var waiting []chan result
+	for {
+		// Answer waiting Next calls while any lane has a message.
+		for len(waiting) > 0 {
+			i := pick(held, s.weights, current)
+			if i < 0 {
+				break
+			}
+			waiting[0] <- result{msg: held[i]}
+			waiting = waiting[1:]
+			held[i] = nil
+			s.waiting[i].Store(false)
+		}
+		anyOpen, anyHeld := false, false
+		for i := range open {
+			anyOpen = anyOpen || open[i]
+			anyHeld = anyHeld || held[i] != nil
+		}
+		if !anyOpen && !anyHeld {
+			for _, w := range waiting {
+				w <- result{err: jetstream.ErrMsgIteratorClosed}
+			}
+			return
+		}
+		// Receive from every lane whose slot is empty.
+		cases := make([]chan jetstream.Msg, n)
+		for i := range cases {
+			if open[i] && held[i] == nil {
+				cases[i] = s.in[i]
+			}
+		}
+		select {
+		case r := <-s.reqs:
+			waiting = append(waiting, r)
+		case m, ok := <-nilOr(cases, 0):
+			s.recv(0, m, ok, held, open)
+		case m, ok := <-nilOr(cases, 1):
+			s.recv(1, m, ok, held, open)
+		case m, ok := <-nilOr(cases, 2):
+			s.recv(2, m, ok, held, open)
+		case <-t.C:
+			for _, m := range held {
+				if m != nil {
+					_ = m.InProgress()
+				}
+			}
+		case <-s.killed():
+			for i, m := range held {
+				if m != nil {
+					_ = m.Nak()
+					held[i] = nil
+					s.waiting[i].Store(false)
+				}
+			}
+			for i := range open {
+				if open[i] {
+					for m := range s.in[i] {
+						_ = m.Nak()
+					}
+					open[i] = false
+				}
+			}
+		}
+	}
+}
+
+func (s *Source) recv(i int, m jetstream.Msg, ok bool, held []jetstream.Msg, open []bool) {
+	if !ok {
+		open[i] = false
+		return
+	}
+	held[i] = m
+	s.waiting[i].Store(true)
+}
+
+// Waiting reports, per lane in Priorities order, whether a message is
+// pulled and waiting to be picked (for metrics and tests).
+func (s *Source) Waiting() []bool {
+	out := make([]bool, len(s.lanes))
+	for i := range out {
+		out[i] = s.waiting[i].Load()
+	}
+	return out
+}
+
+func nilOr(cases []chan jetstream.Msg, i int) chan jetstream.Msg {
+	if i < len(cases) {
+		return cases[i]
+	}
+	return nil
+}
+
+// killed is closed by Stop, nil while draining.
+func (s *Source) killed() <-chan struct{} {
+	select {
+	case <-s.draining:
+		return nil // drain keeps held messages for Next
+	default:
+	}
+	return s.ctx.Done()
+}
+
+// pick chooses a lane among those holding a message by smooth weighted
+// round-robin (nginx's algorithm), or -1 when none holds one.
+func pick(held []jetstream.Msg, weights, current []int) int {
+	total, best := 0, -1
+	for i, m := range held {
+		if m == nil {
+			continue
+		}
+		current[i] += weights[i]
+		total += weights[i]
+		if best < 0 || current[i] > current[best] {
+			best = i
+		}
+	}
+	if best >= 0 {
+		current[best] -= total
+	}
+	return best
+}
+
+// Next returns the next message by lane weight, blocking until one arrives
+// or the Source is stopped (jetstream.ErrMsgIteratorClosed). Options are
+// ignored.
+func (s *Source) Next(...jetstream.NextOpt) (jetstream.Msg, error) {
+	r := make(chan result, 1)
+	select {
+	case s.reqs <- r:
+	case <-s.closed:
+		return nil, jetstream.ErrMsgIteratorClosed
+	}
+	res := <-r
+	return res.msg, res.err
+}
+
+// Stop stops pulling and hands every message not yet returned back (Nak).
+func (s *Source) Stop() {
+	s.once.Do(func() { s.stop() })
+}
+
+// Drain stops pulling; messages already pulled are still returned by Next,
+// then Next reports jetstream.ErrMsgIteratorClosed.
+func (s *Source) Drain() {
+	s.dOnce.Do(func() { close(s.draining) })
+	s.Stop()
+}
+
+var _ jetstream.MessagesContext = (*Source)(nil)

@@ -1,0 +1,171 @@
+package lanes
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/internal/natstest"
+)
+
+func setup(t *testing.T, perLane int) (jetstream.JetStream, []jetstream.Consumer) {
+	t.Helper()
+	srv := natstest.Start(t)
+	_, js := srv.Connect(t)
+	ctx := context.Background()
+	if err := streams.Ensure(ctx, js, config.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	p := config.Provider{Name: "p", Concurrency: 100, Timeout: 5 * time.Second}
+	cons, err := Ensure(ctx, js, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, prio := range Priorities {
+		for i := 0; i < perLane; i++ {
+			msg := &nats.Msg{Subject: Subject("p", prio), Data: []byte(prio)}
+			if _, err := js.PublishMsg(ctx, msg); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return js, cons
+}
+
+func TestSaturatedPicksByWeight(t *testing.T) {
+	_, cons := setup(t, 30)
+	src := Open(cons, Weights(config.Lanes{High: 6, Normal: 3, Low: 1}), time.Second)
+	defer src.Stop()
+	var order []string
+	left := map[string]int{"high": 30, "normal": 30, "low": 30}
+	for i := 0; i < 60; i++ {
+		// Saturation: by the time a worker frees up, every lane with work
+		// has a message pulled and waiting.
+		natstest.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+			for j, w := range src.Waiting() {
+				if left[Priorities[j]] > 0 && !w {
+					return fmt.Errorf("lane %s not ready", Priorities[j])
+				}
+			}
+			return nil
+		})
+		m, err := src.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		order = append(order, string(m.Data()))
+		left[string(m.Data())]--
+		_ = m.Ack()
+	}
+	count := func(from, to int) map[string]int {
+		c := map[string]int{}
+		for _, p := range order[from:to] {
+			c[p]++
+		}
+		return c
+	}
+	// Once every lane has a message waiting, picks follow 6:3:1 exactly;
+	// allow the first few picks for lanes still being fetched.
+	c := count(10, 50)
+	if c["high"] < 22 || c["low"] < 2 || c["low"] > 6 {
+		t.Errorf("picks 10-50: %v, want about 24 high / 12 normal / 4 low", c)
+	}
+	// High drains first; low was served all along (no starvation).
+	if c := count(0, 30); c["low"] == 0 {
+		t.Errorf("low starved in the first 30 picks: %v", c)
+	}
+	lastHigh := -1
+	for i, p := range order {
+		if p == "high" {
+			lastHigh = i
+		}
+	}
+	if lastHigh > 50 {
+		t.Errorf("last high at pick %d, want the high lane drained first", lastHigh)
+	}
+}
+
+func TestDrainAndStop(t *testing.T) {
+	js, cons := setup(t, 3)
+	src := Open(cons, []int{1, 1, 1}, time.Second)
+	got := 0
+	for ; got < 5; got++ {
+		m, err := src.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = m.Ack()
+	}
+	src.Stop()
+	if _, err := src.Next(); err != jetstream.ErrMsgIteratorClosed {
+		t.Fatalf("Next after Stop = %v", err)
+	}
+	// Whatever was pulled but not returned went back (Nak): a new Source
+	// gets the remaining 4 messages.
+	src2 := Open(cons, []int{1, 1, 1}, time.Second)
+	defer src2.Stop()
+	for ; got < 9; got++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		done := make(chan error, 1)
+		go func() {
+			m, err := src2.Next()
+			if err == nil {
+				_ = m.Ack()
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-ctx.Done():
+			t.Fatalf("only %d of 9 messages came back", got)
+		}
+		cancel()
+	}
+	natstest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		s, err := js.Stream(context.Background(), streams.StreamJobs)
+		if err != nil {
+			return err
+		}
+		info, err := s.Info(context.Background())
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs != 0 {
+			return fmt.Errorf("%d messages left", info.State.Msgs)
+		}
+		return nil
+	})
+	src2.Drain()
+	if _, err := src2.Next(); err != jetstream.ErrMsgIteratorClosed {
+		t.Fatalf("Next after Drain of an empty source = %v", err)
+	}
+}
+
+func TestSubjects(t *testing.T) {
+	cases := []struct{ prio, subj, cons string }{
+		{"high", "llm.jobs.p.high", "workers-p-high"},
+		{"normal", "llm.jobs.p", "workers-p"},
+		{"", "llm.jobs.p", "workers-p"},
+		{"low", "llm.jobs.p.low", "workers-p-low"},
+	}
+	for _, c := range cases {
+		if got := Subject("p", c.prio); got != c.subj {
+			t.Errorf("Subject(%q) = %q", c.prio, got)
+		}
+		if got := ConsumerName("p", c.prio); got != c.cons {
+			t.Errorf("ConsumerName(%q) = %q", c.prio, got)
+		}
+		if got := streams.ProviderFromSubject(c.subj); got != "p" {
+			t.Errorf("ProviderFromSubject(%q) = %q", c.subj, got)
+		}
+	}
+}
