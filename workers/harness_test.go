@@ -95,7 +95,7 @@ func workerMain() int {
 
 // env is one test's NATS server, config and mock providers.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *natstest.Server
 	nc     *nats.Conn
 	js     jetstream.JetStream
@@ -115,7 +115,7 @@ type provider struct {
 // newEnv starts NATS and one mock per provider, and builds a config with
 // route "chat" over the providers in order (model "m-<name>") and the given
 // retries. Provider "a"'s model is priced; the others are not.
-func newEnv(t *testing.T, retries int, provs ...provider) *env {
+func newEnv(t testing.TB, retries int, provs ...provider) *env {
 	t.Helper()
 	e := &env{t: t, mocks: map[string]*mock.Server{}}
 	e.srv = natstest.Start(t)
