@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/analytics/chserver"
+	"github.com/switchboard-llm/switchboard/analytics/ingest"
+	"github.com/switchboard-llm/switchboard/analytics/store"
+	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/broker/streams"
+)
+
+// runIngest loads telemetry from JetStream into ClickHouse until stopped.
+func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("ingest", stderr)
+	var c commonFlags
+	c.register(fs, false, true)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if c.clickhouse == "" {
+		c.clickhouse = store.DefaultDSN
+	}
+	if _, err := store.Options(c.clickhouse); err != nil {
+		return fmt.Errorf("%w: --clickhouse: %v", errUsage, err)
+	}
+	analytics := config.Analytics{}
+	cfg, err := loadConfig(c.config)
+	switch {
+	case err == nil:
+		analytics = cfg.Analytics
+	case errors.Is(err, os.ErrNotExist) && !flagGiven(fs, "config"):
+		// No config file: the ingester needs none; use the defaults.
+		var def config.Config
+		def.ApplyDefaults()
+		analytics = def.Analytics
+		cfg = &def
+	default:
+		return err
+	}
+	nc, js, err := connectNATS(ctx, c.natsURL, "switchboard-ingest")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if err := streams.Ensure(ctx, js, cfg.Limits); err != nil {
+		return err
+	}
+	log := newLogger()
+	in, err := ingest.New(ingest.Config{JS: js, DSN: c.clickhouse, Logger: log}.FromConfig(analytics))
+	if err != nil {
+		return err
+	}
+	log.Info("ingesting telemetry", "clickhouse", c.clickhouse, "batch_rows", analytics.BatchRows, "batch_interval", analytics.BatchInterval)
+	return in.Run(ctx)
+}
+
+// flagGiven reports whether the named flag was given on the command line.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	found := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			found = true
+		}
+	})
+	return found
+}
+
+// Analytics is what `up` runs for telemetry (see startAnalytics).
+type Analytics struct {
+	// DSN is the ClickHouse being fed ("" when none: telemetry buffers in NATS).
+	DSN string
+	// Ingester loads TELEMETRY into ClickHouse; nil when there is no ClickHouse.
+	Ingester *ingest.Ingester
+	// Server is the managed local clickhouse-server, when `up` started one.
+	Server *chserver.Server
+}
+
+// Run runs the ingester until ctx ends (returns at once when there is none).
+func (a *Analytics) Run(ctx context.Context) error {
+	if a == nil || a.Ingester == nil {
+		return nil
+	}
+	return a.Ingester.Run(ctx)
+}
+
+// Close stops the managed clickhouse-server, if any; call it after Run returned.
+func (a *Analytics) Close() {
+	if a != nil && a.Server != nil {
+		_ = a.Server.Stop()
+	}
+}
+
+// startAnalytics prepares the telemetry path of `up`. With a DSN it feeds
+// that ClickHouse. Without one it starts a managed clickhouse-server under
+// <dataDir>/clickhouse when one is installed; otherwise it says clearly that
+// telemetry is buffering in NATS and returns an Analytics whose Run is a
+// no-op. Errors are only returned for a bad DSN or config.
+func startAnalytics(ctx context.Context, cfg *config.Config, js jetstream.JetStream, dsn, dataDir string, log *slog.Logger) (*Analytics, error) {
+	a := &Analytics{DSN: dsn}
+	if dsn == "" {
+		srv, err := chserver.Start(ctx, filepath.Join(dataDir, "clickhouse"))
+		switch {
+		case errors.Is(err, chserver.ErrNotInstalled):
+			log.Warn("analytics: clickhouse-server is not installed; telemetry is buffering in the NATS stream " +
+				streams.StreamTelemetry + " (kept for limits.telemetry_max_age); install ClickHouse or run " +
+				"`switchboard ingest --clickhouse clickhouse://host:9000/db` to load it")
+			return a, nil
+		case err != nil:
+			log.Warn("analytics: the local clickhouse-server did not start; telemetry is buffering in NATS", "err", err)
+			return a, nil
+		}
+		a.Server, a.DSN = srv, srv.DSNFor("switchboard")
+		log.Info("analytics: started local clickhouse-server", "dsn", a.DSN, "dir", srv.Dir())
+	}
+	in, err := ingest.New(ingest.Config{JS: js, DSN: a.DSN, Logger: log}.FromConfig(cfg.Analytics))
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.Ingester = in
+	return a, nil
+}
