@@ -32,6 +32,9 @@ type command struct {
 // commands is the explicit registry of subcommands.
 var commands = map[string]command{
 	"dlq":     {summary: "list or replay dead-lettered jobs", run: runDLQ},
+	"ingest":  {summary: "load telemetry from NATS into ClickHouse (batched, deduplicated)", run: runIngest},
+	"migrate": {summary: "create or upgrade the ClickHouse schema (idempotent)", run: runMigrate},
+	"stats":   {summary: "requests, success/fallback rate, latency, tokens, cost from ClickHouse", run: runStats},
 	"gateway": {summary: "serve the OpenAI-compatible HTTP API (chat completions, async jobs, metrics)", run: runGateway},
 	"mock":    {summary: "run the fault-injecting mock provider (OpenAI/Anthropic/Gemini shapes)", run: runMock},
 	"worker":  {summary: "run the worker pool of one provider (--provider NAME)", run: runWorker},
