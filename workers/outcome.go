@@ -22,6 +22,10 @@ type callError struct {
 	// streamBroken: the call failed after its first chunk reached the
 	// client, so it may neither be retried nor fall back.
 	streamBroken bool
+	// slow: cancelled at the route's latency_threshold; the job moves on.
+	slow bool
+	// lost: the other of two hedged calls answered first.
+	lost bool
 }
 
 // classify turns a call's error into a callError. The job's context wins over
@@ -34,6 +38,10 @@ func classify(err error, jobCtx, callCtx context.Context, timeout time.Duration)
 			return &callError{Type: schemas.ErrCanceled, Message: "canceled by the caller"}
 		case errors.Is(cause, errJobDeadline):
 			return &callError{Type: schemas.ErrDeadlineExceeded, Message: "job deadline passed during the provider call"}
+		case errors.Is(cause, errSlowCall):
+			return &callError{Type: schemas.ErrTimeout, Message: "no answer within the route's latency_threshold", slow: true}
+		case errors.Is(cause, errHedgeLost):
+			return &callError{Type: schemas.ErrCanceled, Message: "the other hedged call answered first", lost: true}
 		default:
 			return &callError{Type: schemas.ErrCanceled, Message: "worker shutting down", abandon: true}
 		}
@@ -124,6 +132,9 @@ type retryBudget struct {
 func decide(ce *callError, pol policy, b retryBudget) decision {
 	if ce.abandon {
 		return decision{act: actAbandon}
+	}
+	if ce.slow && b.moreTargets {
+		return decision{act: actFallback}
 	}
 	switch ce.Type {
 	case schemas.ErrCanceled, schemas.ErrDeadlineExceeded:

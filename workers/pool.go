@@ -60,6 +60,9 @@ type PoolConfig struct {
 	PublishTimeout time.Duration
 	// NakDelay is the redelivery delay of a job whose publishes failed.
 	NakDelay time.Duration
+	// Resilience is the shared breakers, rate limits and latency store
+	// consulted around each call (resilience.go); zero value = off.
+	Resilience Resilience
 }
 
 // withDefaults returns a copy of c with every unset field defaulted.
@@ -157,6 +160,7 @@ type Pool struct {
 	stopJobs context.CancelCauseFunc
 
 	mu       sync.Mutex
+	live     *config.Config // reloaded config (SetConfig), nil = cfg.Config
 	inflight map[string]*task
 	canceled *recentSet
 	results  jetstream.Stream // cached by resultsStream
@@ -207,7 +211,10 @@ func orInt(v, d int) int {
 // policyFor returns the retry policy of a job's route; pinned jobs without a
 // route get the defaults.
 func (p *Pool) policyFor(route string) policy {
-	if pol, ok := p.policies[route]; ok {
+	p.mu.Lock()
+	pol, ok := p.policies[route]
+	p.mu.Unlock()
+	if ok {
 		return pol
 	}
 	return p.defPolicy
@@ -233,14 +240,8 @@ func (p *Pool) Run(ctx context.Context) error {
 	defer func() { close(hbStop); _ = g.Wait() }()
 
 	for {
-		cons, err := streams.EnsureWorkerConsumer(ctx, p.cfg.JS, p.cfg.Provider)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		it, err := cons.Messages(jetstream.PullMaxMessages(p.concurrency))
+		// The provider's three priority lanes, picked by weight (lanes.go).
+		it, err := p.messages(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

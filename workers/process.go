@@ -30,6 +30,8 @@ type run struct {
 	attempts []schemas.Attempt // this hop's calls
 	err      *schemas.ErrorInfo
 	dlq      bool
+	// delay: runDelayed's wait in the queue before redelivery.
+	delay time.Duration
 
 	pulledAt     time.Time
 	firstTokenAt time.Time
@@ -92,7 +94,13 @@ func (p *Pool) execute(ctx context.Context, job *schemas.Job, pulled time.Time) 
 	}
 	pol := p.policyFor(job.Route)
 	for call := 0; ; call++ {
-		att, resp, ce := p.call(ctx, job, r)
+		// Breaker, rate limit and deadline gate, then the call under the
+		// route's latency threshold / hedging (resilience.go).
+		end, rv := p.gate(ctx, job, r, call)
+		if end != nil {
+			return end
+		}
+		att, resp, ce := p.callResilient(ctx, job, r, rv)
 		if ce == nil {
 			att.Outcome = schemas.OutcomeOK
 			r.attempts = append(r.attempts, att)

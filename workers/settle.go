@@ -27,6 +27,10 @@ func (p *Pool) settle(msg jetstream.Msg, job *schemas.Job, r *run) {
 	case runFallback:
 		p.fallback(msg, job, r)
 		return
+	case runDelayed:
+		// Waits in the queue (rate limit window, breaker probe).
+		_ = msg.NakWithDelay(r.delay)
+		return
 	}
 	res := p.result(job, r)
 	data, err := json.Marshal(res)

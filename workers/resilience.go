@@ -1,0 +1,446 @@
+package workers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/broker/route"
+	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/workers/breaker"
+	"github.com/switchboard-llm/switchboard/workers/lanes"
+	"github.com/switchboard-llm/switchboard/workers/ratelimit"
+)
+
+// Resilience is the shared policy state a pool consults around each call.
+// Every field is optional: a nil one turns its policy off.
+type Resilience struct {
+	// Breakers refuses calls to targets whose circuit is open (the job
+	// falls back without a call) and counts every call's outcome.
+	Breakers *breaker.Set
+	// Limiter holds the provider's rpm/tpm over all processes; a job over
+	// the limit waits in the queue (Nak with delay) while its deadline allows.
+	Limiter *ratelimit.Limiter
+	// Latency receives every call's latency (least-latency routing,
+	// deadline-aware skipping).
+	Latency *route.LatencyStore
+	// Completers returns the Completer of another provider, used to hedge
+	// a slow call on the plan's next target (mode: hedge). Nil, or a nil
+	// Completer, degrades hedging to cancel mode.
+	Completers func(provider string) Completer
+	// Providers returns another provider's config (timeout, rpm) for
+	// hedged calls; nil means Config's providers.
+	Providers func(name string) (config.Provider, bool)
+}
+
+// OpenResilience opens the shared breakers, rate limiter and latency store
+// of cfg; they run until ctx ends.
+func OpenResilience(ctx context.Context, js jetstream.JetStream, cfg *config.Config) (Resilience, error) {
+	b, err := breaker.New(ctx, js, cfg.Breaker, breaker.Options{})
+	if err != nil {
+		return Resilience{}, err
+	}
+	l, err := ratelimit.New(ctx, js, cfg.RateLimits, nil)
+	if err != nil {
+		return Resilience{}, err
+	}
+	lat, err := route.OpenLatency(ctx, js, cfg.Routing)
+	if err != nil {
+		return Resilience{}, err
+	}
+	return Resilience{Breakers: b, Limiter: l, Latency: lat}, nil
+}
+
+// Error types and causes of the resilience policies.
+var (
+	// errSlowCall cancels a call that passed its route's latency_threshold.
+	errSlowCall = errors.New("latency threshold passed")
+	// errHedgeLost cancels the slower of two hedged calls.
+	errHedgeLost = errors.New("the other hedged call answered first")
+)
+
+// ErrCircuitOpen is the attempt error type of a target skipped because its
+// circuit breaker is open (no call was made).
+const ErrCircuitOpen = "circuit_open"
+
+// runDelayed: the job goes back to the queue for delay (Nak with delay),
+// e.g. until the provider's rate-limit window resets.
+const runDelayed = 100
+
+// messages opens the pool's job source: the three priority lanes of the
+// provider, picked by the configured lane weights.
+func (p *Pool) messages(ctx context.Context) (jetstream.MessagesContext, error) {
+	cons, err := lanes.Ensure(ctx, p.cfg.JS, p.cfg.Provider)
+	if err != nil {
+		return nil, err
+	}
+	return lanes.Open(cons, lanes.Weights(p.liveConfig().Lanes), p.ackWait/3), nil
+}
+
+// SetConfig applies a reloaded config to a running pool: routes' retry and
+// fallback policies, breaker settings and the rate-limit window. Jobs in
+// flight finish under the policy they started with.
+func (p *Pool) SetConfig(cfg *config.Config) {
+	pols := map[string]policy{}
+	for i := range cfg.Routes {
+		pols[cfg.Routes[i].Name] = newPolicy(&cfg.Routes[i])
+	}
+	p.mu.Lock()
+	p.policies = pols
+	p.live = cfg
+	p.mu.Unlock()
+	if b := p.cfg.Resilience.Breakers; b != nil {
+		b.SetConfig(cfg.Breaker)
+	}
+	if l := p.cfg.Resilience.Limiter; l != nil {
+		l.SetConfig(cfg.RateLimits)
+	}
+}
+
+func (p *Pool) liveConfig() *config.Config {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.live != nil {
+		return p.live
+	}
+	return p.cfg.Config
+}
+
+func (p *Pool) routeOf(job *schemas.Job) *config.Route {
+	rt, _ := p.liveConfig().Route(job.Route)
+	return rt
+}
+
+func (p *Pool) providerConfig(name string) (config.Provider, bool) {
+	if name == p.name {
+		return p.cfg.Provider, true
+	}
+	if f := p.cfg.Resilience.Providers; f != nil {
+		return f(name)
+	}
+	return p.liveConfig().Provider(name)
+}
+
+// skipAttempt records a target passed over without a call.
+func skipAttempt(t schemas.Target, errType, msg string) schemas.Attempt {
+	return schemas.Attempt{Provider: t.Provider, Model: t.Model, StartedAt: time.Now().UTC(),
+		ErrorType: errType, ErrorMessage: msg, Outcome: schemas.OutcomeFallback}
+}
+
+// gate runs before every call of the retry loop (call is its 0-based
+// number on this target). It returns nil when the call may go ahead, or
+// the run's end: a fallback without a call (breaker open, no quota or no
+// time left while a later target remains), a delay (wait in the queue for
+// quota or a probe), or a failure. reserved is the rate-limit reservation
+// to commit after the call.
+func (p *Pool) gate(ctx context.Context, job *schemas.Job, r *run, call int) (end *run, reserved *ratelimit.Reservation) {
+	res := p.cfg.Resilience
+	t := r.target
+	now := time.Now()
+	more := len(job.Plan) > 1
+	// Deadline: a target whose recent latency cannot fit in the time
+	// left is skipped when a later target remains.
+	if call == 0 && job.Deadline != nil && more && res.Latency != nil {
+		if lat, ok := res.Latency.Latency(t.Provider, t.Model); ok && now.Add(lat).After(*job.Deadline) {
+			r.attempts = append(r.attempts, skipAttempt(t, schemas.ErrDeadlineExceeded,
+				fmt.Sprintf("skipped: recent latency %s exceeds the %s left before the deadline", lat.Round(time.Millisecond), job.Deadline.Sub(now).Round(time.Millisecond))))
+			r.status = runFallback
+			return r, nil
+		}
+	}
+	if res.Breakers != nil {
+		d, err := res.Breakers.Allow(ctx, t.Provider, t.Model)
+		if err != nil {
+			p.log.Warn("breaker state unavailable; calling", "err", err)
+		}
+		if !d.Allowed {
+			return p.refuse(job, r, call, d.RetryAt, ErrCircuitOpen, "circuit breaker open for "+t.String()), nil
+		}
+	}
+	if res.Limiter != nil {
+		in, out := route.EstimateTokens(job.Request, p.liveConfig().Routing.DefaultOutputTokens)
+		rv, err := res.Limiter.Reserve(ctx, p.cfg.Provider, in+out)
+		if err != nil {
+			p.log.Warn("rate limit state unavailable; calling", "err", err)
+			return nil, nil
+		}
+		if !rv.OK {
+			return p.refuse(job, r, call, rv.RetryAt, schemas.ErrRateLimited, "provider rpm/tpm limit reached for this window"), nil
+		}
+		return nil, &rv
+	}
+	return nil, nil
+}
+
+// refuse ends a run whose target may not be called before retryAt: wait in
+// the queue when the deadline allows (first call) or in place (a retry,
+// when short), else fall back to the next target, else fail.
+func (p *Pool) refuse(job *schemas.Job, r *run, call int, retryAt time.Time, errType, msg string) *run {
+	now := time.Now()
+	var need time.Duration
+	if lat := p.cfg.Resilience.Latency; lat != nil {
+		need, _ = lat.Latency(r.target.Provider, r.target.Model)
+	}
+	wait, fits := ratelimit.Delay(retryAt, now, job.Deadline, need)
+	more := len(job.Plan) > 1
+	// A job with another healthy target goes there at once when the
+	// breaker is open; for a rate limit it waits for its own target's
+	// quota only when no other target remains.
+	if more && (errType == ErrCircuitOpen || !fits || call > 0) {
+		r.attempts = append(r.attempts, skipAttempt(r.target, errType, msg))
+		r.status = runFallback
+		return r
+	}
+	if !fits {
+		if errType == ErrCircuitOpen {
+			return r.fail(errType, msg+"; no other target and the deadline comes before the next probe", 0, true)
+		}
+		return r.fail(schemas.ErrDeadlineExceeded, msg+"; the deadline comes before the window resets", 0, false)
+	}
+	if call > 0 && wait <= p.cfg.MaxRetryWait {
+		// Mid-retry: wait here so this delivery's attempts are kept.
+		if sleepCtx(p.jobsBase, wait) {
+			return nil
+		}
+	}
+	r.status = runDelayed
+	r.delay = max(wait, 10*time.Millisecond)
+	p.log.Debug("job waits in the queue", "job", job.ID, "reason", errType, "delay", r.delay)
+	return r
+}
+
+// observe feeds one finished call into the breakers, the latency store and
+// the rate limiter.
+func (p *Pool) observe(t schemas.Target, att schemas.Attempt, ce *callError, rv *ratelimit.Reservation) {
+	res := p.cfg.Resilience
+	errType := ""
+	if ce != nil {
+		errType = ce.Type
+		if ce.lost || errType == schemas.ErrCanceled || errType == schemas.ErrDeadlineExceeded {
+			errType = schemas.ErrCanceled // says nothing about the provider
+		}
+		if ce.slow {
+			errType = schemas.ErrTimeout
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.PublishTimeout)
+	defer cancel()
+	if res.Breakers != nil && errType != schemas.ErrCanceled {
+		if err := res.Breakers.Record(ctx, t.Provider, t.Model, errType); err != nil {
+			p.log.Warn("record breaker outcome", "err", err)
+		}
+	}
+	if res.Latency != nil && (errType == "" || errType == schemas.ErrTimeout) {
+		res.Latency.Observe(t.Provider, t.Model, time.Duration(att.DurationMS)*time.Millisecond)
+	}
+	if res.Limiter != nil && rv != nil && ce == nil {
+		prov, _ := p.providerConfig(t.Provider)
+		_ = res.Limiter.Commit(ctx, prov, *rv, int(att.InputTokens+att.OutputTokens))
+	}
+}
+
+// callResilient makes the current call under the route's latency_threshold:
+// plain when the route has none (or no later target); in cancel mode a call
+// with no answer (no first chunk) by the threshold is cancelled and the job
+// falls back; in hedge mode the next target is called beside it and the
+// first answer wins. Extra attempts (the hedge's loser) are appended to
+// r.attempts; the returned attempt is the one deciding the job.
+func (p *Pool) callResilient(ctx context.Context, job *schemas.Job, r *run, rv *ratelimit.Reservation) (schemas.Attempt, *Response, *callError) {
+	rt := p.routeOf(job)
+	if rt == nil || rt.LatencyThreshold <= 0 || len(job.Plan) < 2 {
+		att, resp, ce := p.call(ctx, job, r)
+		p.observe(r.target, att, ce, rv)
+		return att, resp, ce
+	}
+	if rt.Mode == config.ModeHedge && !job.Stream {
+		if c := p.hedgeCompleter(job.Plan[1].Provider); c != nil {
+			return p.callHedged(ctx, job, r, rt.LatencyThreshold, c, rv)
+		}
+	}
+	slowCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	timer := time.AfterFunc(rt.LatencyThreshold, func() {
+		if r.chunks.Load() == 0 {
+			cancel(errSlowCall)
+		}
+	})
+	att, resp, ce := p.call(slowCtx, job, r)
+	timer.Stop()
+	if ce != nil && ce.slow {
+		ce.Message = fmt.Sprintf("no answer within latency_threshold %s; moving to %s", rt.LatencyThreshold, job.Plan[1])
+		att.ErrorMessage = ce.Message
+	}
+	p.observe(r.target, att, ce, rv)
+	return att, resp, ce
+}
+
+func (p *Pool) hedgeCompleter(provider string) Completer {
+	if f := p.cfg.Resilience.Completers; f != nil {
+		return f(provider)
+	}
+	return nil
+}
+
+type callOutcome struct {
+	att  schemas.Attempt
+	resp *Response
+	ce   *callError
+	r    *run
+	rv   *ratelimit.Reservation
+}
+
+// callHedged races the current target against the next one, started once
+// the current has not answered within threshold. The first success wins
+// and the other call is cancelled; both attempts are recorded.
+func (p *Pool) callHedged(ctx context.Context, job *schemas.Job, r *run, threshold time.Duration, hc Completer, rv *ratelimit.Reservation) (schemas.Attempt, *Response, *callError) {
+	primaryCtx, cancelPrimary := context.WithCancelCause(ctx)
+	defer cancelPrimary(nil)
+	hedgeCtx, cancelHedge := context.WithCancelCause(ctx)
+	defer cancelHedge(nil)
+	results := make(chan callOutcome, 2)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		pr := &run{target: r.target, pulledAt: r.pulledAt}
+		att, resp, ce := p.call(primaryCtx, job, pr)
+		results <- callOutcome{att, resp, ce, pr, rv}
+	}()
+	timer := time.NewTimer(threshold)
+	defer timer.Stop()
+	running, hedged := 1, false
+	var first, primary, hedge *callOutcome
+	for running > 0 {
+		select {
+		case <-timer.C:
+			if hedged {
+				continue
+			}
+			next := job.Plan[1]
+			hrv, ok := p.hedgeAllowed(ctx, job, next)
+			if !ok {
+				continue
+			}
+			hedged = true
+			running++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				hr := &run{target: next, pulledAt: r.pulledAt}
+				att, resp, ce := p.callOther(hedgeCtx, job, hr, hc)
+				results <- callOutcome{att, resp, ce, hr, hrv}
+			}()
+		case o := <-results:
+			running--
+			if o.r.target == r.target && primary == nil {
+				primary = &o
+			} else {
+				hedge = &o
+			}
+			if o.ce == nil && first == nil {
+				first = &o
+				// The winner is in: cancel the other call.
+				if o.r.target == r.target {
+					cancelHedge(errHedgeLost)
+				} else {
+					cancelPrimary(errHedgeLost)
+				}
+			}
+		}
+	}
+	wg.Wait()
+	for _, o := range []*callOutcome{primary, hedge} {
+		if o != nil {
+			p.observe(o.r.target, o.att, o.ce, o.rv)
+		}
+	}
+	if first == nil {
+		// Both failed (or no hedge started): the primary's failure decides;
+		// a failed hedge is recorded as a fallback attempt.
+		if hedge != nil {
+			hedge.att.Outcome = schemas.OutcomeFallback
+			r.attempts = append(r.attempts, hedge.att)
+		}
+		return primary.att, primary.resp, primary.ce
+	}
+	loser := hedge
+	if first == hedge {
+		loser = primary
+	}
+	if loser != nil {
+		loser.att.Outcome = schemas.OutcomeFallback
+		if loser.ce != nil && loser.ce.lost {
+			loser.att.ErrorType = schemas.ErrCanceled
+			loser.att.ErrorMessage = "hedge: " + first.r.target.String() + " answered first"
+		}
+		r.attempts = append(r.attempts, loser.att)
+	}
+	r.target = first.r.target
+	r.firstTokenAt, r.providerMS = first.r.firstTokenAt, first.r.providerMS
+	return first.att, first.resp, nil
+}
+
+// hedgeAllowed checks the next target's breaker, quota and the deadline
+// before a hedge is started.
+func (p *Pool) hedgeAllowed(ctx context.Context, job *schemas.Job, t schemas.Target) (*ratelimit.Reservation, bool) {
+	if job.Deadline != nil && !time.Now().Before(*job.Deadline) {
+		return nil, false
+	}
+	res := p.cfg.Resilience
+	if res.Breakers != nil {
+		if d, _ := res.Breakers.Allow(ctx, t.Provider, t.Model); !d.Allowed {
+			return nil, false
+		}
+	}
+	if res.Limiter != nil {
+		prov, ok := p.providerConfig(t.Provider)
+		if ok {
+			in, out := route.EstimateTokens(job.Request, p.liveConfig().Routing.DefaultOutputTokens)
+			rv, err := res.Limiter.Reserve(ctx, prov, in+out)
+			if err == nil && !rv.OK {
+				return nil, false
+			}
+			if err == nil {
+				return &rv, true
+			}
+		}
+	}
+	return nil, true
+}
+
+// callOther makes one non-streaming call to another provider's target (a
+// hedge), under that provider's timeout.
+func (p *Pool) callOther(jobCtx context.Context, job *schemas.Job, r *run, c Completer) (schemas.Attempt, *Response, *callError) {
+	timeout := p.timeout
+	if prov, ok := p.providerConfig(r.target.Provider); ok && prov.Timeout > 0 {
+		timeout = prov.Timeout
+	}
+	callCtx, cancel := context.WithCancelCause(jobCtx)
+	defer cancel(nil)
+	timer := time.AfterFunc(timeout, func() { cancel(errCallTimeout) })
+	defer timer.Stop()
+	start := time.Now()
+	resp, err := c.Complete(callCtx, &Request{Model: r.target.Model, Body: job.Request})
+	end := time.Now()
+	if err == nil && resp == nil {
+		err = &ProviderError{Provider: r.target.Provider, Type: schemas.ErrBadResponse, Message: "adapter returned no response"}
+	}
+	att := schemas.Attempt{Provider: r.target.Provider, Model: r.target.Model, StartedAt: start.UTC(), DurationMS: end.Sub(start).Milliseconds()}
+	if err != nil {
+		ce := classify(err, jobCtx, callCtx, timeout)
+		att.StatusCode, att.ErrorType, att.ErrorMessage = ce.Status, ce.Type, shortMessage(ce.Message)
+		return att, nil, ce
+	}
+	att.StatusCode = resp.StatusCode
+	if att.StatusCode == 0 {
+		att.StatusCode = 200
+	}
+	att.InputTokens, att.OutputTokens = resp.Usage.InputTokens, resp.Usage.OutputTokens
+	r.firstTokenAt, r.providerMS = end, end.Sub(start).Milliseconds()
+	return att, resp, nil
+}
