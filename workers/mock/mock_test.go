@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/workers/mock"
 )
@@ -1140,4 +1143,88 @@ func TestModelsListShapes(t *testing.T) {
 	if m := get("/v1beta/models", geminiHdr); path(m, "models", 0, "name") != "models/mock-model" {
 		t.Errorf("gemini models = %v", m)
 	}
+}
+
+// TestOpenAISDKConformance drives the mock with the official openai-go
+// client: if the SDK cannot read our shapes, neither can real integrations.
+func TestOpenAISDKConformance(t *testing.T) {
+	srv := start(t, mock.Options{APIKey: "sk-sdk"})
+	client := openai.NewClient(option.WithBaseURL(srv.URL()+"/v1"), option.WithAPIKey("sk-sdk"), option.WithMaxRetries(0))
+	ctx := natstest.Context(t)
+	params := openai.ChatCompletionNewParams{
+		Model:         "gpt-mock",
+		Messages:      []openai.ChatCompletionMessageParamUnion{openai.SystemMessage("sys"), openai.UserMessage("ping pong")},
+		StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)},
+	}
+	c, err := client.Chat.Completions.New(ctx, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Choices[0].Message.Content != "mock reply to: ping pong" || c.Usage.PromptTokens != 3 || c.Usage.CompletionTokens != 5 {
+		t.Errorf("completion = %+v", c)
+	}
+
+	st := client.Chat.Completions.NewStreaming(ctx, params)
+	var acc openai.ChatCompletionAccumulator
+	for st.Next() {
+		acc.AddChunk(st.Current())
+	}
+	if err := st.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if acc.Choices[0].Message.Content != "mock reply to: ping pong" || acc.Choices[0].FinishReason != "stop" || acc.Usage.CompletionTokens != 5 {
+		t.Errorf("accumulated = %+v", acc.ChatCompletion)
+	}
+
+	srv.SetFaults(mock.Faults{FailFirst: 1, ErrorStatus: 429, RetryAfter: time.Second})
+	_, err = client.Chat.Completions.New(ctx, params)
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 429 || apiErr.Code != "rate_limit_exceeded" {
+		t.Errorf("injected error = %v", err)
+	}
+
+	srv.SetFaults(mock.Faults{ErrorAfterChunks: 2})
+	st = client.Chat.Completions.NewStreaming(ctx, params)
+	for st.Next() {
+	}
+	if st.Err() == nil {
+		t.Error("mid-stream failure not surfaced by the SDK")
+	}
+}
+
+func TestStreamTTFB(t *testing.T) {
+	// Headers arrive at once; the first event waits for TTFB, which only a
+	// client cancel can cut short here.
+	srv := start(t, mock.Options{Faults: mock.Faults{TTFB: time.Hour}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, tc := range []struct{ url, body string }{
+		{srv.URL() + "/v1/chat/completions", `{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]}`},
+		{srv.URL() + "/v1/messages", `{"model":"m","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"x"}]}`},
+		{geminiURL(srv, "m", "streamGenerateContent") + "?alt=sse", `{"contents":[{"parts":[{"text":"x"}]}]}`},
+	} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, tc.url, strings.NewReader(tc.body))
+		req.Header.Set("anthropic-version", "2023-06-01")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+			t.Errorf("%s: status %d content-type %q", tc.url, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+	}
+	natstest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if st := srv.Stats(); st.InFlight != 3 || st.Streams != 3 {
+			return fmt.Errorf("stats %+v", st)
+		}
+		return nil
+	})
+	cancel()
+	natstest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if st := srv.Stats(); st.Canceled != 3 || st.InFlight != 0 || st.Succeeded != 0 {
+			return fmt.Errorf("stats %+v", st)
+		}
+		return nil
+	})
 }
