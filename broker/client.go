@@ -65,8 +65,9 @@ func (c *Client) Submit(ctx context.Context, job *schemas.Job) (string, error) {
 	return job.ID, nil
 }
 
-// PublishJob publishes a routed job to llm.jobs.<Plan[0].provider> with the
-// dedup id of its hop.
+// PublishJob publishes a routed job to llm.jobs.<Plan[0].provider> (high and
+// low priority jobs to that provider's lane llm.jobs.<provider>.high|.low,
+// see workers/lanes) with the dedup id of its hop.
 func PublishJob(ctx context.Context, js jetstream.JetStream, job *schemas.Job) error {
 	if len(job.Plan) == 0 {
 		return fmt.Errorf("job %s has no target to publish to", job.ID)
@@ -75,7 +76,7 @@ func PublishJob(ctx context.Context, js jetstream.JetStream, job *schemas.Job) e
 	if err != nil {
 		return fmt.Errorf("encode job: %w", err)
 	}
-	msg := &nats.Msg{Subject: streams.Jobs(job.Plan[0].Provider), Data: data, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: streams.JobsLane(job.Plan[0].Provider, job.Priority), Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, streams.HopMsgID(job.ID, job.Hop))
 	if _, err := js.PublishMsg(ctx, msg); err != nil {
 		if streams.IsFull(err) {

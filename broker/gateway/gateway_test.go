@@ -23,7 +23,7 @@ import (
 
 // env is a gateway over a real in-process NATS server.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	nats *natstest.Server
 	nc   *nats.Conn
 	js   jetstream.JetStream
@@ -58,7 +58,7 @@ func parseConfig(t testing.TB, extra string) *config.Config {
 }
 
 // newEnv starts NATS, provisions the streams and serves a gateway.
-func newEnv(t *testing.T, cfg *config.Config, getenv func(string) string) *env {
+func newEnv(t testing.TB, cfg *config.Config, getenv func(string) string) *env {
 	t.Helper()
 	srv := natstest.Start(t)
 	nc, js := srv.Connect(t)
@@ -87,7 +87,7 @@ type answer struct {
 	body   []byte
 }
 
-func (a answer) errorBody(t *testing.T) (msg, typ, code string) {
+func (a answer) errorBody(t testing.TB) (msg, typ, code string) {
 	t.Helper()
 	var b struct {
 		Error struct {
@@ -279,7 +279,7 @@ gateway:
 
 func TestMetadataAndBodyPassThrough(t *testing.T) {
 	e := newEnv(t, parseConfig(t, ""), nil)
-	sub, err := e.nc.SubscribeSync("llm.jobs.*")
+	sub, err := e.nc.SubscribeSync("llm.jobs.>")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +302,7 @@ func TestMetadataAndBodyPassThrough(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if msg.Subject != "llm.jobs.backup" {
+	if msg.Subject != "llm.jobs.backup.high" { // priority high: the provider's high lane
 		t.Errorf("subject %s", msg.Subject)
 	}
 	var job schemas.Job
