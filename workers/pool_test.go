@@ -338,13 +338,20 @@ func TestPoisonToDLQ(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, c := range cases {
-		m, err := stream.GetMsg(natstest.Context(t), uint64(i+1))
+	// Workers run concurrently: dead letters are in any order.
+	byPayload := map[string]*jetstream.RawStreamMsg{}
+	for seq := range uint64(len(cases)) {
+		m, err := stream.GetMsg(natstest.Context(t), seq+1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if string(m.Data) != c.payload {
-			t.Errorf("%s: payload = %s, want the raw message", c.name, m.Data)
+		byPayload[string(m.Data)] = m
+	}
+	for _, c := range cases {
+		m, ok := byPayload[c.payload]
+		if !ok {
+			t.Errorf("%s: no dead letter holds the raw message", c.name)
+			continue
 		}
 		if r := m.Header.Get(streams.HeaderError); !strings.Contains(r, c.reason) {
 			t.Errorf("%s: reason = %q, want it to mention %q", c.name, r, c.reason)
