@@ -1,0 +1,260 @@
+// Package openai is the adapter for any OpenAI-compatible chat-completions
+// endpoint (OpenAI itself, Azure-style proxies, vLLM, Ollama, our mock).
+//
+// The caller's body is passed through untouched except for "model" (set to
+// the target's model) and "stream"/"stream_options" (removed for Complete,
+// "stream": true for Stream). Each call makes exactly one HTTP attempt.
+package openai
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/workers"
+	"github.com/switchboard-llm/switchboard/workers/providers/internal/jsonobj"
+	"github.com/switchboard-llm/switchboard/workers/providers/internal/oai"
+	"github.com/switchboard-llm/switchboard/workers/providers/internal/sse"
+)
+
+var (
+	_ workers.Completer = (*Client)(nil)
+	_ workers.Streamer  = (*Client)(nil)
+)
+
+// DefaultBaseURL is OpenAI's API root.
+const DefaultBaseURL = "https://api.openai.com/v1"
+
+// Config configures a Client.
+type Config struct {
+	// Name is the provider name used in errors (the config's provider name).
+	Name string
+	// BaseURL is the API root; "/chat/completions" is appended.
+	BaseURL string
+	// APIKey, when set, is sent as "Authorization: Bearer <key>".
+	APIKey string
+	// HTTPClient makes the calls; nil means http.DefaultClient.
+	HTTPClient *http.Client
+}
+
+// Client calls one OpenAI-compatible endpoint.
+type Client struct {
+	name string
+	url  string
+	key  string
+	hc   *http.Client
+}
+
+// New returns a Client for cfg.
+func New(cfg Config) *Client {
+	base := cfg.BaseURL
+	if base == "" {
+		base = DefaultBaseURL
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	name := cfg.Name
+	if name == "" {
+		name = "openai"
+	}
+	return &Client{name: name, url: strings.TrimRight(base, "/") + "/chat/completions", key: cfg.APIKey, hc: hc}
+}
+
+// String describes the client without its key.
+func (c *Client) String() string { return fmt.Sprintf("openai.Client{%s %s}", c.name, c.url) }
+
+// GoString describes the client without its key.
+func (c *Client) GoString() string { return c.String() }
+
+// Complete makes one non-streaming call.
+func (c *Client) Complete(ctx context.Context, req *workers.Request) (*workers.Response, error) {
+	body, err := c.body(req, false)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.post(ctx, body, false)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := oai.ReadBody(ctx, c.name, resp, oai.MaxBody)
+	if err != nil {
+		return nil, err
+	}
+	var probe struct {
+		Choices []json.RawMessage `json:"choices"`
+		Usage   json.RawMessage   `json:"usage"`
+		Error   *apiError         `json:"error"`
+	}
+	if err := json.Unmarshal(raw, &probe); err != nil {
+		return nil, oai.BadResponse(c.name, resp.StatusCode, "unparseable response body: %s", oai.Redact(oai.Snippet(raw), c.key))
+	}
+	if probe.Error != nil && len(probe.Choices) == 0 {
+		return nil, oai.BadResponse(c.name, resp.StatusCode, "error in a %d response: %s", resp.StatusCode, oai.Redact(probe.Error.Message, c.key))
+	}
+	if len(probe.Choices) == 0 {
+		return nil, oai.BadResponse(c.name, resp.StatusCode, "response has no choices")
+	}
+	return &workers.Response{Body: raw, Usage: oai.ParseUsage(probe.Usage), StatusCode: resp.StatusCode}, nil
+}
+
+// Stream makes one streaming call, emitting each chunk as the upstream sent it.
+func (c *Client) Stream(ctx context.Context, req *workers.Request, emit func(chunk json.RawMessage) error) (*workers.Response, error) {
+	body, err := c.body(req, true)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // closing early tears the upstream connection down
+	resp, err := c.post(ctx, body, true)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var asm oai.Assembler
+	r := sse.NewReader(resp.Body)
+	for {
+		ev, err := r.Next()
+		if err != nil && !(errors.Is(err, io.ErrUnexpectedEOF) && isDone(ev.Data)) {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				if ctx.Err() != nil {
+					return nil, oai.TransportError(ctx, c.name, err)
+				}
+				return nil, &workers.ProviderError{Provider: c.name, Status: resp.StatusCode, Type: schemas.ErrConnection,
+					Retryable: true, Message: fmt.Sprintf("stream ended before [DONE] after %d chunks", asm.Chunks)}
+			}
+			return nil, oai.TransportError(ctx, c.name, err)
+		}
+		if isDone(ev.Data) {
+			break
+		}
+		if len(bytes.TrimSpace(ev.Data)) == 0 {
+			continue
+		}
+		var probe struct {
+			oai.Chunk
+			Error *apiError `json:"error"`
+		}
+		if err := json.Unmarshal(ev.Data, &probe); err != nil {
+			return nil, oai.BadResponse(c.name, resp.StatusCode, "unparseable stream chunk: %s", oai.Redact(oai.Snippet(ev.Data), c.key))
+		}
+		if probe.Error != nil || ev.Name == "error" {
+			msg := "error event in stream"
+			if probe.Error != nil {
+				msg = oai.Redact(probe.Error.Message, c.key)
+			}
+			pe := &workers.ProviderError{Provider: c.name, Status: resp.StatusCode, Type: schemas.ErrServerError, Retryable: true,
+				Message: fmt.Sprintf("stream error after %d chunks: %s", asm.Chunks, msg)}
+			if probe.Error != nil && probe.Error.isContentFilter() {
+				pe.Type, pe.Retryable = schemas.ErrContentFilter, false
+			}
+			return nil, pe
+		}
+		asm.Add(&probe.Chunk)
+		if err := emit(json.RawMessage(ev.Data)); err != nil {
+			return nil, err
+		}
+	}
+	return &workers.Response{Body: oai.Marshal(asm.Completion()), Usage: oai.ParseUsage(asm.Usage()), StatusCode: resp.StatusCode}, nil
+}
+
+func isDone(data []byte) bool { return string(bytes.TrimSpace(data)) == "[DONE]" }
+
+// body rewrites the caller's body: model set, stream fields set or removed,
+// everything else byte for byte and in order.
+func (c *Client) body(req *workers.Request, stream bool) ([]byte, error) {
+	if len(bytes.TrimSpace(req.Body)) == 0 {
+		return nil, oai.InvalidRequest(c.name, "request body is empty")
+	}
+	obj, err := jsonobj.Parse(req.Body)
+	if err != nil {
+		return nil, oai.InvalidRequest(c.name, "request: %v", err)
+	}
+	if req.Model != "" {
+		m, _ := json.Marshal(req.Model)
+		obj.Set("model", m)
+	}
+	if stream {
+		obj.Set("stream", json.RawMessage("true"))
+	} else {
+		obj.Delete("stream")
+		obj.Delete("stream_options")
+	}
+	return obj.Bytes(), nil
+}
+
+func (c *Client) post(ctx context.Context, body []byte, stream bool) (*http.Response, error) {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	if err != nil {
+		return nil, oai.InvalidRequest(c.name, "building request: %v", err)
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	if stream {
+		hreq.Header.Set("Accept", "text/event-stream")
+	} else {
+		hreq.Header.Set("Accept", "application/json")
+	}
+	if c.key != "" {
+		hreq.Header.Set("Authorization", "Bearer "+c.key)
+	}
+	resp, err := oai.Do(c.hc, c.name, hreq)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		return nil, c.statusError(resp)
+	}
+	return resp, nil
+}
+
+// apiError is the "error" member of an OpenAI error body.
+type apiError struct {
+	Message string          `json:"message"`
+	Type    string          `json:"type"`
+	Code    json.RawMessage `json:"code"`
+}
+
+func (e *apiError) code() string {
+	var s string
+	if json.Unmarshal(e.Code, &s) == nil {
+		return s
+	}
+	return strings.Trim(string(e.Code), `"`)
+}
+
+func (e *apiError) isContentFilter() bool {
+	switch e.code() {
+	case "content_filter", "content_policy_violation":
+		return true
+	}
+	return false
+}
+
+func (c *Client) statusError(resp *http.Response) error {
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, oai.MaxErrorBody))
+	var body struct {
+		Error *apiError `json:"error"`
+	}
+	msg := ""
+	if json.Unmarshal(raw, &body) == nil && body.Error != nil && body.Error.Message != "" {
+		msg = body.Error.Message
+	} else if len(bytes.TrimSpace(raw)) > 0 {
+		msg = oai.Snippet(raw)
+	} else {
+		msg = http.StatusText(resp.StatusCode)
+	}
+	pe := workers.ErrorFromStatus(c.name, resp.StatusCode, resp.Header, oai.Redact(msg, c.key))
+	if body.Error != nil && body.Error.isContentFilter() {
+		pe.Type, pe.Retryable = schemas.ErrContentFilter, false
+	}
+	return pe
+}
