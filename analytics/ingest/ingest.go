@@ -24,6 +24,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/switchboard-llm/switchboard/analytics/store"
 	"github.com/switchboard-llm/switchboard/broker/config"
@@ -230,23 +231,57 @@ type batch struct {
 func (b *batch) rows() int { return len(b.attempts) + len(b.completions) }
 
 func (b *batch) reset() {
-	clear(b.msgs)
-	b.msgs, b.attempts, b.completions, b.dupInBatch = b.msgs[:0], nil, nil, 0
+	b.msgs, b.attempts, b.completions, b.dupInBatch = nil, nil, nil, 0
 	clear(b.seen)
 }
 
+func newBatch() *batch { return &batch{seen: map[uuid.UUID]struct{}{}} }
+
+// loop reads messages into a batch while the previous batch is being
+// written (one write in flight), so decoding overlaps the insert. When the
+// writer is stuck (ClickHouse down), the hand-off blocks and reading stops:
+// the stream buffers the rest.
 func (in *Ingester) loop(ctx context.Context, msgs <-chan *message.Message) error {
-	b := &batch{seen: map[uuid.UUID]struct{}{}}
+	full := make(chan *batch)
+	var g errgroup.Group
+	g.Go(func() error {
+		for b := range full {
+			if err := in.flush(ctx, b); err != nil {
+				// Shutting down: the batch is not acked; Close hands it back.
+				for range full {
+				}
+				return nil
+			}
+		}
+		return nil
+	})
+	b := newBatch()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	handOff := func() bool {
+		timer.Stop()
+		if len(b.msgs) == 0 {
+			return true
+		}
+		select {
+		case full <- b:
+			b = newBatch()
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	defer func() {
+		close(full)
+		_ = g.Wait()
+		in.drain(b)
+	}()
 	for {
 		select {
 		case <-ctx.Done():
-			in.drain(b)
 			return nil
 		case m, ok := <-msgs:
 			if !ok {
-				in.drain(b)
 				return nil
 			}
 			ev, err := Decode(m.Metadata.Get(MetaSubject), m.Payload)
@@ -256,7 +291,7 @@ func (in *Ingester) loop(ctx context.Context, msgs <-chan *message.Message) erro
 				}
 				continue
 			}
-			if b.rows() == 0 && len(b.msgs) == 0 {
+			if len(b.msgs) == 0 {
 				timer.Reset(in.cfg.BatchInterval)
 			}
 			b.msgs = append(b.msgs, m)
@@ -270,14 +305,11 @@ func (in *Ingester) loop(ctx context.Context, msgs <-chan *message.Message) erro
 					b.completions = append(b.completions, ev)
 				}
 			}
-			if len(b.msgs) >= in.cfg.BatchRows {
-				timer.Stop()
-				if err := in.flush(ctx, b); err != nil {
-					return nil
-				}
+			if len(b.msgs) >= in.cfg.BatchRows && !handOff() {
+				return nil
 			}
 		case <-timer.C:
-			if err := in.flush(ctx, b); err != nil {
+			if !handOff() {
 				return nil
 			}
 		}

@@ -3,9 +3,10 @@ package store
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/ext"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/google/uuid"
 
@@ -128,20 +129,20 @@ func Existing(ctx context.Context, conn driver.Conn, table string, events []*sch
 		}
 	}
 	day := func(t time.Time) string { return t.UTC().Format("2006-01-02") }
-	var b strings.Builder
-	b.Grow(160 + 39*len(events))
-	fmt.Fprintf(&b, "SELECT event_id FROM %s WHERE toDate(ts) >= toDate('%s') AND toDate(ts) <= toDate('%s') AND event_id IN (",
-		table, day(minTS.Add(-24*time.Hour)), day(maxTS.Add(24*time.Hour)))
-	for i, e := range events {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('\'')
-		b.WriteString(e.EventID.String())
-		b.WriteByte('\'')
+	// The ids travel as an external table (a native data block), not as a
+	// SQL IN list that the server would have to parse.
+	ids, err := ext.NewTable("batch_ids", ext.Column("id", "UUID"))
+	if err != nil {
+		return nil, err
 	}
-	b.WriteByte(')')
-	query := b.String()
+	for _, e := range events {
+		if err := ids.Append(e.EventID); err != nil {
+			return nil, fmt.Errorf("dedup lookup in %s: %w", table, err)
+		}
+	}
+	query := fmt.Sprintf("SELECT event_id FROM %s WHERE toDate(ts) >= toDate('%s') AND toDate(ts) <= toDate('%s') AND event_id IN batch_ids",
+		table, day(minTS.Add(-24*time.Hour)), day(maxTS.Add(24*time.Hour)))
+	ctx = clickhouse.Context(ctx, clickhouse.WithExternalTable(ids))
 	rows, err := conn.Query(ctx, query)
 	if err != nil {
 		return nil, fmt.Errorf("%w: dedup lookup in %s: %v", ErrUnavailable, table, err)

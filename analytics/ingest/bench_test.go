@@ -1,0 +1,199 @@
+package ingest_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/analytics/ingest"
+	"github.com/switchboard-llm/switchboard/analytics/store"
+	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/internal/chtest"
+	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/schemas"
+)
+
+func benchEvent(i int, ts time.Time) schemas.Event {
+	job := uuid.NewString()
+	cost := 0.0001 * float64(i%10)
+	return schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: schemas.AttemptEventID(job, 1), JobID: job, TS: ts,
+		Attempt: 1, Route: "chat", Provider: []string{"alpha", "beta", "gamma"}[i%3], Model: "m1", Tenant: fmt.Sprintf("t%d", i%20),
+		StatusCode: 200, Outcome: schemas.OutcomeOK, InputTokens: 100, OutputTokens: 20, CostUSD: &cost, DurationMS: int64(i % 500)}
+}
+
+func publishAsync(b *testing.B, js jetstream.JetStream, evs []schemas.Event) {
+	b.Helper()
+	for _, ev := range evs {
+		data, _ := json.Marshal(ev)
+		m := &nats.Msg{Subject: streams.Telemetry(ev.Kind), Data: data, Header: nats.Header{}}
+		m.Header.Set(jetstream.MsgIDHeader, ev.EventID.String())
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		b.Fatal("publish did not complete")
+	}
+}
+
+// BenchmarkIngestThroughput: rows/s from a pre-filled TELEMETRY stream into
+// ClickHouse (decode, dedup lookup, native insert, rollups, acks), with the
+// default batch_rows (10000). Side by side: the bare native insert.
+func BenchmarkIngestThroughput(b *testing.B) {
+	const rows = 200_000
+	db := chtest.NewDB(b)
+	ns := natstest.Start(b)
+	_, js := ns.Connect(b)
+	ctx := natstest.Context(b)
+	if err := streams.Ensure(ctx, js, config.Limits{}); err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now().UTC()
+	evs := make([]schemas.Event, rows)
+	for i := range evs {
+		evs[i] = benchEvent(i, now)
+	}
+	b.ResetTimer()
+	var total time.Duration
+	for n := 0; n < b.N; n++ {
+		b.StopTimer()
+		if err := db.Conn.Exec(ctx, "TRUNCATE TABLE attempts"); err != nil {
+			b.Fatal(err)
+		}
+		for i := range evs { // fresh ids each round
+			evs[i].EventID = uuid.New()
+		}
+		publishAsync(b, js, evs)
+		b.StartTimer()
+		start := time.Now()
+		in, err := ingest.New(ingest.Config{JS: js, DSN: db.DSN, BatchRows: config.DefaultBatchRows, BatchInterval: 200 * time.Millisecond,
+			Durable: fmt.Sprintf("bench-%d", n)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- in.Run(rctx) }()
+		natstest.CheckFor(b, 5*time.Minute, 5*time.Millisecond, func() error {
+			if got := in.Stats().Attempts; got < rows {
+				return fmt.Errorf("ingested %d of %d", got, rows)
+			}
+			return nil
+		})
+		total += time.Since(start)
+		b.StopTimer()
+		cancel()
+		<-done
+		_ = js.DeleteConsumer(ctx, streams.StreamTelemetry, fmt.Sprintf("bench-%d", n))
+		if st, err := js.Stream(ctx, streams.StreamTelemetry); err == nil {
+			_ = st.Purge(ctx)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(rows*b.N)/total.Seconds(), "rows/s")
+	b.ReportMetric(0, "ns/op")
+
+	// The bare native insert of the same rows, for the ratio.
+	ptrs := make([]*schemas.Event, len(evs))
+	for i := range evs {
+		evs[i].EventID = uuid.New()
+		ptrs[i] = &evs[i]
+	}
+	start := time.Now()
+	for i := 0; i < len(ptrs); i += config.DefaultBatchRows {
+		if _, err := store.Insert(ctx, db.Conn, schemas.EventAttempt, ptrs[i:min(i+config.DefaultBatchRows, len(ptrs))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(ptrs))/time.Since(start).Seconds(), "store-insert-rows/s")
+}
+
+// BenchmarkTelemetryLag: events published at ~1000/s with ts = now; lag is
+// publish -> insert returned (queryable), p50 and p99, at the default
+// batch_interval (1s) and at 100ms.
+func BenchmarkTelemetryLag(b *testing.B) {
+	for _, interval := range []time.Duration{config.DefaultBatchInterval, 100 * time.Millisecond} {
+		b.Run("batch_interval="+interval.String(), func(b *testing.B) {
+			db := chtest.NewDB(b)
+			ns := natstest.Start(b)
+			nc, js := ns.Connect(b)
+			ctx := natstest.Context(b)
+			if err := streams.Ensure(ctx, js, config.Limits{}); err != nil {
+				b.Fatal(err)
+			}
+			var mu sync.Mutex
+			sent := map[uuid.UUID]time.Time{}
+			var lags []time.Duration
+			in, err := ingest.New(ingest.Config{JS: js, DSN: db.DSN, BatchRows: config.DefaultBatchRows, BatchInterval: interval,
+				OnInsert: func(evs []*schemas.Event) {
+					now := time.Now()
+					mu.Lock()
+					for _, e := range evs {
+						if t, ok := sent[e.EventID]; ok {
+							lags = append(lags, now.Sub(t))
+						}
+					}
+					mu.Unlock()
+				}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			rctx, cancel := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- in.Run(rctx) }()
+			defer func() { cancel(); <-done }()
+			<-in.Ready()
+			const perSec, seconds = 1000, 3
+			total := 0
+			b.ResetTimer()
+			for n := 0; n < b.N; n++ {
+				tick := time.NewTicker(10 * time.Millisecond)
+				for i := 0; i < perSec*seconds/10; i++ {
+					<-tick.C
+					for j := 0; j < 10; j++ {
+						ev := benchEvent(total, time.Now().UTC())
+						data, _ := json.Marshal(ev)
+						m := &nats.Msg{Subject: streams.Telemetry(ev.Kind), Data: data, Header: nats.Header{}}
+						m.Header.Set(jetstream.MsgIDHeader, ev.EventID.String())
+						mu.Lock()
+						sent[ev.EventID] = time.Now()
+						mu.Unlock()
+						if _, err := js.PublishMsgAsync(m); err != nil {
+							b.Fatal(err)
+						}
+						total++
+					}
+				}
+				tick.Stop()
+			}
+			natstest.CheckFor(b, time.Minute, 5*time.Millisecond, func() error {
+				mu.Lock()
+				defer mu.Unlock()
+				if len(lags) < total {
+					return fmt.Errorf("%d of %d queryable", len(lags), total)
+				}
+				return nil
+			})
+			b.StopTimer()
+			_ = nc
+			mu.Lock()
+			slices.Sort(lags)
+			p := func(q float64) float64 { return float64(lags[int(q*float64(len(lags)-1))].Milliseconds()) }
+			b.ReportMetric(p(0.5), "p50-lag-ms")
+			b.ReportMetric(p(0.99), "p99-lag-ms")
+			mu.Unlock()
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
