@@ -1,0 +1,322 @@
+// Package anthropic is the adapter for Anthropic's Messages API. It
+// translates OpenAI chat-completions bodies to Messages requests and the
+// answers (and event streams) back to OpenAI chat.completion objects and
+// chunks. Each call makes exactly one HTTP attempt.
+package anthropic
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/workers"
+	"github.com/switchboard-llm/switchboard/workers/providers/internal/oai"
+	"github.com/switchboard-llm/switchboard/workers/providers/internal/sse"
+)
+
+var (
+	_ workers.Completer = (*Client)(nil)
+	_ workers.Streamer  = (*Client)(nil)
+)
+
+// DefaultBaseURL is Anthropic's API root; "/v1/messages" is appended.
+const DefaultBaseURL = "https://api.anthropic.com"
+
+// APIVersion is sent as the anthropic-version header.
+const APIVersion = "2023-06-01"
+
+// Config configures a Client.
+type Config struct {
+	// Name is the provider name used in errors.
+	Name string
+	// BaseURL is the API root (default DefaultBaseURL).
+	BaseURL string
+	// APIKey is sent as x-api-key.
+	APIKey string
+	// HTTPClient makes the calls; nil means http.DefaultClient.
+	HTTPClient *http.Client
+}
+
+// Client calls the Messages API.
+type Client struct {
+	name string
+	url  string
+	key  string
+	hc   *http.Client
+	now  func() time.Time
+}
+
+// New returns a Client for cfg.
+func New(cfg Config) *Client {
+	base := cfg.BaseURL
+	if base == "" {
+		base = DefaultBaseURL
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	name := cfg.Name
+	if name == "" {
+		name = "anthropic"
+	}
+	return &Client{name: name, url: strings.TrimRight(base, "/") + "/v1/messages", key: cfg.APIKey, hc: hc, now: time.Now}
+}
+
+// String describes the client without its key.
+func (c *Client) String() string { return fmt.Sprintf("anthropic.Client{%s %s}", c.name, c.url) }
+
+// GoString describes the client without its key.
+func (c *Client) GoString() string { return c.String() }
+
+// Complete makes one non-streaming call.
+func (c *Client) Complete(ctx context.Context, req *workers.Request) (*workers.Response, error) {
+	body, _, err := c.body(req, false)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.post(ctx, body)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := oai.ReadBody(ctx, c.name, resp, oai.MaxBody)
+	if err != nil {
+		return nil, err
+	}
+	var m messageResponse
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, oai.BadResponse(c.name, resp.StatusCode, "unparseable response body: %s", oai.Redact(oai.Snippet(raw), c.key))
+	}
+	if m.Type == "error" {
+		pe := c.errorFromBody(resp.StatusCode, nil, raw)
+		return nil, pe
+	}
+	if m.Type != "message" || m.ID == "" {
+		return nil, oai.BadResponse(c.name, resp.StatusCode, "response is not a message: %s", oai.Redact(oai.Snippet(raw), c.key))
+	}
+	comp := m.completion(c.now().Unix())
+	return &workers.Response{Body: oai.Marshal(comp), Usage: oai.ParseUsage(comp.Usage), StatusCode: resp.StatusCode}, nil
+}
+
+// streamEvent is the union of the Messages stream events.
+type streamEvent struct {
+	Type    string `json:"type"`
+	Message *struct {
+		ID    string `json:"id"`
+		Model string `json:"model"`
+		Usage usage  `json:"usage"`
+	} `json:"message"`
+	Index        int `json:"index"`
+	ContentBlock *struct {
+		Type  string          `json:"type"`
+		Text  string          `json:"text"`
+		ID    string          `json:"id"`
+		Name  string          `json:"name"`
+		Input json.RawMessage `json:"input"`
+	} `json:"content_block"`
+	Delta *struct {
+		Type        string `json:"type"`
+		Text        string `json:"text"`
+		PartialJSON string `json:"partial_json"`
+		StopReason  string `json:"stop_reason"`
+	} `json:"delta"`
+	Usage *usage    `json:"usage"`
+	Error *apiError `json:"error"`
+}
+
+// Stream makes one streaming call, translating the event stream into
+// chat.completion.chunk objects.
+func (c *Client) Stream(ctx context.Context, req *workers.Request, emit func(chunk json.RawMessage) error) (*workers.Response, error) {
+	body, includeUsage, err := c.body(req, true)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	resp, err := c.post(ctx, body)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+
+	e := oai.NewEmitter(emit)
+	e.Created = c.now().Unix()
+	e.Model = req.Model
+	var u usage
+	tools := map[int]int{} // content block index -> tool call index
+	finish := ""
+	r := sse.NewReader(resp.Body)
+	for {
+		ev, err := r.Next()
+		if err != nil {
+			if ctx.Err() != nil || !(errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+				return nil, oai.TransportError(ctx, c.name, err)
+			}
+			return nil, &workers.ProviderError{Provider: c.name, Status: resp.StatusCode, Type: schemas.ErrConnection, Retryable: true,
+				Message: fmt.Sprintf("stream ended before message_stop after %d chunks", e.Asm.Chunks)}
+		}
+		if len(bytes.TrimSpace(ev.Data)) == 0 {
+			continue
+		}
+		var se streamEvent
+		if err := json.Unmarshal(ev.Data, &se); err != nil {
+			return nil, oai.BadResponse(c.name, resp.StatusCode, "unparseable stream event: %s", oai.Redact(oai.Snippet(ev.Data), c.key))
+		}
+		if se.Type == "" {
+			se.Type = ev.Name
+		}
+		switch se.Type {
+		case "message_start":
+			if se.Message == nil {
+				return nil, oai.BadResponse(c.name, resp.StatusCode, "message_start without a message")
+			}
+			e.ID = se.Message.ID
+			if se.Message.Model != "" {
+				e.Model = se.Message.Model
+			}
+			u = se.Message.Usage
+			err = e.Role()
+		case "content_block_start":
+			if cb := se.ContentBlock; cb != nil {
+				switch cb.Type {
+				case "text":
+					if cb.Text != "" {
+						err = e.Text(cb.Text)
+					}
+				case "tool_use":
+					idx := len(tools)
+					tools[se.Index] = idx
+					err = e.ToolCall(idx, cb.ID, cb.Name, "")
+				}
+			}
+		case "content_block_delta":
+			if d := se.Delta; d != nil {
+				switch d.Type {
+				case "text_delta":
+					err = e.Text(d.Text)
+				case "input_json_delta":
+					idx, ok := tools[se.Index]
+					if !ok {
+						return nil, oai.BadResponse(c.name, resp.StatusCode, "input_json_delta for block %d, which is not a tool_use", se.Index)
+					}
+					if d.PartialJSON != "" {
+						err = e.ToolCall(idx, "", "", d.PartialJSON)
+					}
+				}
+			}
+		case "message_delta":
+			if se.Delta != nil && se.Delta.StopReason != "" {
+				finish = finishReason(se.Delta.StopReason)
+			}
+			if se.Usage != nil {
+				u.OutputTokens = se.Usage.OutputTokens
+				if se.Usage.InputTokens > 0 {
+					u.InputTokens = se.Usage.InputTokens
+				}
+			}
+		case "message_stop":
+			if finish == "" {
+				finish = oai.FinishStop
+			}
+			if err := e.Finish(finish); err != nil {
+				return nil, err
+			}
+			ou := u.openAI()
+			if err := e.Usage(ou, includeUsage); err != nil {
+				return nil, err
+			}
+			comp := e.Asm.Completion()
+			comp.Usage = ou.Raw()
+			return &workers.Response{Body: oai.Marshal(comp), Usage: oai.ParseUsage(comp.Usage), StatusCode: resp.StatusCode}, nil
+		case "error":
+			return nil, c.streamError(resp.StatusCode, se.Error, e.Asm.Chunks)
+		}
+		if err != nil {
+			return nil, err // emit refused the chunk
+		}
+	}
+}
+
+func (c *Client) streamError(status int, ae *apiError, chunks int) *workers.ProviderError {
+	pe := &workers.ProviderError{Provider: c.name, Status: status, Type: schemas.ErrServerError, Retryable: true}
+	msg := "error event"
+	if ae != nil {
+		msg = ae.Type + ": " + ae.Message
+		switch ae.Type {
+		case "rate_limit_error":
+			pe.Type = schemas.ErrRateLimited
+		case "invalid_request_error", "request_too_large":
+			pe.Type, pe.Retryable = schemas.ErrInvalidRequest, false
+		case "authentication_error", "permission_error":
+			pe.Type, pe.Retryable = schemas.ErrAuth, false
+		case "timeout_error":
+			pe.Type = schemas.ErrTimeout
+		}
+	}
+	pe.Message = oai.Redact(fmt.Sprintf("stream error after %d chunks: %s", chunks, msg), c.key)
+	return pe
+}
+
+func (c *Client) body(req *workers.Request, stream bool) ([]byte, bool, error) {
+	mr, includeUsage, err := translate(req.Body, req.Model, stream)
+	if err != nil {
+		return nil, false, oai.InvalidRequest(c.name, "%v", err)
+	}
+	b, err := json.Marshal(mr)
+	if err != nil {
+		return nil, false, oai.InvalidRequest(c.name, "encoding request: %v", err)
+	}
+	return b, includeUsage, nil
+}
+
+func (c *Client) post(ctx context.Context, body []byte) (*http.Response, error) {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	if err != nil {
+		return nil, oai.InvalidRequest(c.name, "building request: %v", err)
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set("Anthropic-Version", APIVersion)
+	if c.key != "" {
+		hreq.Header.Set("X-Api-Key", c.key)
+	}
+	resp, err := oai.Do(c.hc, c.name, hreq)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, oai.MaxErrorBody))
+		return nil, c.errorFromBody(resp.StatusCode, resp.Header, raw)
+	}
+	return resp, nil
+}
+
+// apiError is the "error" member of {"type":"error","error":{...}}.
+type apiError struct {
+	Type    string `json:"type"`
+	Message string `json:"message"`
+}
+
+func (c *Client) errorFromBody(status int, header http.Header, raw []byte) *workers.ProviderError {
+	var body struct {
+		Error *apiError `json:"error"`
+	}
+	msg := http.StatusText(status)
+	if json.Unmarshal(raw, &body) == nil && body.Error != nil {
+		msg = strings.TrimSpace(body.Error.Type + ": " + body.Error.Message)
+	} else if len(bytes.TrimSpace(raw)) > 0 {
+		msg = oai.Snippet(raw)
+	}
+	if status/100 == 2 { // an error object in a 2xx body
+		return oai.BadResponse(c.name, status, "%s", oai.Redact(msg, c.key))
+	}
+	return workers.ErrorFromStatus(c.name, status, header, oai.Redact(msg, c.key))
+}
