@@ -85,16 +85,12 @@ func (s *Server) done(endpoint, route string, status int, start time.Time) {
 func (s *Server) complete(w http.ResponseWriter, r *http.Request, job *schemas.Job, start time.Time) {
 	ctx, cancel := s.waitContext(r.Context(), job)
 	defer cancel()
-	res, err := s.client.Complete(ctx, job)
+	res, err := s.run(ctx, r.Context(), job)
 	route := label(job)
 	if err != nil {
-		if r.Context().Err() != nil {
-			s.cancelJob(job.ID, "client disconnected")
+		if errors.Is(err, errClientGone) {
 			s.done("chat", route, StatusClientClosed, start)
 			return
-		}
-		if errors.Is(err, broker.ErrDeadlineExceeded) {
-			s.cancelJob(job.ID, "deadline exceeded")
 		}
 		e := fromSubmit(err, "request.")
 		writeError(w, e)

@@ -63,6 +63,7 @@ type Server struct {
 	metrics *metrics
 	grace   time.Duration
 	depth   depthCache
+	replies *replies
 	handler http.Handler
 }
 
@@ -84,8 +85,8 @@ func New(opts Options) (*Server, error) {
 		return nil, ErrNoConn
 	}
 	js := opts.JS
+	var err error
 	if js == nil {
-		var err error
 		if js, err = jetstream.New(opts.Conn); err != nil {
 			return nil, fmt.Errorf("gateway: jetstream: %w", err)
 		}
@@ -127,9 +128,16 @@ func New(opts Options) (*Server, error) {
 		}
 		s.keys = append(s.keys, apiKey{digest: sha256.Sum256([]byte(v)), tenant: k.Tenant, tier: k.Tier})
 	}
+	if s.replies, err = newReplies(opts.Conn); err != nil {
+		return nil, err
+	}
 	s.handler = s.routes()
 	return s, nil
 }
+
+// Close releases the gateway's NATS subscription; Run and Serve call it
+// when they return. The connection itself belongs to the caller.
+func (s *Server) Close() error { return s.replies.close() }
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -159,6 +167,7 @@ func (s *Server) Run(ctx context.Context, addr string) error {
 
 // Serve serves on ln until ctx ends, then shuts down gracefully. It closes ln.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	defer s.Close()
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
