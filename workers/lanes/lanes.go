@@ -173,6 +173,14 @@ func (s *Source) dispatch() {
 		open[i] = true
 	}
 	current := make([]int, n)
+	// likely[i]: lane i's last message said more were pending, so its next
+	// one is on its way (it needs an ack to free the lane's MaxAckPending
+	// and a round trip). A pick waits up to refillGrace for such lanes so a
+	// busy high lane is not passed over just because its refill is in flight.
+	likely := make([]bool, n)
+	var grace *time.Timer
+	var graceC <-chan time.Time
+	graceOver := false
 	t := time.NewTicker(s.hb)
 	defer t.Stop()
 	defer close(s.closed)
@@ -180,10 +188,22 @@ func (s *Source) dispatch() {
 	for {
 		// Answer waiting Next calls while any lane has a message.
 		for len(waiting) > 0 {
+			if !graceOver && refilling(held, likely, open) {
+				if grace == nil {
+					grace = time.NewTimer(refillGrace)
+					graceC = grace.C
+				}
+				break
+			}
 			i := pick(held, s.weights, current)
 			if i < 0 {
 				break
 			}
+			if grace != nil {
+				grace.Stop()
+				grace, graceC = nil, nil
+			}
+			graceOver = false
 			waiting[0] <- result{msg: held[i]}
 			waiting = waiting[1:]
 			held[i] = nil
@@ -210,12 +230,19 @@ func (s *Source) dispatch() {
 		select {
 		case r := <-s.reqs:
 			waiting = append(waiting, r)
+		case <-graceC:
+			grace, graceC, graceOver = nil, nil, true
+			for i := range likely {
+				if held[i] == nil {
+					likely[i] = false // capped elsewhere or drained: do not wait again
+				}
+			}
 		case m, ok := <-nilOr(cases, 0):
-			s.recv(0, m, ok, held, open)
+			s.recv(0, m, ok, held, open, likely)
 		case m, ok := <-nilOr(cases, 1):
-			s.recv(1, m, ok, held, open)
+			s.recv(1, m, ok, held, open, likely)
 		case m, ok := <-nilOr(cases, 2):
-			s.recv(2, m, ok, held, open)
+			s.recv(2, m, ok, held, open, likely)
 		case <-t.C:
 			for _, m := range held {
 				if m != nil {
@@ -242,12 +269,15 @@ func (s *Source) dispatch() {
 	}
 }
 
-func (s *Source) recv(i int, m jetstream.Msg, ok bool, held []jetstream.Msg, open []bool) {
+func (s *Source) recv(i int, m jetstream.Msg, ok bool, held []jetstream.Msg, open, likely []bool) {
 	if !ok {
 		open[i] = false
+		likely[i] = false
 		return
 	}
 	held[i] = m
+	md, err := m.Metadata()
+	likely[i] = err == nil && md.NumPending > 0
 	s.waiting[i].Store(true)
 }
 
@@ -276,6 +306,20 @@ func (s *Source) killed() <-chan struct{} {
 	default:
 	}
 	return s.ctx.Done()
+}
+
+// refillGrace bounds how long a pick waits for a lane's next message.
+const refillGrace = 20 * time.Millisecond
+
+// refilling reports whether a lane with more messages pending has none
+// pulled yet.
+func refilling(held []jetstream.Msg, likely, open []bool) bool {
+	for i := range held {
+		if held[i] == nil && likely[i] && open[i] {
+			return true
+		}
+	}
+	return false
 }
 
 // pick chooses a lane among those holding a message by smooth weighted
