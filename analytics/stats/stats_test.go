@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -151,5 +153,28 @@ func TestWriteFormats(t *testing.T) {
 	}
 	if err := (stats.Options{Since: time.Hour, By: "colour"}).Validate(); !errors.Is(err, stats.ErrInvalid) {
 		t.Fatalf("bad --by: %v", err)
+	}
+}
+
+// TestReadmeSQLRuns runs every SQL block of analytics/README.md (the
+// analysts' ready queries) against the fixture.
+func TestReadmeSQLRuns(t *testing.T) {
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```sql\n(.*?)```").FindAllStringSubmatch(string(raw), -1)
+	if len(blocks) < 5 {
+		t.Fatalf("README has %d SQL blocks, want at least 5", len(blocks))
+	}
+	db := chtest.NewDB(t)
+	fixture(t, db)
+	for _, b := range blocks {
+		rows, err := db.Conn.Query(context.Background(), b[1])
+		if err != nil {
+			t.Errorf("%v\n%s", err, b[1])
+			continue
+		}
+		rows.Close()
 	}
 }
