@@ -12,6 +12,8 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/workers"
+	"github.com/switchboard-llm/switchboard/workers/providers/anthropic"
+	"github.com/switchboard-llm/switchboard/workers/providers/gemini"
 	"github.com/switchboard-llm/switchboard/workers/providers/openai"
 )
 
@@ -21,8 +23,10 @@ type Constructor func(p config.Provider, key string, hc *http.Client) (workers.C
 
 // constructors maps config kind to adapter constructor.
 var constructors = map[string]Constructor{
-	config.KindOpenAI: newOpenAI,
-	config.KindMock:   newMock,
+	config.KindOpenAI:    newOpenAI,
+	config.KindAnthropic: newAnthropic,
+	config.KindGemini:    newGemini,
+	config.KindMock:      newMock,
 }
 
 // Kinds lists the provider kinds New accepts, sorted.
@@ -51,6 +55,14 @@ func New(p config.Provider, hc *http.Client) (workers.Completer, error) {
 
 func newOpenAI(p config.Provider, key string, hc *http.Client) (workers.Completer, error) {
 	return openai.New(openai.Config{Name: p.Name, BaseURL: p.BaseURL, APIKey: key, HTTPClient: hc}), nil
+}
+
+func newAnthropic(p config.Provider, key string, hc *http.Client) (workers.Completer, error) {
+	return anthropic.New(anthropic.Config{Name: p.Name, BaseURL: p.BaseURL, APIKey: key, HTTPClient: hc}), nil
+}
+
+func newGemini(p config.Provider, key string, hc *http.Client) (workers.Completer, error) {
+	return gemini.New(gemini.Config{Name: p.Name, BaseURL: p.BaseURL, APIKey: key, HTTPClient: hc}), nil
 }
 
 // newMock is the OpenAI adapter pointed at a mock provider's base_url.

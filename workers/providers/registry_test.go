@@ -19,6 +19,8 @@ func TestNew(t *testing.T) {
 		wantErr error
 	}{
 		{"openai", config.Provider{Name: "oa", Kind: "openai", BaseURL: "https://api.openai.com/v1", APIKeyEnv: "SB_TEST_KEY"}, nil},
+		{"anthropic", config.Provider{Name: "an", Kind: "anthropic", APIKeyEnv: "SB_TEST_KEY"}, nil},
+		{"gemini", config.Provider{Name: "ge", Kind: "gemini", APIKeyEnv: "SB_TEST_KEY"}, nil},
 		{"mock", config.Provider{Name: "m", Kind: "mock", BaseURL: "http://127.0.0.1:9", APIKeyEnv: "SB_TEST_KEY"}, nil},
 		{"mock without base_url", config.Provider{Name: "m", Kind: "mock", APIKeyEnv: "SB_TEST_KEY"}, ErrBaseURLRequired},
 		{"unknown kind", config.Provider{Name: "x", Kind: "cohere", APIKeyEnv: "SB_TEST_KEY"}, ErrUnknownKind},
