@@ -37,6 +37,8 @@ const (
 	envConfig   = "SWITCHBOARD_TEST_CONFIG"
 	envProvider = "SWITCHBOARD_TEST_PROVIDER"
 	envDrain    = "SWITCHBOARD_TEST_DRAIN"
+	// envResilience=1 gives the worker process the shared resilience state.
+	envResilience = "SWITCHBOARD_TEST_RESILIENCE"
 )
 
 func TestMain(m *testing.M) {
@@ -74,11 +76,18 @@ func workerMain() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	var res workers.Resilience
+	if os.Getenv(envResilience) == "1" { // shared breakers, rate limits, latency (resilience_test.go)
+		if res, err = workers.OpenResilience(ctx, js, &cfg); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
 	pool, err := workers.NewPool(workers.PoolConfig{
 		Provider: p, Config: &cfg, Completer: completer, Conn: nc, JS: js,
 		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		BackoffBase: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
-		DrainTimeout: drain, NakDelay: 100 * time.Millisecond,
+		DrainTimeout: drain, NakDelay: 100 * time.Millisecond, Resilience: res,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -1,0 +1,479 @@
+package workers_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard-llm/switchboard/broker"
+	"github.com/switchboard-llm/switchboard/broker/budget"
+	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/broker/route"
+	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/workers"
+	"github.com/switchboard-llm/switchboard/workers/breaker"
+	"github.com/switchboard-llm/switchboard/workers/keys"
+	"github.com/switchboard-llm/switchboard/workers/mock"
+	"github.com/switchboard-llm/switchboard/workers/providers/openai"
+)
+
+// openRes opens the shared resilience state on a connection of its own, as
+// a separate process would.
+func (e *env) openRes() workers.Resilience {
+	e.t.Helper()
+	_, js := e.srv.Connect(e.t)
+	ctx, cancel := context.WithCancel(context.Background())
+	e.t.Cleanup(cancel)
+	res, err := workers.OpenResilience(ctx, js, e.cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return res
+}
+
+func withRes(res workers.Resilience) func(*workers.PoolConfig) {
+	return func(pc *workers.PoolConfig) { pc.Resilience = res }
+}
+
+// route sets the route "chat"'s fields and re-validates the config.
+func (e *env) tune(f func(c *config.Config)) {
+	e.t.Helper()
+	f(e.cfg)
+	e.cfg.ApplyDefaults()
+	if err := e.cfg.Validate(); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) resolveWith(opts ...route.Option) {
+	e.client = broker.NewClient(e.nc, e.js, route.New(e.cfg, opts...))
+}
+
+func TestBreakerOpensThenProbeCloses(t *testing.T) {
+	e := newEnv(t, 0,
+		provider{name: "a", faults: mock.Faults{ErrorRate: 1}, concurrency: 2},
+		provider{name: "b", concurrency: 4})
+	e.tune(func(c *config.Config) {
+		c.Breaker = config.Breaker{Failures: 3, Cooldown: 300 * time.Millisecond, Probes: 1}
+	})
+	resA, resB := e.openRes(), e.openRes()
+	e.resolveWith(route.WithHealth(resA.Breakers))
+	e.startPool("a", withRes(resA))
+	e.startPool("b", withRes(resB))
+	var ids []string
+	for i := 0; i < 40; i++ {
+		ids = append(ids, e.submit(newJob()))
+	}
+	for _, id := range ids {
+		if res := e.result(id, 20*time.Second); res.Status != schemas.StatusSucceeded || res.Provider != "b" {
+			t.Fatalf("job %s: %s via %s (%s)", id, res.Status, res.Provider, outcomes(res.Attempts))
+		}
+	}
+	// 3 failures open the breaker; at most the calls already in flight
+	// (concurrency 2) and a probe per cooldown follow.
+	if n := e.mocks["a"].Stats().Requests; n > 10 {
+		t.Errorf("dead provider called %d times for 40 jobs, want at most 10", n)
+	}
+	// The provider recovers: a probe after the cooldown closes the breaker.
+	e.mocks["a"].SetFaults(mock.Faults{})
+	natstest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		res := e.result(e.submit(newJob()), 10*time.Second)
+		if st := resB.Breakers.Get("a", "m-a").State; st != breaker.Closed || res.Provider != "a" {
+			return fmt.Errorf("breaker %s, last job via %s", st, res.Provider)
+		}
+		return nil
+	})
+}
+
+func TestBreakerSkipsWithoutCall(t *testing.T) {
+	e := newEnv(t, 0, provider{name: "a"}, provider{name: "b"})
+	e.tune(func(c *config.Config) { c.Breaker = config.Breaker{Failures: 1, Cooldown: time.Hour} })
+	res := e.openRes()
+	// Open a's breaker from "another process".
+	other := e.openRes()
+	if err := other.Breakers.Record(context.Background(), "a", "m-a", schemas.ErrServerError); err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if !res.Breakers.Open("a", "m-a") {
+			return fmt.Errorf("not open yet")
+		}
+		return nil
+	})
+	e.startPool("a", withRes(res))
+	e.startPool("b", withRes(res))
+	// The plan was made before the breaker opened (a first): the pool
+	// skips a without calling it.
+	job := newJob()
+	job.Plan = []schemas.Target{{Provider: "a", Model: "m-a"}, {Provider: "b", Model: "m-b"}}
+	r := e.result(e.submit(job), 10*time.Second)
+	if r.Provider != "b" || outcomes(r.Attempts) != "a:fallback:circuit_open b:ok" {
+		t.Errorf("via %s: %s", r.Provider, outcomes(r.Attempts))
+	}
+	if n := e.mocks["a"].Stats().Requests; n != 0 {
+		t.Errorf("open breaker let %d calls through", n)
+	}
+}
+
+// timedMock serves a mock provider through a handler that records when each
+// call arrived.
+type timedMock struct {
+	*mock.Server
+	url   string
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func startTimedMock(t *testing.T, opts mock.Options) *timedMock {
+	t.Helper()
+	m := &timedMock{Server: mock.New(opts)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/chat/completions") {
+			m.mu.Lock()
+			m.times = append(m.times, time.Now())
+			m.mu.Unlock()
+		}
+		m.Server.ServeHTTP(w, r)
+	})}
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() { _ = hs.Close() })
+	m.url = "http://" + ln.Addr().String()
+	return m
+}
+
+// perWindow counts calls per fixed window (aligned like the limiter's).
+func (m *timedMock) perWindow(w time.Duration) map[int64]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[int64]int{}
+	for _, t := range m.times {
+		out[t.UnixNano()/int64(w)]++
+	}
+	return out
+}
+
+func TestRateLimitTwoProcessesHoldRPM(t *testing.T) {
+	const window = 500 * time.Millisecond
+	const perWindow = 10 // rpm 1200 over 500ms windows
+	e := newEnv(t, 1, provider{name: "a", concurrency: 8})
+	tm := startTimedMock(t, mock.Options{})
+	e.tune(func(c *config.Config) {
+		c.Providers[0].BaseURL = tm.url + "/v1"
+		c.Providers[0].RPM = perWindow * int(time.Minute/window)
+		c.RateLimits.Window = window
+	})
+	t.Setenv(envResilience, "1")
+	w1 := e.startWorker("a", 5*time.Second)
+	w2 := e.startWorker("a", 5*time.Second)
+	var ids []string
+	for i := 0; i < 60; i++ {
+		ids = append(ids, e.submit(newJob()))
+	}
+	for _, id := range ids {
+		if res := e.result(id, 30*time.Second); res.Status != schemas.StatusSucceeded {
+			t.Fatalf("job %s: %s %v (a job over the limit must wait, not fail)", id, res.Status, res.Error)
+		}
+	}
+	s1, s2 := w1.stop(t), w2.stop(t)
+	if s1.Succeeded == 0 || s2.Succeeded == 0 {
+		t.Errorf("both processes should serve: %d and %d", s1.Succeeded, s2.Succeeded)
+	}
+	limit := perWindow + perWindow/20 // within 5%
+	for w, n := range tm.perWindow(window) {
+		if n > limit {
+			t.Errorf("window %d: %d calls, over the limit of %d", w, n, perWindow)
+		}
+	}
+}
+
+func TestRateLimitDeadlineFallsBack(t *testing.T) {
+	e := newEnv(t, 0, provider{name: "a"}, provider{name: "b"})
+	e.tune(func(c *config.Config) {
+		c.Providers[0].RPM = 2 // per minute: the third job cannot wait that long
+	})
+	res := e.openRes()
+	e.startPool("a", withRes(res))
+	e.startPool("b", withRes(res))
+	for i := 0; i < 2; i++ {
+		if r := e.result(e.submit(newJob()), 10*time.Second); r.Provider != "a" {
+			t.Fatalf("job %d via %s", i, r.Provider)
+		}
+	}
+	job := newJob()
+	dl := time.Now().Add(20 * time.Second)
+	if time.Until(time.Now().Truncate(time.Minute).Add(time.Minute)) < 21*time.Second {
+		dl = time.Now().Add(2 * time.Second) // the window resets sooner than 20s
+	}
+	job.Deadline = &dl
+	r := e.result(e.submit(job), 10*time.Second)
+	if r.Status != schemas.StatusSucceeded || r.Provider != "b" || outcomes(r.Attempts) != "a:fallback:rate_limited b:ok" {
+		t.Errorf("over the limit with a deadline: %s via %s (%s)", r.Status, r.Provider, outcomes(r.Attempts))
+	}
+	if n := e.mocks["a"].Stats().Requests; n != 2 {
+		t.Errorf("a called %d times, want 2 (its limit)", n)
+	}
+}
+
+func TestLatencyThresholdCancel(t *testing.T) {
+	e := newEnv(t, 2, provider{name: "a", faults: mock.Faults{Latency: 5 * time.Second}, timeout: 10 * time.Second}, provider{name: "b"})
+	e.tune(func(c *config.Config) {
+		c.Routes[0].LatencyThreshold = 100 * time.Millisecond
+		c.Routes[0].Mode = config.ModeCancel
+	})
+	res := e.openRes()
+	e.startPool("a", withRes(res))
+	e.startPool("b", withRes(res))
+	r := e.result(e.submit(newJob()), 10*time.Second)
+	if r.Provider != "b" || outcomes(r.Attempts) != "a:fallback:timeout b:ok" {
+		t.Errorf("via %s: %s", r.Provider, outcomes(r.Attempts))
+	}
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if n := e.mocks["a"].Stats().Canceled; n != 1 {
+			return fmt.Errorf("slow call not cancelled at the provider (canceled=%d)", n)
+		}
+		return nil
+	})
+}
+
+func TestHedgeFirstAnswerWins(t *testing.T) {
+	e := newEnv(t, 0, provider{name: "a", faults: mock.Faults{Latency: 5 * time.Second}, timeout: 10 * time.Second}, provider{name: "b"})
+	e.tune(func(c *config.Config) {
+		c.Routes[0].LatencyThreshold = 100 * time.Millisecond
+		c.Routes[0].Mode = config.ModeHedge
+	})
+	res := e.openRes()
+	res.Completers = func(p string) workers.Completer { return e.adapter(p) }
+	e.startPool("a", withRes(res))
+	id := e.submit(newJob())
+	r := e.result(id, 10*time.Second)
+	// b answered first on a's worker; a's call was cancelled; both recorded.
+	if r.Provider != "b" || outcomes(r.Attempts) != "a:fallback:canceled b:ok" {
+		t.Errorf("via %s: %s", r.Provider, outcomes(r.Attempts))
+	}
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if n := e.mocks["a"].Stats().Canceled; n != 1 {
+			return fmt.Errorf("loser not cancelled at the provider (canceled=%d)", n)
+		}
+		atts, _ := e.events(id)
+		if len(atts) != 2 {
+			return fmt.Errorf("%d attempt events, want 2", len(atts))
+		}
+		return nil
+	})
+	// A fast primary answers before the threshold: no hedge call.
+	e.mocks["a"].SetFaults(mock.Faults{})
+	before := e.mocks["b"].Stats().Requests
+	if r := e.result(e.submit(newJob()), 10*time.Second); r.Provider != "a" || len(r.Attempts) != 1 {
+		t.Errorf("fast primary: via %s (%s)", r.Provider, outcomes(r.Attempts))
+	}
+	if n := e.mocks["b"].Stats().Requests; n != before {
+		t.Errorf("hedge started although the primary was fast")
+	}
+}
+
+func TestDeadlineSkipsSlowTarget(t *testing.T) {
+	e := newEnv(t, 0, provider{name: "a"}, provider{name: "b"})
+	res := e.openRes()
+	for i := 0; i < 5; i++ {
+		res.Latency.Observe("a", "m-a", 5*time.Second)
+	}
+	if err := res.Latency.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.startPool("a", withRes(res))
+	e.startPool("b", withRes(res))
+	// The plan predates the latency data (a first): the pool skips a.
+	job := newJob()
+	job.Plan = []schemas.Target{{Provider: "a", Model: "m-a"}, {Provider: "b", Model: "m-b"}}
+	dl := time.Now().Add(2 * time.Second)
+	job.Deadline = &dl
+	r := e.result(e.submit(job), 10*time.Second)
+	if r.Provider != "b" || outcomes(r.Attempts) != "a:fallback:deadline_exceeded b:ok" {
+		t.Errorf("via %s: %s", r.Provider, outcomes(r.Attempts))
+	}
+	if n := e.mocks["a"].Stats().Requests; n != 0 {
+		t.Errorf("slow target called %d times", n)
+	}
+	// Routing drops it up front, too.
+	e.resolveWith(route.WithLatencies(res.Latency))
+	job = newJob()
+	dl = time.Now().Add(2 * time.Second)
+	job.Deadline = &dl
+	e.submit(job)
+	if len(job.Plan) != 1 || job.Plan[0].Provider != "b" {
+		t.Errorf("plan %v, want only b", job.Plan)
+	}
+}
+
+func TestPriorityLanesUnderSaturation(t *testing.T) {
+	e := newEnv(t, 0, provider{name: "a", concurrency: 1, faults: mock.Faults{Latency: 30 * time.Millisecond}})
+	prios := map[string]string{}
+	for i := 0; i < 20; i++ {
+		for _, p := range []string{schemas.PriorityLow, schemas.PriorityNormal, schemas.PriorityHigh} {
+			job := newJob()
+			job.Priority = p
+			job.Request = []byte(fmt.Sprintf(`{"messages":[{"role":"user","content":"%s-%d"}]}`, p, i))
+			e.submit(job)
+			prios[fmt.Sprintf("%s-%d", p, i)] = p
+		}
+	}
+	e.startPool("a")
+	e.waitEmpty(30 * time.Second)
+	reqs := e.mocks["a"].Requests()
+	if len(reqs) != 60 {
+		t.Fatalf("%d calls, want 60", len(reqs))
+	}
+	var order []string
+	for _, r := range reqs {
+		order = append(order, prios[r.Prompt][:1])
+	}
+	t.Logf("order: %s", strings.Join(order, ""))
+	count := map[string]int{}
+	for _, r := range reqs[:20] {
+		count[prios[r.Prompt]]++
+	}
+	// Weights 6/3/1: high dominates the first 20 calls, low still gets some.
+	if count["high"] < 10 || count["low"] < 1 || count["high"] <= count["normal"] {
+		t.Errorf("first 20 calls by priority: %v", count)
+	}
+}
+
+func TestKeyRotationInPool(t *testing.T) {
+	e := newEnv(t, 2, provider{name: "a"})
+	srv, err := mock.Listen("127.0.0.1:0", mock.Options{APIKey: "sk-good"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	t.Setenv("SB_TEST_KEY_1", "sk-revoked")
+	t.Setenv("SB_TEST_KEY_2", "sk-good")
+	p := e.cfg.Providers[0]
+	p.APIKeyEnvs = []string{"SB_TEST_KEY_1", "SB_TEST_KEY_2"}
+	c, err := keys.Build(p, func(key string) (workers.Completer, error) {
+		return openai.New(openai.Config{Name: "a", BaseURL: srv.URL() + "/v1", APIKey: key}), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.startPool("a", func(pc *workers.PoolConfig) { pc.Completer = c })
+	first := e.result(e.submit(newJob()), 10*time.Second)
+	if first.Status != schemas.StatusSucceeded || outcomes(first.Attempts) != "a:retry:auth a:ok" {
+		t.Errorf("first job: %s (%s)", first.Status, outcomes(first.Attempts))
+	}
+	for i := 0; i < 5; i++ {
+		if r := e.result(e.submit(newJob()), 10*time.Second); len(r.Attempts) != 1 {
+			t.Errorf("job %d: %s", i, outcomes(r.Attempts))
+		}
+	}
+	if n := srv.Stats().Unauthorized; n != 1 {
+		t.Errorf("revoked key used %d times, want once", n)
+	}
+	for _, a := range first.Attempts {
+		if strings.Contains(a.ErrorMessage, "sk-") {
+			t.Errorf("attempt leaks a key: %q", a.ErrorMessage)
+		}
+	}
+}
+
+func TestBudgetRerouteEndToEnd(t *testing.T) {
+	// a costs 1000 in + 1000 out tokens at $1/$2 per Mtok = $0.003 a job.
+	e := newEnv(t, 0, provider{name: "a", faults: mock.Faults{InputTokens: 1000, OutputTokens: 1000}}, provider{name: "b"})
+	e.tune(func(c *config.Config) {
+		c.Routes = append(c.Routes, config.Route{Name: "cheap", Targets: []config.RouteTarget{{Provider: "b", Model: "m-b"}}})
+		c.Routes[0].Targets = c.Routes[0].Targets[:1]
+		c.Budgets = []config.Budget{{Tenant: "acme", DailyUSD: 0.01, OnExceed: config.OnExceed{Route: "cheap"}}}
+	})
+	ctx := natstest.Context(t)
+	tr, err := budget.Open(ctx, e.js, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = tr.Run(ctx, e.js) }()
+	e.resolveWith(route.WithBudgets(tr))
+	e.startPool("a")
+	e.startPool("b")
+	var via []string
+	for i := 0; i < 6; i++ {
+		r := e.result(e.submit(newJob()), 10*time.Second)
+		via = append(via, r.Provider)
+		want := 0.003 * float64(min(i+1, 4))
+		natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+			if d, _ := tr.Spent("acme", time.Now()); d < want-1e-9 {
+				return fmt.Errorf("spent %.4f, want %.4f", d, want)
+			}
+			return nil
+		})
+	}
+	// $0.009 after three jobs (under $0.01): the fourth still goes to a;
+	// $0.012 after four: the fifth and sixth are rerouted to cheap (b).
+	if got := strings.Join(via, ","); got != "a,a,a,a,b,b" {
+		t.Errorf("providers %s, want a,a,a,a,b,b", got)
+	}
+}
+
+func TestReloadKeepsJobs(t *testing.T) {
+	e := newEnv(t, 0, provider{name: "a", faults: mock.Faults{Latency: 5 * time.Millisecond}}, provider{name: "b"})
+	holder := config.NewHolder(e.cfg)
+	resolver := route.New(e.cfg)
+	e.client = broker.NewClient(e.nc, e.js, resolver)
+	var pools []*workers.Pool
+	for _, name := range []string{"a", "b"} {
+		p, _ := e.cfg.Provider(name)
+		pool, err := workers.NewPool(workers.PoolConfig{Provider: p, Config: e.cfg, Completer: e.adapter(name), Conn: e.nc, JS: e.js})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pools = append(pools, pool)
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { _ = pool.Run(ctx) }()
+		t.Cleanup(cancel)
+	}
+	holder.OnChange(func(_, cur *config.Config) {
+		resolver.SetConfig(cur)
+		for _, p := range pools {
+			p.SetConfig(cur)
+		}
+	})
+	var ids []string
+	for i := 0; i < 30; i++ {
+		ids = append(ids, e.submit(newJob()))
+	}
+	// New config: the route now prefers b. Applied while jobs run.
+	newYAML := fmt.Sprintf(`
+providers:
+  - {name: a, kind: mock, base_url: %q}
+  - {name: b, kind: mock, base_url: %q}
+routes:
+  - {name: chat, targets: [{provider: b, model: m-b}, {provider: a, model: m-a}]}
+`, e.cfg.Providers[0].BaseURL, e.cfg.Providers[1].BaseURL)
+	if _, err := holder.Apply([]byte("routes: [{name: chat}]"), "bad"); err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	if _, err := holder.Apply([]byte(newYAML), "new"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 30; i++ {
+		ids = append(ids, e.submit(newJob()))
+	}
+	lastVia := ""
+	for _, id := range ids {
+		r := e.result(id, 20*time.Second)
+		if r.Status != schemas.StatusSucceeded {
+			t.Fatalf("job %s lost across the reload: %s", id, r.Status)
+		}
+		lastVia = r.Provider
+	}
+	if lastVia != "b" {
+		t.Errorf("after the reload jobs go to %s, want b", lastVia)
+	}
+}
