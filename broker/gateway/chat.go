@@ -63,7 +63,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 // skip it once nobody waits).
 func (s *Server) waitContext(ctx context.Context, job *schemas.Job) (context.Context, context.CancelFunc) {
 	if job.Deadline == nil {
-		d := time.Now().Add(s.cfg.Gateway.RequestTimeout).UTC()
+		d := time.Now().Add(s.gwCfg.RequestTimeout).UTC()
 		job.Deadline = &d
 	}
 	return context.WithDeadline(ctx, *job.Deadline)

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/switchboard-llm/switchboard/broker"
+	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/schemas"
 )
 
@@ -142,6 +143,9 @@ func fromSubmit(err error, prefix string) *apiError {
 	case errors.Is(err, broker.ErrQueueFull):
 		return &apiError{Status: http.StatusTooManyRequests, Type: typeRateLimit, Code: "queue_full", RetryAfter: 1,
 			Message: "the job queue is full; retry later"}
+	case errors.Is(err, route.ErrBudgetExceeded):
+		return &apiError{Status: http.StatusTooManyRequests, Type: typeQuota, Code: schemas.ErrBudgetExceeded, RetryAfter: 60,
+			Message: err.Error()}
 	case errors.Is(err, broker.ErrDeadlineExceeded):
 		return &apiError{Status: http.StatusGatewayTimeout, Type: typeTimeout, Code: schemas.ErrDeadlineExceeded,
 			Message: "the request's deadline passed before a result arrived"}

@@ -36,8 +36,13 @@ const (
 
 // Options configure a gateway.
 type Options struct {
-	// Config is the validated switchboard config (routes, providers, gateway).
+	// Config is the validated switchboard config; its gateway section is
+	// read once by New. Optional when Resolver is set.
 	Config *config.Config
+	// Resolver routes jobs (breakers, latencies, budgets); its live config
+	// (SetConfig on reload) serves routes, providers and /v1/models. Default:
+	// route.New(Config).
+	Resolver *route.Resolver
 	// Conn and JS reach NATS; the caller owns and closes them.
 	Conn *nats.Conn
 	JS   jetstream.JetStream
@@ -53,18 +58,19 @@ type Options struct {
 
 // Server is the HTTP front door. It is safe for concurrent use.
 type Server struct {
-	cfg     *config.Config
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	client  *broker.Client
-	log     *slog.Logger
-	keys    []apiKey
-	sem     chan struct{}
-	metrics *metrics
-	grace   time.Duration
-	depth   depthCache
-	replies *replies
-	handler http.Handler
+	gwCfg    config.Gateway
+	resolver *route.Resolver
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	client   *broker.Client
+	log      *slog.Logger
+	keys     []apiKey
+	sem      chan struct{}
+	metrics  *metrics
+	grace    time.Duration
+	depth    depthCache
+	replies  *replies
+	handler  http.Handler
 }
 
 // apiKey is a configured gateway key, kept only as its SHA-256 digest so
@@ -78,8 +84,15 @@ type apiKey struct {
 // New builds a gateway. Keys configured under gateway.api_keys are read from
 // the environment now; a configured key whose variable is empty is an error.
 func New(opts Options) (*Server, error) {
+	if opts.Config == nil && opts.Resolver != nil {
+		opts.Config = opts.Resolver.Config()
+	}
 	if opts.Config == nil {
 		return nil, ErrNoConfig
+	}
+	resolver := opts.Resolver
+	if resolver == nil {
+		resolver = route.New(opts.Config)
 	}
 	if opts.Conn == nil {
 		return nil, ErrNoConn
@@ -105,17 +118,24 @@ func New(opts Options) (*Server, error) {
 		maxInFlight = config.DefaultMaxInFlight
 	}
 	s := &Server{
-		cfg:     cfg,
-		nc:      opts.Conn,
-		js:      js,
-		client:  broker.NewClient(opts.Conn, js, route.New(cfg)),
-		log:     log,
-		sem:     make(chan struct{}, maxInFlight),
-		metrics: newMetrics(),
-		grace:   opts.ShutdownGrace,
+		gwCfg:    cfg.Gateway,
+		resolver: resolver,
+		nc:       opts.Conn,
+		js:       js,
+		client:   broker.NewClient(opts.Conn, js, resolver),
+		log:      log,
+		sem:      make(chan struct{}, maxInFlight),
+		metrics:  newMetrics(),
+		grace:    opts.ShutdownGrace,
 	}
 	if s.grace <= 0 {
 		s.grace = DefaultShutdownGrace
+	}
+	if s.gwCfg.RequestTimeout <= 0 {
+		s.gwCfg.RequestTimeout = config.DefaultRequestTimeout
+	}
+	if s.gwCfg.MaxBodyBytes <= 0 {
+		s.gwCfg.MaxBodyBytes = config.DefaultMaxBodyBytes
 	}
 	s.depth.ttl = opts.QueueDepthTTL
 	if s.depth.ttl <= 0 {
@@ -151,6 +171,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/", s.handleUnknown)
 	return mux
 }
+
+// config is the live config (routes, providers, models).
+func (s *Server) config() *config.Config { return s.resolver.Config() }
 
 // Handler returns the gateway's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.handler }
@@ -314,6 +337,7 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 		Created int64  `json:"created"`
 		OwnedBy string `json:"owned_by"`
 	}
+	cfg := s.config()
 	var data []model
 	seen := map[string]bool{}
 	add := func(id, owner string) {
@@ -322,15 +346,15 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 			data = append(data, model{ID: id, Object: "model", OwnedBy: owner})
 		}
 	}
-	for _, rt := range s.cfg.Routes {
+	for _, rt := range cfg.Routes {
 		add(rt.Name, "switchboard")
 	}
-	for _, rt := range s.cfg.Routes {
+	for _, rt := range cfg.Routes {
 		for _, t := range rt.Targets {
 			add(t.Provider+"/"+t.Model, t.Provider)
 		}
 	}
-	for _, m := range s.cfg.Models {
+	for _, m := range cfg.Models {
 		add(m.Provider+"/"+m.Name, m.Provider)
 	}
 	s.metrics.requests.add(1, "models", "", "200")
@@ -367,7 +391,7 @@ func (s *Server) refreshDepth(ctx context.Context) {
 		return
 	}
 	var counts map[string]uint64
-	for _, p := range s.cfg.Providers {
+	for _, p := range s.config().Providers {
 		c, err := stream.Consumer(ctx, streams.WorkerConsumer(p.Name))
 		if err == nil {
 			if info, err := c.Info(ctx); err == nil {

@@ -36,10 +36,7 @@ const AutoModel = "auto"
 
 // readBody reads a request body of at most gateway.max_body_bytes.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
-	limit := int64(s.cfg.Gateway.MaxBodyBytes)
-	if limit <= 0 {
-		limit = 1 << 20
-	}
+	limit := int64(s.gwCfg.MaxBodyBytes)
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -160,7 +157,7 @@ func (s *Server) checkTarget(job *schemas.Job) *apiError {
 		if provider == "" || model == "" {
 			return invalid("model", "model: %q must be a route name or provider/model", job.Model)
 		}
-		if _, ok := s.cfg.Provider(provider); !ok {
+		if _, ok := s.config().Provider(provider); !ok {
 			return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Code: "model_not_found", Param: "model",
 				Message: fmt.Sprintf("model %q: unknown provider %q (GET /v1/models lists what is served)", job.Model, provider)}
 		}
@@ -174,7 +171,7 @@ func (s *Server) checkTarget(job *schemas.Job) *apiError {
 }
 
 func (s *Server) routeExists(name string) bool {
-	_, ok := s.cfg.Route(name)
+	_, ok := s.config().Route(name)
 	return ok
 }
 
