@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 
+	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/gateway"
+	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/broker/streams"
 )
 
@@ -20,6 +22,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	log := newLogger()
 	nc, js, err := connectNATS(ctx, c.natsURL, "switchboard-gateway")
 	if err != nil {
 		return err
@@ -29,7 +32,13 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := streams.Ensure(ctx, js, cfg.Limits); err != nil {
 		return err
 	}
-	srv, err := gateway.New(gateway.Options{Config: cfg, Conn: nc, JS: js, Logger: newLogger()})
+	// Routes, providers and models reload on SIGHUP; the gateway section
+	// (keys, limits) is read once at start.
+	resolver := route.New(cfg)
+	holder := config.NewHolder(cfg)
+	holder.OnChange(func(_, cur *config.Config) { resolver.SetConfig(cur) })
+	go holder.WatchSignals(ctx, c.config, log)
+	srv, err := gateway.New(gateway.Options{Config: cfg, Resolver: resolver, Conn: nc, JS: js, Logger: log})
 	if err != nil {
 		return err
 	}
