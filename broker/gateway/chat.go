@@ -280,6 +280,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, job *schemas.Job
 				if errChunk != nil && out.started {
 					// The error event is already sent: just count it.
 					s.metrics.observeResult(route, res)
+					w.Header().Set(HeaderAttempts, strconv.Itoa(len(res.Attempts)))
 					return
 				}
 				finish(res)

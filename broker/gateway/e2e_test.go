@@ -212,6 +212,9 @@ func TestStreamErrorAfterFirstChunk(t *testing.T) {
 			t.Errorf("unexpected event before the error: %q", d)
 		}
 	}
+	if a.trailer.Get("X-Switchboard-Attempts") != "1" {
+		t.Errorf("trailer %v", a.trailer)
+	}
 	// No splice: the backup was never asked to continue the stream.
 	if backup.Stats().Requests != 0 {
 		t.Errorf("backup called: %+v", backup.Stats())

@@ -82,9 +82,10 @@ func (e *env) newGateway(getenv func(string) string) *gateway.Server {
 }
 
 type answer struct {
-	status int
-	header http.Header
-	body   []byte
+	status  int
+	header  http.Header
+	trailer http.Header
+	body    []byte
 }
 
 func (a answer) errorBody(t testing.TB) (msg, typ, code string) {
@@ -119,7 +120,7 @@ func (e *env) do(ctx context.Context, method, path, body string, headers map[str
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	return answer{status: resp.StatusCode, header: resp.Header, body: b}, err
+	return answer{status: resp.StatusCode, header: resp.Header, trailer: resp.Trailer, body: b}, err
 }
 
 func (e *env) must(method, path, body string, headers map[string]string) answer {
@@ -563,5 +564,50 @@ func TestRunGracefulShutdown(t *testing.T) {
 	}
 	if _, err := http.Get("http://" + addr + "/healthz"); err == nil {
 		t.Error("still serving after shutdown")
+	}
+}
+
+func TestAutoModelUsesRules(t *testing.T) {
+	e := newEnv(t, parseConfig(t, "rules:\n  - {when: {tier: free}, route: cheap}\n"), nil)
+	sub, err := e.nc.SubscribeSync("llm.jobs.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ tier, subject, route string }{{"free", "llm.jobs.backup", "cheap"}, {"pro", "llm.jobs.primary", "chat"}} {
+		body := `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`
+		if a := e.must("POST", "/v1/jobs", body, map[string]string{"X-Switchboard-Tier": tc.tier}); a.status != 202 {
+			t.Fatalf("%d %s", a.status, a.body)
+		}
+		msg, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var job schemas.Job
+		json.Unmarshal(msg.Data, &job)
+		if msg.Subject != tc.subject || job.Route != tc.route {
+			t.Errorf("tier %s: %s route %q", tc.tier, msg.Subject, job.Route)
+		}
+	}
+}
+
+func TestRequestTimeoutAnswers504AndCancels(t *testing.T) {
+	e := newEnv(t, parseConfig(t, "gateway: {request_timeout: 300ms}\n"), nil)
+	cancels, err := e.nc.SubscribeSync(streams.CancelAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No worker runs: the job is never answered.
+	for _, body := range []string{hello, strings.Replace(hello, `"chat"`, `"chat","stream":true`, 1)} {
+		a := e.must("POST", "/v1/chat/completions", body, nil)
+		if a.status != http.StatusGatewayTimeout {
+			t.Fatalf("status %d: %s", a.status, a.body)
+		}
+		if _, typ, code := a.errorBody(t); typ != "timeout_error" || code != "deadline_exceeded" {
+			t.Errorf("error %s", a.body)
+		}
+		c, err := cancels.NextMsg(5 * time.Second)
+		if err != nil || c.Subject != streams.Cancel(a.header.Get("X-Switchboard-Job-Id")) {
+			t.Errorf("cancel %v %v", c, err)
+		}
 	}
 }
