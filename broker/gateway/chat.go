@@ -47,7 +47,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.client.Prepare(job); err != nil {
-		s.writeError(w, r, "chat", label(job), fromSubmit(err, "request."))
+		s.writeError(w, r, "chat", s.label(job), fromSubmit(err, "request."))
 		return
 	}
 	w.Header().Set(HeaderJobID, job.ID)
@@ -86,7 +86,7 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, job *schemas.J
 	ctx, cancel := s.waitContext(r.Context(), job)
 	defer cancel()
 	res, err := s.run(ctx, r.Context(), job)
-	route := label(job)
+	route := s.label(job)
 	if err != nil {
 		if errors.Is(err, errClientGone) {
 			s.done("chat", route, StatusClientClosed, start)
@@ -97,7 +97,7 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, job *schemas.J
 		s.done("chat", route, e.Status, start)
 		return
 	}
-	s.metrics.observeResult(route, res)
+	s.metrics.observeResult(route, res, s.modelLabel)
 	setResultHeaders(w, res)
 	if res.Status != schemas.StatusSucceeded {
 		e := fromResult(res)
@@ -169,7 +169,7 @@ func (e *sse) data(payload []byte) error {
 // first chunk (so failover before it is invisible), relays every chunk and
 // ends with [DONE] when the Result arrives, or with an error event.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request, job *schemas.Job, start time.Time) {
-	route := label(job)
+	route := s.label(job)
 	job.Stream = true
 	ctx, cancel := s.waitContext(r.Context(), job)
 	defer cancel()
@@ -210,7 +210,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, job *schemas.Job
 		out.data(e.body())
 	}
 	finish := func(res *schemas.Result) {
-		s.metrics.observeResult(route, res)
+		s.metrics.observeResult(route, res, s.modelLabel)
 		w.Header().Set(HeaderAttempts, strconv.Itoa(len(res.Attempts)))
 		if res.Status != schemas.StatusSucceeded {
 			if !out.started {
@@ -279,7 +279,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, job *schemas.Job
 				}
 				if errChunk != nil && out.started {
 					// The error event is already sent: just count it.
-					s.metrics.observeResult(route, res)
+					s.metrics.observeResult(route, res, s.modelLabel)
 					w.Header().Set(HeaderAttempts, strconv.Itoa(len(res.Attempts)))
 					return
 				}

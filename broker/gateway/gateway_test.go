@@ -495,6 +495,9 @@ func TestMetricsFormat(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		e.must("POST", "/v1/jobs", hello, nil)
 	}
+	for _, m := range []string{"backup/m2", "backup/x1", "backup/x2"} {
+		e.must("POST", "/v1/jobs", strings.Replace(hello, `"chat"`, `"`+m+`"`, 1), nil)
+	}
 	a := e.must("GET", "/metrics", "", nil)
 	if a.status != 200 || !strings.HasPrefix(a.header.Get("Content-Type"), "text/plain; version=0.0.4") {
 		t.Fatalf("%d %v", a.status, a.header)
@@ -503,8 +506,10 @@ func TestMetricsFormat(t *testing.T) {
 	for _, want := range []string{
 		`switchboard_gateway_requests_total{endpoint="chat",route="",status="404"} 1`,
 		`switchboard_gateway_requests_total{endpoint="jobs_submit",route="chat",status="202"} 3`,
+		`switchboard_gateway_requests_total{endpoint="jobs_submit",route="backup/m2",status="202"} 1`,
+		`switchboard_gateway_requests_total{endpoint="jobs_submit",route="backup/other",status="202"} 2`,
 		`switchboard_queue_depth{provider="primary"} 3`,
-		`switchboard_queue_depth{provider="backup"} 0`,
+		`switchboard_queue_depth{provider="backup"} 3`,
 		`switchboard_gateway_request_duration_seconds_bucket{endpoint="jobs_submit",route="chat",le="+Inf"} 3`,
 		"# TYPE switchboard_gateway_request_duration_seconds histogram",
 		"# TYPE switchboard_gateway_in_flight gauge",

@@ -77,13 +77,13 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	job.Stream = false
 	if _, err := s.client.Submit(r.Context(), job); err != nil {
-		s.writeError(w, r, "jobs_submit", label(job), fromSubmit(err, prefix))
+		s.writeError(w, r, "jobs_submit", s.label(job), fromSubmit(err, prefix))
 		return
 	}
 	w.Header().Set(HeaderJobID, job.ID)
 	w.Header().Set("Location", "/v1/jobs/"+job.ID)
 	writeJSON(w, http.StatusAccepted, JobStatus{ID: job.ID, Status: JobQueued})
-	s.done("jobs_submit", label(job), http.StatusAccepted, start)
+	s.done("jobs_submit", s.label(job), http.StatusAccepted, start)
 }
 
 // handleGetJob serves GET /v1/jobs/{id} from the RESULTS stream. Any UUID

@@ -192,13 +192,14 @@ func newMetrics() *metrics {
 }
 
 // observeResult counts a Result's attempts, errors, fallback, tokens and cost.
-func (m *metrics) observeResult(route string, res *schemas.Result) {
+// modelOf bounds the model label (see Server.modelLabel).
+func (m *metrics) observeResult(route string, res *schemas.Result, modelOf func(provider, model string) string) {
 	for _, a := range res.Attempts {
 		outcome := a.Outcome
 		if outcome == "" {
 			outcome = "unknown"
 		}
-		m.attempts.add(1, a.Provider, a.Model, outcome)
+		m.attempts.add(1, a.Provider, modelOf(a.Provider, a.Model), outcome)
 		if a.ErrorType != "" {
 			m.errors.add(1, a.Provider, a.ErrorType)
 		}
@@ -206,14 +207,15 @@ func (m *metrics) observeResult(route string, res *schemas.Result) {
 	if res.Fallback() {
 		m.fallbacks.add(1, route)
 	}
+	model := modelOf(res.Provider, res.Model)
 	if res.Usage.InputTokens > 0 {
-		m.tokens.add(float64(res.Usage.InputTokens), res.Provider, res.Model, "input")
+		m.tokens.add(float64(res.Usage.InputTokens), res.Provider, model, "input")
 	}
 	if res.Usage.OutputTokens > 0 {
-		m.tokens.add(float64(res.Usage.OutputTokens), res.Provider, res.Model, "output")
+		m.tokens.add(float64(res.Usage.OutputTokens), res.Provider, model, "output")
 	}
 	if res.CostUSD != nil && *res.CostUSD > 0 {
-		m.cost.add(*res.CostUSD, res.Provider, res.Model)
+		m.cost.add(*res.CostUSD, res.Provider, model)
 	}
 }
 

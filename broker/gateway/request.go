@@ -30,6 +30,9 @@ const (
 	HeaderAttempts = "X-Switchboard-Attempts"
 )
 
+// bodyReadTimeout bounds reading a request body (slow senders).
+const bodyReadTimeout = 30 * time.Second
+
 // AutoModel is the model name that lets rules and default_route pick the
 // route from the request's metadata (unless a route is named "auto").
 const AutoModel = "auto"
@@ -37,7 +40,10 @@ const AutoModel = "auto"
 // readBody reads a request body of at most gateway.max_body_bytes.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
 	limit := int64(s.gwCfg.MaxBodyBytes)
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	_ = rc.SetReadDeadline(time.Time{})
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -177,12 +183,32 @@ func (s *Server) routeExists(name string) bool {
 
 func isNull(raw json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(raw), []byte("null")) }
 
-// label is a job's route (or pinned provider/model) for metrics.
-func label(job *schemas.Job) string {
+// label is a job's route (or pinned provider/model) for metrics. Pinned
+// models that are not configured share "provider/other", so callers cannot
+// grow the metrics without bound.
+func (s *Server) label(job *schemas.Job) string {
 	if job.Model != "" {
-		return job.Model
+		provider, model, _ := strings.Cut(job.Model, "/")
+		return provider + "/" + s.modelLabel(provider, model)
 	}
 	return job.Route
+}
+
+// modelLabel is model when provider/model is configured (in a route or the
+// price list), else "other".
+func (s *Server) modelLabel(provider, model string) string {
+	cfg := s.config()
+	if _, ok := cfg.Price(provider, model); ok {
+		return model
+	}
+	for _, rt := range cfg.Routes {
+		for _, t := range rt.Targets {
+			if t.Provider == provider && t.Model == model {
+				return model
+			}
+		}
+	}
+	return "other"
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
