@@ -26,6 +26,7 @@ import (
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/schemas"
 )
 
 // Defaults of Options.
@@ -374,8 +375,20 @@ type depthCache struct {
 	last time.Time
 }
 
-// refreshDepth updates the queue gauges from each provider's consumer
-// (or, before a consumer exists, the stream's per-subject count).
+// lanes are the priority lanes of a provider's jobs (see workers/lanes).
+var lanes = []string{schemas.PriorityHigh, schemas.PriorityNormal, schemas.PriorityLow}
+
+// laneConsumer is the durable consumer of a provider's lane (the same
+// naming as workers/lanes.ConsumerName).
+func laneConsumer(provider, lane string) string {
+	if lane == schemas.PriorityNormal {
+		return streams.WorkerConsumer(provider)
+	}
+	return streams.WorkerConsumer(provider) + "-" + lane
+}
+
+// refreshDepth updates the queue gauges of every provider lane from its
+// consumer (or, before the consumer exists, the stream's per-subject count).
 func (s *Server) refreshDepth(ctx context.Context) {
 	s.depth.mu.Lock()
 	defer s.depth.mu.Unlock()
@@ -392,20 +405,22 @@ func (s *Server) refreshDepth(ctx context.Context) {
 	}
 	var counts map[string]uint64
 	for _, p := range s.config().Providers {
-		c, err := stream.Consumer(ctx, streams.WorkerConsumer(p.Name))
-		if err == nil {
-			if info, err := c.Info(ctx); err == nil {
-				s.metrics.queueDepth.set(float64(info.NumPending), p.Name)
-				s.metrics.queueActive.set(float64(info.NumAckPending), p.Name)
-				continue
+		for _, lane := range lanes {
+			c, err := stream.Consumer(ctx, laneConsumer(p.Name, lane))
+			if err == nil {
+				if info, err := c.Info(ctx); err == nil {
+					s.metrics.queueDepth.set(float64(info.NumPending), p.Name, lane)
+					s.metrics.queueActive.set(float64(info.NumAckPending), p.Name, lane)
+					continue
+				}
 			}
-		}
-		if counts == nil {
-			counts = map[string]uint64{}
-			if info, err := stream.Info(ctx, jetstream.WithSubjectFilter("llm.jobs.>")); err == nil {
-				counts = info.State.Subjects
+			if counts == nil {
+				counts = map[string]uint64{}
+				if info, err := stream.Info(ctx, jetstream.WithSubjectFilter("llm.jobs.>")); err == nil {
+					counts = info.State.Subjects
+				}
 			}
+			s.metrics.queueDepth.set(float64(counts[streams.JobsLane(p.Name, lane)]), p.Name, lane)
 		}
-		s.metrics.queueDepth.set(float64(counts[streams.Jobs(p.Name)]), p.Name)
 	}
 }

@@ -498,6 +498,7 @@ func TestMetricsFormat(t *testing.T) {
 	for _, m := range []string{"backup/m2", "backup/x1", "backup/x2"} {
 		e.must("POST", "/v1/jobs", strings.Replace(hello, `"chat"`, `"`+m+`"`, 1), nil)
 	}
+	e.must("POST", "/v1/jobs", strings.Replace(hello, `"chat"`, `"cheap"`, 1), map[string]string{"X-Switchboard-Priority": "high"})
 	a := e.must("GET", "/metrics", "", nil)
 	if a.status != 200 || !strings.HasPrefix(a.header.Get("Content-Type"), "text/plain; version=0.0.4") {
 		t.Fatalf("%d %v", a.status, a.header)
@@ -508,8 +509,10 @@ func TestMetricsFormat(t *testing.T) {
 		`switchboard_gateway_requests_total{endpoint="jobs_submit",route="chat",status="202"} 3`,
 		`switchboard_gateway_requests_total{endpoint="jobs_submit",route="backup/m2",status="202"} 1`,
 		`switchboard_gateway_requests_total{endpoint="jobs_submit",route="backup/other",status="202"} 2`,
-		`switchboard_queue_depth{provider="primary"} 3`,
-		`switchboard_queue_depth{provider="backup"} 3`,
+		`switchboard_queue_depth{provider="primary",lane="normal"} 3`,
+		`switchboard_queue_depth{provider="backup",lane="normal"} 3`,
+		`switchboard_queue_depth{provider="backup",lane="high"} 1`,
+		`switchboard_queue_depth{provider="backup",lane="low"} 0`,
 		`switchboard_gateway_request_duration_seconds_bucket{endpoint="jobs_submit",route="chat",le="+Inf"} 3`,
 		"# TYPE switchboard_gateway_request_duration_seconds histogram",
 		"# TYPE switchboard_gateway_in_flight gauge",

@@ -183,9 +183,9 @@ func newMetrics() *metrics {
 		cost: newFamily("switchboard_cost_usd_total",
 			"Cost in USD of the jobs answered by this gateway, by provider and model (priced models only).", "counter", nil, "provider", "model"),
 		queueDepth: newFamily("switchboard_queue_depth",
-			"Jobs waiting for a provider's workers (consumer NumPending; cached a few seconds).", "gauge", nil, "provider"),
+			"Jobs waiting for a provider's workers, by priority lane (consumer NumPending; cached a few seconds).", "gauge", nil, "provider", "lane"),
 		queueActive: newFamily("switchboard_queue_in_progress",
-			"Jobs delivered to a provider's workers and not yet acknowledged (consumer NumAckPending).", "gauge", nil, "provider"),
+			"Jobs delivered to a provider's workers and not yet acknowledged, by priority lane (consumer NumAckPending).", "gauge", nil, "provider", "lane"),
 	}
 	m.families = []*family{m.requests, m.duration, m.ttft, m.attempts, m.errors, m.fallbacks, m.tokens, m.cost, m.queueDepth, m.queueActive}
 	return m
