@@ -32,6 +32,9 @@ type run struct {
 	dlq      bool
 	// delay: runDelayed's wait in the queue before redelivery.
 	delay time.Duration
+	// deferTarget: the fallback puts this target at the end of the plan
+	// instead of dropping it (skipped for an open breaker).
+	deferTarget bool
 
 	pulledAt     time.Time
 	firstTokenAt time.Time

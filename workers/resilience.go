@@ -194,6 +194,9 @@ func (p *Pool) refuse(job *schemas.Job, r *run, call int, retryAt time.Time, err
 	if more && (errType == ErrCircuitOpen || !fits || call > 0) {
 		r.attempts = append(r.attempts, skipAttempt(r.target, errType, msg))
 		r.status = runFallback
+		// An open breaker may close by the time the other targets are done:
+		// the target goes to the end of the plan, once per job.
+		r.deferTarget = errType == ErrCircuitOpen && !skippedBefore(job, r.target)
 		return r
 	}
 	if !fits {
@@ -214,6 +217,17 @@ func (p *Pool) refuse(job *schemas.Job, r *run, call int, retryAt time.Time, err
 	return r
 }
 
+// skippedBefore reports whether an earlier hop already skipped t for an
+// open breaker.
+func skippedBefore(job *schemas.Job, t schemas.Target) bool {
+	for _, a := range job.Attempts {
+		if a.ErrorType == ErrCircuitOpen && a.Provider == t.Provider && a.Model == t.Model {
+			return true
+		}
+	}
+	return false
+}
+
 // observe feeds one finished call into the breakers, the latency store and
 // the rate limiter.
 func (p *Pool) observe(t schemas.Target, att schemas.Attempt, ce *callError, rv *ratelimit.Reservation) {
@@ -225,7 +239,9 @@ func (p *Pool) observe(t schemas.Target, att schemas.Attempt, ce *callError, rv 
 			errType = schemas.ErrCanceled // says nothing about the provider
 		}
 		if ce.slow {
-			errType = schemas.ErrTimeout
+			// Slower than the route's latency_threshold is a routing
+			// preference, not a failure: it does not trip the breaker.
+			errType = schemas.ErrCanceled
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.PublishTimeout)
@@ -235,7 +251,7 @@ func (p *Pool) observe(t schemas.Target, att schemas.Attempt, ce *callError, rv 
 			p.log.Warn("record breaker outcome", "err", err)
 		}
 	}
-	if res.Latency != nil && (errType == "" || errType == schemas.ErrTimeout) {
+	if res.Latency != nil && (errType == "" || errType == schemas.ErrTimeout || (ce != nil && ce.slow)) {
 		res.Latency.Observe(t.Provider, t.Model, time.Duration(att.DurationMS)*time.Millisecond)
 	}
 	if res.Limiter != nil && rv != nil && ce == nil {

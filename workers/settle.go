@@ -93,6 +93,9 @@ func (p *Pool) fallback(msg jetstream.Msg, job *schemas.Job, r *run) {
 	next := *job
 	next.Attempts = append(append([]schemas.Attempt(nil), job.Attempts...), r.attempts...)
 	next.Plan = job.Plan[1:]
+	if r.deferTarget { // breaker open: retry it after the others (resilience.go)
+		next.Plan = append(append([]schemas.Target(nil), next.Plan...), job.Plan[0])
+	}
 	next.Hop = job.Hop + 1
 	events, err := p.attemptMsgs(&next, len(job.Attempts))
 	if err != nil {
