@@ -359,8 +359,8 @@ func TestKeyRotationInPool(t *testing.T) {
 	t.Setenv("SB_TEST_KEY_2", "sk-good")
 	p := e.cfg.Providers[0]
 	p.APIKeyEnvs = []string{"SB_TEST_KEY_1", "SB_TEST_KEY_2"}
-	c, err := keys.Build(p, func(key string) (workers.Completer, error) {
-		return openai.New(openai.Config{Name: "a", BaseURL: srv.URL() + "/v1", APIKey: key}), nil
+	c, err := keys.Build(p, func(q config.Provider) (workers.Completer, error) {
+		return openai.New(openai.Config{Name: "a", BaseURL: srv.URL() + "/v1", APIKey: q.APIKey()}), nil
 	})
 	if err != nil {
 		t.Fatal(err)

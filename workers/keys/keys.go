@@ -16,6 +16,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -59,21 +60,28 @@ func New(provider string, adapters []workers.Completer) *Rotator {
 	return r
 }
 
-// Build reads p's keys (api_key_env, then api_key_envs) and builds one
-// adapter per key with newAdapter. With one key or none it returns the
-// plain adapter (no rotation needed).
-func Build(p config.Provider, newAdapter func(key string) (workers.Completer, error)) (workers.Completer, error) {
-	ks := p.APIKeys()
-	if len(ks) <= 1 {
-		k := ""
-		if len(ks) == 1 {
-			k = ks[0]
+// Build makes p's adapter. With several keys (api_key_env, then
+// api_key_envs; unset and duplicate values skipped) it builds one adapter
+// per key — newAdapter gets a copy of p whose APIKeyEnv names that key's
+// variable, e.g. providers.New — and wraps them in a Rotator. With one key
+// or none it returns newAdapter(p): no rotation needed.
+func Build(p config.Provider, newAdapter func(config.Provider) (workers.Completer, error)) (workers.Completer, error) {
+	var envs []string
+	seen := map[string]bool{}
+	for _, env := range append([]string{p.APIKeyEnv}, p.APIKeyEnvs...) {
+		if k := os.Getenv(env); env != "" && k != "" && !seen[k] {
+			seen[k] = true
+			envs = append(envs, env)
 		}
-		return newAdapter(k)
 	}
-	adapters := make([]workers.Completer, 0, len(ks))
-	for _, k := range ks {
-		c, err := newAdapter(k)
+	if len(envs) <= 1 {
+		return newAdapter(p)
+	}
+	adapters := make([]workers.Completer, 0, len(envs))
+	for _, env := range envs {
+		q := p
+		q.APIKeyEnv, q.APIKeyEnvs = env, nil
+		c, err := newAdapter(q)
 		if err != nil {
 			return nil, err
 		}

@@ -94,10 +94,11 @@ func TestBuildFromEnv(t *testing.T) {
 	srv := startMock(t, mock.Options{})
 	t.Setenv("SB_K1", "a")
 	t.Setenv("SB_K2", "b")
+	t.Setenv("SB_K3", "a") // same key twice: used once
 	var built []string
-	c, err := Build(config.Provider{Name: "p", APIKeyEnv: "SB_K1", APIKeyEnvs: []string{"SB_K2"}}, func(key string) (workers.Completer, error) {
-		built = append(built, key)
-		return adapter(srv, key), nil
+	c, err := Build(config.Provider{Name: "p", APIKeyEnv: "SB_K1", APIKeyEnvs: []string{"SB_K2", "SB_K3"}}, func(q config.Provider) (workers.Completer, error) {
+		built = append(built, q.APIKey())
+		return adapter(srv, q.APIKey()), nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +109,7 @@ func TestBuildFromEnv(t *testing.T) {
 	if strings.Join(built, ",") != "a,b" {
 		t.Errorf("built %v", built)
 	}
-	single, _ := Build(config.Provider{Name: "p", APIKeyEnv: "SB_K1"}, func(key string) (workers.Completer, error) { return adapter(srv, key), nil })
+	single, _ := Build(config.Provider{Name: "p", APIKeyEnv: "SB_K1"}, func(q config.Provider) (workers.Completer, error) { return adapter(srv, q.APIKey()), nil })
 	if _, ok := single.(*Rotator); ok {
 		t.Error("one key needs no rotator")
 	}
