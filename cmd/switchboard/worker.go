@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -12,6 +13,7 @@ import (
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/workers"
+	"github.com/switchboard-llm/switchboard/workers/keys"
 	"github.com/switchboard-llm/switchboard/workers/providers"
 )
 
@@ -44,27 +46,67 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	log := newLogger()
-	pool, err := newPool(cfg, p, nc, js, log)
+	pool, err := newPool(ctx, cfg, p, nc, js, log)
 	if err != nil {
 		return err
 	}
+	// Routes' retries/fallback/thresholds, breaker settings and the rate
+	// window reload on SIGHUP or from KV sb_config; a bad config is refused.
+	holder := config.NewHolder(cfg)
+	holder.OnChange(func(_, cur *config.Config) { pool.SetConfig(cur) })
+	go holder.WatchSignals(ctx, c.config, log)
+	go func() {
+		if err := holder.WatchKV(ctx, js, log, nil); err != nil {
+			log.Warn("shared config watch", "err", err)
+		}
+	}()
 	log.Info("worker pool started", "provider", p.Name, "kind", p.Kind, "concurrency", p.Concurrency)
 	return pool.Run(ctx)
 }
 
-// newPool builds the worker pool of one provider with its adapter.
-func newPool(cfg *config.Config, p config.Provider, nc *nats.Conn, js jetstream.JetStream, log *slog.Logger) (*workers.Pool, error) {
-	completer, err := providers.New(p, providers.NewHTTPClient())
+// newPool builds the worker pool of one provider with its adapter (one per
+// API key, rotated) and the shared breakers, rate limits and latency store.
+func newPool(ctx context.Context, cfg *config.Config, p config.Provider, nc *nats.Conn, js jetstream.JetStream, log *slog.Logger) (*workers.Pool, error) {
+	hc := providers.NewHTTPClient()
+	adapter := func(q config.Provider) (workers.Completer, error) {
+		return keys.Build(q, func(k config.Provider) (workers.Completer, error) { return providers.New(k, hc) })
+	}
+	completer, err := adapter(p)
 	if err != nil {
 		return nil, err
 	}
+	res, err := workers.OpenResilience(ctx, js, cfg)
+	if err != nil {
+		return nil, err
+	}
+	// Hedging (mode: hedge) calls the plan's next provider from this worker.
+	var mu sync.Mutex
+	others := map[string]workers.Completer{}
+	res.Completers = func(name string) workers.Completer {
+		mu.Lock()
+		defer mu.Unlock()
+		if c, ok := others[name]; ok {
+			return c
+		}
+		q, ok := cfg.Provider(name)
+		if !ok {
+			return nil
+		}
+		c, err := adapter(q)
+		if err != nil {
+			log.Warn("no adapter for hedging", "provider", name, "err", err)
+		}
+		others[name] = c
+		return c
+	}
 	return workers.NewPool(workers.PoolConfig{
-		Provider:  p,
-		Config:    cfg,
-		Completer: completer,
-		Conn:      nc,
-		JS:        js,
-		Logger:    log.With("provider", p.Name),
+		Provider:   p,
+		Config:     cfg,
+		Completer:  completer,
+		Conn:       nc,
+		JS:         js,
+		Logger:     log.With("provider", p.Name),
+		Resilience: res,
 	})
 }
 
