@@ -34,7 +34,11 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	// Routes, providers and models reload on SIGHUP; the gateway section
 	// (keys, limits) is read once at start.
-	resolver := route.New(cfg)
+	policies, err := routingPolicies(ctx, js, cfg, log) // breakers, latency, budgets
+	if err != nil {
+		return err
+	}
+	resolver := route.New(cfg, policies...)
 	holder := config.NewHolder(cfg)
 	holder.OnChange(func(_, cur *config.Config) { resolver.SetConfig(cur) })
 	go holder.WatchSignals(ctx, c.config, log)

@@ -1,0 +1,38 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/broker/budget"
+	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/broker/route"
+	"github.com/switchboard-llm/switchboard/workers/breaker"
+)
+
+// routingPolicies opens the shared state routing reads — breakers (open
+// targets last), latency (least-latency, deadlines) and tenant spend
+// (budgets) — and counts Results' cost into spend until ctx ends (the
+// budget-spend consumer is shared by every process that runs it).
+func routingPolicies(ctx context.Context, js jetstream.JetStream, cfg *config.Config, log *slog.Logger) ([]route.Option, error) {
+	breakers, err := breaker.New(ctx, js, cfg.Breaker, breaker.Options{})
+	if err != nil {
+		return nil, err
+	}
+	latency, err := route.OpenLatency(ctx, js, cfg.Routing)
+	if err != nil {
+		return nil, err
+	}
+	spend, err := budget.Open(ctx, js, nil)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		if err := spend.Run(ctx, js); err != nil {
+			log.Error("budget spend counter stopped", "err", err)
+		}
+	}()
+	return []route.Option{route.WithHealth(breakers), route.WithLatencies(latency), route.WithBudgets(spend)}, nil
+}
