@@ -141,6 +141,9 @@ func (s *Source) pull(c jetstream.Consumer, out chan<- jetstream.Msg) {
 			if s.ctx.Err() != nil {
 				return
 			}
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return // the Source closes; the pool provisions the lanes again
+			}
 			if !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
 				select { // back off on real errors (server gone, consumer deleted)
 				case <-s.ctx.Done():
@@ -273,6 +276,9 @@ func (s *Source) recv(i int, m jetstream.Msg, ok bool, held []jetstream.Msg, ope
 	if !ok {
 		open[i] = false
 		likely[i] = false
+		if s.ctx.Err() == nil {
+			s.Stop() // a lane's consumer is gone: close so the owner re-provisions
+		}
 		return
 	}
 	held[i] = m
