@@ -125,6 +125,20 @@ func (s *Server) Stop() error {
 	return nil
 }
 
+// Kill stops the server abruptly (SIGKILL), as in a crash; tests use it to
+// take ClickHouse away mid-ingest. Restart brings it back.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-done
+}
+
 // Restart starts a stopped server again on the same ports and data.
 func (s *Server) Restart(ctx context.Context) error {
 	if err := s.Stop(); err != nil {

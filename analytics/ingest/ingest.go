@@ -362,11 +362,11 @@ func (in *Ingester) flush(ctx context.Context, b *batch) error {
 func (in *Ingester) write(ctx context.Context, b *batch) error {
 	var written []*schemas.Event
 	na, err := store.Insert(ctx, in.conn, schemas.EventAttempt, b.attempts)
-	if err != nil {
+	if err = in.warnDrift(err); err != nil {
 		return err
 	}
 	nc, err := store.Insert(ctx, in.conn, schemas.EventCompletion, b.completions)
-	if err != nil {
+	if err = in.warnDrift(err); err != nil {
 		return err
 	}
 	in.attempts.Add(int64(na))
@@ -378,6 +378,16 @@ func (in *Ingester) write(ctx context.Context, b *batch) error {
 		in.cfg.OnInsert(written)
 	}
 	return nil
+}
+
+// warnDrift logs a rollup that could not be repaired exactly (the rows are
+// stored; only the rollup is off) and lets the batch be acked.
+func (in *Ingester) warnDrift(err error) error {
+	if errors.Is(err, store.ErrRollupDrift) {
+		in.cfg.Logger.Error("rollup out of step with its base table", "err", err)
+		return nil
+	}
+	return err
 }
 
 func (in *Ingester) ack(b *batch) {

@@ -9,6 +9,9 @@ var (
 	// ErrUnavailable wraps failures to reach or write to ClickHouse; the
 	// ingester retries them.
 	ErrUnavailable = errors.New("clickhouse unavailable")
+	// ErrRollupDrift means a rollup does not match its base table in a way
+	// RepairRollups cannot fix exactly.
+	ErrRollupDrift = errors.New("rollup drift")
 	// ErrMigration wraps a failed schema migration.
 	ErrMigration = errors.New("clickhouse migration failed")
 )

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -41,8 +42,11 @@ func TableFor(kind string) (string, bool) {
 // Insert writes events of one kind (schemas.EventAttempt or
 // schemas.EventCompletion) as one native batch. It skips events whose id is
 // already stored (an earlier try that landed although its ack did not) or
-// repeated within events, so rollups never double-count. It returns how many
-// rows it wrote; on error nothing may be acked and the call may be repeated.
+// repeated within events, so rollups never double-count, and repairs the
+// rollups of such stored events when the earlier try was cut off between the
+// base table and its views (RepairRollups). It returns how many rows it
+// wrote; on error nothing may be acked and the call may be repeated, except
+// for ErrRollupDrift, a warning returned with the rows written.
 func Insert(ctx context.Context, conn driver.Conn, kind string, events []*schemas.Event) (int, error) {
 	table, ok := TableFor(kind)
 	if !ok {
@@ -52,11 +56,20 @@ func Insert(ctx context.Context, conn driver.Conn, kind string, events []*schema
 	if len(fresh) == 0 {
 		return 0, nil
 	}
+	var drift error
 	stored, err := Existing(ctx, conn, table, fresh)
 	if err != nil {
 		return 0, err
 	}
 	if len(stored) > 0 {
+		// Already stored: an earlier try landed. Make sure its rollup rows
+		// did too (see RepairRollups).
+		if _, err := RepairRollups(ctx, conn, table, storedEvents(fresh, stored)); err != nil {
+			if !errors.Is(err, ErrRollupDrift) {
+				return 0, err
+			}
+			drift = err
+		}
 		kept := fresh[:0]
 		for _, e := range fresh {
 			if !stored[e.EventID] {
@@ -66,7 +79,7 @@ func Insert(ctx context.Context, conn driver.Conn, kind string, events []*schema
 		fresh = kept
 	}
 	if len(fresh) == 0 {
-		return 0, nil
+		return 0, drift
 	}
 	query := insertAttempts
 	if table == TableCompletions {
@@ -95,7 +108,7 @@ func Insert(ctx context.Context, conn driver.Conn, kind string, events []*schema
 	if err := batch.Send(); err != nil {
 		return 0, fmt.Errorf("%w: insert %d rows into %s: %v", ErrUnavailable, len(fresh), table, err)
 	}
-	return len(fresh), nil
+	return len(fresh), drift
 }
 
 // uniqueEvents drops repeated event ids, keeping the first.

@@ -97,21 +97,6 @@ ORDER BY (toDate(ts), event_id)`
 PARTITION BY toYYYYMM(minute)
 ORDER BY (minute, route, provider, model, tenant, status)`
 
-	ddlCompletions1mMV = `CREATE MATERIALIZED VIEW IF NOT EXISTS completions_1m_mv TO completions_1m AS
-SELECT
-	toStartOfMinute(ts) AS minute,
-	route, provider, model, tenant, status,
-	countState() AS requests,
-	sumState(toUInt64(status = 'succeeded')) AS succeeded,
-	sumState(toUInt64(fallback)) AS fallbacks,
-	sumState(input_tokens) AS in_tokens,
-	sumState(output_tokens) AS out_tokens,
-	sumState(ifNull(cost_usd, 0.)) AS cost,
-	sumState(toUInt64(isNull(cost_usd))) AS unknown_cost,
-	quantilesState(0.5, 0.95, 0.99)(total_ms) AS latency
-FROM completions
-GROUP BY minute, route, provider, model, tenant, status`
-
 	ddlAttempts1m = `CREATE TABLE IF NOT EXISTS attempts_1m (
 	minute DateTime,
 	provider String,
@@ -130,21 +115,6 @@ GROUP BY minute, route, provider, model, tenant, status`
 PARTITION BY toYYYYMM(minute)
 ORDER BY (minute, provider, model, route, tenant)`
 
-	ddlAttempts1mMV = `CREATE MATERIALIZED VIEW IF NOT EXISTS attempts_1m_mv TO attempts_1m AS
-SELECT
-	toStartOfMinute(ts) AS minute,
-	provider, model, route, tenant,
-	countState() AS calls,
-	sumState(toUInt64(outcome = 'ok')) AS ok_calls,
-	sumState(toUInt64(outcome = 'fallback')) AS fallback_calls,
-	sumState(input_tokens) AS in_tokens,
-	sumState(output_tokens) AS out_tokens,
-	sumState(ifNull(cost_usd, 0.)) AS cost,
-	sumState(toUInt64(isNull(cost_usd))) AS unknown_cost,
-	quantilesState(0.5, 0.95, 0.99)(duration_ms) AS latency
-FROM attempts
-GROUP BY minute, provider, model, route, tenant`
-
 	ddlErrors1m = `CREATE TABLE IF NOT EXISTS attempt_errors_1m (
 	minute DateTime,
 	provider String,
@@ -155,22 +125,82 @@ GROUP BY minute, provider, model, route, tenant`
 ) ENGINE = AggregatingMergeTree()
 PARTITION BY toYYYYMM(minute)
 ORDER BY (minute, provider, model, status_code, error_type)`
+)
 
-	ddlErrors1mMV = `CREATE MATERIALIZED VIEW IF NOT EXISTS attempt_errors_1m_mv TO attempt_errors_1m AS
-SELECT
-	toStartOfMinute(ts) AS minute,
+// rollup is a per-minute AggregatingMergeTree fed by a materialized view
+// over a base table; Repair reuses its SELECT to add missed rows.
+type rollup struct {
+	table, view, source string
+	// columns and groupBy of the view's SELECT; where filters source rows.
+	columns, where, groupBy string
+	// count is the -Merge expression counting source rows in the rollup.
+	count string
+}
+
+func (r rollup) selectFrom(where string) string {
+	return "SELECT\n" + r.columns + "\nFROM " + r.source + "\n" + where + "\nGROUP BY " + r.groupBy
+}
+
+func (r rollup) viewDDL() string {
+	where := ""
+	if r.where != "" {
+		where = "WHERE " + r.where
+	}
+	return "CREATE MATERIALIZED VIEW IF NOT EXISTS " + r.view + " TO " + r.table + " AS\n" + r.selectFrom(where)
+}
+
+var (
+	rollupCompletions = rollup{
+		table: "completions_1m", view: "completions_1m_mv", source: TableCompletions,
+		columns: `	toStartOfMinute(ts) AS minute,
+	route, provider, model, tenant, status,
+	countState() AS requests,
+	sumState(toUInt64(status = 'succeeded')) AS succeeded,
+	sumState(toUInt64(fallback)) AS fallbacks,
+	sumState(input_tokens) AS in_tokens,
+	sumState(output_tokens) AS out_tokens,
+	sumState(ifNull(cost_usd, 0.)) AS cost,
+	sumState(toUInt64(isNull(cost_usd))) AS unknown_cost,
+	quantilesState(0.5, 0.95, 0.99)(total_ms) AS latency`,
+		groupBy: "minute, route, provider, model, tenant, status",
+		count:   "countMerge(requests)",
+	}
+	rollupAttempts = rollup{
+		table: "attempts_1m", view: "attempts_1m_mv", source: TableAttempts,
+		columns: `	toStartOfMinute(ts) AS minute,
+	provider, model, route, tenant,
+	countState() AS calls,
+	sumState(toUInt64(outcome = 'ok')) AS ok_calls,
+	sumState(toUInt64(outcome = 'fallback')) AS fallback_calls,
+	sumState(input_tokens) AS in_tokens,
+	sumState(output_tokens) AS out_tokens,
+	sumState(ifNull(cost_usd, 0.)) AS cost,
+	sumState(toUInt64(isNull(cost_usd))) AS unknown_cost,
+	quantilesState(0.5, 0.95, 0.99)(duration_ms) AS latency`,
+		groupBy: "minute, provider, model, route, tenant",
+		count:   "countMerge(calls)",
+	}
+	rollupErrors = rollup{
+		table: "attempt_errors_1m", view: "attempt_errors_1m_mv", source: TableAttempts,
+		columns: `	toStartOfMinute(ts) AS minute,
 	provider, model, status_code, error_type,
-	countState() AS calls
-FROM attempts
-WHERE outcome != 'ok'
-GROUP BY minute, provider, model, status_code, error_type`
+	countState() AS calls`,
+		where:   "outcome != 'ok'",
+		groupBy: "minute, provider, model, status_code, error_type",
+		count:   "countMerge(calls)",
+	}
+	// rollupsOf lists the rollups fed by each base table.
+	rollupsOf = map[string][]rollup{
+		TableCompletions: {rollupCompletions},
+		TableAttempts:    {rollupAttempts, rollupErrors},
+	}
 )
 
 // Migrations is the ordered schema history; append, never edit.
 var Migrations = []Migration{
 	{Version: 1, Name: "completions and attempts", Statements: []string{ddlCompletions, ddlAttempts}},
 	{Version: 2, Name: "per-minute rollups", Statements: []string{
-		ddlCompletions1m, ddlCompletions1mMV, ddlAttempts1m, ddlAttempts1mMV, ddlErrors1m, ddlErrors1mMV,
+		ddlCompletions1m, rollupCompletions.viewDDL(), ddlAttempts1m, rollupAttempts.viewDDL(), ddlErrors1m, rollupErrors.viewDDL(),
 	}},
 }
 

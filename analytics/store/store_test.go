@@ -98,3 +98,60 @@ func TestOptionsRefusesHTTP(t *testing.T) {
 	}
 	_ = uuid.Nil
 }
+
+// TestInsertRepairsRollupsOfAnInterruptedInsert: an insert cut off after the
+// base table's part but before its views' parts leaves events stored but not
+// rolled up; re-sending them fills the rollups exactly once.
+func TestInsertRepairsRollupsOfAnInterruptedInsert(t *testing.T) {
+	db := chtest.NewDB(t)
+	ctx := context.Background()
+	ts := time.Now().UTC().Add(-5 * time.Minute)
+	var evs []*schemas.Event
+	for i := 0; i < 10; i++ {
+		job := "job" + string(rune('a'+i))
+		outcome := schemas.OutcomeOK
+		if i%2 == 0 {
+			outcome = schemas.OutcomeFallback
+		}
+		evs = append(evs, &schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: schemas.AttemptEventID(job, 1), JobID: job,
+			TS: ts.Add(time.Duration(i) * 20 * time.Second), Attempt: 1, Provider: "p", Model: "m", Outcome: outcome,
+			InputTokens: 10, CostUSD: ptr(0.25), DurationMS: int64(10 * i)})
+	}
+	// The first half lands normally.
+	if n, err := store.Insert(ctx, db.Conn, schemas.EventAttempt, evs[:5]); err != nil || n != 5 {
+		t.Fatalf("insert = %d, %v", n, err)
+	}
+	// The second half reaches the base table only (its views detached).
+	for _, v := range []string{"attempts_1m_mv", "attempt_errors_1m_mv"} {
+		if err := db.Conn.Exec(ctx, "DETACH TABLE "+v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := store.Insert(ctx, db.Conn, schemas.EventAttempt, evs[5:]); err != nil || n != 5 {
+		t.Fatalf("insert = %d, %v", n, err)
+	}
+	for _, v := range []string{"attempts_1m_mv", "attempt_errors_1m_mv"} {
+		if err := db.Conn.Exec(ctx, "ATTACH TABLE "+v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls, _ := db.Count(ctx, "SELECT countMerge(calls) FROM attempts_1m"); calls != 5 {
+		t.Fatalf("setup: rollup calls = %d, want 5", calls)
+	}
+	// The retry (the interrupted batch re-sent) writes no row, fixes the
+	// rollups; re-sending everything again changes nothing.
+	for round, resend := range [][]*schemas.Event{evs[5:], evs, evs[3:7]} {
+		n, err := store.Insert(ctx, db.Conn, schemas.EventAttempt, resend)
+		if err != nil || n != 0 {
+			t.Fatalf("retry = %d, %v; want 0 rows", n, err)
+		}
+		rows, _ := db.Count(ctx, "SELECT count() FROM attempts")
+		calls, _ := db.Count(ctx, "SELECT countMerge(calls) FROM attempts_1m")
+		errs, _ := db.Count(ctx, "SELECT countMerge(calls) FROM attempt_errors_1m")
+		fb, _ := db.Count(ctx, "SELECT sumMerge(fallback_calls) FROM attempts_1m")
+		tokens, _ := db.Count(ctx, "SELECT sumMerge(in_tokens) FROM attempts_1m")
+		if rows != 10 || calls != 10 || errs != 5 || fb != 5 || tokens != 100 {
+			t.Fatalf("round %d: rows=%d calls=%d errors=%d fallbacks=%d tokens=%d; want 10 10 5 5 100", round, rows, calls, errs, fb, tokens)
+		}
+	}
+}
