@@ -153,34 +153,47 @@ func (p *Pool) gate(ctx context.Context, job *schemas.Job, r *run, call int) (en
 			return r, nil
 		}
 	}
-	if res.Breakers != nil {
-		d, err := res.Breakers.Allow(ctx, t.Provider, t.Model)
-		if err != nil {
-			p.log.Warn("breaker state unavailable; calling", "err", err)
+	// A refusal that waited in place (a short wait mid-retries) checks again.
+	for {
+		probe := false
+		if res.Breakers != nil {
+			d, err := res.Breakers.Allow(ctx, t.Provider, t.Model)
+			if err != nil {
+				p.log.Warn("breaker state unavailable; calling", "err", err)
+			}
+			if !d.Allowed {
+				if end := p.refuse(ctx, job, r, call, d.RetryAt, ErrCircuitOpen, "circuit breaker open for "+t.String()); end != nil {
+					return end, nil
+				}
+				continue
+			}
+			probe = d.Probe
 		}
-		if !d.Allowed {
-			return p.refuse(job, r, call, d.RetryAt, ErrCircuitOpen, "circuit breaker open for "+t.String()), nil
+		if res.Limiter == nil {
+			return nil, nil
 		}
-	}
-	if res.Limiter != nil {
 		in, out := route.EstimateTokens(job.Request, p.liveConfig().Routing.DefaultOutputTokens)
 		rv, err := res.Limiter.Reserve(ctx, p.cfg.Provider, in+out)
 		if err != nil {
 			p.log.Warn("rate limit state unavailable; calling", "err", err)
 			return nil, nil
 		}
-		if !rv.OK {
-			return p.refuse(job, r, call, rv.RetryAt, schemas.ErrRateLimited, "provider rpm/tpm limit reached for this window"), nil
+		if rv.OK {
+			return nil, &rv
 		}
-		return nil, &rv
+		if probe { // hand the unused half-open probe back
+			_ = res.Breakers.Record(ctx, t.Provider, t.Model, schemas.ErrRateLimited)
+		}
+		if end := p.refuse(ctx, job, r, call, rv.RetryAt, schemas.ErrRateLimited, "provider rpm/tpm limit reached for this window"); end != nil {
+			return end, nil
+		}
 	}
-	return nil, nil
 }
 
 // refuse ends a run whose target may not be called before retryAt: wait in
 // the queue when the deadline allows (first call) or in place (a retry,
 // when short), else fall back to the next target, else fail.
-func (p *Pool) refuse(job *schemas.Job, r *run, call int, retryAt time.Time, errType, msg string) *run {
+func (p *Pool) refuse(ctx context.Context, job *schemas.Job, r *run, call int, retryAt time.Time, errType, msg string) *run {
 	now := time.Now()
 	var need time.Duration
 	if lat := p.cfg.Resilience.Latency; lat != nil {
@@ -207,7 +220,7 @@ func (p *Pool) refuse(job *schemas.Job, r *run, call int, retryAt time.Time, err
 	}
 	if call > 0 && wait <= p.cfg.MaxRetryWait {
 		// Mid-retry: wait here so this delivery's attempts are kept.
-		if sleepCtx(p.jobsBase, wait) {
+		if sleepCtx(ctx, wait) {
 			return nil
 		}
 	}
