@@ -160,6 +160,26 @@ type Analytics struct {
 	PricesFile string `yaml:"prices_file"`
 }
 
+// MaxBatchRows bounds analytics.batch_rows (one ClickHouse insert).
+const MaxBatchRows = 1_000_000
+
+// validate checks the analytics section; problems carry their key path.
+func (a Analytics) validate() []string {
+	var errs []string
+	if a.BatchRows < 0 || a.BatchRows > MaxBatchRows {
+		errs = append(errs, fmt.Sprintf("analytics.batch_rows: must be between 1 and %d, got %d", MaxBatchRows, a.BatchRows))
+	}
+	if a.BatchInterval < 0 {
+		errs = append(errs, fmt.Sprintf("analytics.batch_interval: must be positive, got %s", a.BatchInterval))
+	}
+	if a.PricesFile != "" {
+		if st, err := os.Stat(a.PricesFile); err != nil || st.IsDir() {
+			errs = append(errs, fmt.Sprintf("analytics.prices_file: %q is not a readable file", a.PricesFile))
+		}
+	}
+	return errs
+}
+
 // Defaults.
 const (
 	DefaultRetries          = 2
@@ -371,6 +391,7 @@ func (c *Config) Validate() error {
 	if l.DedupWindow != 0 && l.DedupWindow < 2*time.Minute {
 		bad("limits.dedup_window", "must be at least 2m, got %s", l.DedupWindow)
 	}
+	errs = append(errs, c.Analytics.validate()...)
 	errs = append(errs, c.Gateway.validate()...)
 	c.validateResilience(providers, routes, bad)
 	if len(errs) > 0 {
