@@ -37,6 +37,7 @@ var commands = map[string]command{
 	"stats":   {summary: "requests, success/fallback rate, latency, tokens, cost from ClickHouse", run: runStats},
 	"gateway": {summary: "serve the OpenAI-compatible HTTP API (chat completions, async jobs, metrics)", run: runGateway},
 	"mock":    {summary: "run the fault-injecting mock provider (OpenAI/Anthropic/Gemini shapes)", run: runMock},
+	"up":      {summary: "run everything in one process (embedded NATS, gateway, workers, ingester); --demo for mock providers", run: runUp},
 	"worker":  {summary: "run the worker pool of one provider (--provider NAME)", run: runWorker},
 	"submit":  {summary: "run an OpenAI Batch JSONL file through the broker (resumable)", run: runSubmit},
 }

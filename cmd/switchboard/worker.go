@@ -105,7 +105,7 @@ func newPool(ctx context.Context, cfg *config.Config, p config.Provider, nc *nat
 		Completer:  completer,
 		Conn:       nc,
 		JS:         js,
-		Logger:     log.With("provider", p.Name),
+		Logger:     log,
 		Resilience: res,
 	})
 }

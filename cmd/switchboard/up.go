@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/switchboard-llm/switchboard/broker"
+	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/broker/embedded"
+	"github.com/switchboard-llm/switchboard/broker/gateway"
+	"github.com/switchboard-llm/switchboard/broker/route"
+	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/workers"
+)
+
+// runUp runs everything in one process: embedded NATS with JetStream (or an
+// external server with --nats), the gateway, the dispatcher, the llm.complete
+// service, a worker pool per provider and the ClickHouse ingester.
+func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fset := newFlags("up", stderr)
+	var c commonFlags
+	c.register(fset, true, true)
+	natsListen := fset.String("nats-listen", "127.0.0.1:4222", "embedded NATS listen address (ignored with --nats)")
+	fset.StringVar(&c.dataDir, "data-dir", ".switchboard", "data directory (JetStream store, managed ClickHouse)")
+	demo := fset.Bool("demo", false, "run built-in mock providers (flaky, slow, healthy) instead of real ones")
+	if err := parseFlags(fset, args); err != nil {
+		return err
+	}
+	log := newLogger()
+
+	cfg, stopDemo, err := upConfig(c.config, *demo, flagGiven(fset, "config"), stdout)
+	if err != nil {
+		return err
+	}
+	if stopDemo != nil {
+		defer stopDemo()
+	}
+
+	natsURL := c.natsURL
+	if !flagGiven(fset, "nats") {
+		store := filepath.Join(c.dataDir, "jetstream")
+		ns, err := embedded.Start(embedded.Options{Listen: *natsListen, StoreDir: store})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}()
+		natsURL = ns.ClientURL()
+		log.Info("embedded NATS with JetStream", "url", natsURL, "store", store)
+	}
+	nc, js, err := connectNATS(ctx, natsURL, "switchboard-up")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if err := streams.EnsureAll(ctx, js, cfg); err != nil {
+		return err
+	}
+
+	// Components stop on SIGTERM (ctx); the shared state they watch lives
+	// until they all have.
+	stateCtx, stopState := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopState()
+	opts, err := routingPolicies(stateCtx, js, cfg, log)
+	if err != nil {
+		return err
+	}
+	resolver := route.New(cfg, opts...)
+	client := broker.NewClient(nc, js, resolver)
+	gw, err := gateway.New(gateway.Options{Config: cfg, Resolver: resolver, Conn: nc, JS: js, Logger: log})
+	if err != nil {
+		return err
+	}
+	var pools []*workers.Pool
+	for _, p := range cfg.Providers {
+		pool, err := newPool(stateCtx, cfg, p, nc, js, log)
+		if err != nil {
+			return err
+		}
+		pools = append(pools, pool)
+	}
+	an, err := startAnalytics(stateCtx, cfg, js, c.clickhouse, c.dataDir, log)
+	if err != nil {
+		return err
+	}
+	defer an.Close()
+
+	// Routes, retries, breakers and limits reload on SIGHUP or from KV
+	// sb_config; an invalid config is refused and the running one stays.
+	holder := config.NewHolder(cfg)
+	holder.OnChange(func(_, cur *config.Config) {
+		resolver.SetConfig(cur)
+		for _, pool := range pools {
+			pool.SetConfig(cur)
+		}
+	})
+	if !*demo && stopDemo == nil {
+		go holder.WatchSignals(stateCtx, c.config, log)
+	}
+	go func() {
+		if err := holder.WatchKV(stateCtx, js, log, nil); err != nil {
+			log.Warn("shared config watch", "err", err)
+		}
+	}()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return gw.Run(gctx, c.httpAddr) })
+	g.Go(func() error { return broker.NewDispatcher(client, js, log).Run(gctx) })
+	g.Go(func() error { return broker.NewService(client, cfg.Gateway.RequestTimeout, log).Run(gctx) })
+	for _, pool := range pools {
+		g.Go(func() error { return pool.Run(gctx) })
+	}
+	g.Go(func() error { return an.Run(gctx) })
+
+	fmt.Fprintf(stdout, "switchboard is up: OpenAI-compatible API at http://%s/v1 (routes: %v), NATS at %s\n", c.httpAddr, routeNames(cfg), natsURL)
+	if an.DSN != "" {
+		fmt.Fprintf(stdout, "analytics: ClickHouse at %s (try: switchboard stats --clickhouse %s)\n", an.DSN, an.DSN)
+	}
+	fmt.Fprintf(stdout, "try: curl -s http://%s/v1/chat/completions -H 'Content-Type: application/json' -d '{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}'\n", c.httpAddr, cfg.DefaultRoute)
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+// upConfig picks the config: --demo, else the config file (required to exist
+// when --config is given), else the providers whose API keys are in the
+// environment, else the demo.
+func upConfig(path string, demo, explicit bool, stdout io.Writer) (*config.Config, func(), error) {
+	if !demo {
+		if _, err := os.Stat(path); err == nil || explicit {
+			cfg, err := loadConfig(path)
+			return cfg, nil, err
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, err
+		}
+		cfg, err := configFromEnv()
+		if err != nil {
+			return nil, nil, err
+		}
+		if cfg != nil {
+			fmt.Fprintf(stdout, "no %s: serving route \"chat\" over the providers whose API keys are set (%v)\n", path, providerNames(cfg))
+			return cfg, nil, nil
+		}
+		fmt.Fprintf(stdout, "no %s and no provider API keys set: running the demo providers (flaky, slow, healthy)\n", path)
+	}
+	return startDemo()
+}
+
+func routeNames(cfg *config.Config) []string {
+	names := make([]string, 0, len(cfg.Routes))
+	for _, r := range cfg.Routes {
+		names = append(names, r.Name)
+	}
+	return names
+}
