@@ -51,6 +51,12 @@ func publishAsync(b *testing.B, js jetstream.JetStream, evs []schemas.Event) {
 // ClickHouse (decode, dedup lookup, native insert, rollups, acks), with the
 // default batch_rows (10000). Side by side: the bare native insert.
 func BenchmarkIngestThroughput(b *testing.B) {
+	for _, batchRows := range []int{config.DefaultBatchRows, 50_000} {
+		b.Run(fmt.Sprintf("batch_rows=%d", batchRows), func(b *testing.B) { benchIngest(b, batchRows) })
+	}
+}
+
+func benchIngest(b *testing.B, batchRows int) {
 	const rows = 200_000
 	db := chtest.NewDB(b)
 	ns := natstest.Start(b)
@@ -77,7 +83,7 @@ func BenchmarkIngestThroughput(b *testing.B) {
 		publishAsync(b, js, evs)
 		b.StartTimer()
 		start := time.Now()
-		in, err := ingest.New(ingest.Config{JS: js, DSN: db.DSN, BatchRows: config.DefaultBatchRows, BatchInterval: 200 * time.Millisecond,
+		in, err := ingest.New(ingest.Config{JS: js, DSN: db.DSN, BatchRows: batchRows, BatchInterval: 200 * time.Millisecond,
 			Durable: fmt.Sprintf("bench-%d", n)})
 		if err != nil {
 			b.Fatal(err)
@@ -111,8 +117,8 @@ func BenchmarkIngestThroughput(b *testing.B) {
 		ptrs[i] = &evs[i]
 	}
 	start := time.Now()
-	for i := 0; i < len(ptrs); i += config.DefaultBatchRows {
-		if _, err := store.Insert(ctx, db.Conn, schemas.EventAttempt, ptrs[i:min(i+config.DefaultBatchRows, len(ptrs))]); err != nil {
+	for i := 0; i < len(ptrs); i += batchRows {
+		if _, err := store.Insert(ctx, db.Conn, schemas.EventAttempt, ptrs[i:min(i+batchRows, len(ptrs))]); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -9,12 +9,10 @@ package ingest
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -420,32 +418,6 @@ func (in *Ingester) deadLetter(ctx context.Context, m *message.Message, reason e
 			return err
 		}
 	}
-}
-
-// Decode parses and checks a telemetry event received on subject
-// llm.telemetry.<kind>. Errors wrap ErrBadEvent and say what is wrong.
-func Decode(subject string, data []byte) (*schemas.Event, error) {
-	var ev schemas.Event
-	if err := json.Unmarshal(data, &ev); err != nil {
-		return nil, fmt.Errorf("%w: invalid JSON: %v", ErrBadEvent, err)
-	}
-	switch {
-	case ev.V != schemas.Version:
-		return nil, fmt.Errorf("%w: unsupported version v=%d (want %d)", ErrBadEvent, ev.V, schemas.Version)
-	case ev.Kind != schemas.EventAttempt && ev.Kind != schemas.EventCompletion:
-		return nil, fmt.Errorf("%w: unknown kind %q", ErrBadEvent, ev.Kind)
-	case subject != "" && strings.HasPrefix(subject, "llm.telemetry.") && subject != streams.Telemetry(ev.Kind):
-		return nil, fmt.Errorf("%w: kind %q published on %s", ErrBadEvent, ev.Kind, subject)
-	case ev.EventID == uuid.Nil:
-		return nil, fmt.Errorf("%w: event_id is required", ErrBadEvent)
-	case ev.JobID == "":
-		return nil, fmt.Errorf("%w: job_id is required", ErrBadEvent)
-	case ev.TS.IsZero():
-		return nil, fmt.Errorf("%w: ts is required", ErrBadEvent)
-	case ev.TS.Year() < 1971 || ev.TS.Year() > 2105:
-		return nil, fmt.Errorf("%w: ts %s is out of range", ErrBadEvent, ev.TS.Format(time.RFC3339))
-	}
-	return &ev, nil
 }
 
 func (in *Ingester) backoff(try int) time.Duration {

@@ -46,12 +46,16 @@ func newEnv(t *testing.T) *env {
 }
 
 // start runs an ingester until the test ends.
-func (e *env) start(durable string) *ingest.Ingester {
+func (e *env) start(durable string, opts ...func(*ingest.Config)) *ingest.Ingester {
 	e.t.Helper()
-	in, err := ingest.New(ingest.Config{
+	cfg := ingest.Config{
 		JS: e.js, DSN: e.db.DSN, BatchRows: 50, BatchInterval: 20 * time.Millisecond,
 		BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, Durable: durable,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	in, err := ingest.New(cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -255,7 +259,10 @@ func TestIngestJobsWithFallbacks(t *testing.T) {
 
 func TestClickHouseDownMidIngest(t *testing.T) {
 	e := newEnv(t)
-	in := e.start("")
+	// A short AckWait: held messages must stay leased (InProgress), not be
+	// redelivered, however long ClickHouse stays away.
+	const ackWait = 1500 * time.Millisecond
+	in := e.start("", func(c *ingest.Config) { c.AckWait = ackWait })
 	srv := chtest.Server(t)
 	base := time.Now().UTC().Add(-time.Minute)
 	const n = 90
@@ -271,10 +278,11 @@ func TestClickHouseDownMidIngest(t *testing.T) {
 			e.publish(ev, "")
 		}
 	}
-	// The ingester fails, holds its batch and acks nothing new.
-	natstest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
-		if in.Stats().Failures == 0 {
-			return fmt.Errorf("no failed insert yet")
+	// The ingester fails, holds its batch and acks nothing new, for longer
+	// than two AckWaits (backoff capped at 200ms: 20 failures > 3s).
+	natstest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if f := in.Stats().Failures; f < 20 {
+			return fmt.Errorf("%d failed inserts so far", f)
 		}
 		return nil
 	})
@@ -288,6 +296,9 @@ func TestClickHouseDownMidIngest(t *testing.T) {
 	}
 	if uint64(info.NumAckPending)+info.NumPending == 0 {
 		t.Fatal("events acked while ClickHouse was down")
+	}
+	if info.NumRedelivered != 0 {
+		t.Fatalf("%d held events were redelivered: leases not extended", info.NumRedelivered)
 	}
 	if err := srv.Restart(e.ctx); err != nil {
 		t.Fatal(err)

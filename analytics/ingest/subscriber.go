@@ -130,9 +130,15 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		return nil, fmt.Errorf("consume %s: %w", s.cfg.Durable, err)
 	}
 	out := make(chan *message.Message)
-	pending := make(chan inflight, s.cfg.MaxAckPending+s.cfg.PullBatch)
+	// Every delivered message is registered with the acker (which keeps it
+	// leased) as soon as it arrives, even while the consumer of out is busy:
+	// the reader never blocks on out, a forwarder does. The server bounds
+	// un-acked deliveries by MaxAckPending, so the buffers rarely fill.
+	capacity := 2*s.cfg.MaxAckPending + s.cfg.PullBatch
+	pending := make(chan inflight, capacity)
+	forward := make(chan *message.Message, capacity)
 	stop := make(chan struct{})
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go func() { // stop the iterator when asked, so Next returns
 		defer s.wg.Done()
 		select {
@@ -144,7 +150,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	}()
 	go func() {
 		defer s.wg.Done()
-		defer close(out)
+		defer close(forward)
 		defer close(pending)
 		for {
 			msg, err := it.Next()
@@ -161,10 +167,27 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 				continue
 			}
 			wm := toWatermill(msg)
-			pending <- inflight{wm: wm, js: msg, seen: time.Now()}
+			select {
+			case pending <- inflight{wm: wm, js: msg, seen: time.Now()}:
+			case <-stop:
+				return
+			}
+			select {
+			case forward <- wm:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		defer close(out)
+		for wm := range forward {
 			select {
 			case out <- wm:
 			case <-stop:
+				for range forward { // unblock the reader; the acker hands these back
+				}
 				return
 			}
 		}
