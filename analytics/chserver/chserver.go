@@ -43,10 +43,24 @@ type Server struct {
 	done chan struct{}
 }
 
+// BinaryEnv names an environment variable that, when set, is the only
+// clickhouse-server (or clickhouse) binary Binary considers.
+const BinaryEnv = "SWITCHBOARD_CLICKHOUSE_SERVER"
+
 // Binary returns the command that runs a ClickHouse server, or ErrNotInstalled.
 // It prefers clickhouse-server (Debian's 18.16 package) and falls back to the
 // single `clickhouse server` binary of current releases.
 func Binary() ([]string, error) {
+	if p := os.Getenv(BinaryEnv); p != "" {
+		st, err := os.Stat(p)
+		if err != nil || st.IsDir() {
+			return nil, fmt.Errorf("%w: %s=%s", ErrNotInstalled, BinaryEnv, p)
+		}
+		if filepath.Base(p) == "clickhouse" {
+			return []string{p, "server"}, nil
+		}
+		return []string{p}, nil
+	}
 	if p, err := exec.LookPath("clickhouse-server"); err == nil {
 		return []string{p}, nil
 	}

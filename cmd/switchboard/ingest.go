@@ -75,8 +75,8 @@ func flagGiven(fs *flag.FlagSet, name string) bool {
 	return found
 }
 
-// Analytics is what `up` runs for telemetry (see startAnalytics).
-type Analytics struct {
+// analyticsService is what `up` runs for telemetry (see startAnalytics).
+type analyticsService struct {
 	// DSN is the ClickHouse being fed ("" when none: telemetry buffers in NATS).
 	DSN string
 	// Ingester loads TELEMETRY into ClickHouse; nil when there is no ClickHouse.
@@ -86,7 +86,7 @@ type Analytics struct {
 }
 
 // Run runs the ingester until ctx ends (returns at once when there is none).
-func (a *Analytics) Run(ctx context.Context) error {
+func (a *analyticsService) Run(ctx context.Context) error {
 	if a == nil || a.Ingester == nil {
 		return nil
 	}
@@ -94,7 +94,7 @@ func (a *Analytics) Run(ctx context.Context) error {
 }
 
 // Close stops the managed clickhouse-server, if any; call it after Run returned.
-func (a *Analytics) Close() {
+func (a *analyticsService) Close() {
 	if a != nil && a.Server != nil {
 		_ = a.Server.Stop()
 	}
@@ -103,14 +103,15 @@ func (a *Analytics) Close() {
 // startAnalytics prepares the telemetry path of `up`. With a DSN it feeds
 // that ClickHouse. Without one it starts a managed clickhouse-server under
 // <dataDir>/clickhouse when one is installed; otherwise it says clearly that
-// telemetry is buffering in NATS and returns an Analytics whose Run is a
+// telemetry is buffering in NATS and returns an analyticsService whose Run is a
 // no-op. Errors are only returned for a bad DSN or config.
-func startAnalytics(ctx context.Context, cfg *config.Config, js jetstream.JetStream, dsn, dataDir string, log *slog.Logger) (*Analytics, error) {
-	a := &Analytics{DSN: dsn}
+func startAnalytics(ctx context.Context, cfg *config.Config, js jetstream.JetStream, dsn, dataDir string, log *slog.Logger) (*analyticsService, error) {
+	a := &analyticsService{DSN: dsn}
 	if dsn == "" {
 		srv, err := chserver.Start(ctx, filepath.Join(dataDir, "clickhouse"))
 		switch {
 		case errors.Is(err, chserver.ErrNotInstalled):
+			log.Warn("analytics: " + err.Error())
 			log.Warn("analytics: clickhouse-server is not installed; telemetry is buffering in the NATS stream " +
 				streams.StreamTelemetry + " (kept for limits.telemetry_max_age); install ClickHouse or run " +
 				"`switchboard ingest --clickhouse clickhouse://host:9000/db` to load it")
