@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,6 +21,10 @@ type Client struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	resolver *route.Resolver
+
+	muxOnce sync.Once
+	mux     *replyMux
+	muxErr  error
 }
 
 // NewClient returns a client that routes jobs with resolver.
@@ -103,31 +108,7 @@ func (c *Client) Complete(ctx context.Context, job *schemas.Job) (*schemas.Resul
 		ctx, cancel = context.WithDeadline(ctx, *job.Deadline)
 		defer cancel()
 	}
-	sub, err := c.nc.SubscribeSync(streams.Result(job.Batch, job.ID))
-	if err != nil {
-		return nil, fmt.Errorf("subscribe to result: %w", err)
-	}
-	defer sub.Unsubscribe()
-	if err := PublishJob(ctx, c.js, job); err != nil {
-		return nil, err
-	}
-	return c.wait(ctx, sub, job)
-}
-
-func (c *Client) wait(ctx context.Context, sub *nats.Subscription, job *schemas.Job) (*schemas.Result, error) {
-	msg, err := sub.NextMsgWithContext(ctx)
-	if err != nil {
-		// The core message may have been missed (e.g. a reconnect): the
-		// stored result is the source of truth.
-		if res, rerr := c.Result(context.Background(), job.ID); rerr == nil {
-			return res, nil
-		}
-		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("job %s: %w", job.ID, ErrDeadlineExceeded)
-		}
-		return nil, fmt.Errorf("wait for job %s: %w", job.ID, err)
-	}
-	return schemas.DecodeResult(msg.Data)
+	return c.Await(ctx, job)
 }
 
 // Result returns the stored Result of a job, or ErrResultNotFound.

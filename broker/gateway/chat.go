@@ -25,9 +25,6 @@ const chunkBuffer = 1024
 // error chunk.
 const errorChunkGrace = 2 * time.Second
 
-// publishTimeout bounds the wait for JetStream to store a job.
-const publishTimeout = 10 * time.Second
-
 // handleChat serves POST /v1/chat/completions.
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -190,7 +187,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, job *schemas.Job
 	defer resSub.Unsubscribe()
 	// A publish under way when the client leaves may still store the job:
 	// finish it, then cancel the job below if nobody waits any more.
-	pubCtx, pubCancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+	pubCtx, pubCancel := context.WithTimeout(context.WithoutCancel(ctx), broker.PublishTimeout)
 	err = broker.PublishJob(pubCtx, s.js, job)
 	pubCancel()
 	if err != nil {

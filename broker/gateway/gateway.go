@@ -70,7 +70,6 @@ type Server struct {
 	metrics  *metrics
 	grace    time.Duration
 	depth    depthCache
-	replies  *replies
 	handler  http.Handler
 }
 
@@ -149,16 +148,13 @@ func New(opts Options) (*Server, error) {
 		}
 		s.keys = append(s.keys, apiKey{digest: sha256.Sum256([]byte(v)), tenant: k.Tenant, tier: k.Tier})
 	}
-	if s.replies, err = newReplies(opts.Conn); err != nil {
-		return nil, err
-	}
 	s.handler = s.routes()
 	return s, nil
 }
 
 // Close releases the gateway's NATS subscription; Run and Serve call it
 // when they return. The connection itself belongs to the caller.
-func (s *Server) Close() error { return s.replies.close() }
+func (s *Server) Close() error { return s.client.Close() }
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
