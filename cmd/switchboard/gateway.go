@@ -4,13 +4,18 @@ import (
 	"context"
 	"io"
 
+	"golang.org/x/sync/errgroup"
+
+	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/gateway"
 	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/broker/streams"
 )
 
-// runGateway serves the OpenAI-compatible HTTP front door.
+// runGateway serves the broker's front doors: the OpenAI-compatible HTTP API,
+// the llm.complete request-reply service and the llm.submit dispatcher. Run
+// as many as needed; NATS queue groups and the shared consumer spread work.
 func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("gateway", stderr)
 	var c commonFlags
@@ -46,5 +51,11 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	return srv.Run(ctx, c.httpAddr)
+	client := broker.NewClient(nc, js, resolver)
+	defer client.Close()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Run(gctx, c.httpAddr) })
+	g.Go(func() error { return broker.NewDispatcher(client, js, log).Run(gctx) })
+	g.Go(func() error { return broker.NewService(client, cfg.Gateway.RequestTimeout, log).Run(gctx) })
+	return g.Wait()
 }

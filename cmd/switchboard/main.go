@@ -35,7 +35,7 @@ var commands = map[string]command{
 	"ingest":  {summary: "load telemetry from NATS into ClickHouse (batched, deduplicated)", run: runIngest},
 	"migrate": {summary: "create or upgrade the ClickHouse schema (idempotent)", run: runMigrate},
 	"stats":   {summary: "requests, success/fallback rate, latency, tokens, cost from ClickHouse", run: runStats},
-	"gateway": {summary: "serve the OpenAI-compatible HTTP API (chat completions, async jobs, metrics)", run: runGateway},
+	"gateway": {summary: "serve the HTTP API, the llm.complete service and the llm.submit dispatcher", run: runGateway},
 	"mock":    {summary: "run the fault-injecting mock provider (OpenAI/Anthropic/Gemini shapes)", run: runMock},
 	"up":      {summary: "run everything in one process (embedded NATS, gateway, workers, ingester); --demo for mock providers", run: runUp},
 	"worker":  {summary: "run the worker pool of one provider (--provider NAME)", run: runWorker},

@@ -76,6 +76,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	resolver := route.New(cfg, opts...)
 	client := broker.NewClient(nc, js, resolver)
+	defer client.Close()
 	gw, err := gateway.New(gateway.Options{Config: cfg, Resolver: resolver, Conn: nc, JS: js, Logger: log})
 	if err != nil {
 		return err
