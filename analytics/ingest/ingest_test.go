@@ -381,3 +381,25 @@ func TestBadTelemetryGoesToDLQ(t *testing.T) {
 		}
 	}
 }
+
+func TestStartsWhileClickHouseIsDown(t *testing.T) {
+	e := newEnv(t)
+	srv := chtest.Server(t)
+	srv.Kill()
+	in := e.start("")
+	base := time.Now().UTC().Add(-time.Minute)
+	for i := 0; i < 10; i++ {
+		for _, ev := range jobEvents(i, base) {
+			e.publish(ev, "")
+		}
+	}
+	select {
+	case <-in.Ready():
+		t.Fatal("ready without ClickHouse")
+	default:
+	}
+	if err := srv.Restart(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.checkTotals(10)
+}
