@@ -79,7 +79,10 @@ func (p *Pool) messages(ctx context.Context) (jetstream.MessagesContext, error) 
 	if err != nil {
 		return nil, err
 	}
-	return lanes.Open(cons, lanes.Weights(p.liveConfig().Lanes), p.ackWait/3), nil
+	// Holding a few ready jobs per lane saves a pull round trip per job;
+	// held jobs count against MaxAckPending, so keep it a small share.
+	batch := min(16, p.concurrency/8)
+	return lanes.Open(cons, lanes.Weights(p.liveConfig().Lanes), p.ackWait/3, batch), nil
 }
 
 // SetConfig applies a reloaded config to a running pool: routes' retry and

@@ -86,6 +86,7 @@ type Source struct {
 	lanes   []jetstream.Consumer
 	weights []int
 	hb      time.Duration
+	batch   int
 
 	ctx      context.Context // fetching stops when it ends
 	stop     context.CancelFunc
@@ -105,12 +106,13 @@ type result struct {
 }
 
 // Open starts pulling from consumers (in Priorities order) with the given
-// weights. Messages waiting to be picked get InProgress every heartbeat so
-// they are not redelivered meanwhile.
-func Open(consumers []jetstream.Consumer, weights []int, heartbeat time.Duration) *Source {
+// weights, up to batch ready messages per pull request and lane. Messages
+// waiting to be picked get InProgress every heartbeat so they are not
+// redelivered meanwhile.
+func Open(consumers []jetstream.Consumer, weights []int, heartbeat time.Duration, batch int) *Source {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Source{
-		lanes: consumers, weights: weights, hb: heartbeat,
+		lanes: consumers, weights: weights, hb: heartbeat, batch: max(batch, 1),
 		ctx: ctx, stop: cancel,
 		reqs: make(chan chan result), closed: make(chan struct{}), draining: make(chan struct{}),
 	}
@@ -127,16 +129,16 @@ func Open(consumers []jetstream.Consumer, weights []int, heartbeat time.Duration
 	return s
 }
 
-// pull fetches one message at a time from a lane and hands it over.
+// pull fetches messages from a lane and hands them over one at a time; the
+// ones it holds meanwhile get InProgress every heartbeat and go back (Nak)
+// when the Source stops.
 func (s *Source) pull(c jetstream.Consumer, out chan<- jetstream.Msg) {
 	defer s.wg.Done()
 	defer close(out)
 	t := time.NewTicker(s.hb)
 	defer t.Stop()
 	for s.ctx.Err() == nil {
-		fctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
-		msg, err := c.Next(jetstream.FetchContext(fctx))
-		cancel()
+		held, err := s.fetch(c)
 		if err != nil {
 			if s.ctx.Err() != nil {
 				return
@@ -153,18 +155,48 @@ func (s *Source) pull(c jetstream.Consumer, out chan<- jetstream.Msg) {
 			}
 			continue
 		}
-		for sent := false; !sent; {
+		for len(held) > 0 {
 			select {
-			case out <- msg:
-				sent = true
+			case out <- held[0]:
+				held = held[1:]
 			case <-t.C:
-				_ = msg.InProgress()
+				for _, m := range held {
+					_ = m.InProgress()
+				}
 			case <-s.ctx.Done():
-				_ = msg.Nak()
+				for _, m := range held {
+					_ = m.Nak()
+				}
 				return
 			}
 		}
 	}
+}
+
+// fetch takes up to s.batch messages that are ready now in one pull request
+// (so a busy lane costs one round trip per batch, not per message), or else
+// waits up to 5s for the next one.
+func (s *Source) fetch(c jetstream.Consumer) ([]jetstream.Msg, error) {
+	if s.batch > 1 {
+		b, err := c.FetchNoWait(s.batch)
+		if err != nil {
+			return nil, err
+		}
+		var msgs []jetstream.Msg
+		for m := range b.Messages() {
+			msgs = append(msgs, m)
+		}
+		if len(msgs) > 0 {
+			return msgs, nil
+		}
+	}
+	fctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	defer cancel()
+	msg, err := c.Next(jetstream.FetchContext(fctx))
+	if err != nil {
+		return nil, err
+	}
+	return []jetstream.Msg{msg}, nil
 }
 
 // dispatch owns the messages waiting in each lane and answers Next calls.

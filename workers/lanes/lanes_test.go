@@ -40,7 +40,7 @@ func setup(t *testing.T, perLane int) (jetstream.JetStream, []jetstream.Consumer
 
 func TestSaturatedPicksByWeight(t *testing.T) {
 	_, cons := setup(t, 30)
-	src := Open(cons, Weights(config.Lanes{High: 6, Normal: 3, Low: 1}), time.Second)
+	src := Open(cons, Weights(config.Lanes{High: 6, Normal: 3, Low: 1}), time.Second, 1)
 	defer src.Stop()
 	var order []string
 	left := map[string]int{"high": 30, "normal": 30, "low": 30}
@@ -93,7 +93,7 @@ func TestSaturatedPicksByWeight(t *testing.T) {
 
 func TestDrainAndStop(t *testing.T) {
 	js, cons := setup(t, 3)
-	src := Open(cons, []int{1, 1, 1}, time.Second)
+	src := Open(cons, []int{1, 1, 1}, time.Second, 1)
 	got := 0
 	for ; got < 5; got++ {
 		m, err := src.Next()
@@ -108,7 +108,7 @@ func TestDrainAndStop(t *testing.T) {
 	}
 	// Whatever was pulled but not returned went back (Nak): a new Source
 	// gets the remaining 4 messages.
-	src2 := Open(cons, []int{1, 1, 1}, time.Second)
+	src2 := Open(cons, []int{1, 1, 1}, time.Second, 1)
 	defer src2.Stop()
 	for ; got < 9; got++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
