@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/switchboard-llm/switchboard/analytics/pricing"
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/embedded"
@@ -81,9 +82,13 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	prices, err := pricing.Load(cfg)
+	if err != nil {
+		return err
+	}
 	var pools []*workers.Pool
 	for _, p := range cfg.Providers {
-		pool, err := newPool(stateCtx, cfg, p, nc, js, log)
+		pool, err := newPool(stateCtx, cfg, p, nc, js, prices, log)
 		if err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard-llm/switchboard/analytics/pricing"
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/workers"
@@ -46,7 +47,11 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	log := newLogger()
-	pool, err := newPool(ctx, cfg, p, nc, js, log)
+	prices, err := pricing.Load(cfg)
+	if err != nil {
+		return err
+	}
+	pool, err := newPool(ctx, cfg, p, nc, js, prices, log)
 	if err != nil {
 		return err
 	}
@@ -66,7 +71,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // newPool builds the worker pool of one provider with its adapter (one per
 // API key, rotated) and the shared breakers, rate limits and latency store.
-func newPool(ctx context.Context, cfg *config.Config, p config.Provider, nc *nats.Conn, js jetstream.JetStream, log *slog.Logger) (*workers.Pool, error) {
+// Costs use prices, the config's models plus analytics.prices_file.
+func newPool(ctx context.Context, cfg *config.Config, p config.Provider, nc *nats.Conn, js jetstream.JetStream, prices workers.Pricer, log *slog.Logger) (*workers.Pool, error) {
 	hc := providers.NewHTTPClient()
 	adapter := func(q config.Provider) (workers.Completer, error) {
 		return keys.Build(q, func(k config.Provider) (workers.Completer, error) { return providers.New(k, hc) })
@@ -106,6 +112,7 @@ func newPool(ctx context.Context, cfg *config.Config, p config.Provider, nc *nat
 		Conn:       nc,
 		JS:         js,
 		Logger:     log,
+		Pricer:     prices,
 		Resilience: res,
 	})
 }
