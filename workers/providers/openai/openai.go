@@ -76,7 +76,7 @@ func (c *Client) GoString() string { return c.String() }
 
 // Complete makes one non-streaming call.
 func (c *Client) Complete(ctx context.Context, req *workers.Request) (*workers.Response, error) {
-	body, err := c.body(req, false)
+	body, _, err := c.body(req, false)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +108,7 @@ func (c *Client) Complete(ctx context.Context, req *workers.Request) (*workers.R
 
 // Stream makes one streaming call, emitting each chunk as the upstream sent it.
 func (c *Client) Stream(ctx context.Context, req *workers.Request, emit func(chunk json.RawMessage) error) (*workers.Response, error) {
-	body, err := c.body(req, true)
+	body, callerWantsUsage, err := c.body(req, true)
 	if err != nil {
 		return nil, err
 	}
@@ -159,6 +159,9 @@ func (c *Client) Stream(ctx context.Context, req *workers.Request, emit func(chu
 			return nil, pe
 		}
 		asm.Add(&probe.Chunk)
+		if !callerWantsUsage && len(probe.Choices) == 0 && len(probe.Usage) > 0 {
+			continue // the usage chunk we asked for on the caller's behalf
+		}
 		if err := emit(json.RawMessage(ev.Data)); err != nil {
 			return nil, err
 		}
@@ -169,26 +172,40 @@ func (c *Client) Stream(ctx context.Context, req *workers.Request, emit func(chu
 func isDone(data []byte) bool { return string(bytes.TrimSpace(data)) == "[DONE]" }
 
 // body rewrites the caller's body: model set, stream fields set or removed,
-// everything else byte for byte and in order.
-func (c *Client) body(req *workers.Request, stream bool) ([]byte, error) {
+// everything else byte for byte and in order. A stream always asks for
+// usage (stream_options.include_usage) so its cost is known; the result
+// reports whether the caller asked for it too.
+func (c *Client) body(req *workers.Request, stream bool) ([]byte, bool, error) {
 	if len(bytes.TrimSpace(req.Body)) == 0 {
-		return nil, oai.InvalidRequest(c.name, "request body is empty")
+		return nil, false, oai.InvalidRequest(c.name, "request body is empty")
 	}
 	obj, err := jsonobj.Parse(req.Body)
 	if err != nil {
-		return nil, oai.InvalidRequest(c.name, "request: %v", err)
+		return nil, false, oai.InvalidRequest(c.name, "request: %v", err)
 	}
+	callerWantsUsage := false
 	if req.Model != "" {
 		m, _ := json.Marshal(req.Model)
 		obj.Set("model", m)
 	}
 	if stream {
 		obj.Set("stream", json.RawMessage("true"))
+		opts := &jsonobj.Object{}
+		if raw, ok := obj.Get("stream_options"); ok {
+			if parsed, err := jsonobj.Parse(raw); err == nil {
+				opts = parsed
+			}
+		}
+		if v, ok := opts.Get("include_usage"); ok && string(bytes.TrimSpace(v)) == "true" {
+			callerWantsUsage = true
+		}
+		opts.Set("include_usage", json.RawMessage("true"))
+		obj.Set("stream_options", opts.Bytes())
 	} else {
 		obj.Delete("stream")
 		obj.Delete("stream_options")
 	}
-	return obj.Bytes(), nil
+	return obj.Bytes(), callerWantsUsage, nil
 }
 
 func (c *Client) post(ctx context.Context, body []byte, stream bool) (*http.Response, error) {
