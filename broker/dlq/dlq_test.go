@@ -1,0 +1,82 @@
+package dlq_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/switchboard-llm/switchboard/broker/dlq"
+	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/internal/testenv"
+	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/workers/mock"
+)
+
+func TestListAndReplay(t *testing.T) {
+	env := testenv.Start(t, []testenv.Provider{{Name: "a", Faults: mock.Faults{ErrorRate: 1, ErrorStatus: 503}}})
+	env.StartPools(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	res, err := env.Client.Complete(ctx, &schemas.Job{Request: testenv.Chat("dead"), Metadata: map[string]string{"tenant": "acme"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != schemas.StatusFailed {
+		t.Fatalf("result = %+v", res)
+	}
+	var entries []dlq.Entry
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		entries, err = dlq.List(ctx, env.JS, 0, 0)
+		if err != nil {
+			return err
+		}
+		if len(entries) != 1 {
+			return fmt.Errorf("%d dead letters", len(entries))
+		}
+		return nil
+	})
+	e := entries[0]
+	if e.JobID != res.ID || e.Route != "chat" || e.Tenant != "acme" || e.Subject != streams.DLQ(streams.DLQExhausted) || e.Reason == "" {
+		t.Fatalf("entry = %+v", e)
+	}
+
+	// A poison message is listed but cannot be replayed.
+	if _, err := env.JS.Publish(ctx, streams.DLQ(streams.DLQPoison), []byte("not a job")); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ = dlq.List(ctx, env.JS, 0, 0)
+	if len(entries) != 2 || entries[1].JobID != "" {
+		t.Fatalf("entries = %+v", entries)
+	}
+	if _, err := dlq.Replay(ctx, env.JS, env.Client, entries[1].Seq); !errors.Is(err, dlq.ErrNotReplayable) {
+		t.Fatalf("replay poison: %v", err)
+	}
+
+	// The provider recovers; the replayed job succeeds and its letter is gone.
+	env.Mocks["a"].SetFaults(mock.Faults{})
+	id, err := dlq.Replay(ctx, env.JS, env.Client, e.Seq)
+	if err != nil || id != res.ID {
+		t.Fatalf("replay: %s %v", id, err)
+	}
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		r, err := env.Client.Result(ctx, id)
+		if err != nil {
+			return err
+		}
+		if r.Status != schemas.StatusSucceeded {
+			return fmt.Errorf("status %s", r.Status)
+		}
+		if len(r.Attempts) < 3 {
+			return fmt.Errorf("attempt history lost: %d attempts", len(r.Attempts))
+		}
+		return nil
+	})
+	entries, _ = dlq.List(ctx, env.JS, 0, 0)
+	if len(entries) != 1 || entries[0].JobID != "" {
+		t.Fatalf("after replay: %+v", entries)
+	}
+}
