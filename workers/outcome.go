@@ -26,6 +26,15 @@ type callError struct {
 	slow bool
 	// lost: the other of two hedged calls answered first.
 	lost bool
+	// expired: the call was not made because its rate-limit reservation's
+	// window ended before it could start (see run.callBy).
+	expired bool
+}
+
+// errReservationExpired is the callError of a call that was not made
+// because its rate-limit window ended first.
+func errReservationExpired() *callError {
+	return &callError{Type: schemas.ErrRateLimited, Message: "rate-limit window ended before the call started", expired: true}
 }
 
 // classify turns a call's error into a callError. The job's context wins over

@@ -36,6 +36,13 @@ type run struct {
 	// instead of dropping it (skipped for an open breaker).
 	deferTarget bool
 
+	// callBy: the current call must start before this instant, the end
+	// of the rate-limit window its reservation was counted in (zero: no
+	// reservation). A call that could not start in time is not made.
+	callBy time.Time
+	// probe: the current call is the breaker's half-open probe.
+	probe bool
+
 	pulledAt     time.Time
 	firstTokenAt time.Time
 	providerMS   int64
@@ -104,6 +111,13 @@ func (p *Pool) execute(ctx context.Context, job *schemas.Job, pulled time.Time) 
 			return end
 		}
 		att, resp, ce := p.callResilient(ctx, job, r, rv)
+		if ce != nil && ce.expired {
+			// No call was made: its rate-limit window ended first. Give the
+			// quota (and a half-open probe) back and pass the gate again.
+			p.unreserve(job, r, rv)
+			call--
+			continue
+		}
 		if ce == nil {
 			att.Outcome = schemas.OutcomeOK
 			r.attempts = append(r.attempts, att)
@@ -160,8 +174,11 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 	defer timer.Stop()
 
 	req := &Request{Model: target.Model, Body: job.Request}
-	p.stats.calls.Add(1)
 	start := time.Now()
+	if !r.callBy.IsZero() && !start.Before(r.callBy) {
+		return schemas.Attempt{}, nil, errReservationExpired()
+	}
+	p.stats.calls.Add(1)
 	var (
 		resp *Response
 		err  error

@@ -156,6 +156,7 @@ func (p *Pool) gate(ctx context.Context, job *schemas.Job, r *run, call int) (en
 			return r, nil
 		}
 	}
+	r.callBy, r.probe = time.Time{}, false
 	// A refusal that waited in place (a short wait mid-retries) checks again.
 	for {
 		probe := false
@@ -173,15 +174,18 @@ func (p *Pool) gate(ctx context.Context, job *schemas.Job, r *run, call int) (en
 			probe = d.Probe
 		}
 		if res.Limiter == nil {
+			r.probe = probe
 			return nil, nil
 		}
 		in, out := route.EstimateTokens(job.Request, p.liveConfig().Routing.DefaultOutputTokens)
 		rv, err := res.Limiter.Reserve(ctx, p.cfg.Provider, in+out)
 		if err != nil {
 			p.log.Warn("rate limit state unavailable; calling", "err", err)
+			r.probe = probe
 			return nil, nil
 		}
 		if rv.OK {
+			r.callBy, r.probe = rv.CallBy, probe
 			return nil, &rv
 		}
 		if probe { // hand the unused half-open probe back
@@ -244,6 +248,23 @@ func skippedBefore(job *schemas.Job, t schemas.Target) bool {
 	return false
 }
 
+// unreserve hands back what the gate granted to a call that was not made:
+// its rate-limit reservation and, if it was one, the half-open probe.
+func (p *Pool) unreserve(job *schemas.Job, r *run, rv *ratelimit.Reservation) {
+	res := p.cfg.Resilience
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.PublishTimeout)
+	defer cancel()
+	if res.Limiter != nil && rv != nil {
+		if err := res.Limiter.Release(ctx, p.cfg.Provider, *rv); err != nil {
+			p.log.Warn("release rate-limit reservation", "job", job.ID, "err", err)
+		}
+	}
+	if res.Breakers != nil && r.probe {
+		_ = res.Breakers.Record(ctx, r.target.Provider, r.target.Model, schemas.ErrRateLimited)
+	}
+	r.callBy, r.probe = time.Time{}, false
+}
+
 // observe feeds one finished call into the breakers, the latency store and
 // the rate limiter.
 func (p *Pool) observe(t schemas.Target, att schemas.Attempt, ce *callError, rv *ratelimit.Reservation) {
@@ -286,7 +307,9 @@ func (p *Pool) callResilient(ctx context.Context, job *schemas.Job, r *run, rv *
 	rt := p.routeOf(job)
 	if rt == nil || rt.LatencyThreshold <= 0 || len(job.Plan) < 2 {
 		att, resp, ce := p.call(ctx, job, r)
-		p.observe(r.target, att, ce, rv)
+		if ce == nil || !ce.expired {
+			p.observe(r.target, att, ce, rv)
+		}
 		return att, resp, ce
 	}
 	if rt.Mode == config.ModeHedge && !job.Stream {
@@ -303,6 +326,9 @@ func (p *Pool) callResilient(ctx context.Context, job *schemas.Job, r *run, rv *
 	})
 	att, resp, ce := p.call(slowCtx, job, r)
 	timer.Stop()
+	if ce != nil && ce.expired {
+		return att, resp, ce
+	}
 	if ce != nil && ce.slow {
 		ce.Message = fmt.Sprintf("no answer within latency_threshold %s; moving to %s", rt.LatencyThreshold, job.Plan[1])
 		att.ErrorMessage = ce.Message
@@ -339,7 +365,7 @@ func (p *Pool) callHedged(ctx context.Context, job *schemas.Job, r *run, thresho
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		pr := &run{target: r.target, pulledAt: r.pulledAt}
+		pr := &run{target: r.target, pulledAt: r.pulledAt, callBy: r.callBy}
 		att, resp, ce := p.call(primaryCtx, job, pr)
 		results <- callOutcome{att, resp, ce, pr, rv}
 	}()
@@ -387,9 +413,14 @@ func (p *Pool) callHedged(ctx context.Context, job *schemas.Job, r *run, thresho
 	}
 	wg.Wait()
 	for _, o := range []*callOutcome{primary, hedge} {
-		if o != nil {
+		if o != nil && (o.ce == nil || !o.ce.expired) {
 			p.observe(o.r.target, o.att, o.ce, o.rv)
 		}
+	}
+	if primary.ce != nil && primary.ce.expired {
+		// The primary call was never made (its rate-limit window ended
+		// first) and no hedge started: the caller passes the gate again.
+		return primary.att, primary.resp, primary.ce
 	}
 	if first == nil {
 		// Both failed (or no hedge started): the primary's failure decides;

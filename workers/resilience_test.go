@@ -121,18 +121,18 @@ func TestBreakerSkipsWithoutCall(t *testing.T) {
 	}
 }
 
-// timedMock serves a mock provider through a handler that records when each
-// call arrived.
-type timedMock struct {
+// countedMock serves a mock provider through a handler that counts the
+// chat-completion calls reaching it.
+type countedMock struct {
 	*mock.Server
 	url   string
 	mu    sync.Mutex
-	times []time.Time
+	calls int
 }
 
-func startTimedMock(t *testing.T, opts mock.Options) *timedMock {
+func startCountedMock(t *testing.T, opts mock.Options) *countedMock {
 	t.Helper()
-	m := &timedMock{Server: mock.New(opts)}
+	m := &countedMock{Server: mock.New(opts)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +140,7 @@ func startTimedMock(t *testing.T, opts mock.Options) *timedMock {
 	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/chat/completions") {
 			m.mu.Lock()
-			m.times = append(m.times, time.Now())
+			m.calls++
 			m.mu.Unlock()
 		}
 		m.Server.ServeHTTP(w, r)
@@ -151,22 +151,45 @@ func startTimedMock(t *testing.T, opts mock.Options) *timedMock {
 	return m
 }
 
-// perWindow counts calls per fixed window (aligned like the limiter's).
-func (m *timedMock) perWindow(w time.Duration) map[int64]int {
+func (m *countedMock) count() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := map[int64]int{}
-	for _, t := range m.times {
-		out[t.UnixNano()/int64(w)]++
+	return m.calls
+}
+
+// callsPerWindow counts the calls of results to provider per fixed window
+// of length w (aligned like the limiter's) by when each call started in its
+// worker. The pool starts a call only inside the window its rate-limit
+// reservation was counted in, so this is the limiter's own accounting as
+// the calls really happened; the provider's arrival clock would add the
+// request's transit time, which under load can carry a call admitted at a
+// window's end into the next one.
+func callsPerWindow(results []*schemas.Result, provider string, w time.Duration) (perWindow map[int64]int, calls int) {
+	perWindow = map[int64]int{}
+	for _, r := range results {
+		for _, a := range r.Attempts {
+			if a.Provider != provider || skipped(a) {
+				continue
+			}
+			perWindow[a.StartedAt.UnixNano()/int64(w)]++
+			calls++
+		}
 	}
-	return out
+	return perWindow, calls
+}
+
+// skipped reports whether an attempt records a target passed over without
+// a call (open breaker, no quota, no time left).
+func skipped(a schemas.Attempt) bool {
+	return a.StatusCode == 0 && a.DurationMS == 0 && (a.ErrorType == workers.ErrCircuitOpen ||
+		a.ErrorType == schemas.ErrRateLimited || strings.HasPrefix(a.ErrorMessage, "skipped:"))
 }
 
 func TestRateLimitTwoProcessesHoldRPM(t *testing.T) {
 	const window = 500 * time.Millisecond
 	const perWindow = 10 // rpm 1200 over 500ms windows
 	e := newEnv(t, 1, provider{name: "a", concurrency: 8})
-	tm := startTimedMock(t, mock.Options{})
+	tm := startCountedMock(t, mock.Options{})
 	e.tune(func(c *config.Config) {
 		c.Providers[0].BaseURL = tm.url + "/v1"
 		c.Providers[0].RPM = perWindow * int(time.Minute/window)
@@ -179,17 +202,24 @@ func TestRateLimitTwoProcessesHoldRPM(t *testing.T) {
 	for i := 0; i < 60; i++ {
 		ids = append(ids, e.submit(newJob()))
 	}
+	var results []*schemas.Result
 	for _, id := range ids {
-		if res := e.result(id, 30*time.Second); res.Status != schemas.StatusSucceeded {
+		res := e.result(id, 30*time.Second)
+		if res.Status != schemas.StatusSucceeded {
 			t.Fatalf("job %s: %s %v (a job over the limit must wait, not fail)", id, res.Status, res.Error)
 		}
+		results = append(results, res)
 	}
 	s1, s2 := w1.stop(t), w2.stop(t)
 	if s1.Succeeded == 0 || s2.Succeeded == 0 {
 		t.Errorf("both processes should serve: %d and %d", s1.Succeeded, s2.Succeeded)
 	}
+	perWin, calls := callsPerWindow(results, "a", window)
+	if n := tm.count(); calls != n {
+		t.Fatalf("results record %d calls, the provider saw %d", calls, n)
+	}
 	limit := perWindow + perWindow/20 // within 5%
-	for w, n := range tm.perWindow(window) {
+	for w, n := range perWin {
 		if n > limit {
 			t.Errorf("window %d: %d calls, over the limit of %d", w, n, perWindow)
 		}

@@ -41,6 +41,10 @@ type Reservation struct {
 	RetryAt time.Time
 	// Window identifies the counting window (for Commit).
 	Window int64
+	// CallBy is the end of that window (when OK): the call must start
+	// before it, or it would be counted in a window that is already over
+	// while it lands in the next one.
+	CallBy time.Time
 	// Tokens is how many tokens were reserved.
 	Tokens int
 }
@@ -111,11 +115,34 @@ func key(provider string, idx int64) string {
 // without rpm/tpm always gets OK without a KV round trip. A single request
 // larger than the whole tpm window passes when the window is otherwise
 // empty (it could never pass otherwise).
+//
+// A reservation is only granted when its count was stored before its
+// window ended: under load the KV round trips (and conflict retries) can
+// outlast the window, and a count written into a window that is over would
+// let the call join the next window's full quota. Such a late count is
+// given back and the request is counted in the current window instead.
 func (l *Limiter) Reserve(ctx context.Context, p config.Provider, tokens int) (Reservation, error) {
 	maxReq, maxTok := l.Limits(p)
 	if maxReq == 0 && maxTok == 0 {
 		return Reservation{OK: true}, nil
 	}
+	for {
+		res, err := l.reserveIn(ctx, p, tokens, maxReq, maxTok)
+		if err != nil {
+			return Reservation{}, fmt.Errorf("rate limit %s: %w", p.Name, err)
+		}
+		if !res.OK || l.now().Before(res.CallBy) {
+			return res, nil
+		}
+		// Counted too late: the window ended during the update.
+		if err := l.release(ctx, p.Name, res); err != nil {
+			return Reservation{}, fmt.Errorf("rate limit %s: %w", p.Name, err)
+		}
+	}
+}
+
+// reserveIn counts one request in the window holding now.
+func (l *Limiter) reserveIn(ctx context.Context, p config.Provider, tokens, maxReq, maxTok int) (Reservation, error) {
 	idx, end := l.windowOf(l.now())
 	res := Reservation{Window: idx, Tokens: tokens}
 	_, _, err := kvstate.Modify(ctx, l.kv, key(p.Name, idx), func(cur []byte, exists bool) ([]byte, bool, error) {
@@ -140,9 +167,41 @@ func (l *Limiter) Reserve(ctx context.Context, p config.Provider, tokens int) (R
 		return b, true, err
 	})
 	if err != nil {
-		return Reservation{}, fmt.Errorf("rate limit %s: %w", p.Name, err)
+		return Reservation{}, err
+	}
+	if res.OK {
+		res.CallBy = end
 	}
 	return res, nil
+}
+
+// release takes a granted reservation's request and tokens back out of its
+// window's count (the call was never made).
+func (l *Limiter) release(ctx context.Context, provider string, res Reservation) error {
+	_, _, err := kvstate.Modify(ctx, l.kv, key(provider, res.Window), func(cur []byte, exists bool) ([]byte, bool, error) {
+		if !exists {
+			return nil, false, nil
+		}
+		var u usage
+		_ = json.Unmarshal(cur, &u)
+		u.Requests = max(0, u.Requests-1)
+		u.Tokens = max(0, u.Tokens-res.Tokens)
+		b, err := json.Marshal(u)
+		return b, true, err
+	})
+	return err
+}
+
+// Release gives back a granted reservation whose call was not made (e.g. it
+// could not start before the reservation's window ended).
+func (l *Limiter) Release(ctx context.Context, p config.Provider, res Reservation) error {
+	if !res.OK || res.CallBy.IsZero() {
+		return nil
+	}
+	if err := l.release(ctx, p.Name, res); err != nil {
+		return fmt.Errorf("rate limit %s: %w", p.Name, err)
+	}
+	return nil
 }
 
 // Commit corrects a reservation's tokens to the usage the provider

@@ -136,3 +136,51 @@ func TestDelay(t *testing.T) {
 		}
 	}
 }
+
+// A count stored after its window ended (a slow KV round trip under load)
+// must not be granted in that window: the call would land in the next
+// window on top of its full quota. It is given back and counted in the
+// window that is current when the reservation is granted.
+func TestReserveCountedTooLateMovesToCurrentWindow(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := srv.Connect(t)
+	ctx := context.Background()
+	const w = time.Minute
+	start := time.Unix(1_800_000_000, 0) // a window boundary
+	var mu sync.Mutex
+	clock := []time.Time{start.Add(-time.Millisecond), start.Add(time.Millisecond)} // the update outlasts the window
+	now := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		t := clock[0]
+		if len(clock) > 1 {
+			clock = clock[1:]
+		}
+		return t
+	}
+	l, err := New(ctx, js, config.RateLimits{Window: w}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := config.Provider{Name: "p", RPM: 1}
+	res, err := l.Reserve(ctx, p, 10)
+	if err != nil || !res.OK {
+		t.Fatalf("reserve: %+v %v", res, err)
+	}
+	if want := start.UnixNano() / int64(w); res.Window != want || !res.CallBy.Equal(start.Add(w)) {
+		t.Errorf("granted in window %d (call by %v), want %d (call by %v)", res.Window, res.CallBy, want, start.Add(w))
+	}
+	if n, tok, _ := l.Usage(ctx, "p", start.Add(-time.Millisecond)); n != 0 || tok != 0 {
+		t.Errorf("the ended window keeps %d requests and %d tokens, want none", n, tok)
+	}
+	if n, _, _ := l.Usage(ctx, "p", start); n != 1 {
+		t.Errorf("the current window counts %d requests, want 1", n)
+	}
+	// Release gives a granted reservation back (a call that was not made).
+	if err := l.Release(ctx, p, res); err != nil {
+		t.Fatal(err)
+	}
+	if n, tok, _ := l.Usage(ctx, "p", start); n != 0 || tok != 0 {
+		t.Errorf("after release: %d requests, %d tokens, want none", n, tok)
+	}
+}
