@@ -22,7 +22,9 @@ func setup(t *testing.T, perLane int) (jetstream.JetStream, []jetstream.Consumer
 	if err := streams.Ensure(ctx, js, config.Limits{}); err != nil {
 		t.Fatal(err)
 	}
-	p := config.Provider{Name: "p", Concurrency: 100, Timeout: 5 * time.Second}
+	// AckWait = timeout + 5s = 6s: a message the server sent to a pull that
+	// Stop cancelled mid-flight comes back within the tests' 10s waits.
+	p := config.Provider{Name: "p", Concurrency: 100, Timeout: time.Second}
 	cons, err := Ensure(ctx, js, p)
 	if err != nil {
 		t.Fatal(err)
@@ -106,8 +108,9 @@ func TestDrainAndStop(t *testing.T) {
 	if _, err := src.Next(); err != jetstream.ErrMsgIteratorClosed {
 		t.Fatalf("Next after Stop = %v", err)
 	}
-	// Whatever was pulled but not returned went back (Nak): a new Source
-	// gets the remaining 4 messages.
+	// Whatever was pulled but not returned went back (Nak, or after AckWait
+	// when it was in flight to a cancelled pull): a new Source gets the
+	// remaining 4 messages.
 	src2 := Open(cons, []int{1, 1, 1}, time.Second, 1)
 	defer src2.Stop()
 	for ; got < 9; got++ {
