@@ -133,8 +133,21 @@ func BenchmarkAsyncThroughput(b *testing.B) {
 		_, err := e.client.Submit(ctx, newJob())
 		return err
 	})
-	for e.count(streams.StreamResults, ">") < b.N {
-		time.Sleep(2 * time.Millisecond) // polling for completion
+	// Poll the stream's message count, not per-subject totals: listing
+	// b.N subjects every poll would cost more than the work measured.
+	results, err := e.js.Stream(ctx, streams.StreamResults)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for {
+		info, err := results.Info(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if info.State.Msgs >= uint64(b.N) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond) // polling for completion
 	}
 	jobsElapsed := time.Since(t0)
 	var seq atomic.Int64
