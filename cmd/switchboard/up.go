@@ -99,6 +99,14 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer an.Close()
+	if an.Server != nil {
+		// `switchboard stats` run beside `up` finds the managed server here.
+		dsnFile := managedDSNFile(c.dataDir)
+		if err := os.WriteFile(dsnFile, []byte(an.DSN+"\n"), 0o600); err != nil {
+			log.Warn("analytics: could not record the managed ClickHouse DSN", "file", dsnFile, "err", err)
+		}
+		defer os.Remove(dsnFile)
+	}
 
 	// Routes, retries, breakers and limits reload on SIGHUP or from KV
 	// sb_config; an invalid config is refused and the running one stays.
@@ -170,3 +178,6 @@ func routeNames(cfg *config.Config) []string {
 	}
 	return names
 }
+
+// managedDSNFile is where `up` records the DSN of the ClickHouse it manages.
+func managedDSNFile(dataDir string) string { return filepath.Join(dataDir, "clickhouse.dsn") }
