@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -128,4 +129,19 @@ func TestBadConfigIsAFailureNamingTheKey(t *testing.T) {
 
 func writeFile(path, content string) error {
 	return os.WriteFile(path, []byte(content), 0o644)
+}
+
+func TestFlagsAfterPositionals(t *testing.T) {
+	fs := newFlags("t", io.Discard)
+	out := fs.String("out", "", "")
+	quiet := fs.Bool("quiet", false, "")
+	if err := parseFlags(fs, []string{"in.jsonl", "--out", "r.jsonl", "second", "--quiet", "--", "--third"}); err != nil {
+		t.Fatal(err)
+	}
+	if *out != "r.jsonl" || !*quiet || strings.Join(fs.Args(), ",") != "in.jsonl,second,--third" {
+		t.Fatalf("out=%q quiet=%v args=%v", *out, *quiet, fs.Args())
+	}
+	if err := parseFlags(newFlags("t", io.Discard), []string{"x", "--nope"}); !errors.Is(err, errUsage) {
+		t.Fatalf("unknown flag after a positional: %v", err)
+	}
 }
