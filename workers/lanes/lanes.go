@@ -1,8 +1,9 @@
 // Package lanes gives a provider's worker pool three priority lanes. Jobs
 // of priority high and low sit on llm.jobs.<provider>.high and
 // llm.jobs.<provider>.low (normal stays on llm.jobs.<provider>, the DESIGN
-// contract), each with its own durable consumer. A Source pulls one message
-// at a time from each lane and, whenever a worker asks for the next job,
+// contract), each with its own durable consumer. A Source pulls the ready
+// messages of each lane a small batch per round trip and, whenever a worker
+// asks for the next job,
 // picks among the lanes that have one by smooth weighted round-robin: with
 // weights 6/3/1 and every lane busy, high gets 6 of 10 picks, low 1 — high
 // goes first, low never starves.
