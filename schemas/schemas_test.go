@@ -112,7 +112,8 @@ func TestJobValidation(t *testing.T) {
 }
 
 func TestEventIDsAreDeterministic(t *testing.T) {
-	if AttemptEventID("j", 1) != AttemptEventID("j", 1) || AttemptEventID("j", 1) == AttemptEventID("j", 2) {
+	first, again, second := AttemptEventID("j", 1), AttemptEventID("j", 1), AttemptEventID("j", 2)
+	if first != again || first == second {
 		t.Error("attempt event ids must be stable per (job, attempt) and differ across attempts")
 	}
 	if CompletionEventID("j") == AttemptEventID("j", 0) {

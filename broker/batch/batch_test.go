@@ -75,6 +75,10 @@ func TestBatchRunsResumesAndNeverSendsALineTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// r4 (unknown route) is answered by whichever run saw its failed Result.
+	if sum.Succeeded != 3 || sum.Invalid != 3 || sum.Failed+sum.Resumed != 1 {
+		t.Errorf("second run summary = %+v, want 3 succeeded, 3 invalid, r4 failed now or earlier", sum)
+	}
 	lines := readOutput(t, out)
 	if len(lines) != 7 {
 		t.Fatalf("output has %d lines, want 7: %v", len(lines), lines)

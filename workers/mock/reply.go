@@ -44,7 +44,6 @@ const (
 
 // toolCall is a reply's tool call.
 type toolCall struct {
-	id   string
 	name string
 	args string // JSON object text
 }
