@@ -59,6 +59,7 @@ func TestSubmitRejectsBadInput(t *testing.T) {
 		{"unknown provider", schemas.Job{Model: "zzz/m", Request: testenv.Chat("x")}, `model: unknown provider "zzz"`},
 		{"no messages", schemas.Job{Request: []byte(`{"messages":[]}`)}, "request.messages"},
 		{"past deadline", schemas.Job{Request: testenv.Chat("x"), Deadline: &past}, "deadline exceeded"},
+		{"request over the limit", schemas.Job{Request: testenv.Chat(strings.Repeat("x", 2<<20))}, "request: is 2097"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
