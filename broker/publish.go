@@ -56,12 +56,7 @@ func FailedResult(job *schemas.Job, errType, message string, now time.Time) *sch
 // DeadLetter publishes a payload to llm.dlq.<reason> with the reason and the
 // source subject in headers. msgID, when set, deduplicates redeliveries.
 func DeadLetter(ctx context.Context, js jetstream.JetStream, class, source, reason, msgID string, payload []byte) error {
-	msg := &nats.Msg{Subject: streams.DLQ(class), Data: payload, Header: nats.Header{}}
-	msg.Header.Set(streams.HeaderError, reason)
-	msg.Header.Set(streams.HeaderSource, source)
-	if msgID != "" {
-		msg.Header.Set(jetstream.MsgIDHeader, msgID)
-	}
+	msg := streams.DeadLetterMsg(class, source, reason, msgID, payload)
 	if _, err := js.PublishMsg(ctx, msg); err != nil {
 		return fmt.Errorf("dead-letter to %s: %w", msg.Subject, err)
 	}

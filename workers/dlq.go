@@ -13,18 +13,12 @@ import (
 	"github.com/switchboard-llm/switchboard/schemas"
 )
 
-// maxReasonLen bounds the reason header of a dead letter.
-const maxReasonLen = 512
-
 // poison dead-letters a message that is not a job this pool can run (raw
 // payload, reason and source subject in headers), then terminates it so it
 // is never redelivered. If the dead letter cannot be stored the message is
 // Nak'd instead: nothing is dropped.
 func (p *Pool) poison(msg jetstream.Msg, reason string) {
-	dl := &nats.Msg{Subject: streams.DLQ(streams.DLQPoison), Data: msg.Data(), Header: nats.Header{}}
-	dl.Header.Set(streams.HeaderError, truncate(reason, maxReasonLen))
-	dl.Header.Set(streams.HeaderSource, msg.Subject())
-	dl.Header.Set(jetstream.MsgIDHeader, poisonMsgID(msg))
+	dl := streams.DeadLetterMsg(streams.DLQPoison, msg.Subject(), reason, poisonMsgID(msg), msg.Data())
 	if err := p.publishAll([]*nats.Msg{dl}); err != nil {
 		p.log.Warn("dead-letter poison message", "err", err)
 		_ = msg.NakWithDelay(p.cfg.NakDelay)
@@ -60,11 +54,7 @@ func (p *Pool) deadLetter(msg jetstream.Msg, job *schemas.Job, res *schemas.Resu
 	if res.Error.Message != "" {
 		reason += ": " + res.Error.Message
 	}
-	m := &nats.Msg{Subject: streams.DLQ(streams.DLQExhausted), Data: data, Header: nats.Header{}}
-	m.Header.Set(streams.HeaderError, truncate(reason, maxReasonLen))
-	m.Header.Set(streams.HeaderSource, msg.Subject())
-	m.Header.Set(jetstream.MsgIDHeader, streams.DLQMsgID(job.ID, job.Hop))
-	return m, nil
+	return streams.DeadLetterMsg(streams.DLQExhausted, msg.Subject(), reason, streams.DLQMsgID(job.ID, job.Hop), data), nil
 }
 
 func truncate(s string, n int) string {

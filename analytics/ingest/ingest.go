@@ -20,7 +20,6 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
@@ -398,10 +397,8 @@ func (in *Ingester) ack(b *batch) {
 // deadLetter publishes a bad event's raw payload to llm.dlq.telemetry with
 // the reason, then acks it. It retries the publish until ctx ends.
 func (in *Ingester) deadLetter(ctx context.Context, m *message.Message, reason error) error {
-	msg := &nats.Msg{Subject: streams.DLQ(streams.DLQTelemetry), Data: m.Payload, Header: nats.Header{}}
-	msg.Header.Set(streams.HeaderError, reason.Error())
-	msg.Header.Set(streams.HeaderSource, m.Metadata.Get(MetaSubject))
-	msg.Header.Set(jetstream.MsgIDHeader, "telemetry."+m.Metadata.Get(MetaStreamSeq))
+	msg := streams.DeadLetterMsg(streams.DLQTelemetry, m.Metadata.Get(MetaSubject), reason.Error(),
+		"telemetry."+m.Metadata.Get(MetaStreamSeq), m.Payload)
 	for try := 0; ; try++ {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := in.cfg.JS.PublishMsg(pctx, msg)
