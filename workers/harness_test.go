@@ -398,17 +398,25 @@ func (e *env) events(jobID string) (attempts, completions []schemas.Event) {
 		n := 0
 		for m := range batch.Messages() {
 			n++
-			var ev schemas.Event
-			if err := json.Unmarshal(m.Data(), &ev); err != nil {
+			var evs []schemas.Event
+			if m.Subject() != streams.TelemetryBatch {
+				evs = append(evs, schemas.Event{})
+				err = json.Unmarshal(m.Data(), &evs[0])
+			} else {
+				err = json.Unmarshal(m.Data(), &evs)
+			}
+			if err != nil {
 				e.t.Fatal(err)
 			}
-			if ev.JobID != jobID {
-				continue
-			}
-			if ev.Kind == schemas.EventAttempt {
-				attempts = append(attempts, ev)
-			} else {
-				completions = append(completions, ev)
+			for _, ev := range evs {
+				if ev.JobID != jobID {
+					continue
+				}
+				if ev.Kind == schemas.EventAttempt {
+					attempts = append(attempts, ev)
+				} else {
+					completions = append(completions, ev)
+				}
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {

@@ -78,8 +78,9 @@ func TestSuccess(t *testing.T) {
 		c.CostUSD == nil || *c.CostUSD != want || c.Route != "chat" || c.OutputTokens != 5 {
 		t.Errorf("completion event = %+v", c)
 	}
-	if m := e.lastMsg(streams.StreamTelemetry, streams.Telemetry(schemas.EventCompletion)); m.Header.Get(jetstream.MsgIDHeader) != c.EventID.String() {
-		t.Errorf("completion Nats-Msg-Id = %q, want the event id", m.Header.Get(jetstream.MsgIDHeader))
+	// Both travel in one message, deduplicated by job and hop.
+	if m := e.lastMsg(streams.StreamTelemetry, streams.TelemetryBatch); m.Header.Get(jetstream.MsgIDHeader) != streams.TelemetryMsgID(id, 0) {
+		t.Errorf("telemetry Nats-Msg-Id = %q, want %q", m.Header.Get(jetstream.MsgIDHeader), streams.TelemetryMsgID(id, 0))
 	}
 
 	// A pinned job on an unpriced model has no cost (nil, not 0), and uses

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/broker/streams"
@@ -264,11 +265,11 @@ func (p *Pool) finishedBefore(msg jetstream.Msg, job *schemas.Job) bool {
 	if err != nil {
 		return false
 	}
-	msgs, err := p.eventMsgs(job, res, 0)
+	events, err := p.eventMsg(job, res, 0)
 	if err != nil {
 		return false
 	}
-	if err := p.publishAll(msgs); err != nil {
+	if err := p.publishAll([]*nats.Msg{events}); err != nil {
 		p.log.Warn("re-publish telemetry", "job", job.ID, "err", err)
 		p.stats.publishFailures.Add(1)
 		_ = msg.NakWithDelay(p.cfg.NakDelay)

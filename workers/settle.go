@@ -53,11 +53,12 @@ func (p *Pool) settle(msg jetstream.Msg, job *schemas.Job, r *run) {
 	resMsg := &nats.Msg{Subject: streams.Result(job.Batch, job.ID), Data: data, Header: nats.Header{}}
 	resMsg.Header.Set(jetstream.MsgIDHeader, streams.ResultMsgID(job.ID, job.Hop))
 	msgs := []*nats.Msg{resMsg}
-	events, err := p.eventMsgs(job, res, len(job.Attempts))
+	events, err := p.eventMsg(job, res, len(job.Attempts))
 	if err != nil {
 		p.log.Error("encode telemetry", "job", job.ID, "err", err)
+	} else {
+		msgs = append(msgs, events)
 	}
-	msgs = append(msgs, events...)
 	if r.dlq {
 		dl, err := p.deadLetter(msg, job, res)
 		if err != nil {
@@ -97,13 +98,15 @@ func (p *Pool) fallback(msg jetstream.Msg, job *schemas.Job, r *run) {
 		next.Plan = append(append([]schemas.Target(nil), next.Plan...), job.Plan[0])
 	}
 	next.Hop = job.Hop + 1
-	events, err := p.attemptMsgs(&next, len(job.Attempts))
-	if err != nil {
+	var events []*nats.Msg
+	if m, err := p.attemptMsg(&next, job.Hop, len(job.Attempts)); err != nil {
 		p.log.Error("encode telemetry", "job", job.ID, "err", err)
+	} else if m != nil {
+		events = append(events, m)
 	}
 	futs := p.publishAsync(events)
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.PublishTimeout)
-	err = broker.PublishJob(ctx, p.cfg.JS, &next)
+	err := broker.PublishJob(ctx, p.cfg.JS, &next)
 	cancel()
 	if err == nil {
 		err = p.await(events, futs)

@@ -72,50 +72,45 @@ func completionEvent(job *schemas.Job, res *schemas.Result) schemas.Event {
 	return ev
 }
 
-// attemptMsgs are the attempt events of job.Attempts[from:].
-func (p *Pool) attemptMsgs(job *schemas.Job, from int) ([]*nats.Msg, error) {
-	return p.attemptMsgsOf(job, job.Attempts, from)
+// attemptMsg is the telemetry batch of job.Attempts[from:], the attempts
+// made by hop, which falls back (nil when there are none).
+func (p *Pool) attemptMsg(job *schemas.Job, hop, from int) (*nats.Msg, error) {
+	return telemetryMsg(job.ID, hop, p.attemptEvents(job, job.Attempts, from))
 }
 
-func (p *Pool) attemptMsgsOf(job *schemas.Job, attempts []schemas.Attempt, from int) ([]*nats.Msg, error) {
-	msgs := make([]*nats.Msg, 0, len(attempts)-from+1)
+func (p *Pool) attemptEvents(job *schemas.Job, attempts []schemas.Attempt, from int) []schemas.Event {
+	events := make([]schemas.Event, 0, len(attempts)-from+1)
 	fallback := false
 	for i, att := range attempts {
 		if i >= from {
-			m, err := eventMsg(p.attemptEvent(job, att, i+1, fallback))
-			if err != nil {
-				return nil, err
-			}
-			msgs = append(msgs, m)
+			events = append(events, p.attemptEvent(job, att, i+1, fallback))
 		}
 		if att.Outcome == schemas.OutcomeFallback {
 			fallback = true
 		}
 	}
-	return msgs, nil
+	return events
 }
 
-// eventMsgs are the attempt events of res.Attempts[from:] and the job's
-// completion event.
-func (p *Pool) eventMsgs(job *schemas.Job, res *schemas.Result, from int) ([]*nats.Msg, error) {
-	msgs, err := p.attemptMsgsOf(job, res.Attempts, from)
-	if err != nil {
-		return nil, err
-	}
-	m, err := eventMsg(completionEvent(job, res))
-	if err != nil {
-		return nil, err
-	}
-	return append(msgs, m), nil
+// eventMsg is the telemetry batch of a job's last hop: the attempt events of
+// res.Attempts[from:] and the job's completion event.
+func (p *Pool) eventMsg(job *schemas.Job, res *schemas.Result, from int) (*nats.Msg, error) {
+	events := append(p.attemptEvents(job, res.Attempts, from), completionEvent(job, res))
+	return telemetryMsg(job.ID, job.Hop, events)
 }
 
-// eventMsg encodes an event for llm.telemetry.<kind>, deduplicated by its id.
-func eventMsg(ev schemas.Event) (*nats.Msg, error) {
-	data, err := json.Marshal(ev)
+// telemetryMsg encodes the events of one hop as one message on
+// llm.telemetry.batch, deduplicated by job and hop (each event also carries
+// its deterministic id, which ClickHouse deduplicates on).
+func telemetryMsg(jobID string, hop int, events []schemas.Event) (*nats.Msg, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	data, err := json.Marshal(events)
 	if err != nil {
 		return nil, err
 	}
-	m := &nats.Msg{Subject: streams.Telemetry(ev.Kind), Data: data, Header: nats.Header{}}
-	m.Header.Set(jetstream.MsgIDHeader, ev.EventID.String())
+	m := &nats.Msg{Subject: streams.TelemetryBatch, Data: data, Header: nats.Header{}}
+	m.Header.Set(jetstream.MsgIDHeader, streams.TelemetryMsgID(jobID, hop))
 	return m, nil
 }

@@ -32,12 +32,36 @@ func benchEvent(i int, ts time.Time) schemas.Event {
 		StatusCode: 200, Outcome: schemas.OutcomeOK, InputTokens: 100, OutputTokens: 20, CostUSD: &cost, DurationMS: int64(i % 500)}
 }
 
-func publishAsync(b *testing.B, js jetstream.JetStream, evs []schemas.Event) {
+// benchEvents are rows events: for even i an attempt event, for odd i the
+// completion of the job of event i-1, as the workers produce them.
+func benchEvents(rows int, ts time.Time) []schemas.Event {
+	evs := make([]schemas.Event, rows)
+	for i := range evs {
+		evs[i] = benchEvent(i, ts)
+		if i%2 == 1 {
+			att := evs[i-1]
+			evs[i].Kind, evs[i].JobID, evs[i].Outcome = schemas.EventCompletion, att.JobID, ""
+			evs[i].Status, evs[i].QueuedMS, evs[i].TotalMS = schemas.StatusSucceeded, 3, att.DurationMS+5
+		}
+	}
+	return evs
+}
+
+// publishAsync publishes evs, perMsg events to a message: 1 is one event per
+// message on llm.telemetry.<kind>, more are llm.telemetry.batch arrays.
+func publishAsync(b *testing.B, js jetstream.JetStream, evs []schemas.Event, perMsg int) {
 	b.Helper()
-	for _, ev := range evs {
-		data, _ := json.Marshal(ev)
-		m := &nats.Msg{Subject: streams.Telemetry(ev.Kind), Data: data, Header: nats.Header{}}
-		m.Header.Set(jetstream.MsgIDHeader, ev.EventID.String())
+	for i := 0; i < len(evs); i += perMsg {
+		chunk := evs[i:min(i+perMsg, len(evs))]
+		var m *nats.Msg
+		if perMsg == 1 {
+			data, _ := json.Marshal(chunk[0])
+			m = &nats.Msg{Subject: streams.Telemetry(chunk[0].Kind), Data: data, Header: nats.Header{}}
+		} else {
+			data, _ := json.Marshal(chunk)
+			m = &nats.Msg{Subject: streams.TelemetryBatch, Data: data, Header: nats.Header{}}
+		}
+		m.Header.Set(jetstream.MsgIDHeader, chunk[0].EventID.String())
 		if _, err := js.PublishMsgAsync(m); err != nil {
 			b.Fatal(err)
 		}
@@ -66,15 +90,20 @@ func waitRun(b *testing.B, done <-chan error) {
 }
 
 // BenchmarkIngestThroughput: rows/s from a pre-filled TELEMETRY stream into
-// ClickHouse (decode, dedup lookup, native insert, rollups, acks), with the
-// default batch_rows (10000). Side by side: the bare native insert.
+// ClickHouse (decode, dedup lookup, native insert, rollups, acks) with the
+// default batch_rows (10000), for telemetry as the workers publish it (one
+// message per job hop: here an attempt and a completion) and for one event
+// per message (what a foreign producer may send). Side by side: the bare
+// native insert of the same rows.
 func BenchmarkIngestThroughput(b *testing.B) {
-	for _, batchRows := range []int{config.DefaultBatchRows, 50_000} {
-		b.Run(fmt.Sprintf("batch_rows=%d", batchRows), func(b *testing.B) { benchIngest(b, batchRows) })
+	for _, perMsg := range []int{2, 1} {
+		for _, br := range []int{config.DefaultBatchRows, 25000, 50000} {
+			b.Run(fmt.Sprintf("events_per_msg=%d/batch=%d", perMsg, br), func(b *testing.B) { benchIngest(b, br, perMsg) })
+		}
 	}
 }
 
-func benchIngest(b *testing.B, batchRows int) {
+func benchIngest(b *testing.B, batchRows, perMsg int) {
 	const rows = 200_000
 	db := chtest.NewDB(b)
 	ns := natstest.Start(b)
@@ -83,22 +112,20 @@ func benchIngest(b *testing.B, batchRows int) {
 	if err := streams.Ensure(ctx, js, config.Limits{}); err != nil {
 		b.Fatal(err)
 	}
-	now := time.Now().UTC()
-	evs := make([]schemas.Event, rows)
-	for i := range evs {
-		evs[i] = benchEvent(i, now)
-	}
+	evs := benchEvents(rows, time.Now().UTC())
 	b.ResetTimer()
 	var total time.Duration
 	for n := 0; n < b.N; n++ {
 		b.StopTimer()
-		if err := db.Conn.Exec(ctx, "TRUNCATE TABLE attempts"); err != nil {
-			b.Fatal(err)
+		for _, table := range []string{"attempts", "completions"} {
+			if err := db.Conn.Exec(ctx, "TRUNCATE TABLE "+table); err != nil {
+				b.Fatal(err)
+			}
 		}
 		for i := range evs { // fresh ids each round
 			evs[i].EventID = uuid.New()
 		}
-		publishAsync(b, js, evs)
+		publishAsync(b, js, evs, perMsg)
 		b.StartTimer()
 		start := time.Now()
 		in, err := ingest.New(ingest.Config{JS: js, DSN: db.DSN, BatchRows: batchRows, BatchInterval: 200 * time.Millisecond,
@@ -109,13 +136,13 @@ func benchIngest(b *testing.B, batchRows int) {
 		rctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- in.Run(rctx) }()
-		// Stats().Attempts counts rows this ingester newly stored: it stays
-		// short when a write landed but reported an error and its retry was
+		// Stats counts rows this ingester newly stored: it stays short when
+		// a write landed but reported an error and its retry was
 		// deduplicated, so the wait is bounded and the failure names the
 		// counters (Failures > 0 points there).
 		natstest.CheckFor(b, 2*time.Minute, 5*time.Millisecond, func() error {
-			if st := in.Stats(); st.Attempts < rows {
-				return fmt.Errorf("ingested %d of %d (%+v)", st.Attempts, rows, st)
+			if st := in.Stats(); st.Attempts+st.Completions < rows {
+				return fmt.Errorf("ingested %d of %d (%+v)", st.Attempts+st.Completions, rows, st)
 			}
 			return nil
 		})
@@ -133,18 +160,20 @@ func benchIngest(b *testing.B, batchRows int) {
 	b.ReportMetric(0, "ns/op")
 
 	// The bare native insert of the same rows, for the ratio.
-	ptrs := make([]*schemas.Event, len(evs))
+	byKind := map[string][]*schemas.Event{}
 	for i := range evs {
 		evs[i].EventID = uuid.New()
-		ptrs[i] = &evs[i]
+		byKind[evs[i].Kind] = append(byKind[evs[i].Kind], &evs[i])
 	}
 	start := time.Now()
-	for i := 0; i < len(ptrs); i += batchRows {
-		if _, err := store.Insert(ctx, db.Conn, schemas.EventAttempt, ptrs[i:min(i+batchRows, len(ptrs))]); err != nil {
-			b.Fatal(err)
+	for kind, ptrs := range byKind {
+		for i := 0; i < len(ptrs); i += batchRows / 2 {
+			if _, err := store.Insert(ctx, db.Conn, kind, ptrs[i:min(i+batchRows/2, len(ptrs))]); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
-	b.ReportMetric(float64(len(ptrs))/time.Since(start).Seconds(), "store-insert-rows/s")
+	b.ReportMetric(float64(len(evs))/time.Since(start).Seconds(), "store-insert-rows/s")
 }
 
 // BenchmarkTelemetryLag: events published at ~1000/s with ts = now; lag is

@@ -24,7 +24,58 @@ func Decode(subject string, data []byte) (*schemas.Event, error) {
 	if !gjson.ValidBytes(data) {
 		return nil, fmt.Errorf("%w: invalid JSON", ErrBadEvent)
 	}
+	return decodeEvent(subject, gjson.ParseBytes(data))
+}
+
+// BadEvent is an element of a telemetry batch that cannot be ingested.
+type BadEvent struct {
+	// Index is the element's position in the batch.
+	Index int
+	// Raw is the element's JSON.
+	Raw []byte
+	// Err wraps ErrBadEvent and says what is wrong.
+	Err error
+}
+
+// DecodeMessage decodes a telemetry message: one event on
+// llm.telemetry.<kind>, or a JSON array of events on llm.telemetry.batch.
+// A message that cannot be read at all returns an error wrapping
+// ErrBadEvent; the bad elements of a readable batch come back in bad, beside
+// the good events, so one bad event never holds back the others.
+func DecodeMessage(subject string, data []byte) (events []*schemas.Event, bad []BadEvent, err error) {
+	if subject != streams.TelemetryBatch {
+		ev, err := Decode(subject, data)
+		if err != nil {
+			return nil, nil, err
+		}
+		return []*schemas.Event{ev}, nil, nil
+	}
+	if !gjson.ValidBytes(data) {
+		return nil, nil, fmt.Errorf("%w: invalid JSON", ErrBadEvent)
+	}
 	root := gjson.ParseBytes(data)
+	if !root.IsArray() {
+		return nil, nil, fmt.Errorf("%w: a batch on %s must be a JSON array of events", ErrBadEvent, subject)
+	}
+	i := 0
+	root.ForEach(func(_, v gjson.Result) bool {
+		ev, err := decodeEvent("", v)
+		if err != nil {
+			bad = append(bad, BadEvent{Index: i, Raw: []byte(v.Raw), Err: fmt.Errorf("event[%d]: %w", i, err)})
+		} else {
+			events = append(events, ev)
+		}
+		i++
+		return true
+	})
+	if i == 0 {
+		return nil, nil, fmt.Errorf("%w: empty batch", ErrBadEvent)
+	}
+	return events, bad, nil
+}
+
+// decodeEvent checks and reads one event object.
+func decodeEvent(subject string, root gjson.Result) (*schemas.Event, error) {
 	if !root.IsObject() {
 		return nil, fmt.Errorf("%w: invalid JSON: not an object", ErrBadEvent)
 	}

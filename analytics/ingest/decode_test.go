@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard-llm/switchboard/analytics/ingest"
+	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/schemas"
 )
 
@@ -61,5 +62,52 @@ func TestDecodeRejects(t *testing.T) {
 	}
 	if ev, err := ingest.Decode("", []byte(`{"v":1,`+ok+`,"cost_usd":null,"extra":{"x":1}}`)); err != nil || ev.CostUSD != nil {
 		t.Fatalf("null cost / unknown field: %+v, %v", ev, err)
+	}
+}
+
+// A batch decodes into its events; bad elements come back on their own,
+// with their index and raw JSON, beside the good ones.
+func TestDecodeMessageBatch(t *testing.T) {
+	base := time.Date(2025, 5, 6, 7, 8, 9, 0, time.UTC)
+	good := jobEvents(2, base)
+	var raws []string
+	for _, ev := range good {
+		data, _ := json.Marshal(ev)
+		raws = append(raws, string(data))
+	}
+	badRaw := `{"v":9,"kind":"attempt"}`
+	data := "[" + raws[0] + "," + badRaw + "," + strings.Join(raws[1:], ",") + "]"
+	events, bad, err := ingest.DecodeMessage(streams.TelemetryBatch, []byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != len(good) {
+		t.Fatalf("%d events, want %d", len(events), len(good))
+	}
+	for i, ev := range events {
+		if ev.EventID != good[i].EventID || ev.Kind != good[i].Kind {
+			t.Fatalf("event %d = %+v, want %+v", i, ev, good[i])
+		}
+	}
+	if len(bad) != 1 || bad[0].Index != 1 || string(bad[0].Raw) != badRaw || !errors.Is(bad[0].Err, ingest.ErrBadEvent) ||
+		!strings.Contains(bad[0].Err.Error(), "event[1]") || !strings.Contains(bad[0].Err.Error(), "unsupported version v=9") {
+		t.Fatalf("bad = %+v", bad)
+	}
+	// A single event on its kind's subject is a batch of one.
+	events, bad, err = ingest.DecodeMessage(streams.Telemetry(good[0].Kind), []byte(raws[0]))
+	if err != nil || len(bad) != 0 || len(events) != 1 || events[0].EventID != good[0].EventID {
+		t.Fatalf("single: %v %v %v", events, bad, err)
+	}
+	for _, tt := range []struct{ name, data, want string }{
+		{"broken", `[{"v":1`, "invalid JSON"},
+		{"object", raws[0], "must be a JSON array"},
+		{"empty", `[]`, "empty batch"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := ingest.DecodeMessage(streams.TelemetryBatch, []byte(tt.data))
+			if !errors.Is(err, ingest.ErrBadEvent) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want ErrBadEvent mentioning %q", err, tt.want)
+			}
+		})
 	}
 }

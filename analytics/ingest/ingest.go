@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -234,6 +235,24 @@ func (b *batch) reset() {
 
 func newBatch() *batch { return &batch{seen: map[uuid.UUID]struct{}{}} }
 
+// add puts a message and its events into the batch, skipping events already
+// in it.
+func (b *batch) add(m *message.Message, events []*schemas.Event) {
+	b.msgs = append(b.msgs, m)
+	for _, ev := range events {
+		if _, dup := b.seen[ev.EventID]; dup {
+			b.dupInBatch++
+			continue
+		}
+		b.seen[ev.EventID] = struct{}{}
+		if ev.Kind == schemas.EventAttempt {
+			b.attempts = append(b.attempts, ev)
+		} else {
+			b.completions = append(b.completions, ev)
+		}
+	}
+}
+
 // loop reads messages into a batch while the previous batch is being
 // written (one write in flight), so decoding overlaps the insert. When the
 // writer is stuck (ClickHouse down), the hand-off blocks and reading stops:
@@ -281,28 +300,19 @@ func (in *Ingester) loop(ctx context.Context, msgs <-chan *message.Message) erro
 			if !ok {
 				return nil
 			}
-			ev, err := Decode(m.Metadata.Get(MetaSubject), m.Payload)
+			events, err := in.decode(ctx, m)
 			if err != nil {
-				if derr := in.deadLetter(ctx, m, err); derr != nil {
-					return nil // ctx ended; the message is handed back
-				}
+				return nil // ctx ended; the message is handed back
+			}
+			if len(events) == 0 { // all dead-lettered
+				m.Ack()
 				continue
 			}
 			if len(b.msgs) == 0 {
 				timer.Reset(in.cfg.BatchInterval)
 			}
-			b.msgs = append(b.msgs, m)
-			if _, dup := b.seen[ev.EventID]; dup {
-				b.dupInBatch++
-			} else {
-				b.seen[ev.EventID] = struct{}{}
-				if ev.Kind == schemas.EventAttempt {
-					b.attempts = append(b.attempts, ev)
-				} else {
-					b.completions = append(b.completions, ev)
-				}
-			}
-			if len(b.msgs) >= in.cfg.BatchRows && !handOff() {
+			b.add(m, events)
+			if b.rows()+b.dupInBatch >= in.cfg.BatchRows && !handOff() {
 				return nil
 			}
 		case <-timer.C:
@@ -354,16 +364,22 @@ func (in *Ingester) flush(ctx context.Context, b *batch) error {
 	}
 }
 
-// write inserts attempts then completions. A retry after a partial success
-// is safe: store.Insert skips what is already stored.
+// write inserts the attempts and the completions, concurrently (most of an
+// insert's time is ClickHouse writing the parts of the table and of its
+// rollups, which two inserts overlap). A retry after a partial success is
+// safe: store.Insert skips what is already stored.
 func (in *Ingester) write(ctx context.Context, b *batch) error {
-	var written []*schemas.Event
-	na, err := store.Insert(ctx, in.conn, schemas.EventAttempt, b.attempts)
-	if err = in.warnDrift(err); err != nil {
-		return err
-	}
-	nc, err := store.Insert(ctx, in.conn, schemas.EventCompletion, b.completions)
-	if err = in.warnDrift(err); err != nil {
+	var na, nc int
+	var g errgroup.Group
+	g.Go(func() (err error) {
+		na, err = store.Insert(ctx, in.conn, schemas.EventAttempt, b.attempts)
+		return in.warnDrift(err)
+	})
+	g.Go(func() (err error) {
+		nc, err = store.Insert(ctx, in.conn, schemas.EventCompletion, b.completions)
+		return in.warnDrift(err)
+	})
+	if err := g.Wait(); err != nil {
 		return err
 	}
 	in.attempts.Add(int64(na))
@@ -371,8 +387,8 @@ func (in *Ingester) write(ctx context.Context, b *batch) error {
 	in.duplicates.Add(int64(b.rows()-na-nc) + int64(b.dupInBatch))
 	in.batches.Add(1)
 	if in.cfg.OnInsert != nil {
-		written = append(append(written, b.attempts...), b.completions...)
-		in.cfg.OnInsert(written)
+		written := make([]*schemas.Event, 0, b.rows())
+		in.cfg.OnInsert(append(append(written, b.attempts...), b.completions...))
 	}
 	return nil
 }
@@ -394,24 +410,43 @@ func (in *Ingester) ack(b *batch) {
 	b.reset()
 }
 
+// decode reads a message's events. Bad ones (the whole message, or elements
+// of a batch) are dead-lettered first, so by the time the message is acked
+// every part of it is durable somewhere. It fails only when ctx ends.
+func (in *Ingester) decode(ctx context.Context, m *message.Message) ([]*schemas.Event, error) {
+	subject, seq := m.Metadata.Get(MetaSubject), m.Metadata.Get(MetaStreamSeq)
+	events, bad, err := DecodeMessage(subject, m.Payload)
+	if err != nil {
+		if err := in.deadLetter(ctx, subject, "telemetry."+seq, m.Payload, err); err != nil {
+			m.Nack()
+			return nil, err
+		}
+		return nil, nil
+	}
+	for _, e := range bad {
+		if err := in.deadLetter(ctx, subject, "telemetry."+seq+"."+strconv.Itoa(e.Index), e.Raw, e.Err); err != nil {
+			m.Nack()
+			return nil, err
+		}
+	}
+	return events, nil
+}
+
 // deadLetter publishes a bad event's raw payload to llm.dlq.telemetry with
-// the reason, then acks it. It retries the publish until ctx ends.
-func (in *Ingester) deadLetter(ctx context.Context, m *message.Message, reason error) error {
-	msg := streams.DeadLetterMsg(streams.DLQTelemetry, m.Metadata.Get(MetaSubject), reason.Error(),
-		"telemetry."+m.Metadata.Get(MetaStreamSeq), m.Payload)
+// the reason. It retries the publish until ctx ends.
+func (in *Ingester) deadLetter(ctx context.Context, subject, msgID string, payload []byte, reason error) error {
+	msg := streams.DeadLetterMsg(streams.DLQTelemetry, subject, reason.Error(), msgID, payload)
 	for try := 0; ; try++ {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := in.cfg.JS.PublishMsg(pctx, msg)
 		cancel()
 		if err == nil {
 			in.dead.Add(1)
-			in.cfg.Logger.Warn("bad telemetry event dead-lettered", "subject", m.Metadata.Get(MetaSubject), "reason", reason)
-			m.Ack()
+			in.cfg.Logger.Warn("bad telemetry event dead-lettered", "subject", subject, "reason", reason)
 			return nil
 		}
 		in.cfg.Logger.Warn("dead-letter publish failed", "err", err, "retry", try+1)
 		if err := sleep(ctx, in.backoff(try)); err != nil {
-			m.Nack()
 			return err
 		}
 	}

@@ -87,6 +87,24 @@ func (e *env) publish(ev schemas.Event, msgID string) {
 	}
 }
 
+// publishBatch publishes events as one llm.telemetry.batch message, as the
+// workers do; extra elements (raw JSON) are appended after them.
+func (e *env) publishBatch(events []schemas.Event, extra ...string) {
+	e.t.Helper()
+	parts := make([]string, 0, len(events)+len(extra))
+	for _, ev := range events {
+		data, err := json.Marshal(ev)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		parts = append(parts, string(data))
+	}
+	parts = append(parts, extra...)
+	if _, err := e.js.Publish(e.ctx, streams.TelemetryBatch, []byte("["+strings.Join(parts, ",")+"]")); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 func (e *env) count(query string) uint64 {
 	e.t.Helper()
 	n, err := e.db.Count(e.ctx, query)
@@ -214,7 +232,11 @@ func TestIngestJobsWithFallbacks(t *testing.T) {
 	const n = 120
 	base := time.Now().UTC().Add(-time.Minute)
 	for i := 0; i < n; i++ {
-		for _, ev := range jobEvents(i, base) {
+		if i%2 == 0 { // one message per job, as the workers publish
+			e.publishBatch(jobEvents(i, base))
+			continue
+		}
+		for _, ev := range jobEvents(i, base) { // one message per event
 			e.publish(ev, "")
 		}
 	}
@@ -350,15 +372,19 @@ func TestBadTelemetryGoesToDLQ(t *testing.T) {
 	data, _ := json.Marshal(future)
 	pub(streams.Telemetry(schemas.EventAttempt), string(data))
 	pub(streams.Telemetry(schemas.EventCompletion), `{"v":1,"kind":"completion","job_id":"x","ts":"2025-01-01T00:00:00Z"}`)
+	pub(streams.TelemetryBatch, `{"v":1}`)
+	// A batch with one bad element: the element alone is dead-lettered,
+	// the job's good events are stored.
+	e.publishBatch(jobEvents(10, base), `{"v":1,"kind":"attempt","event_id":"nope"}`)
 	for i := 0; i < 10; i++ {
 		for _, ev := range jobEvents(i, base) {
 			e.publish(ev, "")
 		}
 	}
-	e.checkTotals(10)
+	e.checkTotals(11)
 	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		if d := in.Stats().DeadLettered; d != 3 {
-			return fmt.Errorf("dead-lettered %d, want 3", d)
+		if d := in.Stats().DeadLettered; d != 5 {
+			return fmt.Errorf("dead-lettered %d, want 5", d)
 		}
 		return nil
 	})
@@ -366,8 +392,14 @@ func TestBadTelemetryGoesToDLQ(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantReasons := []string{"invalid JSON", "unsupported version v=2", "event_id is required"}
-	for i, want := range wantReasons {
+	wantDead := []struct{ reason, payload string }{
+		{"invalid JSON", `{"v":1,"kind":"attempt",`},
+		{"unsupported version v=2", string(data)},
+		{"event_id is required", ""},
+		{"must be a JSON array", `{"v":1}`},
+		{"event[", `{"v":1,"kind":"attempt","event_id":"nope"}`},
+	}
+	for i, want := range wantDead {
 		m, err := stream.GetMsg(e.ctx, uint64(i+1))
 		if err != nil {
 			t.Fatal(err)
@@ -376,8 +408,11 @@ func TestBadTelemetryGoesToDLQ(t *testing.T) {
 			t.Fatalf("dead letter on %s", m.Subject)
 		}
 		reason := m.Header.Get(streams.HeaderError)
-		if !strings.Contains(reason, want) {
-			t.Fatalf("dead letter %d reason %q, want it to mention %q", i+1, reason, want)
+		if !strings.Contains(reason, want.reason) {
+			t.Fatalf("dead letter %d reason %q, want it to mention %q", i+1, reason, want.reason)
+		}
+		if want.payload != "" && string(m.Data) != want.payload {
+			t.Fatalf("dead letter %d payload %s, want %s", i+1, m.Data, want.payload)
 		}
 	}
 }

@@ -36,7 +36,7 @@ func BenchmarkSubscriberThroughput(b *testing.B) {
 		for i := range evs {
 			evs[i].EventID = uuid.New()
 		}
-		publishAsync(b, js, evs)
+		publishAsync(b, js, evs, 1)
 		start := time.Now()
 		sub, err := ingest.NewSubscriber(ingest.SubscriberConfig{JS: js, Stream: streams.StreamTelemetry,
 			Durable: fmt.Sprintf("sub-%d", n), MaxAckPending: 2*batch + 1000, PullBatch: 5000})

@@ -83,9 +83,17 @@ const (
 	HeaderModel    = "Switchboard-Model"
 )
 
-// Telemetry is the subject of telemetry events of one kind
+// Telemetry is the subject of single telemetry events of one kind
 // (schemas.EventAttempt or schemas.EventCompletion).
 func Telemetry(kind string) string { return "llm.telemetry." + kind }
+
+// TelemetryBatch carries a JSON array of telemetry events of any kinds. The
+// workers publish one per hop (its attempts, and the job's outcome on the
+// last hop), so the ingester handles far fewer messages than rows.
+const TelemetryBatch = "llm.telemetry.batch"
+
+// TelemetryMsgID is the Nats-Msg-Id of the telemetry batch of a job's hop.
+func TelemetryMsgID(jobID string, hop int) string { return jobID + ".telemetry." + strconv.Itoa(hop) }
 
 // DLQ is the dead-letter subject for one reason class, e.g. "exhausted",
 // "poison" or "telemetry".
