@@ -1,10 +1,12 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"time"
+	"slices"
+	"strings"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/ext"
@@ -125,23 +127,14 @@ func uniqueEvents(events []*schemas.Event) []*schemas.Event {
 	return out
 }
 
-// Existing returns which of the events' ids are already stored in table. The
-// lookup is bounded to the events' days (±1 for server time zones), the
-// leading sorting key, so it reads only recent granules.
+// Existing returns which of the events' ids are already stored in table. An
+// event's ts is deterministic and leads the sorting key, so the lookup reads
+// only the granules of the seconds the events fall in (tsRanges), however
+// large the table grows.
 func Existing(ctx context.Context, conn driver.Conn, table string, events []*schemas.Event) (map[uuid.UUID]bool, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
-	minTS, maxTS := events[0].TS, events[0].TS
-	for _, e := range events {
-		if e.TS.Before(minTS) {
-			minTS = e.TS
-		}
-		if e.TS.After(maxTS) {
-			maxTS = e.TS
-		}
-	}
-	day := func(t time.Time) string { return t.UTC().Format("2006-01-02") }
 	// The ids travel as an external table (a native data block), not as a
 	// SQL IN list that the server would have to parse.
 	ids, err := ext.NewTable("batch_ids", ext.Column("id", "UUID"))
@@ -153,8 +146,7 @@ func Existing(ctx context.Context, conn driver.Conn, table string, events []*sch
 			return nil, fmt.Errorf("dedup lookup in %s: %w", table, err)
 		}
 	}
-	query := fmt.Sprintf("SELECT event_id FROM %s WHERE toDate(ts) >= toDate('%s') AND toDate(ts) <= toDate('%s') AND event_id IN batch_ids",
-		table, day(minTS.Add(-24*time.Hour)), day(maxTS.Add(24*time.Hour)))
+	query := fmt.Sprintf("SELECT event_id FROM %s WHERE (%s) AND event_id IN batch_ids", table, tsRanges(events))
 	ctx = clickhouse.Context(ctx, clickhouse.WithExternalTable(ids))
 	rows, err := conn.Query(ctx, query)
 	if err != nil {
@@ -197,4 +189,47 @@ func b8(v bool) uint8 {
 		return 1
 	}
 	return 0
+}
+
+// maxTSRanges bounds the ranges of a tsCondition.
+const maxTSRanges = 64
+
+// tsRanges is a condition on ts matching every second the events fall in
+// (ts is stored to the second).
+func tsRanges(events []*schemas.Event) string {
+	spans := make([][2]int64, 0, len(events))
+	for _, e := range events {
+		spans = append(spans, [2]int64{e.TS.Unix(), e.TS.Unix()})
+	}
+	return tsCondition(spans)
+}
+
+// tsCondition is a condition on ts matching the given spans of seconds
+// (inclusive): spans no more than gap apart merge into one range, the gap
+// doubling until there are at most maxTSRanges. A batch of live events is
+// one short range plus a few for late stragglers.
+func tsCondition(spans [][2]int64) string {
+	slices.SortFunc(spans, func(a, b [2]int64) int { return cmp.Compare(a[0], b[0]) })
+	var ranges [][2]int64
+	for gap := int64(2); ; gap *= 2 {
+		ranges = ranges[:0]
+		for _, s := range spans {
+			if n := len(ranges); n > 0 && s[0]-ranges[n-1][1] <= gap {
+				ranges[n-1][1] = max(ranges[n-1][1], s[1])
+				continue
+			}
+			ranges = append(ranges, s)
+		}
+		if len(ranges) <= maxTSRanges {
+			break
+		}
+	}
+	var b strings.Builder
+	for i, r := range ranges {
+		if i > 0 {
+			b.WriteString(" OR ")
+		}
+		fmt.Fprintf(&b, "ts >= toDateTime(%d) AND ts <= toDateTime(%d)", r[0], r[1])
+	}
+	return b.String()
 }

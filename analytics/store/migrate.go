@@ -9,20 +9,26 @@ import (
 )
 
 // Migration is one versioned schema step. Every statement is idempotent
-// (IF NOT EXISTS), so a step interrupted half-way is safe to re-run.
+// (IF NOT EXISTS), and so is Apply, so a step interrupted half-way is safe
+// to re-run.
 type Migration struct {
 	Version    uint32
 	Name       string
 	Statements []string
+	// Apply, when set, runs after Statements: a step that needs to look at
+	// the schema before it changes it.
+	Apply func(ctx context.Context, conn driver.Conn) error
 }
 
 // The DDL runs on ClickHouse 18.16 and current releases: no LowCardinality,
 // DateTime64, Map or JSON; no SimpleAggregateFunction; rollup state columns
 // are named apart from source columns (18.16 resolves aliases globally).
 //
-// Base tables are ReplacingMergeTree keyed by (toDate(ts), event_id): a
-// redelivered event that slipped past the ingester's dedup lookup collapses
-// on merge, and FINAL / uniqExact(event_id) queries never double-count.
+// Base tables are ReplacingMergeTree sorted by (ts, event_id) since version
+// 3 (created by version 1 as (toDate(ts), event_id)): an event's ts is
+// deterministic, so a redelivered event that slipped past the ingester's
+// dedup lookup collapses on merge, FINAL / uniqExact(event_id) queries never
+// double-count, and the dedup lookup reads only the batch's time ranges.
 const (
 	ddlMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (
 	version UInt32,
@@ -202,6 +208,61 @@ var Migrations = []Migration{
 	{Version: 2, Name: "per-minute rollups", Statements: []string{
 		ddlCompletions1m, rollupCompletions.viewDDL(), ddlAttempts1m, rollupAttempts.viewDDL(), ddlErrors1m, rollupErrors.viewDDL(),
 	}},
+	{Version: 3, Name: "base tables sorted by (ts, event_id)", Apply: func(ctx context.Context, conn driver.Conn) error {
+		for _, table := range []string{TableCompletions, TableAttempts} {
+			if err := resort(ctx, conn, table, "ts, event_id"); err != nil {
+				return err
+			}
+		}
+		return nil
+	}},
+}
+
+// resort rebuilds a base table with a new sorting key, keeping its rows and
+// its rollups' views. ClickHouse cannot change a sorting key in place, so it
+// copies the rows into a new table and swaps the two with one RENAME. Every
+// step can be re-run after a crash: the copy is redone from scratch until
+// the swap, and the views are re-created after it. The views are dropped
+// while the table is swapped (a view follows the renamed table on some
+// releases and the name on others), so nothing else may insert meanwhile:
+// stop ingesters of older versions before upgrading.
+func resort(ctx context.Context, conn driver.Conn, table, sortingKey string) error {
+	exec := func(q string) error {
+		if err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("re-sort %s: %s: %w", table, q, err)
+		}
+		return nil
+	}
+	var key string
+	if err := conn.QueryRow(ctx, "SELECT sorting_key FROM system.tables WHERE database = currentDatabase() AND name = ?", table).Scan(&key); err != nil {
+		return fmt.Errorf("re-sort %s: read its sorting key: %w", table, err)
+	}
+	next, old := table+"__resort", table+"__presort"
+	if key != sortingKey {
+		for _, r := range rollupsOf[table] {
+			if err := exec("DROP TABLE IF EXISTS " + r.view); err != nil {
+				return err
+			}
+		}
+		steps := []string{
+			"DROP TABLE IF EXISTS " + next,
+			"CREATE TABLE " + next + " AS " + table + " ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMM(ts) ORDER BY (" + sortingKey + ")",
+			"INSERT INTO " + next + " SELECT * FROM " + table,
+			"DROP TABLE IF EXISTS " + old,
+			"RENAME TABLE " + table + " TO " + old + ", " + next + " TO " + table,
+		}
+		for _, q := range steps {
+			if err := exec(q); err != nil {
+				return err
+			}
+		}
+	}
+	for _, r := range rollupsOf[table] {
+		if err := exec(r.viewDDL()); err != nil {
+			return err
+		}
+	}
+	return exec("DROP TABLE IF EXISTS " + old)
 }
 
 // Applied returns the versions recorded in schema_migrations.
@@ -239,6 +300,11 @@ func Migrate(ctx context.Context, conn driver.Conn) ([]uint32, error) {
 		}
 		for _, stmt := range m.Statements {
 			if err := conn.Exec(ctx, stmt); err != nil {
+				return done, fmt.Errorf("%w: version %d (%s): %v", ErrMigration, m.Version, m.Name, err)
+			}
+		}
+		if m.Apply != nil {
+			if err := m.Apply(ctx, conn); err != nil {
 				return done, fmt.Errorf("%w: version %d (%s): %v", ErrMigration, m.Version, m.Name, err)
 			}
 		}

@@ -31,15 +31,8 @@ func RepairRollups(ctx context.Context, conn driver.Conn, table string, stored [
 		return 0, nil
 	}
 	minuteSet := map[int64]bool{}
-	minTS, maxTS := stored[0].TS, stored[0].TS
 	for _, e := range stored {
 		minuteSet[e.TS.Unix()/60*60] = true
-		if e.TS.Before(minTS) {
-			minTS = e.TS
-		}
-		if e.TS.After(maxTS) {
-			maxTS = e.TS
-		}
 	}
 	minutes := make([]string, 0, len(minuteSet))
 	for m := range minuteSet {
@@ -47,9 +40,12 @@ func RepairRollups(ctx context.Context, conn driver.Conn, table string, stored [
 	}
 	sort.Strings(minutes)
 	inMinutes := strings.Join(minutes, ", ")
-	day := func(t time.Time) string { return t.UTC().Format("2006-01-02") }
-	dayRange := fmt.Sprintf("toDate(ts) >= toDate('%s') AND toDate(ts) <= toDate('%s')",
-		day(minTS.Add(-24*time.Hour)), day(maxTS.Add(24*time.Hour)))
+	inSeconds := "(" + tsRanges(stored) + ")"
+	minuteSpans := make([][2]int64, 0, len(minuteSet))
+	for m := range minuteSet {
+		minuteSpans = append(minuteSpans, [2]int64{m, m + 59})
+	}
+	inWholeMinutes := "(" + tsCondition(minuteSpans) + ")"
 	ids := make([]string, 0, len(stored))
 	for _, e := range stored {
 		ids = append(ids, "'"+e.EventID.String()+"'")
@@ -80,7 +76,7 @@ func RepairRollups(ctx context.Context, conn driver.Conn, table string, stored [
 			return out, rows.Err()
 		}
 		base, err := perMinute(fmt.Sprintf("SELECT toStartOfMinute(ts) AS m, count() FROM %s FINAL WHERE %s AND m IN (%s)%s GROUP BY m",
-			table, dayRange, inMinutes, filter))
+			table, inWholeMinutes, inMinutes, filter))
 		if err != nil {
 			return added, err
 		}
@@ -99,7 +95,7 @@ func RepairRollups(ctx context.Context, conn driver.Conn, table string, stored [
 		}
 		// The stored events this rollup should count, per minute.
 		want, err := perMinute(fmt.Sprintf("SELECT toStartOfMinute(ts) AS m, count() FROM %s FINAL WHERE %s AND event_id IN (%s)%s GROUP BY m",
-			table, dayRange, inIDs, filter))
+			table, inSeconds, inIDs, filter))
 		if err != nil {
 			return added, err
 		}
@@ -116,7 +112,7 @@ func RepairRollups(ctx context.Context, conn driver.Conn, table string, stored [
 					ErrRollupDrift, r.table, gap, time.Unix(m, 0).UTC().Format(time.RFC3339), want[m], table)
 			}
 		}
-		where := fmt.Sprintf("WHERE %s AND event_id IN (%s) AND toStartOfMinute(ts) IN (%s)%s", dayRange, inIDs, strings.Join(fix, ", "), filter)
+		where := fmt.Sprintf("WHERE %s AND event_id IN (%s) AND toStartOfMinute(ts) IN (%s)%s", inSeconds, inIDs, strings.Join(fix, ", "), filter)
 		// FINAL: each event once, even if the base table holds it twice.
 		sel := strings.Replace(r.selectFrom(where), "FROM "+table, "FROM "+table+" FINAL", 1)
 		if err := conn.Exec(ctx, "INSERT INTO "+r.table+" "+sel); err != nil {

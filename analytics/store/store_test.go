@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -153,5 +154,148 @@ func TestInsertRepairsRollupsOfAnInterruptedInsert(t *testing.T) {
 		if rows != 10 || calls != 10 || errs != 5 || fb != 5 || tokens != 100 {
 			t.Fatalf("round %d: rows=%d calls=%d errors=%d fallbacks=%d tokens=%d; want 10 10 5 5 100", round, rows, calls, errs, fb, tokens)
 		}
+	}
+}
+
+// TestMigrationResortsOldTables: tables made by versions 1 and 2 (sorted by
+// (toDate(ts), event_id)) are rebuilt sorted by (ts, event_id) with every
+// row and rollup row kept, the views feed the new tables exactly once, and
+// a re-sort cut off half-way (views dropped, a half-filled copy) completes
+// when run again.
+func TestMigrationResortsOldTables(t *testing.T) {
+	db := chtest.NewDB(t)
+	ctx := context.Background()
+	for _, table := range []string{"completions_1m_mv", "attempts_1m_mv", "attempt_errors_1m_mv", "completions_1m",
+		"attempts_1m", "attempt_errors_1m", "completions", "attempts", "schema_migrations"} {
+		if err := db.Conn.Exec(ctx, "DROP TABLE "+table); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range store.Migrations[:2] { // the schema as versions 1 and 2 left it
+		for _, stmt := range m.Statements {
+			if err := db.Conn.Exec(ctx, stmt); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	sortingKey := func(table string) string {
+		var key string
+		if err := db.Conn.QueryRow(ctx, "SELECT sorting_key FROM system.tables WHERE database = currentDatabase() AND name = ?", table).Scan(&key); err != nil {
+			t.Fatal(err)
+		}
+		return key
+	}
+	if k := sortingKey("attempts"); k != "toDate(ts), event_id" {
+		t.Fatalf("setup: attempts sorted by %q", k)
+	}
+	ts := time.Now().UTC().Truncate(time.Second)
+	mk := func(kind, job string) *schemas.Event {
+		return &schemas.Event{V: 1, Kind: kind, EventID: uuid.New(), JobID: job, TS: ts, Attempt: 1, Provider: "p", Model: "m",
+			Outcome: schemas.OutcomeOK, Status: schemas.StatusSucceeded, CostUSD: ptr(0.5)}
+	}
+	insert := func(n int) {
+		for _, kind := range []string{schemas.EventAttempt, schemas.EventCompletion} {
+			var evs []*schemas.Event
+			for i := 0; i < n; i++ {
+				evs = append(evs, mk(kind, "j"))
+			}
+			if got, err := store.Insert(ctx, db.Conn, kind, evs); err != nil || got != n {
+				t.Fatalf("insert %s = %d, %v", kind, got, err)
+			}
+		}
+	}
+	check := func(want uint64) {
+		t.Helper()
+		for _, q := range []string{"SELECT count() FROM attempts", "SELECT countMerge(calls) FROM attempts_1m",
+			"SELECT count() FROM completions", "SELECT countMerge(requests) FROM completions_1m"} {
+			if n, err := db.Count(ctx, q); err != nil || n != want {
+				t.Fatalf("%s = %d (%v), want %d", q, n, err, want)
+			}
+		}
+	}
+	insert(7)
+	// A first run cut off half-way: views dropped, a partial copy left.
+	for _, stmt := range []string{"DROP TABLE attempts_1m_mv", "DROP TABLE attempt_errors_1m_mv",
+		"CREATE TABLE attempts__resort AS attempts", "INSERT INTO attempts__resort SELECT * FROM attempts LIMIT 2"} {
+		if err := db.Conn.Exec(ctx, stmt); err != nil {
+			t.Fatal(stmt, err)
+		}
+	}
+	if _, err := store.Migrate(ctx, db.Conn); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"attempts", "completions"} {
+		if k := sortingKey(table); k != "ts, event_id" {
+			t.Fatalf("%s sorted by %q after migrating", table, k)
+		}
+	}
+	check(7)
+	insert(3) // the views feed the rebuilt tables
+	check(10)
+
+	// Cut off after the swap, before the views were re-created.
+	if err := db.Conn.Exec(ctx, "ALTER TABLE schema_migrations DELETE WHERE version = 3"); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, func() error {
+		if v, err := store.Version(ctx, db.Conn); err != nil || v != 2 {
+			return fmt.Errorf("version %d, %v", v, err)
+		}
+		return nil
+	})
+	for _, stmt := range []string{"DROP TABLE completions_1m_mv", "CREATE TABLE completions__presort AS completions"} {
+		if err := db.Conn.Exec(ctx, stmt); err != nil {
+			t.Fatal(stmt, err)
+		}
+	}
+	if _, err := store.Migrate(ctx, db.Conn); err != nil {
+		t.Fatal(err)
+	}
+	check(10)
+	insert(1)
+	check(11)
+	if n, _ := db.Count(ctx, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name LIKE '%sort'"); n != 0 {
+		t.Fatalf("%d scratch tables left", n)
+	}
+}
+
+// checkFor polls f until it succeeds or 10 s pass.
+func checkFor(t *testing.T, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestInsertSkipsStoredStragglers: the dedup lookup reads only the seconds
+// a batch's events fall in; events far apart in time (a late straggler, a
+// replay of last week) are still found.
+func TestInsertSkipsStoredStragglers(t *testing.T) {
+	db := chtest.NewDB(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	var evs []*schemas.Event
+	for i := 0; i < 200; i++ { // 200 distinct seconds, up to a week apart: more than the lookup's 64 ranges
+		job := fmt.Sprintf("job%d", i)
+		evs = append(evs, &schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: schemas.AttemptEventID(job, 1), JobID: job,
+			TS: now.Add(-time.Duration(i*i*15) * time.Second), Attempt: 1, Provider: "p", Model: "m", Outcome: schemas.OutcomeOK})
+	}
+	if n, err := store.Insert(ctx, db.Conn, schemas.EventAttempt, evs[:150]); err != nil || n != 150 {
+		t.Fatalf("insert = %d, %v", n, err)
+	}
+	n, err := store.Insert(ctx, db.Conn, schemas.EventAttempt, evs)
+	if err != nil || n != 50 {
+		t.Fatalf("re-insert = %d, %v; want the 50 new rows only", n, err)
+	}
+	if calls, _ := db.Count(ctx, "SELECT countMerge(calls) FROM attempts_1m"); calls != 200 {
+		t.Fatalf("rollup calls = %d, want 200", calls)
 	}
 }
