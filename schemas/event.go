@@ -8,7 +8,8 @@ import (
 )
 
 // Telemetry event kinds; the kind is also the last token of the subject
-// llm.telemetry.<kind>.
+// llm.telemetry.<kind> of a single event (the workers send the events of a
+// job hop together, as an array on llm.telemetry.batch).
 const (
 	EventAttempt    = "attempt"
 	EventCompletion = "completion"

@@ -43,6 +43,18 @@ func TestSchemaFilesMatchTypes(t *testing.T) {
 			t.Errorf("%s properties %v != %s fields %v", file, inSchema, typ.Name(), inGo)
 		}
 	}
+	// A telemetry batch is an array of events.
+	data, err := Files.ReadFile("v1/event-batch.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch struct {
+		Type  string            `json:"type"`
+		Items map[string]string `json:"items"`
+	}
+	if err := json.Unmarshal(data, &batch); err != nil || batch.Type != "array" || batch.Items["$ref"] != "event.json" {
+		t.Fatalf("event-batch.json = %+v (%v), want an array of event.json", batch, err)
+	}
 }
 
 func TestJobValidation(t *testing.T) {
