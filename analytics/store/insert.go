@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/ext"
@@ -83,34 +84,84 @@ func Insert(ctx context.Context, conn driver.Conn, kind string, events []*schema
 	if len(fresh) == 0 {
 		return 0, drift
 	}
-	query := insertAttempts
+	query, columns := insertAttempts, attemptColumns(fresh)
 	if table == TableCompletions {
-		query = insertCompletions
+		query, columns = insertCompletions, completionColumns(fresh)
 	}
 	batch, err := conn.PrepareBatch(ctx, query)
 	if err != nil {
 		return 0, fmt.Errorf("%w: prepare insert into %s: %v", ErrUnavailable, table, err)
 	}
 	defer batch.Abort() //nolint:errcheck // no-op after Send
-	for _, e := range fresh {
-		if table == TableCompletions {
-			err = batch.Append(e.EventID, e.JobID, e.TS.UTC(), e.Route, e.Provider, e.Model, e.Tenant, e.Tier, e.Task,
-				e.Status, e.ErrorType, u16(int64(e.StatusCode)), u16(int64(e.Attempt)), b8(e.Fallback),
-				u64(e.InputTokens), u64(e.OutputTokens), e.CostUSD,
-				u64(e.QueuedMS), u64(e.TTFTMS), u64(e.ProviderMS), u64(e.TotalMS))
-		} else {
-			err = batch.Append(e.EventID, e.JobID, e.TS.UTC(), u16(int64(e.Attempt)), e.Route, e.Provider, e.Model, e.Tenant,
-				u16(int64(e.StatusCode)), e.ErrorType, e.Outcome, u64(e.InputTokens), u64(e.OutputTokens), e.CostUSD,
-				u64(e.DurationMS))
-		}
-		if err != nil {
-			return 0, fmt.Errorf("append %s row %s: %w", table, e.EventID, err)
+	// Whole columns at once: the driver copies typed slices instead of
+	// converting every value of every row.
+	for i, values := range columns {
+		if err := batch.Column(i).Append(values); err != nil {
+			return 0, fmt.Errorf("append column %d of %s: %w", i, table, err)
 		}
 	}
 	if err := batch.Send(); err != nil {
 		return 0, fmt.Errorf("%w: insert %d rows into %s: %v", ErrUnavailable, len(fresh), table, err)
 	}
 	return len(fresh), drift
+}
+
+// column is one field of every event, in order.
+func column[T any](events []*schemas.Event, field func(*schemas.Event) T) []T {
+	out := make([]T, len(events))
+	for i, e := range events {
+		out[i] = field(e)
+	}
+	return out
+}
+
+// attemptColumns are the values of insertAttempts' columns, in its order.
+func attemptColumns(evs []*schemas.Event) []any {
+	return []any{
+		column(evs, func(e *schemas.Event) uuid.UUID { return e.EventID }),
+		column(evs, func(e *schemas.Event) string { return e.JobID }),
+		column(evs, func(e *schemas.Event) time.Time { return e.TS.UTC() }),
+		column(evs, func(e *schemas.Event) uint16 { return u16(int64(e.Attempt)) }),
+		column(evs, func(e *schemas.Event) string { return e.Route }),
+		column(evs, func(e *schemas.Event) string { return e.Provider }),
+		column(evs, func(e *schemas.Event) string { return e.Model }),
+		column(evs, func(e *schemas.Event) string { return e.Tenant }),
+		column(evs, func(e *schemas.Event) uint16 { return u16(int64(e.StatusCode)) }),
+		column(evs, func(e *schemas.Event) string { return e.ErrorType }),
+		column(evs, func(e *schemas.Event) string { return e.Outcome }),
+		column(evs, func(e *schemas.Event) uint64 { return u64(e.InputTokens) }),
+		column(evs, func(e *schemas.Event) uint64 { return u64(e.OutputTokens) }),
+		column(evs, func(e *schemas.Event) *float64 { return e.CostUSD }),
+		column(evs, func(e *schemas.Event) uint64 { return u64(e.DurationMS) }),
+	}
+}
+
+// completionColumns are the values of insertCompletions' columns, in its
+// order.
+func completionColumns(evs []*schemas.Event) []any {
+	return []any{
+		column(evs, func(e *schemas.Event) uuid.UUID { return e.EventID }),
+		column(evs, func(e *schemas.Event) string { return e.JobID }),
+		column(evs, func(e *schemas.Event) time.Time { return e.TS.UTC() }),
+		column(evs, func(e *schemas.Event) string { return e.Route }),
+		column(evs, func(e *schemas.Event) string { return e.Provider }),
+		column(evs, func(e *schemas.Event) string { return e.Model }),
+		column(evs, func(e *schemas.Event) string { return e.Tenant }),
+		column(evs, func(e *schemas.Event) string { return e.Tier }),
+		column(evs, func(e *schemas.Event) string { return e.Task }),
+		column(evs, func(e *schemas.Event) string { return e.Status }),
+		column(evs, func(e *schemas.Event) string { return e.ErrorType }),
+		column(evs, func(e *schemas.Event) uint16 { return u16(int64(e.StatusCode)) }),
+		column(evs, func(e *schemas.Event) uint16 { return u16(int64(e.Attempt)) }),
+		column(evs, func(e *schemas.Event) uint8 { return b8(e.Fallback) }),
+		column(evs, func(e *schemas.Event) uint64 { return u64(e.InputTokens) }),
+		column(evs, func(e *schemas.Event) uint64 { return u64(e.OutputTokens) }),
+		column(evs, func(e *schemas.Event) *float64 { return e.CostUSD }),
+		column(evs, func(e *schemas.Event) uint64 { return u64(e.QueuedMS) }),
+		column(evs, func(e *schemas.Event) uint64 { return u64(e.TTFTMS) }),
+		column(evs, func(e *schemas.Event) uint64 { return u64(e.ProviderMS) }),
+		column(evs, func(e *schemas.Event) uint64 { return u64(e.TotalMS) }),
+	}
 }
 
 // uniqueEvents drops repeated event ids, keeping the first.

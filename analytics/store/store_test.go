@@ -299,3 +299,64 @@ func TestInsertSkipsStoredStragglers(t *testing.T) {
 		t.Fatalf("rollup calls = %d, want 200", calls)
 	}
 }
+
+// TestInsertRoundTrip: every field lands in its own column (the insert
+// appends whole columns, so a swapped pair of same-typed columns would show
+// here).
+func TestInsertRoundTrip(t *testing.T) {
+	db := chtest.NewDB(t)
+	ctx := context.Background()
+	ts := time.Date(2025, 6, 7, 8, 9, 10, 0, time.UTC)
+	att := &schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: uuid.New(), JobID: "job-1", TS: ts, Attempt: 3,
+		Route: "r", Provider: "p", Model: "m", Tenant: "t", StatusCode: 429, ErrorType: "rate_limited", Outcome: "fallback",
+		InputTokens: 11, OutputTokens: 12, CostUSD: ptr(0.25), DurationMS: 13}
+	comp := &schemas.Event{V: 1, Kind: schemas.EventCompletion, EventID: uuid.New(), JobID: "job-1", TS: ts, Attempt: 4,
+		Route: "r", Provider: "p", Model: "m", Tenant: "t", Tier: "pro", Task: "chat", Status: "failed", StatusCode: 503,
+		ErrorType: "unavailable", Fallback: true, InputTokens: 21, OutputTokens: 22, CostUSD: nil,
+		QueuedMS: 23, TTFTMS: 24, ProviderMS: 25, TotalMS: 26}
+	if _, err := store.Insert(ctx, db.Conn, schemas.EventAttempt, []*schemas.Event{att}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Insert(ctx, db.Conn, schemas.EventCompletion, []*schemas.Event{comp}); err != nil {
+		t.Fatal(err)
+	}
+	var a struct {
+		id                                                 uuid.UUID
+		job, route, provider, model, tenant, errType, outc string
+		ts                                                 time.Time
+		attempt, code                                      uint16
+		in, out, dur                                       uint64
+		cost                                               *float64
+	}
+	if err := db.Conn.QueryRow(ctx, `SELECT event_id, job_id, ts, attempt, route, provider, model, tenant, status_code,
+		error_type, outcome, input_tokens, output_tokens, cost_usd, duration_ms FROM attempts`).Scan(&a.id, &a.job, &a.ts, &a.attempt,
+		&a.route, &a.provider, &a.model, &a.tenant, &a.code, &a.errType, &a.outc, &a.in, &a.out, &a.cost, &a.dur); err != nil {
+		t.Fatal(err)
+	}
+	if a.id != att.EventID || a.job != "job-1" || !a.ts.Equal(ts) || a.attempt != 3 || a.route != "r" || a.provider != "p" ||
+		a.model != "m" || a.tenant != "t" || a.code != 429 || a.errType != "rate_limited" || a.outc != "fallback" ||
+		a.in != 11 || a.out != 12 || a.cost == nil || *a.cost != 0.25 || a.dur != 13 {
+		t.Fatalf("attempt row = %+v", a)
+	}
+	var c struct {
+		id                                                               uuid.UUID
+		job, route, provider, model, tenant, tier, task, status, errType string
+		ts                                                               time.Time
+		code, attempts                                                   uint16
+		fallback                                                         uint8
+		in, out, queued, ttft, providerMS, total                         uint64
+		cost                                                             *float64
+	}
+	if err := db.Conn.QueryRow(ctx, `SELECT event_id, job_id, ts, route, provider, model, tenant, tier, task, status, error_type,
+		status_code, attempts, fallback, input_tokens, output_tokens, cost_usd, queued_ms, ttft_ms, provider_ms, total_ms
+		FROM completions`).Scan(&c.id, &c.job, &c.ts, &c.route, &c.provider, &c.model, &c.tenant, &c.tier, &c.task, &c.status,
+		&c.errType, &c.code, &c.attempts, &c.fallback, &c.in, &c.out, &c.cost, &c.queued, &c.ttft, &c.providerMS, &c.total); err != nil {
+		t.Fatal(err)
+	}
+	if c.id != comp.EventID || c.job != "job-1" || !c.ts.Equal(ts) || c.route != "r" || c.provider != "p" || c.model != "m" ||
+		c.tenant != "t" || c.tier != "pro" || c.task != "chat" || c.status != "failed" || c.errType != "unavailable" ||
+		c.code != 503 || c.attempts != 4 || c.fallback != 1 || c.in != 21 || c.out != 22 || c.cost != nil ||
+		c.queued != 23 || c.ttft != 24 || c.providerMS != 25 || c.total != 26 {
+		t.Fatalf("completion row = %+v", c)
+	}
+}
