@@ -129,16 +129,15 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	if err != nil {
 		return nil, fmt.Errorf("consume %s: %w", s.cfg.Durable, err)
 	}
-	out := make(chan *message.Message)
-	// Every delivered message is registered with the acker (which keeps it
-	// leased) as soon as it arrives, even while the consumer of out is busy:
-	// the reader never blocks on out, a forwarder does. The server bounds
-	// un-acked deliveries by MaxAckPending, so the buffers rarely fill.
+	// Every delivered message is queued for the acker (which keeps it
+	// leased) as soon as it arrives, and out is buffered beyond what the
+	// server may deliver un-acked (MaxAckPending), so the reader does not
+	// wait for the consumer of out, however long it holds its messages.
 	capacity := 2*s.cfg.MaxAckPending + s.cfg.PullBatch
-	pending := make(chan inflight, capacity)
-	forward := make(chan *message.Message, capacity)
+	out := make(chan *message.Message, capacity)
+	queue := &ackQueue{notify: make(chan struct{}, 1)}
 	stop := make(chan struct{})
-	s.wg.Add(4)
+	s.wg.Add(3)
 	go func() { // stop the iterator when asked, so Next returns
 		defer s.wg.Done()
 		select {
@@ -150,8 +149,8 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	}()
 	go func() {
 		defer s.wg.Done()
-		defer close(forward)
-		defer close(pending)
+		defer close(out)
+		defer queue.close()
 		for {
 			msg, err := it.Next()
 			if err != nil {
@@ -167,105 +166,159 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 				continue
 			}
 			wm := toWatermill(msg)
-			select {
-			case pending <- inflight{wm: wm, js: msg, seen: time.Now()}:
-			case <-stop:
-				return
-			}
-			select {
-			case forward <- wm:
-			case <-stop:
-				return
-			}
-		}
-	}()
-	go func() {
-		defer s.wg.Done()
-		defer close(out)
-		for wm := range forward {
+			queue.push(inflight{wm: wm, js: msg, seen: time.Now()})
 			select {
 			case out <- wm:
 			case <-stop:
-				for range forward { // unblock the reader; the acker hands these back
-				}
 				return
 			}
 		}
 	}()
 	go func() {
 		defer s.wg.Done()
-		s.ackLoop(pending, stop)
+		s.ackLoop(queue, stop)
 	}()
 	return out, nil
+}
+
+// ackQueue holds delivered messages, in delivery order, until they are
+// acked or nacked. The reader appends without waking the acker for every
+// message: notify holds at most one pending wake-up.
+type ackQueue struct {
+	mu     sync.Mutex
+	items  []inflight
+	closed bool
+	notify chan struct{}
+}
+
+func (q *ackQueue) push(p inflight) {
+	q.mu.Lock()
+	q.items = append(q.items, p)
+	q.mu.Unlock()
+	q.wake()
+}
+
+func (q *ackQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.wake()
+}
+
+func (q *ackQueue) wake() {
+	select {
+	case q.notify <- struct{}{}:
+	default:
+	}
+}
+
+// head returns the oldest message, whether there is one, and whether the
+// queue is closed.
+func (q *ackQueue) head() (inflight, bool, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) == 0 {
+		return inflight{}, false, q.closed
+	}
+	return q.items[0], true, q.closed
+}
+
+// popAcked removes and returns the run of acked messages at the head.
+func (q *ackQueue) popAcked() []inflight {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := 0
+	for n < len(q.items) && isClosed(q.items[n].wm.Acked()) {
+		n++
+	}
+	done := append([]inflight(nil), q.items[:n]...)
+	clear(q.items[:n])
+	q.items = q.items[n:]
+	return done
+}
+
+// popHead removes the oldest message.
+func (q *ackQueue) popHead() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.items[0] = inflight{}
+	q.items = q.items[1:]
+}
+
+// takeAll removes and returns every message, and whether the queue is
+// closed (nothing more will come).
+func (q *ackQueue) takeAll() ([]inflight, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	items := q.items
+	q.items = nil
+	return items, q.closed
+}
+
+// snapshot returns the messages held now.
+func (q *ackQueue) snapshot() []inflight {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return append([]inflight(nil), q.items...)
 }
 
 // ackLoop turns watermill acks into JetStream acks, in delivery order (the
 // consumer acks batches in order, so head-of-line waiting costs nothing), and
 // extends the lease of messages that are held long. On stop, messages not
 // yet acked are Nacked so another ingester gets them at once.
-func (s *Subscriber) ackLoop(pending <-chan inflight, stop <-chan struct{}) {
-	var queue []inflight
+func (s *Subscriber) ackLoop(queue *ackQueue, stop <-chan struct{}) {
 	lease := time.NewTicker(max(s.cfg.AckWait/3, 10*time.Millisecond))
 	defer lease.Stop()
 	for {
+		head, ok, closed := queue.head()
+		if !ok && closed {
+			return
+		}
 		var acked, nacked <-chan struct{}
-		if len(queue) > 0 {
-			acked, nacked = queue[0].wm.Acked(), queue[0].wm.Nacked()
+		if ok {
+			acked, nacked = head.wm.Acked(), head.wm.Nacked()
 		}
 		select {
-		case p, ok := <-pending:
-			if !ok {
-				pending = nil
-				if len(queue) == 0 {
-					return
-				}
-				continue
-			}
-			queue = append(queue, p)
+		case <-queue.notify:
 		case <-acked:
 			// A batch is acked in one go: send the acks of every message
-			// already acked at the head of the queue without going back to
-			// the select for each (still one JetStream ack per message, in
-			// delivery order).
-			n := 0
-			for n < len(queue) && isClosed(queue[n].wm.Acked()) {
-				if err := queue[n].js.Ack(); err != nil {
+			// already acked at the head of the queue (still one JetStream
+			// ack per message, in delivery order).
+			for _, p := range queue.popAcked() {
+				if err := p.js.Ack(); err != nil {
 					s.cfg.Logger.Warn("telemetry ack", "err", err)
 				}
-				queue[n] = inflight{}
-				n++
 			}
-			queue = queue[n:]
 		case <-nacked:
-			if err := queue[0].js.NakWithDelay(s.cfg.NakDelay); err != nil {
+			queue.popHead()
+			if err := head.js.NakWithDelay(s.cfg.NakDelay); err != nil {
 				s.cfg.Logger.Warn("telemetry nak", "err", err)
 			}
-			queue[0] = inflight{}
-			queue = queue[1:]
 		case <-lease.C:
 			old := time.Now().Add(-s.cfg.AckWait / 3)
-			for _, p := range queue {
+			for _, p := range queue.snapshot() {
 				if p.seen.Before(old) {
 					_ = p.js.InProgress()
 				}
 			}
 		case <-stop:
-			// Give acks already decided a last chance, hand back the rest.
-			for _, p := range queue {
-				select {
-				case <-p.wm.Acked():
-					_ = p.js.Ack()
-				default:
-					_ = p.js.Nak()
+			// Give acks already decided a last chance, hand back the rest,
+			// including what the reader still queues before it ends.
+			for {
+				held, closed := queue.takeAll()
+				for _, p := range held {
+					select {
+					case <-p.wm.Acked():
+						_ = p.js.Ack()
+					default:
+						_ = p.js.Nak()
+					}
 				}
+				if closed {
+					return
+				}
+				<-queue.notify
 			}
-			for p := range pending {
-				_ = p.js.Nak()
-			}
-			return
-		}
-		if pending == nil && len(queue) == 0 {
-			return
 		}
 	}
 }
