@@ -121,7 +121,16 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	if s.closed {
 		return nil, ErrClosed
 	}
-	cons, err := s.cfg.JS.CreateOrUpdateConsumer(ctx, s.cfg.Stream, s.ConsumerConfig(topic))
+	cfg := s.ConsumerConfig(topic)
+	// A filter that is the stream's only subject selects every message;
+	// without it the server reads the stream in order instead of matching
+	// each message's subject.
+	if stream, err := s.cfg.JS.Stream(ctx, s.cfg.Stream); err == nil {
+		if subjects := stream.CachedInfo().Config.Subjects; len(subjects) == 1 && subjects[0] == topic {
+			cfg.FilterSubject = ""
+		}
+	}
+	cons, err := s.cfg.JS.CreateOrUpdateConsumer(ctx, s.cfg.Stream, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s on %s: %w", s.cfg.Durable, s.cfg.Stream, err)
 	}

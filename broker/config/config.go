@@ -194,7 +194,7 @@ const (
 	DefaultMaxBodyBytes     = 1 << 20
 	DefaultRequestTimeout   = 120 * time.Second
 	DefaultMaxInFlight      = 1024
-	DefaultBatchRows        = 10_000
+	DefaultBatchRows        = 50_000
 	DefaultBatchInterval    = time.Second
 	DefaultProviderStrategy = StrategyOrdered
 )

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -33,6 +34,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if _, err := store.Options(c.clickhouse); err != nil {
 		return fmt.Errorf("%w: --clickhouse: %v", errUsage, err)
 	}
+	tuneGC()
 	analytics := config.Analytics{}
 	cfg, err := loadConfig(c.config)
 	switch {
@@ -97,6 +99,13 @@ func (a *analyticsService) Run(ctx context.Context) error {
 func (a *analyticsService) Close() {
 	if a != nil && a.Server != nil {
 		_ = a.Server.Stop()
+	}
+}
+
+// tuneGC applies ingest.GCPercent unless the operator set GOGC.
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(ingest.GCPercent)
 	}
 }
 

@@ -35,6 +35,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger()
+	tuneGC() // up runs the ingester
 
 	cfg, stopDemo, err := upConfig(c.config, *demo, flagGiven(fset, "config"), stdout)
 	if err != nil {
