@@ -179,9 +179,10 @@ func benchIngest(b *testing.B, batchRows, perMsg int) {
 	b.ReportMetric(float64(len(evs))/time.Since(start).Seconds(), "store-insert-rows/s")
 }
 
-// BenchmarkTelemetryLag: events published at ~1000/s with ts = now; lag is
-// publish -> insert returned (queryable), p50 and p99, at the default
-// batch_interval (1s) and at 100ms.
+// BenchmarkTelemetryLag: 1000 jobs/s, each published as the workers do (one
+// llm.telemetry.batch message with its attempt and completion, ts = now);
+// lag is publish -> insert returned (queryable) per event, p50 and p99, at
+// the default batch_interval (1s) and at 100ms.
 func BenchmarkTelemetryLag(b *testing.B) {
 	for _, interval := range []time.Duration{config.DefaultBatchInterval, 100 * time.Millisecond} {
 		b.Run("batch_interval="+interval.String(), func(b *testing.B) {
@@ -222,17 +223,19 @@ func BenchmarkTelemetryLag(b *testing.B) {
 				for i := 0; i < perSec*seconds/10; i++ {
 					<-tick.C
 					for j := 0; j < 10; j++ {
-						ev := benchEvent(total, time.Now().UTC())
-						data, _ := json.Marshal(ev)
-						m := &nats.Msg{Subject: streams.Telemetry(ev.Kind), Data: data, Header: nats.Header{}}
-						m.Header.Set(jetstream.MsgIDHeader, ev.EventID.String())
+						job := benchEvents(2, time.Now().UTC())
+						data, _ := json.Marshal(job)
+						m := &nats.Msg{Subject: streams.TelemetryBatch, Data: data, Header: nats.Header{}}
+						m.Header.Set(jetstream.MsgIDHeader, job[0].EventID.String())
 						mu.Lock()
-						sent[ev.EventID] = time.Now()
+						for _, ev := range job {
+							sent[ev.EventID] = time.Now()
+						}
 						mu.Unlock()
 						if _, err := js.PublishMsgAsync(m); err != nil {
 							b.Fatal(err)
 						}
-						total++
+						total += len(job)
 					}
 				}
 				tick.Stop()
