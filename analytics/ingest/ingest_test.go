@@ -16,6 +16,7 @@ import (
 	"github.com/switchboard-llm/switchboard/analytics/ingest"
 	"github.com/switchboard-llm/switchboard/analytics/pricing"
 	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/broker/dlq"
 	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/internal/chtest"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
@@ -437,4 +438,49 @@ func TestStartsWhileClickHouseIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.checkTotals(10)
+}
+
+// TestReplayTelemetryDeadLetters: telemetry dead-lettered by an ingester
+// that could not read it (an older one meeting llm.telemetry.batch, say) is
+// stored once replayed; a replayed letter that is still bad comes back to
+// the DLQ with its reason.
+func TestReplayTelemetryDeadLetters(t *testing.T) {
+	e := newEnv(t)
+	in := e.start("")
+	base := time.Now().UTC()
+	job := jobEvents(1, base)
+	data, err := json.Marshal(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As an older ingester dead-lettered the batch: readable now.
+	if _, err := e.js.PublishMsg(e.ctx, streams.DeadLetterMsg(streams.DLQTelemetry, streams.TelemetryBatch,
+		"bad telemetry event: invalid JSON: not an object", "old.1", data)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.js.Publish(e.ctx, streams.Telemetry(schemas.EventAttempt), []byte(`{"v":7}`)); err != nil {
+		t.Fatal(err)
+	}
+	var entries []dlq.Entry
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if entries, err = dlq.List(e.ctx, e.js, 0, 0); err != nil || len(entries) != 2 {
+			return fmt.Errorf("%d dead letters (%v)", len(entries), err)
+		}
+		return nil
+	})
+	for _, en := range entries {
+		done, err := dlq.Replay(e.ctx, e.js, nil, en.Seq)
+		if err != nil || done.Subject != en.Source {
+			t.Fatalf("replay %+v: %+v, %v", en, done, err)
+		}
+	}
+	e.waitCount("SELECT count() FROM completions", 1)
+	e.waitCount("SELECT count() FROM attempts", uint64(len(job)-1))
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		entries, err = dlq.List(e.ctx, e.js, 0, 0)
+		if err != nil || len(entries) != 1 || !strings.Contains(entries[0].Reason, "unsupported version v=7") || in.Stats().DeadLettered != 2 {
+			return fmt.Errorf("dead letters after replay: %+v (%v), dead-lettered %d", entries, err, in.Stats().DeadLettered)
+		}
+		return nil
+	})
 }

@@ -1,13 +1,17 @@
 // Package dlq lists and replays dead letters: jobs that exhausted every
-// target and poison messages, kept on the DLQ stream with their reason.
+// target, poison messages and telemetry the ingester could not read, kept on
+// the DLQ stream with their reason.
 package dlq
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/broker"
@@ -15,8 +19,8 @@ import (
 	"github.com/switchboard-llm/switchboard/schemas"
 )
 
-// ErrNotReplayable means a dead letter's payload is not a job.
-var ErrNotReplayable = errors.New("dead letter is not a replayable job")
+// ErrNotReplayable means a dead letter is neither a job nor telemetry.
+var ErrNotReplayable = errors.New("dead letter is neither a job nor telemetry")
 
 // Entry is one dead letter.
 type Entry struct {
@@ -30,6 +34,23 @@ type Entry struct {
 	Tenant  string    `json:"tenant,omitempty"`
 	Size    int       `json:"size"`
 	job     *schemas.Job
+	data    []byte
+}
+
+// Replayed says where a dead letter went.
+type Replayed struct {
+	// JobID is the replayed job (job dead letters).
+	JobID string
+	// Subject is where a telemetry dead letter was published again.
+	Subject string
+}
+
+// String describes the replay for people.
+func (r Replayed) String() string {
+	if r.JobID != "" {
+		return "job " + r.JobID
+	}
+	return "telemetry on " + r.Subject
 }
 
 // List returns up to limit dead letters, oldest first, starting at sequence
@@ -65,7 +86,7 @@ func get(ctx context.Context, stream jetstream.Stream, seq uint64) (*Entry, erro
 	if err != nil {
 		return nil, err
 	}
-	e := &Entry{Seq: m.Sequence, Subject: m.Subject, Time: m.Time, Size: len(m.Data)}
+	e := &Entry{Seq: m.Sequence, Subject: m.Subject, Time: m.Time, Size: len(m.Data), data: m.Data}
 	if m.Header != nil {
 		e.Reason = m.Header.Get(streams.HeaderError)
 		e.Source = m.Header.Get(streams.HeaderSource)
@@ -76,34 +97,47 @@ func get(ctx context.Context, stream jetstream.Stream, seq uint64) (*Entry, erro
 	return e, nil
 }
 
-// Replay re-routes the dead-lettered job at seq from its route's first
-// target (its attempt history kept), publishes it with the dedup id of a new
-// hop, and only then deletes the dead letter.
-func Replay(ctx context.Context, js jetstream.JetStream, client *broker.Client, seq uint64) (string, error) {
+// Replay re-sends the dead letter at seq and only then deletes it. A job is
+// re-routed from its route's first target (its attempt history kept) under
+// the dedup id of a new hop. Telemetry goes back to the subject it came from
+// (after an ingester upgrade, say): what is still bad is dead-lettered again
+// by the ingester with its reason.
+func Replay(ctx context.Context, js jetstream.JetStream, client *broker.Client, seq uint64) (Replayed, error) {
 	stream, err := js.Stream(ctx, streams.StreamDLQ)
 	if err != nil {
-		return "", fmt.Errorf("dlq stream: %w", err)
+		return Replayed{}, fmt.Errorf("dlq stream: %w", err)
 	}
 	e, err := get(ctx, stream, seq)
 	if err != nil {
-		return "", fmt.Errorf("dead letter %d: %w", seq, err)
+		return Replayed{}, fmt.Errorf("dead letter %d: %w", seq, err)
 	}
-	if e.job == nil {
-		return "", fmt.Errorf("dead letter %d (%s): %w", seq, e.Reason, ErrNotReplayable)
-	}
-	job := e.job
-	job.Plan = nil
-	job.Hop++
-	job.Deadline = nil
-	job.Reply = ""
-	if err := client.Prepare(job); err != nil {
-		return "", fmt.Errorf("dead letter %d: %w", seq, err)
-	}
-	if err := broker.PublishJob(ctx, js, job); err != nil {
-		return "", err
+	var done Replayed
+	switch {
+	case e.job != nil:
+		job := e.job
+		job.Plan = nil
+		job.Hop++
+		job.Deadline = nil
+		job.Reply = ""
+		if err := client.Prepare(job); err != nil {
+			return Replayed{}, fmt.Errorf("dead letter %d: %w", seq, err)
+		}
+		if err := broker.PublishJob(ctx, js, job); err != nil {
+			return Replayed{}, err
+		}
+		done.JobID = job.ID
+	case e.Subject == streams.DLQ(streams.DLQTelemetry) && strings.HasPrefix(e.Source, streams.TelemetryPrefix):
+		msg := &nats.Msg{Subject: e.Source, Data: e.data, Header: nats.Header{}}
+		msg.Header.Set(jetstream.MsgIDHeader, "dlq-replay."+strconv.FormatUint(seq, 10))
+		if _, err := js.PublishMsg(ctx, msg); err != nil {
+			return Replayed{}, fmt.Errorf("dead letter %d: republish to %s: %w", seq, e.Source, err)
+		}
+		done.Subject = e.Source
+	default:
+		return Replayed{}, fmt.Errorf("dead letter %d (%s): %w", seq, e.Reason, ErrNotReplayable)
 	}
 	if err := stream.DeleteMsg(ctx, seq); err != nil {
-		return job.ID, fmt.Errorf("replayed job %s but could not delete dead letter %d: %w", job.ID, seq, err)
+		return done, fmt.Errorf("replayed dead letter %d as %s but could not delete it: %w", seq, done, err)
 	}
-	return job.ID, nil
+	return done, nil
 }

@@ -58,10 +58,11 @@ func TestListAndReplay(t *testing.T) {
 
 	// The provider recovers; the replayed job succeeds and its letter is gone.
 	env.Mocks["a"].SetFaults(mock.Faults{})
-	id, err := dlq.Replay(ctx, env.JS, env.Client, e.Seq)
-	if err != nil || id != res.ID {
-		t.Fatalf("replay: %s %v", id, err)
+	done, err := dlq.Replay(ctx, env.JS, env.Client, e.Seq)
+	if err != nil || done.JobID != res.ID {
+		t.Fatalf("replay: %s %v", done, err)
 	}
+	id := done.JobID
 	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		r, err := env.Client.Result(ctx, id)
 		if err != nil {

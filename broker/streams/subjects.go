@@ -83,9 +83,12 @@ const (
 	HeaderModel    = "Switchboard-Model"
 )
 
+// TelemetryPrefix starts every subject of the TELEMETRY stream.
+const TelemetryPrefix = "llm.telemetry."
+
 // Telemetry is the subject of single telemetry events of one kind
 // (schemas.EventAttempt or schemas.EventCompletion).
-func Telemetry(kind string) string { return "llm.telemetry." + kind }
+func Telemetry(kind string) string { return TelemetryPrefix + kind }
 
 // TelemetryBatch carries a JSON array of telemetry events of any kinds. The
 // workers publish one per hop (its attempts, and the job's outcome on the

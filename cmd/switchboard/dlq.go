@@ -83,13 +83,13 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	failed := 0
 	for _, seq := range seqs {
-		id, err := dlq.Replay(ctx, js, client, seq)
+		done, err := dlq.Replay(ctx, js, client, seq)
 		if err != nil {
 			failed++
 			fmt.Fprintf(stderr, "dlq %d: %v\n", seq, err)
 			continue
 		}
-		fmt.Fprintf(stdout, "replayed dead letter %d as job %s\n", seq, id)
+		fmt.Fprintf(stdout, "replayed dead letter %d as %s\n", seq, done)
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d dead letters not replayed", failed, len(seqs))
