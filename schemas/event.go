@@ -25,9 +25,12 @@ func AttemptEventID(jobID string, attempt int) uuid.UUID {
 	return uuid.NewSHA1(eventNamespace, []byte(jobID+"/attempt/"+strconv.Itoa(attempt)))
 }
 
-// CompletionEventID is the deterministic id of a job's outcome event.
-func CompletionEventID(jobID string) uuid.UUID {
-	return uuid.NewSHA1(eventNamespace, []byte(jobID+"/completion"))
+// CompletionEventID is the deterministic id of a job's outcome reached at
+// hop (the job's Hop when it finished): a redelivered or re-sent outcome
+// keeps its id, while a job replayed from the DLQ (which runs on later hops)
+// records its new outcome beside the one it replaces.
+func CompletionEventID(jobID string, hop int) uuid.UUID {
+	return uuid.NewSHA1(eventNamespace, []byte(jobID+"/completion/"+strconv.Itoa(hop)))
 }
 
 // Event is one telemetry record: a provider attempt or a job outcome.

@@ -128,7 +128,10 @@ func TestEventIDsAreDeterministic(t *testing.T) {
 	if first != again || first == second {
 		t.Error("attempt event ids must be stable per (job, attempt) and differ across attempts")
 	}
-	if CompletionEventID("j") == AttemptEventID("j", 0) {
+	if CompletionEventID("j", 0) == AttemptEventID("j", 0) {
 		t.Error("completion id collides with an attempt id")
+	}
+	if CompletionEventID("j", 2) != CompletionEventID("j", 2) || CompletionEventID("j", 2) == CompletionEventID("j", 3) {
+		t.Error("completion ids must be stable per (job, hop) and differ across hops (DLQ replays)")
 	}
 }

@@ -74,7 +74,7 @@ func TestSuccess(t *testing.T) {
 		a.Tenant != "acme" || a.Tier != "pro" || a.Task != "chat" || a.InputTokens != 7 || a.CostUSD == nil {
 		t.Errorf("attempt event = %+v", a)
 	}
-	if c.EventID != schemas.CompletionEventID(id) || c.Status != schemas.StatusSucceeded || c.Attempt != 1 || c.Fallback ||
+	if c.EventID != schemas.CompletionEventID(id, 0) || c.Status != schemas.StatusSucceeded || c.Attempt != 1 || c.Fallback ||
 		c.CostUSD == nil || *c.CostUSD != want || c.Route != "chat" || c.OutputTokens != 5 {
 		t.Errorf("completion event = %+v", c)
 	}

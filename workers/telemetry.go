@@ -44,7 +44,7 @@ func completionEvent(job *schemas.Job, res *schemas.Result) schemas.Event {
 	ev := schemas.Event{
 		V:            schemas.Version,
 		Kind:         schemas.EventCompletion,
-		EventID:      schemas.CompletionEventID(job.ID),
+		EventID:      schemas.CompletionEventID(job.ID, job.Hop),
 		JobID:        job.ID,
 		TS:           job.CreatedAt.Add(time.Duration(res.Timings.TotalMS) * time.Millisecond),
 		Attempt:      len(res.Attempts),

@@ -2,10 +2,13 @@ package dlq_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/broker/dlq"
 	"github.com/switchboard-llm/switchboard/broker/streams"
@@ -80,4 +83,42 @@ func TestListAndReplay(t *testing.T) {
 	if len(entries) != 1 || entries[0].JobID != "" {
 		t.Fatalf("after replay: %+v", entries)
 	}
+	// Both runs' outcomes are in the telemetry, under different ids, so the
+	// replay's success is recorded beside the first run's failure.
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		outcomes := completions(t, env, id)
+		if len(outcomes) != 2 || outcomes[0].Status != schemas.StatusFailed || outcomes[1].Status != schemas.StatusSucceeded ||
+			outcomes[0].EventID == outcomes[1].EventID {
+			return fmt.Errorf("completion events %+v, want a failed and a succeeded one with distinct ids", outcomes)
+		}
+		return nil
+	})
+}
+
+// completions reads the completion events of a job from TELEMETRY.
+func completions(t *testing.T, env *testenv.Env, jobID string) []schemas.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cons, err := env.JS.OrderedConsumer(ctx, streams.StreamTelemetry, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.FetchNoWait(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []schemas.Event
+	for m := range batch.Messages() {
+		var evs []schemas.Event
+		if m.Subject() != streams.TelemetryBatch || json.Unmarshal(m.Data(), &evs) != nil {
+			continue
+		}
+		for _, ev := range evs {
+			if ev.JobID == jobID && ev.Kind == schemas.EventCompletion {
+				out = append(out, ev)
+			}
+		}
+	}
+	return out
 }

@@ -52,7 +52,7 @@ func TestAnalyticsCommands(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	cost := 0.002
-	ev := schemas.Event{V: 1, Kind: schemas.EventCompletion, EventID: schemas.CompletionEventID("cli-job"), JobID: "cli-job",
+	ev := schemas.Event{V: 1, Kind: schemas.EventCompletion, EventID: schemas.CompletionEventID("cli-job", 0), JobID: "cli-job",
 		TS: time.Now().UTC(), Attempt: 1, Route: "chat", Provider: "p", Model: "m", Status: schemas.StatusSucceeded,
 		InputTokens: 7, OutputTokens: 3, CostUSD: &cost, TotalMS: 42}
 	data, _ := json.Marshal(ev)
