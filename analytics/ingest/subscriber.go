@@ -93,7 +93,8 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 }
 
 // ConsumerConfig is the durable consumer the subscriber creates for topic
-// (a subject filter such as llm.telemetry.>).
+// (a subject filter such as llm.telemetry.>; Subscribe drops the filter when
+// it is the stream's only subject).
 func (s *Subscriber) ConsumerConfig(topic string) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       s.cfg.Durable,
@@ -113,8 +114,8 @@ type inflight struct {
 	seen time.Time
 }
 
-// Subscribe creates or updates the durable consumer filtered on topic and
-// returns its messages. The channel closes when ctx ends or on Close.
+// Subscribe creates or updates the durable consumer of topic and returns its
+// messages. The channel closes when ctx ends or on Close.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -125,10 +126,12 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	// A filter that is the stream's only subject selects every message;
 	// without it the server reads the stream in order instead of matching
 	// each message's subject.
-	if stream, err := s.cfg.JS.Stream(ctx, s.cfg.Stream); err == nil {
-		if subjects := stream.CachedInfo().Config.Subjects; len(subjects) == 1 && subjects[0] == topic {
-			cfg.FilterSubject = ""
-		}
+	stream, err := s.cfg.JS.Stream(ctx, s.cfg.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", s.cfg.Stream, err)
+	}
+	if subjects := stream.CachedInfo().Config.Subjects; len(subjects) == 1 && subjects[0] == topic {
+		cfg.FilterSubject = ""
 	}
 	cons, err := s.cfg.JS.CreateOrUpdateConsumer(ctx, s.cfg.Stream, cfg)
 	if err != nil {
@@ -145,19 +148,29 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	capacity := 2*s.cfg.MaxAckPending + s.cfg.PullBatch
 	out := make(chan *message.Message, capacity)
 	queue := &ackQueue{notify: make(chan struct{}, 1)}
-	stop := make(chan struct{})
+	stop, readerDone := make(chan struct{}), make(chan struct{})
 	s.wg.Add(3)
-	go func() { // stop the iterator when asked, so Next returns
+	go func() {
 		defer s.wg.Done()
 		select {
 		case <-ctx.Done():
 		case <-s.closing:
 		}
+		// Unsubscribe first: what the server still delivers comes through
+		// Next and is handed back with the rest, after the unsubscribe, so
+		// the server redelivers it at once to another ingester instead of
+		// to this one's dead pull request.
+		it.Drain()
 		close(stop)
-		it.Stop()
+		select {
+		case <-readerDone:
+		case <-time.After(5 * time.Second):
+			it.Stop()
+		}
 	}()
 	go func() {
 		defer s.wg.Done()
+		defer close(readerDone)
 		defer close(out)
 		defer queue.close()
 		for {
@@ -177,9 +190,13 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 			wm := toWatermill(msg)
 			queue.push(inflight{wm: wm, js: msg, seen: time.Now()})
 			select {
+			case <-stop:
+				continue // draining: queued to be handed back, not handed out
+			default:
+			}
+			select {
 			case out <- wm:
 			case <-stop:
-				return
 			}
 		}
 	}()
@@ -311,23 +328,24 @@ func (s *Subscriber) ackLoop(queue *ackQueue, stop <-chan struct{}) {
 				}
 			}
 		case <-stop:
-			// Give acks already decided a last chance, hand back the rest,
-			// including what the reader still queues before it ends.
+			// Once the reader has drained the iterator, give acks already
+			// decided a last chance and hand back the rest.
 			for {
-				held, closed := queue.takeAll()
-				for _, p := range held {
-					select {
-					case <-p.wm.Acked():
-						_ = p.js.Ack()
-					default:
-						_ = p.js.Nak()
-					}
-				}
-				if closed {
-					return
+				if _, _, closed := queue.head(); closed {
+					break
 				}
 				<-queue.notify
 			}
+			held, _ := queue.takeAll()
+			for _, p := range held {
+				select {
+				case <-p.wm.Acked():
+					_ = p.js.Ack()
+				default:
+					_ = p.js.Nak()
+				}
+			}
+			return
 		}
 	}
 }
