@@ -461,9 +461,12 @@ func TestReplayTelemetryDeadLetters(t *testing.T) {
 	if _, err := e.js.Publish(e.ctx, streams.Telemetry(schemas.EventAttempt), []byte(`{"v":7}`)); err != nil {
 		t.Fatal(err)
 	}
+	// One bad element of a batch: dead-lettered alone, replayed as a batch
+	// of one, still bad for the same reason.
+	e.publishBatch(nil, `{"v":8}`)
 	var entries []dlq.Entry
 	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		if entries, err = dlq.List(e.ctx, e.js, 0, 0); err != nil || len(entries) != 2 {
+		if entries, err = dlq.List(e.ctx, e.js, 0, 0); err != nil || len(entries) != 3 {
 			return fmt.Errorf("%d dead letters (%v)", len(entries), err)
 		}
 		return nil
@@ -478,9 +481,13 @@ func TestReplayTelemetryDeadLetters(t *testing.T) {
 	e.waitCount("SELECT count() FROM attempts", uint64(len(job)-1))
 	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		entries, err = dlq.List(e.ctx, e.js, 0, 0)
-		if err != nil || len(entries) != 1 || !strings.Contains(entries[0].Reason, "unsupported version v=7") || in.Stats().DeadLettered != 2 {
+		if err != nil || len(entries) != 2 || in.Stats().DeadLettered != 4 {
 			return fmt.Errorf("dead letters after replay: %+v (%v), dead-lettered %d", entries, err, in.Stats().DeadLettered)
 		}
 		return nil
 	})
+	reasons := entries[0].Reason + " | " + entries[1].Reason
+	if !strings.Contains(reasons, "unsupported version v=7") || !strings.Contains(reasons, "event[0]: bad telemetry event: unsupported version v=8") {
+		t.Fatalf("reasons after replay: %s", reasons)
+	}
 }

@@ -4,6 +4,7 @@
 package dlq
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -127,7 +128,12 @@ func Replay(ctx context.Context, js jetstream.JetStream, client *broker.Client, 
 		}
 		done.JobID = job.ID
 	case e.Subject == streams.DLQ(streams.DLQTelemetry) && strings.HasPrefix(e.Source, streams.TelemetryPrefix):
-		msg := &nats.Msg{Subject: e.Source, Data: e.data, Header: nats.Header{}}
+		data := e.data
+		if e.Source == streams.TelemetryBatch && !bytes.HasPrefix(bytes.TrimSpace(data), []byte("[")) {
+			// One bad element of a batch: it goes back as a batch of one.
+			data = append(append([]byte("["), data...), ']')
+		}
+		msg := &nats.Msg{Subject: e.Source, Data: data, Header: nats.Header{}}
 		msg.Header.Set(jetstream.MsgIDHeader, "dlq-replay."+strconv.FormatUint(seq, 10))
 		if _, err := js.PublishMsg(ctx, msg); err != nil {
 			return Replayed{}, fmt.Errorf("dead letter %d: republish to %s: %w", seq, e.Source, err)
