@@ -20,9 +20,11 @@ const (
 var eventNamespace = uuid.MustParse("6f1c7a36-2a51-4c5e-9d0b-5b7f0f3f9a11")
 
 // AttemptEventID is the deterministic id of the attempt-th call (1-based,
-// counted across all hops) made for a job.
-func AttemptEventID(jobID string, attempt int) uuid.UUID {
-	return uuid.NewSHA1(eventNamespace, []byte(jobID+"/attempt/"+strconv.Itoa(attempt)))
+// counted across all hops) made for a job, which started at startedAt (the
+// event's ts). A re-sent event keeps its id and ts; a call made again (a hop
+// re-run after a worker died) is a second call with its own id.
+func AttemptEventID(jobID string, attempt int, startedAt time.Time) uuid.UUID {
+	return uuid.NewSHA1(eventNamespace, []byte(jobID+"/attempt/"+strconv.Itoa(attempt)+"/"+strconv.FormatInt(startedAt.UnixNano(), 10)))
 }
 
 // CompletionEventID is the deterministic id of a job's outcome reached at

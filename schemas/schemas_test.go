@@ -124,11 +124,15 @@ func TestJobValidation(t *testing.T) {
 }
 
 func TestEventIDsAreDeterministic(t *testing.T) {
-	first, again, second := AttemptEventID("j", 1), AttemptEventID("j", 1), AttemptEventID("j", 2)
+	start := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
+	first, again, second := AttemptEventID("j", 1, start), AttemptEventID("j", 1, start.In(time.FixedZone("x", 3600))), AttemptEventID("j", 2, start)
 	if first != again || first == second {
-		t.Error("attempt event ids must be stable per (job, attempt) and differ across attempts")
+		t.Error("attempt event ids must be stable per (job, attempt, start) and differ across attempts")
 	}
-	if CompletionEventID("j", 0) == AttemptEventID("j", 0) {
+	if AttemptEventID("j", 1, start.Add(time.Minute)) == first {
+		t.Error("a re-run call (same attempt number, later start) must get its own id")
+	}
+	if CompletionEventID("j", 0) == AttemptEventID("j", 0, start) {
 		t.Error("completion id collides with an attempt id")
 	}
 	if CompletionEventID("j", 2) != CompletionEventID("j", 2) || CompletionEventID("j", 2) == CompletionEventID("j", 3) {

@@ -70,7 +70,7 @@ func TestSuccess(t *testing.T) {
 		return nil
 	})
 	a, c := atts[0], comps[0]
-	if a.EventID != schemas.AttemptEventID(id, 1) || a.Attempt != 1 || a.Outcome != schemas.OutcomeOK || a.Provider != "a" ||
+	if a.EventID != schemas.AttemptEventID(id, 1, a.TS) || a.Attempt != 1 || a.Outcome != schemas.OutcomeOK || a.Provider != "a" ||
 		a.Tenant != "acme" || a.Tier != "pro" || a.Task != "chat" || a.InputTokens != 7 || a.CostUSD == nil {
 		t.Errorf("attempt event = %+v", a)
 	}
@@ -150,7 +150,7 @@ func TestFallbackOn503(t *testing.T) {
 			return fmt.Errorf("%d attempt and %d completion events, want 3 and 1", len(atts), len(comps))
 		}
 		for i, ev := range atts {
-			if ev.EventID != schemas.AttemptEventID(id, ev.Attempt) || ev.Attempt < 1 || ev.Attempt > 3 {
+			if ev.EventID != schemas.AttemptEventID(id, ev.Attempt, ev.TS) || ev.Attempt < 1 || ev.Attempt > 3 {
 				return fmt.Errorf("event %d: attempt %d id %s", i, ev.Attempt, ev.EventID)
 			}
 			if ev.Attempt == 3 && (!ev.Fallback || ev.Provider != "b") {

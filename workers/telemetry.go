@@ -2,7 +2,6 @@ package workers
 
 import (
 	"encoding/json"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -17,7 +16,7 @@ func (p *Pool) attemptEvent(job *schemas.Job, att schemas.Attempt, n int, fallba
 	return schemas.Event{
 		V:            schemas.Version,
 		Kind:         schemas.EventAttempt,
-		EventID:      schemas.AttemptEventID(job.ID, n),
+		EventID:      schemas.AttemptEventID(job.ID, n, att.StartedAt),
 		JobID:        job.ID,
 		TS:           att.StartedAt,
 		Attempt:      n,
@@ -38,15 +37,17 @@ func (p *Pool) attemptEvent(job *schemas.Job, att schemas.Attempt, n int, fallba
 	}
 }
 
-// completionEvent is the telemetry event of a job's outcome. Its timestamp
-// derives from the Result, so a re-sent event is identical.
+// completionEvent is the telemetry event of a job's outcome. Its ts is the
+// job's creation (request) time and its id names the job and the finishing
+// hop, so an outcome re-sent or reached again by a re-run hop has the same
+// id and ts and is stored once.
 func completionEvent(job *schemas.Job, res *schemas.Result) schemas.Event {
 	ev := schemas.Event{
 		V:            schemas.Version,
 		Kind:         schemas.EventCompletion,
 		EventID:      schemas.CompletionEventID(job.ID, job.Hop),
 		JobID:        job.ID,
-		TS:           job.CreatedAt.Add(time.Duration(res.Timings.TotalMS) * time.Millisecond),
+		TS:           job.CreatedAt,
 		Attempt:      len(res.Attempts),
 		Route:        res.Route,
 		Provider:     res.Provider,

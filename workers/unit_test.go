@@ -146,3 +146,34 @@ func TestCompletionAsChunk(t *testing.T) {
 		t.Error("non-completion body altered")
 	}
 }
+
+// TestTelemetryOfRerunHop: an event with a given id always has the same ts
+// (ClickHouse deduplicates on both): a hop's outcome reached again by a
+// re-run (different timings) keeps id and ts, a call made again gets a new
+// id, and a DLQ replay (a later hop) records a new outcome.
+func TestTelemetryOfRerunHop(t *testing.T) {
+	p := &Pool{cfg: PoolConfig{Pricer: ConfigPricer{}}}
+	created := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	job := &schemas.Job{ID: "j", CreatedAt: created, Hop: 1}
+	first := &schemas.Result{Status: schemas.StatusFailed, Timings: schemas.Timings{TotalMS: 900}}
+	rerun := &schemas.Result{Status: schemas.StatusSucceeded, Timings: schemas.Timings{TotalMS: 65_000}}
+	a, b := completionEvent(job, first), completionEvent(job, rerun)
+	if a.EventID != b.EventID || !a.TS.Equal(b.TS) || !a.TS.Equal(created) {
+		t.Fatalf("re-run outcome: %s@%s vs %s@%s, want one id at the job's creation time", a.EventID, a.TS, b.EventID, b.TS)
+	}
+	replayed := *job
+	replayed.Hop = 3
+	if c := completionEvent(&replayed, rerun); c.EventID == a.EventID {
+		t.Fatal("a replayed job's outcome must get its own id")
+	}
+	att := schemas.Attempt{Provider: "p", StartedAt: created.Add(time.Second)}
+	again := att
+	again.StartedAt = att.StartedAt.Add(65 * time.Second)
+	e1, e2 := p.attemptEvent(job, att, 1, false), p.attemptEvent(job, again, 1, false)
+	if e1.EventID == e2.EventID || !e1.TS.Equal(att.StartedAt) {
+		t.Fatalf("re-made call: ids %s and %s, ts %s", e1.EventID, e2.EventID, e1.TS)
+	}
+	if e3 := p.attemptEvent(job, att, 1, false); e3.EventID != e1.EventID || !e3.TS.Equal(e1.TS) {
+		t.Fatal("a re-sent attempt event must keep its id and ts")
+	}
+}

@@ -28,7 +28,7 @@ import (
 func benchEvent(i int, ts time.Time) schemas.Event {
 	job := uuid.NewString()
 	cost := 0.0001 * float64(i%10)
-	return schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: schemas.AttemptEventID(job, 1), JobID: job, TS: ts,
+	return schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: schemas.AttemptEventID(job, 1, ts), JobID: job, TS: ts,
 		Attempt: 1, Route: "chat", Provider: []string{"alpha", "beta", "gamma"}[i%3], Model: "m1", Tenant: fmt.Sprintf("t%d", i%20),
 		StatusCode: 200, Outcome: schemas.OutcomeOK, InputTokens: 100, OutputTokens: 20, CostUSD: &cost, DurationMS: int64(i % 500)}
 }

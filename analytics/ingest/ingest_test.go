@@ -158,7 +158,7 @@ func jobEvents(i int, base time.Time) []schemas.Event {
 	fallback := false
 	if i%3 == 0 {
 		n++
-		evs = append(evs, schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: schemas.AttemptEventID(id, n), JobID: id, TS: ts,
+		evs = append(evs, schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: schemas.AttemptEventID(id, n, ts), JobID: id, TS: ts,
 			Attempt: n, Route: "chat", Provider: "alpha", Model: "a1", Tenant: tenant, StatusCode: 429, ErrorType: schemas.ErrRateLimited,
 			Outcome: schemas.OutcomeFallback, CostUSD: costOf("alpha", "a1", 0, 0), DurationMS: 5})
 		fallback = true
@@ -169,7 +169,7 @@ func jobEvents(i int, base time.Time) []schemas.Event {
 	}
 	n++
 	cost := costOf(provider, model, in, out)
-	evs = append(evs, schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: schemas.AttemptEventID(id, n), JobID: id, TS: ts,
+	evs = append(evs, schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: schemas.AttemptEventID(id, n, ts), JobID: id, TS: ts,
 		Attempt: n, Route: "chat", Provider: provider, Model: model, Tenant: tenant, StatusCode: 200, Outcome: schemas.OutcomeOK,
 		Fallback: fallback, InputTokens: in, OutputTokens: out, CostUSD: cost, DurationMS: int64(20 + i)})
 	evs = append(evs, schemas.Event{V: 1, Kind: schemas.EventCompletion, EventID: schemas.CompletionEventID(id, 0), JobID: id, TS: ts,

@@ -62,7 +62,8 @@ func (o Options) Validate() error {
 
 // Row is one group's figures. By provider and model, a request is one
 // provider call (attempts: retries and fallbacks included, cost is what was
-// spent); by route, tenant and status, a request is one job (completions).
+// spent); by route, tenant and status, a request is one job outcome
+// (completions; a job replayed from the DLQ counts once per run).
 type Row struct {
 	Key          string  `json:"key"`
 	Requests     uint64  `json:"requests"`

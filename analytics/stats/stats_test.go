@@ -35,7 +35,7 @@ func fixture(t *testing.T, db *chtest.DB) time.Time {
 			InputTokens: in, OutputTokens: out, CostUSD: cost, TotalMS: total}
 	}
 	att := func(job string, n int, provider, model, outcome string, code int, dur, in, out int64, cost *float64, at time.Time) *schemas.Event {
-		return &schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: schemas.AttemptEventID(job, n), JobID: job, TS: at, Attempt: n,
+		return &schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: schemas.AttemptEventID(job, n, at), JobID: job, TS: at, Attempt: n,
 			Route: "chat", Provider: provider, Model: model, Tenant: "acme", StatusCode: code, Outcome: outcome,
 			InputTokens: in, OutputTokens: out, CostUSD: cost, DurationMS: dur}
 	}

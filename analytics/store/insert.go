@@ -179,7 +179,8 @@ func uniqueEvents(events []*schemas.Event) []*schemas.Event {
 }
 
 // Existing returns which of the events' ids are already stored in table. An
-// event's ts is deterministic and leads the sorting key, so the lookup reads
+// event id always comes with the same ts (schemas.AttemptEventID,
+// schemas.CompletionEventID), which leads the sorting key, so the lookup reads
 // only the granules of the seconds the events fall in (tsRanges), however
 // large the table grows.
 func Existing(ctx context.Context, conn driver.Conn, table string, events []*schemas.Event) (map[uuid.UUID]bool, error) {

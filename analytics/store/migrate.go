@@ -25,8 +25,8 @@ type Migration struct {
 // are named apart from source columns (18.16 resolves aliases globally).
 //
 // Base tables are ReplacingMergeTree sorted by (ts, event_id) since version
-// 3 (created by version 1 as (toDate(ts), event_id)): an event's ts is
-// deterministic, so a redelivered event that slipped past the ingester's
+// 3 (created by version 1 as (toDate(ts), event_id)): an event id always
+// comes with the same ts, so a redelivered event that slipped past the ingester's
 // dedup lookup collapses on merge, FINAL / uniqExact(event_id) queries never
 // double-count, and the dedup lookup reads only the batch's time ranges.
 const (

@@ -60,7 +60,7 @@ func TestInsertSkipsStoredAndRepeatedEvents(t *testing.T) {
 	ctx := context.Background()
 	ts := time.Date(2025, 3, 1, 12, 0, 30, 0, time.UTC)
 	mk := func(job string, n int, cost *float64) *schemas.Event {
-		return &schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: schemas.AttemptEventID(job, n), JobID: job, TS: ts,
+		return &schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: schemas.AttemptEventID(job, n, ts), JobID: job, TS: ts,
 			Attempt: n, Provider: "p", Model: "m", Outcome: schemas.OutcomeOK, InputTokens: 10, OutputTokens: 5, CostUSD: cost, DurationMS: 100}
 	}
 	first := []*schemas.Event{mk("a", 1, ptr(0.5)), mk("b", 1, nil), mk("a", 1, ptr(0.5))}
@@ -80,7 +80,7 @@ func TestInsertSkipsStoredAndRepeatedEvents(t *testing.T) {
 		t.Fatalf("rows=%d rollup calls=%d unknown=%d, want 3, 3, 1", rows, calls, unknown)
 	}
 	var cost *float64
-	if err := db.Conn.QueryRow(ctx, "SELECT cost_usd FROM attempts WHERE event_id = ?", schemas.AttemptEventID("b", 1)).Scan(&cost); err != nil {
+	if err := db.Conn.QueryRow(ctx, "SELECT cost_usd FROM attempts WHERE event_id = ?", schemas.AttemptEventID("b", 1, ts)).Scan(&cost); err != nil {
 		t.Fatal(err)
 	}
 	if cost != nil {
@@ -114,7 +114,7 @@ func TestInsertRepairsRollupsOfAnInterruptedInsert(t *testing.T) {
 		if i%2 == 0 {
 			outcome = schemas.OutcomeFallback
 		}
-		evs = append(evs, &schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: schemas.AttemptEventID(job, 1), JobID: job,
+		evs = append(evs, &schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: uuid.New(), JobID: job,
 			TS: ts.Add(time.Duration(i) * 20 * time.Second), Attempt: 1, Provider: "p", Model: "m", Outcome: outcome,
 			InputTokens: 10, CostUSD: ptr(0.25), DurationMS: int64(10 * i)})
 	}
@@ -285,7 +285,7 @@ func TestInsertSkipsStoredStragglers(t *testing.T) {
 	var evs []*schemas.Event
 	for i := 0; i < 200; i++ { // 200 distinct seconds, up to a week apart: more than the lookup's 64 ranges
 		job := fmt.Sprintf("job%d", i)
-		evs = append(evs, &schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: schemas.AttemptEventID(job, 1), JobID: job,
+		evs = append(evs, &schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: uuid.New(), JobID: job,
 			TS: now.Add(-time.Duration(i*i*15) * time.Second), Attempt: 1, Provider: "p", Model: "m", Outcome: schemas.OutcomeOK})
 	}
 	if n, err := store.Insert(ctx, db.Conn, schemas.EventAttempt, evs[:150]); err != nil || n != 150 {

@@ -58,11 +58,11 @@ func TestEveryPanelQueryRuns(t *testing.T) {
 		ts := now.Add(-time.Duration(i) * time.Minute)
 		fallback := i%4 == 0
 		if fallback {
-			attempts = append(attempts, &schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: schemas.AttemptEventID(job, 1), JobID: job, TS: ts,
+			attempts = append(attempts, &schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: schemas.AttemptEventID(job, 1, ts), JobID: job, TS: ts,
 				Attempt: 1, Route: "chat", Provider: "alpha", Model: "a1", Tenant: "acme", StatusCode: 503, ErrorType: schemas.ErrServerError,
 				Outcome: schemas.OutcomeFallback, DurationMS: 40})
 		}
-		attempts = append(attempts, &schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: schemas.AttemptEventID(job, 2), JobID: job, TS: ts,
+		attempts = append(attempts, &schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: schemas.AttemptEventID(job, 2, ts), JobID: job, TS: ts,
 			Attempt: 2, Route: "chat", Provider: "beta", Model: "b1", Tenant: "acme", StatusCode: 200, Outcome: schemas.OutcomeOK,
 			InputTokens: 100, OutputTokens: 20, CostUSD: &cost, DurationMS: int64(100 + i)})
 		completions = append(completions, &schemas.Event{V: 1, Kind: schemas.EventCompletion, EventID: schemas.CompletionEventID(job, 0), JobID: job, TS: ts,
