@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -24,9 +25,11 @@ type Migration struct {
 // DateTime64, Map or JSON; no SimpleAggregateFunction; rollup state columns
 // are named apart from source columns (18.16 resolves aliases globally).
 //
-// Base tables are ReplacingMergeTree sorted by (ts, event_id) since version
-// 3 (created by version 1 as (toDate(ts), event_id)): an event id always
-// comes with the same ts, so a redelivered event that slipped past the ingester's
+// Base tables are ReplacingMergeTree sorted by (ts, event_id). Version 1
+// created them sorted by (toDate(ts), event_id) until version 3 came, which
+// re-sorts such tables (new databases get the new key at once, and version 3
+// finds nothing to do). An event id always comes with the same ts, so a
+// redelivered event that slipped past the ingester's
 // dedup lookup collapses on merge, FINAL / uniqExact(event_id) queries never
 // double-count, and the dedup lookup reads only the batch's time ranges.
 const (
@@ -61,7 +64,7 @@ const (
 	ingested_at DateTime DEFAULT now()
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(ts)
-ORDER BY (toDate(ts), event_id)`
+ORDER BY (ts, event_id)`
 
 	ddlAttempts = `CREATE TABLE IF NOT EXISTS attempts (
 	event_id UUID,
@@ -82,7 +85,7 @@ ORDER BY (toDate(ts), event_id)`
 	ingested_at DateTime DEFAULT now()
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(ts)
-ORDER BY (toDate(ts), event_id)`
+ORDER BY (ts, event_id)`
 
 	ddlCompletions1m = `CREATE TABLE IF NOT EXISTS completions_1m (
 	minute DateTime,
@@ -218,43 +221,41 @@ var Migrations = []Migration{
 	}},
 }
 
-// resort rebuilds a base table with a new sorting key, keeping its rows and
-// its rollups' views. ClickHouse cannot change a sorting key in place, so it
-// copies the rows into a new table and swaps the two with one RENAME. Every
-// step can be re-run after a crash: the copy is redone from scratch until
-// the swap, and the views are re-created after it. The views are dropped
-// while the table is swapped (a view follows the renamed table on some
-// releases and the name on others), so nothing else may insert meanwhile:
-// stop ingesters of older versions before upgrading.
+// resortStaleAfter is when a re-sort lock is taken to be left by a process
+// that died.
+const resortStaleAfter = time.Hour
+
+// resort rebuilds a base table with a new sorting key, keeping its rows, its
+// engine settings and its rollups' views. ClickHouse cannot change a sorting
+// key in place, so it copies the rows into a new table (<table>__resort) and
+// swaps the two by renaming. One process does it at a time: it holds a lock
+// table (<table>__resort_lock; others fail with ErrMigration and the
+// ingester retries). Every step can be re-run after a crash: the copy is
+// redone until the swap, a swap cut between its two renames is completed,
+// and the views are re-created after it. The views are dropped while the
+// table is swapped (a view follows the renamed table on some releases and
+// the name on others), so nothing else may insert meanwhile: stop ingesters
+// of older versions before upgrading.
 func resort(ctx context.Context, conn driver.Conn, table, sortingKey string) error {
+	next, old, lock := table+"__resort", table+"__presort", table+"__resort_lock"
 	exec := func(q string) error {
 		if err := conn.Exec(ctx, q); err != nil {
 			return fmt.Errorf("re-sort %s: %s: %w", table, q, err)
 		}
 		return nil
 	}
-	var key string
-	if err := conn.QueryRow(ctx, "SELECT sorting_key FROM system.tables WHERE database = currentDatabase() AND name = ?", table).Scan(&key); err != nil {
-		return fmt.Errorf("re-sort %s: read its sorting key: %w", table, err)
+	key, found, err := tableSortingKey(ctx, conn, table)
+	if err != nil {
+		return err
 	}
-	next, old := table+"__resort", table+"__presort"
-	if key != sortingKey {
-		for _, r := range rollupsOf[table] {
-			if err := exec("DROP TABLE IF EXISTS " + r.view); err != nil {
-				return err
-			}
+	if !found || key != sortingKey {
+		release, err := lockResort(ctx, conn, table, lock)
+		if err != nil {
+			return err
 		}
-		steps := []string{
-			"DROP TABLE IF EXISTS " + next,
-			"CREATE TABLE " + next + " AS " + table + " ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMM(ts) ORDER BY (" + sortingKey + ")",
-			"INSERT INTO " + next + " SELECT * FROM " + table,
-			"DROP TABLE IF EXISTS " + old,
-			"RENAME TABLE " + table + " TO " + old + ", " + next + " TO " + table,
-		}
-		for _, q := range steps {
-			if err := exec(q); err != nil {
-				return err
-			}
+		defer release()
+		if err := swapResorted(ctx, conn, table, next, old, sortingKey, exec); err != nil {
+			return err
 		}
 	}
 	for _, r := range rollupsOf[table] {
@@ -263,6 +264,88 @@ func resort(ctx context.Context, conn driver.Conn, table, sortingKey string) err
 		}
 	}
 	return exec("DROP TABLE IF EXISTS " + old)
+}
+
+// swapResorted does resort's copy and swap under its lock.
+func swapResorted(ctx context.Context, conn driver.Conn, table, next, old, sortingKey string, exec func(string) error) error {
+	key, found, err := tableSortingKey(ctx, conn, table)
+	if err != nil {
+		return err
+	}
+	if !found {
+		// A swap cut between its renames: the copy is complete.
+		if _, ok, err := tableSortingKey(ctx, conn, next); err != nil || !ok {
+			return fmt.Errorf("re-sort %s: the table is missing and so is %s (%v); restore it from %s if that exists", table, next, err, old)
+		}
+		return exec("RENAME TABLE " + next + " TO " + table)
+	}
+	if key == sortingKey {
+		return nil // another process finished meanwhile
+	}
+	var engine string
+	if err := conn.QueryRow(ctx, "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = ?", table).Scan(&engine); err != nil {
+		return fmt.Errorf("re-sort %s: read its engine: %w", table, err)
+	}
+	oldOrder, newOrder := "ORDER BY ("+key+")", "ORDER BY ("+sortingKey+")"
+	if !strings.Contains(engine, oldOrder) {
+		return fmt.Errorf("re-sort %s: cannot find %q in its engine %q; re-create it sorted by (%s)", table, oldOrder, engine, sortingKey)
+	}
+	for _, r := range rollupsOf[table] {
+		if err := exec("DROP TABLE IF EXISTS " + r.view); err != nil {
+			return err
+		}
+	}
+	for _, q := range []string{
+		"DROP TABLE IF EXISTS " + next,
+		"CREATE TABLE " + next + " AS " + table + " ENGINE = " + strings.Replace(engine, oldOrder, newOrder, 1),
+		"INSERT INTO " + next + " SELECT * FROM " + table,
+		"DROP TABLE IF EXISTS " + old,
+		"RENAME TABLE " + table + " TO " + old,
+		"RENAME TABLE " + next + " TO " + table,
+	} {
+		if err := exec(q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tableSortingKey returns a table's sorting key and whether it exists.
+func tableSortingKey(ctx context.Context, conn driver.Conn, table string) (string, bool, error) {
+	rows, err := conn.Query(ctx, "SELECT sorting_key FROM system.tables WHERE database = currentDatabase() AND name = ?", table)
+	if err != nil {
+		return "", false, fmt.Errorf("read the sorting key of %s: %w", table, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return "", false, rows.Err()
+	}
+	var key string
+	if err := rows.Scan(&key); err != nil {
+		return "", false, fmt.Errorf("read the sorting key of %s: %w", table, err)
+	}
+	return key, true, rows.Err()
+}
+
+// lockResort creates the lock table of a re-sort; it fails if another
+// process holds it (unless that lock is older than resortStaleAfter).
+func lockResort(ctx context.Context, conn driver.Conn, table, lock string) (release func(), err error) {
+	create := "CREATE TABLE " + lock + " (held_since DateTime) ENGINE = Memory"
+	if err := conn.Exec(ctx, create); err != nil {
+		var since time.Time
+		if qerr := conn.QueryRow(ctx, "SELECT metadata_modification_time FROM system.tables WHERE database = currentDatabase() AND name = ?",
+			lock).Scan(&since); qerr != nil || time.Since(since) < resortStaleAfter {
+			return nil, fmt.Errorf("another process is re-sorting %s (it holds %s): retry when it is done, or drop %s if no process is: %w",
+				table, lock, lock, err)
+		}
+		if err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+lock); err != nil {
+			return nil, fmt.Errorf("drop the stale lock %s: %w", lock, err)
+		}
+		if err := conn.Exec(ctx, create); err != nil {
+			return nil, fmt.Errorf("another process is re-sorting %s (it holds %s): %w", table, lock, err)
+		}
+	}
+	return func() { _ = conn.Exec(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+lock) }, nil
 }
 
 // Applied returns the versions recorded in schema_migrations.

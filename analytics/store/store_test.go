@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,8 +172,9 @@ func TestMigrationResortsOldTables(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, m := range store.Migrations[:2] { // the schema as versions 1 and 2 left it
+	for _, m := range store.Migrations[:2] { // the schema as versions 1 and 2 made it before version 3
 		for _, stmt := range m.Statements {
+			stmt = strings.Replace(stmt, "ORDER BY (ts, event_id)", "ORDER BY (toDate(ts), event_id)", 1)
 			if err := db.Conn.Exec(ctx, stmt); err != nil {
 				t.Fatal(err)
 			}
@@ -214,6 +216,18 @@ func TestMigrationResortsOldTables(t *testing.T) {
 		}
 	}
 	insert(7)
+	// Another process holds the re-sort: refused with a clear error, nothing
+	// touched.
+	if err := db.Conn.Exec(ctx, "CREATE TABLE attempts__resort_lock (held_since DateTime) ENGINE = Memory"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Migrate(ctx, db.Conn); !errors.Is(err, store.ErrMigration) || !strings.Contains(err.Error(), "another process is re-sorting attempts") {
+		t.Fatalf("migrate while locked: %v", err)
+	}
+	check(7)
+	if err := db.Conn.Exec(ctx, "DROP TABLE attempts__resort_lock"); err != nil {
+		t.Fatal(err)
+	}
 	// A first run cut off half-way: views dropped, a partial copy left.
 	for _, stmt := range []string{"DROP TABLE attempts_1m_mv", "DROP TABLE attempt_errors_1m_mv",
 		"CREATE TABLE attempts__resort AS attempts", "INSERT INTO attempts__resort SELECT * FROM attempts LIMIT 2"} {
@@ -252,9 +266,30 @@ func TestMigrationResortsOldTables(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(10)
+	// Cut between the swap's two renames: the table is missing, the full
+	// copy waits under its scratch name.
+	if err := db.Conn.Exec(ctx, "ALTER TABLE schema_migrations DELETE WHERE version = 3"); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, func() error {
+		if v, err := store.Version(ctx, db.Conn); err != nil || v != 2 {
+			return fmt.Errorf("version %d, %v", v, err)
+		}
+		return nil
+	})
+	for _, stmt := range []string{"DROP TABLE attempts_1m_mv", "DROP TABLE attempt_errors_1m_mv",
+		"RENAME TABLE attempts TO attempts__resort", "CREATE TABLE attempts__presort AS attempts__resort"} {
+		if err := db.Conn.Exec(ctx, stmt); err != nil {
+			t.Fatal(stmt, err)
+		}
+	}
+	if _, err := store.Migrate(ctx, db.Conn); err != nil {
+		t.Fatal(err)
+	}
+	check(10)
 	insert(1)
 	check(11)
-	if n, _ := db.Count(ctx, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name LIKE '%sort'"); n != 0 {
+	if n, _ := db.Count(ctx, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name LIKE '%sort%'"); n != 0 {
 		t.Fatalf("%d scratch tables left", n)
 	}
 }
@@ -358,5 +393,62 @@ func TestInsertRoundTrip(t *testing.T) {
 		c.code != 503 || c.attempts != 4 || c.fallback != 1 || c.in != 21 || c.out != 22 || c.cost != nil ||
 		c.queued != 23 || c.ttft != 24 || c.providerMS != 25 || c.total != 26 {
 		t.Fatalf("completion row = %+v", c)
+	}
+}
+
+// TestConcurrentMigrationsOfOldTables: several processes starting at once on
+// tables made before version 3 (each retrying, as the ingester does) leave
+// one re-sorted copy of every row.
+func TestConcurrentMigrationsOfOldTables(t *testing.T) {
+	db := chtest.NewDB(t)
+	ctx := context.Background()
+	for _, table := range []string{"completions_1m_mv", "attempts_1m_mv", "attempt_errors_1m_mv", "completions_1m",
+		"attempts_1m", "attempt_errors_1m", "completions", "attempts", "schema_migrations"} {
+		if err := db.Conn.Exec(ctx, "DROP TABLE "+table); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range store.Migrations[:2] {
+		for _, stmt := range m.Statements {
+			if err := db.Conn.Exec(ctx, strings.Replace(stmt, "ORDER BY (ts, event_id)", "ORDER BY (toDate(ts), event_id)", 1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	const rows = 20_000
+	if err := db.Conn.Exec(ctx, fmt.Sprintf(`INSERT INTO attempts (event_id, job_id, ts, provider)
+SELECT generateUUIDv4(), toString(number), toDateTime(now() - (number %% 3600)), 'p' FROM system.numbers LIMIT %d`, rows)); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 3)
+	for i := 0; i < 3; i++ {
+		go func() {
+			var err error
+			for try := 0; try < 100; try++ {
+				if _, err = store.Migrate(ctx, db.Conn); err == nil {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < 3; i++ {
+		if err := <-errs; err != nil {
+			t.Fatalf("migrate: %v", err)
+		}
+	}
+	var key string
+	if err := db.Conn.QueryRow(ctx, "SELECT sorting_key FROM system.tables WHERE database = currentDatabase() AND name = 'attempts'").Scan(&key); err != nil || key != "ts, event_id" {
+		t.Fatalf("attempts sorted by %q (%v)", key, err)
+	}
+	for q, want := range map[string]uint64{
+		"SELECT count() FROM attempts":              rows,
+		"SELECT countMerge(calls) FROM attempts_1m": rows,
+		"SELECT count() FROM system.tables WHERE database = currentDatabase() AND name LIKE '%sort%'": 0,
+	} {
+		if n, err := db.Count(ctx, q); err != nil || n != want {
+			t.Fatalf("%s = %d (%v), want %d", q, n, err, want)
+		}
 	}
 }
