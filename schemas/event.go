@@ -28,11 +28,12 @@ func AttemptEventID(jobID string, attempt int, startedAt time.Time) uuid.UUID {
 }
 
 // CompletionEventID is the deterministic id of a job's outcome reached at
-// hop (the job's Hop when it finished): a redelivered or re-sent outcome
-// keeps its id, while a job replayed from the DLQ (which runs on later hops)
-// records its new outcome beside the one it replaces.
-func CompletionEventID(jobID string, hop int) uuid.UUID {
-	return uuid.NewSHA1(eventNamespace, []byte(jobID+"/completion/"+strconv.Itoa(hop)))
+// hop (the job's Hop when it finished) by the run admitted at createdAt (the
+// event's ts): a redelivered or re-sent outcome, or one reached again by a
+// re-run hop, keeps its id, while a job replayed from the DLQ (a new run on
+// later hops) records its new outcome beside the one it replaces.
+func CompletionEventID(jobID string, hop int, createdAt time.Time) uuid.UUID {
+	return uuid.NewSHA1(eventNamespace, []byte(jobID+"/completion/"+strconv.Itoa(hop)+"/"+strconv.FormatInt(createdAt.UnixNano(), 10)))
 }
 
 // Event is one telemetry record: a provider attempt or a job outcome.

@@ -132,10 +132,32 @@ func TestEventIDsAreDeterministic(t *testing.T) {
 	if AttemptEventID("j", 1, start.Add(time.Minute)) == first {
 		t.Error("a re-run call (same attempt number, later start) must get its own id")
 	}
-	if CompletionEventID("j", 0) == AttemptEventID("j", 0, start) {
+	if CompletionEventID("j", 0, start) == AttemptEventID("j", 0, start) {
 		t.Error("completion id collides with an attempt id")
 	}
-	if CompletionEventID("j", 2) != CompletionEventID("j", 2) || CompletionEventID("j", 2) == CompletionEventID("j", 3) {
-		t.Error("completion ids must be stable per (job, hop) and differ across hops (DLQ replays)")
+	if CompletionEventID("j", 2, start) != CompletionEventID("j", 2, start.In(time.FixedZone("x", 3600))) ||
+		CompletionEventID("j", 2, start) == CompletionEventID("j", 3, start) || CompletionEventID("j", 2, start) == CompletionEventID("j", 2, start.Add(time.Second)) {
+		t.Error("completion ids must be stable per (job, hop, admission) and differ across hops and runs")
+	}
+}
+
+// The broker owns created_at: a fresh job's value is replaced with the
+// admission time, a job under way keeps its own, an implausible one is
+// refused naming the field.
+func TestPrepareOwnsCreatedAt(t *testing.T) {
+	now := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
+	req := []byte(`{"messages":[{"role":"user","content":"hi"}]}`)
+	fresh := &Job{Request: req, CreatedAt: time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)}
+	if err := fresh.Prepare(now); err != nil || !fresh.CreatedAt.Equal(now) {
+		t.Fatalf("fresh job: created_at %s, %v; want the admission time", fresh.CreatedAt, err)
+	}
+	earlier := now.Add(-time.Hour)
+	running := &Job{Request: req, Hop: 1, Attempts: []Attempt{{Provider: "a"}}, CreatedAt: earlier}
+	if err := running.Prepare(now); err != nil || !running.CreatedAt.Equal(earlier) {
+		t.Fatalf("job under way: created_at %s, %v; want it kept", running.CreatedAt, err)
+	}
+	forged := &Job{Request: req, Hop: 2, CreatedAt: time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)}
+	if err := forged.Prepare(now); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "created_at") {
+		t.Fatalf("implausible created_at: %v", err)
 	}
 }

@@ -56,8 +56,14 @@ func (j *Job) Prepare(now time.Time) error {
 	if j.ID == "" {
 		j.ID = NewJobID()
 	}
-	if j.CreatedAt.IsZero() {
+	// The broker owns the admission time (queue time, and the completion
+	// row's ts, derive from it): a job that has not run yet gets now, a
+	// producer's value is replaced; a job already under way keeps its own.
+	if j.CreatedAt.IsZero() || (j.Hop == 0 && len(j.Attempts) == 0) {
 		j.CreatedAt = now.UTC()
+	}
+	if j.CreatedAt.Year() < 2000 || j.CreatedAt.After(now.Add(time.Hour)) {
+		return &FieldError{Field: "created_at", Msg: "is not a plausible admission time: " + j.CreatedAt.Format(time.RFC3339)}
 	}
 	if j.Priority == "" {
 		j.Priority = PriorityNormal

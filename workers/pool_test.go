@@ -74,13 +74,13 @@ func TestSuccess(t *testing.T) {
 		a.Tenant != "acme" || a.Tier != "pro" || a.Task != "chat" || a.InputTokens != 7 || a.CostUSD == nil {
 		t.Errorf("attempt event = %+v", a)
 	}
-	if c.EventID != schemas.CompletionEventID(id, 0) || c.Status != schemas.StatusSucceeded || c.Attempt != 1 || c.Fallback ||
+	if c.EventID != schemas.CompletionEventID(id, 0, c.TS) || c.Status != schemas.StatusSucceeded || c.Attempt != 1 || c.Fallback ||
 		c.CostUSD == nil || *c.CostUSD != want || c.Route != "chat" || c.OutputTokens != 5 {
 		t.Errorf("completion event = %+v", c)
 	}
 	// Both travel in one message, deduplicated by job and hop.
-	if m := e.lastMsg(streams.StreamTelemetry, streams.TelemetryBatch); m.Header.Get(jetstream.MsgIDHeader) != streams.TelemetryMsgID(id, 0) {
-		t.Errorf("telemetry Nats-Msg-Id = %q, want %q", m.Header.Get(jetstream.MsgIDHeader), streams.TelemetryMsgID(id, 0))
+	if m := e.lastMsg(streams.StreamTelemetry, streams.TelemetryBatch); m.Header.Get(jetstream.MsgIDHeader) != streams.TelemetryMsgID(id, 0, a.TS) {
+		t.Errorf("telemetry Nats-Msg-Id = %q, want %q", m.Header.Get(jetstream.MsgIDHeader), streams.TelemetryMsgID(id, 0, a.TS))
 	}
 
 	// A pinned job on an unpriced model has no cost (nil, not 0), and uses

@@ -45,7 +45,7 @@ func completionEvent(job *schemas.Job, res *schemas.Result) schemas.Event {
 	ev := schemas.Event{
 		V:            schemas.Version,
 		Kind:         schemas.EventCompletion,
-		EventID:      schemas.CompletionEventID(job.ID, job.Hop),
+		EventID:      schemas.CompletionEventID(job.ID, job.Hop, job.CreatedAt),
 		JobID:        job.ID,
 		TS:           job.CreatedAt,
 		Attempt:      len(res.Attempts),
@@ -101,8 +101,10 @@ func (p *Pool) eventMsg(job *schemas.Job, res *schemas.Result, from int) (*nats.
 }
 
 // telemetryMsg encodes the events of one hop as one message on
-// llm.telemetry.batch, deduplicated by job and hop (each event also carries
-// its deterministic id, which ClickHouse deduplicates on).
+// llm.telemetry.batch. Its dedup id names the job, the hop and the first
+// event's ts: a re-sent batch deduplicates, while a hop run again (a worker
+// died mid-hop) sends its new calls. Each event also carries its id, which
+// ClickHouse deduplicates on.
 func telemetryMsg(jobID string, hop int, events []schemas.Event) (*nats.Msg, error) {
 	if len(events) == 0 {
 		return nil, nil
@@ -112,6 +114,6 @@ func telemetryMsg(jobID string, hop int, events []schemas.Event) (*nats.Msg, err
 		return nil, err
 	}
 	m := &nats.Msg{Subject: streams.TelemetryBatch, Data: data, Header: nats.Header{}}
-	m.Header.Set(jetstream.MsgIDHeader, streams.TelemetryMsgID(jobID, hop))
+	m.Header.Set(jetstream.MsgIDHeader, streams.TelemetryMsgID(jobID, hop, events[0].TS))
 	return m, nil
 }

@@ -162,9 +162,9 @@ func TestTelemetryOfRerunHop(t *testing.T) {
 		t.Fatalf("re-run outcome: %s@%s vs %s@%s, want one id at the job's creation time", a.EventID, a.TS, b.EventID, b.TS)
 	}
 	replayed := *job
-	replayed.Hop = 3
-	if c := completionEvent(&replayed, rerun); c.EventID == a.EventID {
-		t.Fatal("a replayed job's outcome must get its own id")
+	replayed.Hop, replayed.CreatedAt = 3, created.Add(time.Hour)
+	if c := completionEvent(&replayed, rerun); c.EventID == a.EventID || !c.TS.Equal(replayed.CreatedAt) {
+		t.Fatal("a replayed job's outcome must get its own id, at the replay's admission")
 	}
 	att := schemas.Attempt{Provider: "p", StartedAt: created.Add(time.Second)}
 	again := att

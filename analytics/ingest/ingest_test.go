@@ -172,7 +172,7 @@ func jobEvents(i int, base time.Time) []schemas.Event {
 	evs = append(evs, schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: schemas.AttemptEventID(id, n, ts), JobID: id, TS: ts,
 		Attempt: n, Route: "chat", Provider: provider, Model: model, Tenant: tenant, StatusCode: 200, Outcome: schemas.OutcomeOK,
 		Fallback: fallback, InputTokens: in, OutputTokens: out, CostUSD: cost, DurationMS: int64(20 + i)})
-	evs = append(evs, schemas.Event{V: 1, Kind: schemas.EventCompletion, EventID: schemas.CompletionEventID(id, 0), JobID: id, TS: ts,
+	evs = append(evs, schemas.Event{V: 1, Kind: schemas.EventCompletion, EventID: schemas.CompletionEventID(id, 0, ts), JobID: id, TS: ts,
 		Attempt: n, Route: "chat", Provider: provider, Model: model, Tenant: tenant, Status: schemas.StatusSucceeded, StatusCode: 200,
 		Fallback: fallback, InputTokens: in, OutputTokens: out, CostUSD: cost, TotalMS: int64(30 + i)})
 	return evs

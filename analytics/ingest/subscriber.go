@@ -148,7 +148,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	capacity := 2*s.cfg.MaxAckPending + s.cfg.PullBatch
 	out := make(chan *message.Message, capacity)
 	queue := &ackQueue{notify: make(chan struct{}, 1)}
-	stop, readerDone := make(chan struct{}), make(chan struct{})
+	stop := make(chan struct{})
 	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
@@ -160,17 +160,13 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		// Next and is handed back with the rest, after the unsubscribe, so
 		// the server redelivers it at once to another ingester instead of
 		// to this one's dead pull request.
+		// (With the server gone, the drain ends after the connection's
+		// drain timeout.)
 		it.Drain()
 		close(stop)
-		select {
-		case <-readerDone:
-		case <-time.After(5 * time.Second):
-			it.Stop()
-		}
 	}()
 	go func() {
 		defer s.wg.Done()
-		defer close(readerDone)
 		defer close(out)
 		defer queue.close()
 		for {

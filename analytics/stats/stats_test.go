@@ -30,7 +30,7 @@ func fixture(t *testing.T, db *chtest.DB) time.Time {
 	ts := now.Add(-10 * time.Minute)
 	old := now.Add(-3 * time.Hour) // outside --since 1h
 	comp := func(job, route, tenant, status string, fallback bool, total, in, out int64, cost *float64, at time.Time) *schemas.Event {
-		return &schemas.Event{V: 1, Kind: schemas.EventCompletion, EventID: schemas.CompletionEventID(job, 0), JobID: job, TS: at,
+		return &schemas.Event{V: 1, Kind: schemas.EventCompletion, EventID: schemas.CompletionEventID(job, 0, at), JobID: job, TS: at,
 			Route: route, Provider: "beta", Model: "b1", Tenant: tenant, Status: status, Fallback: fallback,
 			InputTokens: in, OutputTokens: out, CostUSD: cost, TotalMS: total}
 	}

@@ -205,7 +205,8 @@ var (
 	}
 )
 
-// Migrations is the ordered schema history; append, never edit.
+// Migrations is the ordered schema history; append, never edit (version 1's
+// sorting key changed with version 3, which reconciles tables made before).
 var Migrations = []Migration{
 	{Version: 1, Name: "completions and attempts", Statements: []string{ddlCompletions, ddlAttempts}},
 	{Version: 2, Name: "per-minute rollups", Statements: []string{
@@ -221,18 +222,17 @@ var Migrations = []Migration{
 	}},
 }
 
-// resortStaleAfter is when a re-sort lock is taken to be left by a process
-// that died.
-const resortStaleAfter = time.Hour
-
 // resort rebuilds a base table with a new sorting key, keeping its rows, its
 // engine settings and its rollups' views. ClickHouse cannot change a sorting
 // key in place, so it copies the rows into a new table (<table>__resort) and
 // swaps the two by renaming. One process does it at a time: it holds a lock
 // table (<table>__resort_lock; others fail with ErrMigration and the
-// ingester retries). Every step can be re-run after a crash: the copy is
-// redone until the swap, a swap cut between its two renames is completed,
-// and the views are re-created after it. The views are dropped while the
+// ingester retries). A lock left by a process that died stays until an
+// operator drops it (the error says so): a copy may legitimately run long,
+// and taking the lock over could run two copies at once. Every step can be
+// re-run after a crash: the copy is redone until the swap, a swap cut
+// between its two renames is completed, and the views are re-created after
+// it. The views are dropped while the
 // table is swapped (a view follows the renamed table on some releases and
 // the name on others), so nothing else may insert meanwhile: stop ingesters
 // of older versions before upgrading.
@@ -262,6 +262,9 @@ func resort(ctx context.Context, conn driver.Conn, table, sortingKey string) err
 		if err := exec(r.viewDDL()); err != nil {
 			return err
 		}
+	}
+	if _, pending, err := tableSortingKey(ctx, conn, next); err != nil || pending {
+		return fmt.Errorf("re-sort %s: %s still exists (%v): another process is re-sorting, or a run stopped between its renames", table, next, err)
 	}
 	return exec("DROP TABLE IF EXISTS " + old)
 }
@@ -328,24 +331,19 @@ func tableSortingKey(ctx context.Context, conn driver.Conn, table string) (strin
 }
 
 // lockResort creates the lock table of a re-sort; it fails if another
-// process holds it (unless that lock is older than resortStaleAfter).
+// process holds it.
 func lockResort(ctx context.Context, conn driver.Conn, table, lock string) (release func(), err error) {
-	create := "CREATE TABLE " + lock + " (held_since DateTime) ENGINE = Memory"
-	if err := conn.Exec(ctx, create); err != nil {
-		var since time.Time
-		if qerr := conn.QueryRow(ctx, "SELECT metadata_modification_time FROM system.tables WHERE database = currentDatabase() AND name = ?",
-			lock).Scan(&since); qerr != nil || time.Since(since) < resortStaleAfter {
-			return nil, fmt.Errorf("another process is re-sorting %s (it holds %s): retry when it is done, or drop %s if no process is: %w",
-				table, lock, lock, err)
+	if err := conn.Exec(ctx, "CREATE TABLE "+lock+" (held_since DateTime) ENGINE = Memory"); err != nil {
+		if _, held, qerr := tableSortingKey(ctx, conn, lock); qerr == nil && held {
+			return nil, fmt.Errorf("another process is re-sorting %s (it holds %s): retry when it is done, or drop %s if no process is", table, lock, lock)
 		}
-		if err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+lock); err != nil {
-			return nil, fmt.Errorf("drop the stale lock %s: %w", lock, err)
-		}
-		if err := conn.Exec(ctx, create); err != nil {
-			return nil, fmt.Errorf("another process is re-sorting %s (it holds %s): %w", table, lock, err)
-		}
+		return nil, fmt.Errorf("re-sort %s: create the lock %s: %w", table, lock, err)
 	}
-	return func() { _ = conn.Exec(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+lock) }, nil
+	return func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = conn.Exec(ctx, "DROP TABLE IF EXISTS "+lock)
+	}, nil
 }
 
 // Applied returns the versions recorded in schema_migrations.

@@ -408,12 +408,27 @@ func TestConcurrentMigrationsOfOldTables(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, m := range store.Migrations[:2] {
+	for _, m := range store.Migrations[:2] { // applied and recorded, as before version 3
 		for _, stmt := range m.Statements {
 			if err := db.Conn.Exec(ctx, strings.Replace(stmt, "ORDER BY (ts, event_id)", "ORDER BY (toDate(ts), event_id)", 1)); err != nil {
 				t.Fatal(err)
 			}
 		}
+	}
+	if _, err := store.Applied(ctx, db.Conn); err != nil { // creates schema_migrations
+		t.Fatal(err)
+	}
+	rec, err := db.Conn.PrepareBatch(ctx, "INSERT INTO schema_migrations (version, name, applied_at)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range store.Migrations[:2] {
+		if err := rec.Append(m.Version, m.Name, time.Now().UTC().Truncate(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rec.Send(); err != nil {
+		t.Fatal(err)
 	}
 	const rows = 20_000
 	if err := db.Conn.Exec(ctx, fmt.Sprintf(`INSERT INTO attempts (event_id, job_id, ts, provider)

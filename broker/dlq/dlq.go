@@ -120,6 +120,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, client *broker.Client, 
 		job.Hop++
 		job.Deadline = nil
 		job.Reply = ""
+		job.CreatedAt = time.Time{} // a new run: admitted now
 		if err := client.Prepare(job); err != nil {
 			return Replayed{}, fmt.Errorf("dead letter %d: %w", seq, err)
 		}

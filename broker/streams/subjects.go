@@ -5,6 +5,7 @@ package streams
 import (
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Stream names.
@@ -95,8 +96,11 @@ func Telemetry(kind string) string { return TelemetryPrefix + kind }
 // last hop), so the ingester handles far fewer messages than rows.
 const TelemetryBatch = "llm.telemetry.batch"
 
-// TelemetryMsgID is the Nats-Msg-Id of the telemetry batch of a job's hop.
-func TelemetryMsgID(jobID string, hop int) string { return jobID + ".telemetry." + strconv.Itoa(hop) }
+// TelemetryMsgID is the Nats-Msg-Id of the telemetry batch of a job's hop
+// whose first event has ts first.
+func TelemetryMsgID(jobID string, hop int, first time.Time) string {
+	return jobID + ".telemetry." + strconv.Itoa(hop) + "." + strconv.FormatInt(first.UnixNano(), 10)
+}
 
 // DLQ is the dead-letter subject for one reason class, e.g. "exhausted",
 // "poison" or "telemetry".

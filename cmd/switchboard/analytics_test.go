@@ -52,8 +52,9 @@ func TestAnalyticsCommands(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	cost := 0.002
-	ev := schemas.Event{V: 1, Kind: schemas.EventCompletion, EventID: schemas.CompletionEventID("cli-job", 0), JobID: "cli-job",
-		TS: time.Now().UTC(), Attempt: 1, Route: "chat", Provider: "p", Model: "m", Status: schemas.StatusSucceeded,
+	now := time.Now().UTC()
+	ev := schemas.Event{V: 1, Kind: schemas.EventCompletion, EventID: schemas.CompletionEventID("cli-job", 0, now), JobID: "cli-job",
+		TS: now, Attempt: 1, Route: "chat", Provider: "p", Model: "m", Status: schemas.StatusSucceeded,
 		InputTokens: 7, OutputTokens: 3, CostUSD: &cost, TotalMS: 42}
 	data, _ := json.Marshal(ev)
 	msg := &nats.Msg{Subject: streams.Telemetry(ev.Kind), Data: data, Header: nats.Header{}}

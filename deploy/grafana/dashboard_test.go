@@ -65,7 +65,7 @@ func TestEveryPanelQueryRuns(t *testing.T) {
 		attempts = append(attempts, &schemas.Event{V: 1, Kind: schemas.EventAttempt, EventID: schemas.AttemptEventID(job, 2, ts), JobID: job, TS: ts,
 			Attempt: 2, Route: "chat", Provider: "beta", Model: "b1", Tenant: "acme", StatusCode: 200, Outcome: schemas.OutcomeOK,
 			InputTokens: 100, OutputTokens: 20, CostUSD: &cost, DurationMS: int64(100 + i)})
-		completions = append(completions, &schemas.Event{V: 1, Kind: schemas.EventCompletion, EventID: schemas.CompletionEventID(job, 0), JobID: job, TS: ts,
+		completions = append(completions, &schemas.Event{V: 1, Kind: schemas.EventCompletion, EventID: schemas.CompletionEventID(job, 0, ts), JobID: job, TS: ts,
 			Attempt: 2, Route: "chat", Provider: "beta", Model: "b1", Tenant: []string{"acme", ""}[i%2], Status: schemas.StatusSucceeded,
 			Fallback: fallback, InputTokens: 100, OutputTokens: 20, CostUSD: &cost, TotalMS: int64(120 + i)})
 	}
