@@ -198,7 +198,11 @@ func (in *Ingester) connect(ctx context.Context) error {
 		if !errors.Is(err, store.ErrUnavailable) && !errors.Is(err, store.ErrMigration) {
 			return err
 		}
-		in.cfg.Logger.Warn("clickhouse not reachable; telemetry is buffering in NATS", "err", err, "retry", try+1)
+		msg := "clickhouse not reachable; telemetry is buffering in NATS"
+		if errors.Is(err, store.ErrMigration) {
+			msg = "clickhouse schema migration not done yet; telemetry is buffering in NATS"
+		}
+		in.cfg.Logger.Warn(msg, "err", err, "retry", try+1)
 		if err := sleep(ctx, in.backoff(try)); err != nil {
 			return err
 		}

@@ -289,6 +289,9 @@ func swapResorted(ctx context.Context, conn driver.Conn, table, next, old, sorti
 	if err := conn.QueryRow(ctx, "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = ?", table).Scan(&engine); err != nil {
 		return fmt.Errorf("re-sort %s: read its engine: %w", table, err)
 	}
+	if strings.Contains(engine, "Replicated") || strings.Contains(engine, "Shared") {
+		return fmt.Errorf("re-sort %s: its engine %q keeps replicas in step through a coordination path, which a copy cannot reuse; re-create it sorted by (%s) by hand", table, engine, sortingKey)
+	}
 	oldOrder, newOrder := "ORDER BY ("+key+")", "ORDER BY ("+sortingKey+")"
 	if !strings.Contains(engine, oldOrder) {
 		return fmt.Errorf("re-sort %s: cannot find %q in its engine %q; re-create it sorted by (%s)", table, oldOrder, engine, sortingKey)
