@@ -263,8 +263,10 @@ func resort(ctx context.Context, conn driver.Conn, table, sortingKey string) err
 			return err
 		}
 	}
-	if _, pending, err := tableSortingKey(ctx, conn, next); err != nil || pending {
-		return fmt.Errorf("re-sort %s: %s still exists (%v): another process is re-sorting, or a run stopped between its renames", table, next, err)
+	if _, pending, err := tableSortingKey(ctx, conn, next); err != nil {
+		return err
+	} else if pending {
+		return fmt.Errorf("re-sort %s: %s still exists: another process is re-sorting, or a run stopped between its renames", table, next)
 	}
 	return exec("DROP TABLE IF EXISTS " + old)
 }
@@ -277,8 +279,10 @@ func swapResorted(ctx context.Context, conn driver.Conn, table, next, old, sorti
 	}
 	if !found {
 		// A swap cut between its renames: the copy is complete.
-		if _, ok, err := tableSortingKey(ctx, conn, next); err != nil || !ok {
-			return fmt.Errorf("re-sort %s: the table is missing and so is %s (%v); restore it from %s if that exists", table, next, err, old)
+		if _, ok, err := tableSortingKey(ctx, conn, next); err != nil {
+			return err
+		} else if !ok {
+			return fmt.Errorf("re-sort %s: the table is missing and so is %s; restore it from %s if that exists", table, next, old)
 		}
 		return exec("RENAME TABLE " + next + " TO " + table)
 	}
