@@ -234,6 +234,14 @@ func TestRateLimitDeadlineFallsBack(t *testing.T) {
 	res := e.openRes()
 	e.startPool("a", withRes(res))
 	e.startPool("b", withRes(res))
+	// The limit counts per calendar minute: start early in one, so the three
+	// calls below fall in the same window.
+	natstest.CheckFor(t, 15*time.Second, 50*time.Millisecond, func() error {
+		if s := time.Now().Second(); s >= 45 {
+			return fmt.Errorf("%ds into the minute; waiting for the next one", s)
+		}
+		return nil
+	})
 	for i := 0; i < 2; i++ {
 		if r := e.result(e.submit(newJob()), 10*time.Second); r.Provider != "a" {
 			t.Fatalf("job %d via %s", i, r.Provider)
