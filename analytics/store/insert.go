@@ -23,14 +23,6 @@ const (
 	TableAttempts    = "attempts"
 )
 
-const (
-	insertCompletions = `INSERT INTO completions (event_id, job_id, ts, route, provider, model, tenant, tier, task,
-	status, error_type, status_code, attempts, fallback, input_tokens, output_tokens, cost_usd,
-	queued_ms, ttft_ms, provider_ms, total_ms)`
-	insertAttempts = `INSERT INTO attempts (event_id, job_id, ts, attempt, route, provider, model, tenant,
-	status_code, error_type, outcome, input_tokens, output_tokens, cost_usd, duration_ms)`
-)
-
 // TableFor returns the table of an event kind.
 func TableFor(kind string) (string, bool) {
 	switch kind {
@@ -84,20 +76,17 @@ func Insert(ctx context.Context, conn driver.Conn, kind string, events []*schema
 	if len(fresh) == 0 {
 		return 0, drift
 	}
-	query, columns := insertAttempts, attemptColumns(fresh)
-	if table == TableCompletions {
-		query, columns = insertCompletions, completionColumns(fresh)
-	}
-	batch, err := conn.PrepareBatch(ctx, query)
+	columns := insertColumns[table]
+	batch, err := conn.PrepareBatch(ctx, insertQuery(table, columns))
 	if err != nil {
 		return 0, fmt.Errorf("%w: prepare insert into %s: %v", ErrUnavailable, table, err)
 	}
 	defer batch.Abort() //nolint:errcheck // no-op after Send
 	// Whole columns at once: the driver copies typed slices instead of
 	// converting every value of every row.
-	for i, values := range columns {
-		if err := batch.Column(i).Append(values); err != nil {
-			return 0, fmt.Errorf("append column %d of %s: %w", i, table, err)
+	for i, c := range columns {
+		if err := batch.Column(i).Append(c.values(fresh)); err != nil {
+			return 0, fmt.Errorf("append column %s of %s: %w", c.name, table, err)
 		}
 	}
 	if err := batch.Send(); err != nil {
@@ -106,62 +95,75 @@ func Insert(ctx context.Context, conn driver.Conn, kind string, events []*schema
 	return len(fresh), drift
 }
 
-// column is one field of every event, in order.
-func column[T any](events []*schemas.Event, field func(*schemas.Event) T) []T {
-	out := make([]T, len(events))
-	for i, e := range events {
-		out[i] = field(e)
-	}
-	return out
+// insertColumn is one column of a base table's insert and how the events
+// fill it.
+type insertColumn struct {
+	name   string
+	values func(events []*schemas.Event) any
 }
 
-// attemptColumns are the values of insertAttempts' columns, in its order.
-func attemptColumns(evs []*schemas.Event) []any {
-	return []any{
-		column(evs, func(e *schemas.Event) uuid.UUID { return e.EventID }),
-		column(evs, func(e *schemas.Event) string { return e.JobID }),
-		column(evs, func(e *schemas.Event) time.Time { return e.TS.UTC() }),
-		column(evs, func(e *schemas.Event) uint16 { return u16(int64(e.Attempt)) }),
-		column(evs, func(e *schemas.Event) string { return e.Route }),
-		column(evs, func(e *schemas.Event) string { return e.Provider }),
-		column(evs, func(e *schemas.Event) string { return e.Model }),
-		column(evs, func(e *schemas.Event) string { return e.Tenant }),
-		column(evs, func(e *schemas.Event) uint16 { return u16(int64(e.StatusCode)) }),
-		column(evs, func(e *schemas.Event) string { return e.ErrorType }),
-		column(evs, func(e *schemas.Event) string { return e.Outcome }),
-		column(evs, func(e *schemas.Event) uint64 { return u64(e.InputTokens) }),
-		column(evs, func(e *schemas.Event) uint64 { return u64(e.OutputTokens) }),
-		column(evs, func(e *schemas.Event) *float64 { return e.CostUSD }),
-		column(evs, func(e *schemas.Event) uint64 { return u64(e.DurationMS) }),
-	}
+// column is the column name, filled with one field of every event, in order.
+func column[T any](name string, field func(*schemas.Event) T) insertColumn {
+	return insertColumn{name: name, values: func(events []*schemas.Event) any {
+		out := make([]T, len(events))
+		for i, e := range events {
+			out[i] = field(e)
+		}
+		return out
+	}}
 }
 
-// completionColumns are the values of insertCompletions' columns, in its
-// order.
-func completionColumns(evs []*schemas.Event) []any {
-	return []any{
-		column(evs, func(e *schemas.Event) uuid.UUID { return e.EventID }),
-		column(evs, func(e *schemas.Event) string { return e.JobID }),
-		column(evs, func(e *schemas.Event) time.Time { return e.TS.UTC() }),
-		column(evs, func(e *schemas.Event) string { return e.Route }),
-		column(evs, func(e *schemas.Event) string { return e.Provider }),
-		column(evs, func(e *schemas.Event) string { return e.Model }),
-		column(evs, func(e *schemas.Event) string { return e.Tenant }),
-		column(evs, func(e *schemas.Event) string { return e.Tier }),
-		column(evs, func(e *schemas.Event) string { return e.Task }),
-		column(evs, func(e *schemas.Event) string { return e.Status }),
-		column(evs, func(e *schemas.Event) string { return e.ErrorType }),
-		column(evs, func(e *schemas.Event) uint16 { return u16(int64(e.StatusCode)) }),
-		column(evs, func(e *schemas.Event) uint16 { return u16(int64(e.Attempt)) }),
-		column(evs, func(e *schemas.Event) uint8 { return b8(e.Fallback) }),
-		column(evs, func(e *schemas.Event) uint64 { return u64(e.InputTokens) }),
-		column(evs, func(e *schemas.Event) uint64 { return u64(e.OutputTokens) }),
-		column(evs, func(e *schemas.Event) *float64 { return e.CostUSD }),
-		column(evs, func(e *schemas.Event) uint64 { return u64(e.QueuedMS) }),
-		column(evs, func(e *schemas.Event) uint64 { return u64(e.TTFTMS) }),
-		column(evs, func(e *schemas.Event) uint64 { return u64(e.ProviderMS) }),
-		column(evs, func(e *schemas.Event) uint64 { return u64(e.TotalMS) }),
+// insertQuery is the INSERT of columns into table, in their order.
+func insertQuery(table string, columns []insertColumn) string {
+	names := make([]string, len(columns))
+	for i, c := range columns {
+		names[i] = c.name
 	}
+	return "INSERT INTO " + table + " (" + strings.Join(names, ", ") + ")"
+}
+
+// insertColumns are the columns the ingester writes, per base table.
+var insertColumns = map[string][]insertColumn{
+	TableAttempts: {
+		column("event_id", func(e *schemas.Event) uuid.UUID { return e.EventID }),
+		column("job_id", func(e *schemas.Event) string { return e.JobID }),
+		column("ts", func(e *schemas.Event) time.Time { return e.TS.UTC() }),
+		column("attempt", func(e *schemas.Event) uint16 { return u16(int64(e.Attempt)) }),
+		column("route", func(e *schemas.Event) string { return e.Route }),
+		column("provider", func(e *schemas.Event) string { return e.Provider }),
+		column("model", func(e *schemas.Event) string { return e.Model }),
+		column("tenant", func(e *schemas.Event) string { return e.Tenant }),
+		column("status_code", func(e *schemas.Event) uint16 { return u16(int64(e.StatusCode)) }),
+		column("error_type", func(e *schemas.Event) string { return e.ErrorType }),
+		column("outcome", func(e *schemas.Event) string { return e.Outcome }),
+		column("input_tokens", func(e *schemas.Event) uint64 { return u64(e.InputTokens) }),
+		column("output_tokens", func(e *schemas.Event) uint64 { return u64(e.OutputTokens) }),
+		column("cost_usd", func(e *schemas.Event) *float64 { return e.CostUSD }),
+		column("duration_ms", func(e *schemas.Event) uint64 { return u64(e.DurationMS) }),
+	},
+	TableCompletions: {
+		column("event_id", func(e *schemas.Event) uuid.UUID { return e.EventID }),
+		column("job_id", func(e *schemas.Event) string { return e.JobID }),
+		column("ts", func(e *schemas.Event) time.Time { return e.TS.UTC() }),
+		column("route", func(e *schemas.Event) string { return e.Route }),
+		column("provider", func(e *schemas.Event) string { return e.Provider }),
+		column("model", func(e *schemas.Event) string { return e.Model }),
+		column("tenant", func(e *schemas.Event) string { return e.Tenant }),
+		column("tier", func(e *schemas.Event) string { return e.Tier }),
+		column("task", func(e *schemas.Event) string { return e.Task }),
+		column("status", func(e *schemas.Event) string { return e.Status }),
+		column("error_type", func(e *schemas.Event) string { return e.ErrorType }),
+		column("status_code", func(e *schemas.Event) uint16 { return u16(int64(e.StatusCode)) }),
+		column("attempts", func(e *schemas.Event) uint16 { return u16(int64(e.Attempt)) }),
+		column("fallback", func(e *schemas.Event) uint8 { return b8(e.Fallback) }),
+		column("input_tokens", func(e *schemas.Event) uint64 { return u64(e.InputTokens) }),
+		column("output_tokens", func(e *schemas.Event) uint64 { return u64(e.OutputTokens) }),
+		column("cost_usd", func(e *schemas.Event) *float64 { return e.CostUSD }),
+		column("queued_ms", func(e *schemas.Event) uint64 { return u64(e.QueuedMS) }),
+		column("ttft_ms", func(e *schemas.Event) uint64 { return u64(e.TTFTMS) }),
+		column("provider_ms", func(e *schemas.Event) uint64 { return u64(e.ProviderMS) }),
+		column("total_ms", func(e *schemas.Event) uint64 { return u64(e.TotalMS) }),
+	},
 }
 
 // uniqueEvents drops repeated event ids, keeping the first.
