@@ -164,22 +164,8 @@ func TestInsertRepairsRollupsOfAnInterruptedInsert(t *testing.T) {
 // a re-sort cut off half-way (views dropped, a half-filled copy) completes
 // when run again.
 func TestMigrationResortsOldTables(t *testing.T) {
-	db := chtest.NewDB(t)
+	db := preV3DB(t)
 	ctx := context.Background()
-	for _, table := range []string{"completions_1m_mv", "attempts_1m_mv", "attempt_errors_1m_mv", "completions_1m",
-		"attempts_1m", "attempt_errors_1m", "completions", "attempts", "schema_migrations"} {
-		if err := db.Conn.Exec(ctx, "DROP TABLE "+table); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, m := range store.Migrations[:2] { // the schema as versions 1 and 2 made it before version 3
-		for _, stmt := range m.Statements {
-			stmt = strings.Replace(stmt, "ORDER BY (ts, event_id)", "ORDER BY (toDate(ts), event_id)", 1)
-			if err := db.Conn.Exec(ctx, stmt); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 	sortingKey := func(table string) string {
 		var key string
 		if err := db.Conn.QueryRow(ctx, "SELECT sorting_key FROM system.tables WHERE database = currentDatabase() AND name = ?", table).Scan(&key); err != nil {
@@ -396,10 +382,10 @@ func TestInsertRoundTrip(t *testing.T) {
 	}
 }
 
-// TestConcurrentMigrationsOfOldTables: several processes starting at once on
-// tables made before version 3 (each retrying, as the ingester does) leave
-// one re-sorted copy of every row.
-func TestConcurrentMigrationsOfOldTables(t *testing.T) {
+// preV3DB is a database as versions 1 and 2 left it before version 3: base
+// tables sorted by (toDate(ts), event_id), versions 1 and 2 recorded.
+func preV3DB(t *testing.T) *chtest.DB {
+	t.Helper()
 	db := chtest.NewDB(t)
 	ctx := context.Background()
 	for _, table := range []string{"completions_1m_mv", "attempts_1m_mv", "attempt_errors_1m_mv", "completions_1m",
@@ -408,7 +394,7 @@ func TestConcurrentMigrationsOfOldTables(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, m := range store.Migrations[:2] { // applied and recorded, as before version 3
+	for _, m := range store.Migrations[:2] {
 		for _, stmt := range m.Statements {
 			if err := db.Conn.Exec(ctx, strings.Replace(stmt, "ORDER BY (ts, event_id)", "ORDER BY (toDate(ts), event_id)", 1)); err != nil {
 				t.Fatal(err)
@@ -430,6 +416,15 @@ func TestConcurrentMigrationsOfOldTables(t *testing.T) {
 	if err := rec.Send(); err != nil {
 		t.Fatal(err)
 	}
+	return db
+}
+
+// TestConcurrentMigrationsOfOldTables: several processes starting at once on
+// tables made before version 3 (each retrying, as the ingester does) leave
+// one re-sorted copy of every row.
+func TestConcurrentMigrationsOfOldTables(t *testing.T) {
+	db := preV3DB(t)
+	ctx := context.Background()
 	const rows = 20_000
 	if err := db.Conn.Exec(ctx, fmt.Sprintf(`INSERT INTO attempts (event_id, job_id, ts, provider)
 SELECT generateUUIDv4(), toString(number), toDateTime(now() - (number %% 3600)), 'p' FROM system.numbers LIMIT %d`, rows)); err != nil {
