@@ -353,7 +353,7 @@ func checkEvent(subject string, ev *schemas.Event) error {
 		return fmt.Errorf("%w: unsupported version v=%d (want %d)", ErrBadEvent, ev.V, schemas.Version)
 	case ev.Kind != schemas.EventAttempt && ev.Kind != schemas.EventCompletion:
 		return fmt.Errorf("%w: unknown kind %q", ErrBadEvent, ev.Kind)
-	case subject != "" && strings.HasPrefix(subject, "llm.telemetry.") && subject != streams.Telemetry(ev.Kind):
+	case subject != "" && strings.HasPrefix(subject, streams.TelemetryPrefix) && subject != streams.Telemetry(ev.Kind):
 		return fmt.Errorf("%w: kind %q published on %s", ErrBadEvent, ev.Kind, subject)
 	case ev.EventID == uuid.Nil:
 		return fmt.Errorf("%w: event_id is required", ErrBadEvent)

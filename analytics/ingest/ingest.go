@@ -33,7 +33,7 @@ import (
 // Defaults.
 const (
 	DefaultDurable     = "ingest"
-	DefaultTopic       = "llm.telemetry.>"
+	DefaultTopic       = streams.TelemetryAll
 	DefaultBackoffBase = 100 * time.Millisecond
 	DefaultBackoffMax  = 5 * time.Second
 )

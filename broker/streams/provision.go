@@ -43,7 +43,7 @@ func Specs(l config.Limits) []jetstream.StreamConfig {
 		{
 			Name:        StreamTelemetry,
 			Description: "attempt and completion events, buffered for ClickHouse",
-			Subjects:    []string{"llm.telemetry.>"},
+			Subjects:    []string{TelemetryAll},
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,
 			MaxAge:      orDefaultDur(l.TelemetryMaxAge, config.DefaultTelemetryMaxAge),

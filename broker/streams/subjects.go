@@ -87,6 +87,9 @@ const (
 // TelemetryPrefix starts every subject of the TELEMETRY stream.
 const TelemetryPrefix = "llm.telemetry."
 
+// TelemetryAll matches every telemetry subject (the TELEMETRY stream's).
+const TelemetryAll = TelemetryPrefix + ">"
+
 // Telemetry is the subject of single telemetry events of one kind
 // (schemas.EventAttempt or schemas.EventCompletion).
 func Telemetry(kind string) string { return TelemetryPrefix + kind }
