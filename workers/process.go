@@ -265,11 +265,11 @@ func (p *Pool) finishedBefore(msg jetstream.Msg, job *schemas.Job) bool {
 	if err != nil {
 		return false
 	}
-	events, err := p.eventMsg(job, res, 0)
+	telemetry, err := p.eventMsg(job, res, 0)
 	if err != nil {
 		return false
 	}
-	if err := p.publishAll([]*nats.Msg{events}); err != nil {
+	if err := p.publishAll([]*nats.Msg{telemetry}); err != nil {
 		p.log.Warn("re-publish telemetry", "job", job.ID, "err", err)
 		p.stats.publishFailures.Add(1)
 		_ = msg.NakWithDelay(p.cfg.NakDelay)

@@ -53,11 +53,11 @@ func (p *Pool) settle(msg jetstream.Msg, job *schemas.Job, r *run) {
 	resMsg := &nats.Msg{Subject: streams.Result(job.Batch, job.ID), Data: data, Header: nats.Header{}}
 	resMsg.Header.Set(jetstream.MsgIDHeader, streams.ResultMsgID(job.ID, job.Hop))
 	msgs := []*nats.Msg{resMsg}
-	events, err := p.eventMsg(job, res, len(job.Attempts))
+	telemetry, err := p.eventMsg(job, res, len(job.Attempts))
 	if err != nil {
 		p.log.Error("encode telemetry", "job", job.ID, "err", err)
 	} else {
-		msgs = append(msgs, events)
+		msgs = append(msgs, telemetry)
 	}
 	if r.dlq {
 		dl, err := p.deadLetter(msg, job, res)
