@@ -138,6 +138,17 @@ type Gateway struct {
 	// APIKeys, when any are set, are the only bearer keys the gateway
 	// accepts; each key's tenant and tier override the request's metadata.
 	APIKeys []GatewayKey `yaml:"api_keys"`
+	// ReadHeaderTimeout bounds receiving a request's headers; a client
+	// slower than that is disconnected.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadBodyTimeout bounds receiving a request's body, counted from the
+	// end of its headers; a client slower than that gets 408 and is
+	// disconnected. The body is read before the request takes one of
+	// max_in_flight's slots.
+	ReadBodyTimeout time.Duration `yaml:"read_body_timeout"`
+	// PublicMetrics serves /metrics without a gateway key even when
+	// APIKeys are configured (by default it then needs one).
+	PublicMetrics bool `yaml:"public_metrics"`
 }
 
 // GatewayKey is one gateway API key. The key itself is read from the
@@ -199,6 +210,12 @@ const (
 	DefaultProviderStrategy = StrategyOrdered
 )
 
+// Defaults of the gateway's slow-client bounds.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadBodyTimeout   = 30 * time.Second
+)
+
 // DefaultFallbackOn is the error types that move a job on when a route does
 // not say.
 var DefaultFallbackOn = []string{"rate_limited", "server_error", "timeout", "connection", "auth"}
@@ -250,6 +267,8 @@ func (c *Config) ApplyDefaults() {
 	setIfZero(&c.Gateway.MaxBodyBytes, DefaultMaxBodyBytes)
 	setIfZero(&c.Gateway.RequestTimeout, DefaultRequestTimeout)
 	setIfZero(&c.Gateway.MaxInFlight, DefaultMaxInFlight)
+	setIfZero(&c.Gateway.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setIfZero(&c.Gateway.ReadBodyTimeout, DefaultReadBodyTimeout)
 	setIfZero(&c.Analytics.BatchRows, DefaultBatchRows)
 	setIfZero(&c.Analytics.BatchInterval, DefaultBatchInterval)
 	c.applyResilienceDefaults()
@@ -413,6 +432,12 @@ func (g Gateway) validate() []string {
 	}
 	if g.MaxInFlight < 0 {
 		errs = append(errs, fmt.Sprintf("gateway.max_in_flight: must be positive, got %d", g.MaxInFlight))
+	}
+	if g.ReadHeaderTimeout < 0 {
+		errs = append(errs, fmt.Sprintf("gateway.read_header_timeout: must not be negative, got %s", g.ReadHeaderTimeout))
+	}
+	if g.ReadBodyTimeout < 0 {
+		errs = append(errs, fmt.Sprintf("gateway.read_body_timeout: must not be negative, got %s", g.ReadBodyTimeout))
 	}
 	seen := map[string]bool{}
 	for i, k := range g.APIKeys {

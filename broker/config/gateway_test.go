@@ -34,7 +34,8 @@ gateway:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Gateway.MaxInFlight != DefaultMaxInFlight || d.Gateway.MaxBodyBytes != DefaultMaxBodyBytes {
+	if d.Gateway.MaxInFlight != DefaultMaxInFlight || d.Gateway.MaxBodyBytes != DefaultMaxBodyBytes ||
+		d.Gateway.ReadHeaderTimeout != DefaultReadHeaderTimeout || d.Gateway.ReadBodyTimeout != DefaultReadBodyTimeout || d.Gateway.PublicMetrics {
 		t.Errorf("defaults not applied: %+v", d.Gateway)
 	}
 }
@@ -42,6 +43,9 @@ gateway:
 func TestGatewayErrors(t *testing.T) {
 	cases := []struct{ name, yaml, want string }{
 		{"negative in flight", "gateway: {max_in_flight: -1}\n", "gateway.max_in_flight: must be positive"},
+		{"negative header timeout", "gateway: {read_header_timeout: -1s}\n", "gateway.read_header_timeout: must not be negative"},
+		{"negative body timeout", "gateway: {read_body_timeout: -2s}\n", "gateway.read_body_timeout: must not be negative"},
+		{"body timeout not a duration", "gateway: {read_body_timeout: soon}\n", "read_body_timeout"},
 		{"key in file", "gateway: {api_keys: [{key_env: \"sk-secret value\"}]}\n", "gateway.api_keys[0].key_env: must name an environment variable"},
 		{"missing key env", "gateway: {api_keys: [{tenant: a}]}\n", "gateway.api_keys[0].key_env: is required"},
 		{"duplicate key env", "gateway: {api_keys: [{key_env: A}, {key_env: A}]}\n", `gateway.api_keys[1].key_env: duplicate "A"`},

@@ -28,11 +28,7 @@ const errorChunkGrace = 2 * time.Second
 // handleChat serves POST /v1/chat/completions.
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	body, e := s.readBody(w, r)
-	if e != nil {
-		s.writeError(w, r, "chat", "", e)
-		return
-	}
+	body := bodyFrom(r)
 	fields, e := topLevel(body)
 	if e != nil {
 		s.writeError(w, r, "chat", "", e)

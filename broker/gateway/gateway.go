@@ -137,6 +137,12 @@ func New(opts Options) (*Server, error) {
 	if s.gwCfg.MaxBodyBytes <= 0 {
 		s.gwCfg.MaxBodyBytes = config.DefaultMaxBodyBytes
 	}
+	if s.gwCfg.ReadHeaderTimeout <= 0 {
+		s.gwCfg.ReadHeaderTimeout = config.DefaultReadHeaderTimeout
+	}
+	if s.gwCfg.ReadBodyTimeout <= 0 {
+		s.gwCfg.ReadBodyTimeout = config.DefaultReadBodyTimeout
+	}
 	s.depth.ttl = opts.QueueDepthTTL
 	if s.depth.ttl <= 0 {
 		s.depth.ttl = DefaultQueueDepthTTL
@@ -158,15 +164,24 @@ func (s *Server) Close() error { return s.client.Close() }
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/chat/completions", s.authed(s.limited(s.handleChat)))
-	mux.HandleFunc("POST /v1/jobs", s.authed(s.limited(s.handleSubmit)))
+	mux.HandleFunc("POST /v1/chat/completions", s.authed(s.withBody(s.limited(s.handleChat))))
+	mux.HandleFunc("POST /v1/jobs", s.authed(s.withBody(s.limited(s.handleSubmit))))
 	mux.HandleFunc("GET /v1/jobs/{id}", s.authed(s.handleGetJob))
 	mux.HandleFunc("GET /v1/models", s.authed(s.handleModels))
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("GET /readyz", s.handleReady)
-	mux.HandleFunc("GET /metrics", s.handleMetrics)
+	mux.HandleFunc("GET /metrics", s.metricsAccess(s.handleMetrics))
 	mux.HandleFunc("/", s.handleUnknown)
-	return mux
+	return s.bodyDeadline(mux)
+}
+
+// metricsAccess puts /metrics behind the gateway keys, when any are
+// configured, unless gateway.public_metrics is set.
+func (s *Server) metricsAccess(next http.HandlerFunc) http.HandlerFunc {
+	if s.gwCfg.PublicMetrics {
+		return next
+	}
+	return s.authed(next)
 }
 
 // config is the live config (routes, providers, models).
@@ -190,7 +205,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer s.Close()
 	srv := &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: s.gwCfg.ReadHeaderTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
@@ -304,7 +319,15 @@ func (s *Server) handleUnknown(w http.ResponseWriter, r *http.Request) {
 		Message: fmt.Sprintf("unknown endpoint %s %s", r.Method, r.URL.Path)})
 }
 
+// handleHealth answers 200 while the process can still serve: 503 once its
+// NATS connection is closed for good (a reconnecting one still counts as
+// alive; /readyz tells it apart).
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	if s.nc.IsClosed() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable",
+			"reason": "the NATS connection is closed and will not reconnect; restart the process"})
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 

@@ -243,7 +243,7 @@ gateway:
 			}
 		})
 	}
-	// Health and metrics stay open to probes and scrapers.
+	// Health stays open to probes (metrics need a key: TestMetricsBehindKeys).
 	if a := e.must("GET", "/healthz", "", nil); a.status != 200 {
 		t.Errorf("healthz: %d", a.status)
 	}

@@ -31,11 +31,7 @@ type JobStatus struct {
 // field). The job is durable when the 202 is sent.
 func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	body, e := s.readBody(w, r)
-	if e != nil {
-		s.writeError(w, r, "jobs_submit", "", e)
-		return
-	}
+	body := bodyFrom(r)
 	fields, e := topLevel(body)
 	if e != nil {
 		s.writeError(w, r, "jobs_submit", "", e)

@@ -2,10 +2,12 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -30,29 +32,72 @@ const (
 	HeaderAttempts = "X-Switchboard-Attempts"
 )
 
-// bodyReadTimeout bounds reading a request body (slow senders).
-const bodyReadTimeout = 30 * time.Second
-
 // AutoModel is the model name that lets rules and default_route pick the
 // route from the request's metadata (unless a route is named "auto").
 const AutoModel = "auto"
 
-// readBody reads a request body of at most gateway.max_body_bytes.
+// bodyDeadline bounds receiving the body of every request that has one:
+// the connection's read deadline is gateway.read_body_timeout from now (the
+// end of the headers). A handler that reads the whole body lifts it (see
+// readBody); one that does not read it leaves it, so the server's discarding
+// of an unread body after the answer is bounded too.
+func (s *Server) bodyDeadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 {
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.gwCfg.ReadBodyTimeout))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// withBody reads the request body (see readBody) before next runs, so a slow
+// sender never holds a max_in_flight slot: wrap it around limited. next
+// gets the body from bodyFrom.
+func (s *Server) withBody(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, e := s.readBody(w, r)
+		if e != nil {
+			s.writeError(w, r, endpointOf(r), "", e)
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), bodyCtx{}, body)))
+	}
+}
+
+type bodyCtx struct{}
+
+// bodyFrom is the body withBody read.
+func bodyFrom(r *http.Request) []byte {
+	b, _ := r.Context().Value(bodyCtx{}).([]byte)
+	return b
+}
+
+// readBody reads a request body of at most gateway.max_body_bytes within
+// bodyDeadline's gateway.read_body_timeout. Once the whole body is in, the
+// deadline is lifted (the server's read that notices a client going away
+// must not time out). On a failure it is not: the connection is closed
+// after the answer, and nothing waits on that client again.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
 	limit := int64(s.gwCfg.MaxBodyBytes)
 	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	_ = rc.SetReadDeadline(time.Time{})
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, &apiError{Status: http.StatusRequestEntityTooLarge, Type: typeInvalidRequest, Code: "request_too_large",
-				Message: fmt.Sprintf("request body is over the limit of %d bytes (gateway.max_body_bytes)", limit)}
-		}
-		return nil, invalid("", "could not read the request body: %v", err)
+	if err == nil {
+		_ = rc.SetReadDeadline(time.Time{})
+		return body, nil
 	}
-	return body, nil
+	_ = rc.SetReadDeadline(time.Now()) // whatever is left unread is not waited for
+	w.Header().Set("Connection", "close")
+	var mbe *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case errors.As(err, &mbe):
+		return nil, &apiError{Status: http.StatusRequestEntityTooLarge, Type: typeInvalidRequest, Code: "request_too_large",
+			Message: fmt.Sprintf("request body is over the limit of %d bytes (gateway.max_body_bytes)", limit)}
+	case errors.As(err, &ne) && ne.Timeout():
+		return nil, &apiError{Status: http.StatusRequestTimeout, Type: typeInvalidRequest, Code: "request_timeout",
+			Message: fmt.Sprintf("request body not received within %s (gateway.read_body_timeout)", s.gwCfg.ReadBodyTimeout)}
+	}
+	return nil, invalid("", "could not read the request body: %v", err)
 }
 
 // topLevel parses a JSON object's top-level fields.
