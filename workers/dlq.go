@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/internal/redact"
 	"github.com/switchboard-llm/switchboard/schemas"
 )
 
@@ -28,7 +29,7 @@ func (p *Pool) poison(msg jetstream.Msg, reason string) {
 	if err := msg.Term(); err != nil {
 		p.log.Warn("term poison message", "err", err)
 	}
-	p.log.Warn("poison message dead-lettered", "subject", msg.Subject(), "reason", truncate(reason, 200))
+	p.log.Warn("poison message dead-lettered", "subject", msg.Subject(), "reason", redact.Clip(reason, 200))
 }
 
 // poisonMsgID identifies a poison message by its stream sequence, so a
@@ -55,11 +56,4 @@ func (p *Pool) deadLetter(msg jetstream.Msg, job *schemas.Job, res *schemas.Resu
 		reason += ": " + res.Error.Message
 	}
 	return streams.DeadLetterMsg(streams.DLQExhausted, msg.Subject(), reason, streams.DLQMsgID(job.ID, job.Hop), data), nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

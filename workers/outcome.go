@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/internal/redact"
 	"github.com/switchboard-llm/switchboard/schemas"
 )
 
@@ -186,11 +187,10 @@ func deadLetters(errType string) bool {
 	return true
 }
 
-// shortMessage bounds an error message recorded on attempts and results.
-func shortMessage(s string) string {
-	const max = 300
-	if len(s) <= max {
-		return s
-	}
-	return s[:max] + "…"
-}
+// maxMessage bounds an error message recorded on attempts and results.
+const maxMessage = 300
+
+// shortMessage bounds an error message recorded on attempts and results,
+// on a character boundary. Adapters have redacted their key from the whole
+// message already (see redact.Clip).
+func shortMessage(s string) string { return redact.Clip(s, maxMessage) }

@@ -60,7 +60,8 @@
 //	DELETE /_mock/faults[?model=M]
 //
 // Knobs (JSON names in parentheses): ErrorRate (error_rate), FailFirst
-// (fail_first), ErrorStatus (error_status, default 500), RetryAfter
+// (fail_first), ErrorStatus (error_status, default 500), ErrorBody
+// (error_body: a raw, non-JSON error body), RetryAfter
 // (retry_after), Latency (latency), Jitter (jitter), Hang (hang), Malformed
 // (malformed), InputTokens / OutputTokens (input_tokens, output_tokens),
 // ErrorAfterChunks (error_after_chunks), TTFB (ttfb), ChunkDelay

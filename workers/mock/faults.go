@@ -21,6 +21,10 @@ type Faults struct {
 	FailFirst int
 	// ErrorStatus is the HTTP status of injected errors (default 500).
 	ErrorStatus int
+	// ErrorBody, when set, is the raw body of injected errors (sent as
+	// text/plain) instead of the vendor's JSON error object: an upstream
+	// that answers with an HTML page or a proxy's message.
+	ErrorBody string
 	// RetryAfter, when positive, sets a Retry-After header (whole seconds,
 	// rounded up, at least 1) on injected errors.
 	RetryAfter time.Duration
@@ -112,6 +116,7 @@ type faultsJSON struct {
 	ErrorRate        float64  `json:"error_rate,omitempty"`
 	FailFirst        int      `json:"fail_first,omitempty"`
 	ErrorStatus      int      `json:"error_status,omitempty"`
+	ErrorBody        string   `json:"error_body,omitempty"`
 	RetryAfter       Duration `json:"retry_after,omitempty"`
 	Latency          Duration `json:"latency,omitempty"`
 	Jitter           Duration `json:"jitter,omitempty"`
@@ -127,7 +132,7 @@ type faultsJSON struct {
 // MarshalJSON writes snake_case keys with duration strings, omitting zero knobs.
 func (f Faults) MarshalJSON() ([]byte, error) {
 	return json.Marshal(faultsJSON{
-		ErrorRate: f.ErrorRate, FailFirst: f.FailFirst, ErrorStatus: f.ErrorStatus,
+		ErrorRate: f.ErrorRate, FailFirst: f.FailFirst, ErrorStatus: f.ErrorStatus, ErrorBody: f.ErrorBody,
 		RetryAfter: Duration(f.RetryAfter), Latency: Duration(f.Latency), Jitter: Duration(f.Jitter),
 		Hang: f.Hang, Malformed: f.Malformed, InputTokens: f.InputTokens, OutputTokens: f.OutputTokens,
 		ErrorAfterChunks: f.ErrorAfterChunks, TTFB: Duration(f.TTFB), ChunkDelay: Duration(f.ChunkDelay),
@@ -136,7 +141,7 @@ func (f Faults) MarshalJSON() ([]byte, error) {
 
 func (j faultsJSON) faults() Faults {
 	return Faults{
-		ErrorRate: j.ErrorRate, FailFirst: j.FailFirst, ErrorStatus: j.ErrorStatus,
+		ErrorRate: j.ErrorRate, FailFirst: j.FailFirst, ErrorStatus: j.ErrorStatus, ErrorBody: j.ErrorBody,
 		RetryAfter: time.Duration(j.RetryAfter), Latency: time.Duration(j.Latency), Jitter: time.Duration(j.Jitter),
 		Hang: j.Hang, Malformed: j.Malformed, InputTokens: j.InputTokens, OutputTokens: j.OutputTokens,
 		ErrorAfterChunks: j.ErrorAfterChunks, TTFB: time.Duration(j.TTFB), ChunkDelay: time.Duration(j.ChunkDelay),

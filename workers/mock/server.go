@@ -432,6 +432,12 @@ func (s *Server) serveCall(v vendor, w http.ResponseWriter, r *http.Request) {
 			secs := int64((f.RetryAfter + time.Second - 1) / time.Second)
 			w.Header().Set("Retry-After", fmt.Sprint(secs))
 		}
+		if f.ErrorBody != "" {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(f.status())
+			_, _ = io.WriteString(w, f.ErrorBody)
+			return
+		}
 		v.writeError(w, f.status(), injectedMessage(f.status()))
 		return
 	}

@@ -93,14 +93,14 @@ func (c *Client) Complete(ctx context.Context, req *workers.Request) (*workers.R
 	}
 	var m messageResponse
 	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, oai.BadResponse(c.name, resp.StatusCode, "unparseable response body: %s", oai.Redact(oai.Snippet(raw), c.key))
+		return nil, oai.BadResponse(c.name, resp.StatusCode, "unparseable response body: %s", oai.Snippet(raw, c.key))
 	}
 	if m.Type == "error" {
 		pe := c.errorFromBody(resp.StatusCode, nil, raw)
 		return nil, pe
 	}
 	if m.Type != "message" || m.ID == "" {
-		return nil, oai.BadResponse(c.name, resp.StatusCode, "response is not a message: %s", oai.Redact(oai.Snippet(raw), c.key))
+		return nil, oai.BadResponse(c.name, resp.StatusCode, "response is not a message: %s", oai.Snippet(raw, c.key))
 	}
 	comp := m.completion(c.now().Unix())
 	return &workers.Response{Body: oai.Marshal(comp), Usage: oai.ParseUsage(comp.Usage), StatusCode: resp.StatusCode}, nil
@@ -168,7 +168,7 @@ func (c *Client) Stream(ctx context.Context, req *workers.Request, emit func(chu
 		}
 		var se streamEvent
 		if err := json.Unmarshal(ev.Data, &se); err != nil {
-			return nil, oai.BadResponse(c.name, resp.StatusCode, "unparseable stream event: %s", oai.Redact(oai.Snippet(ev.Data), c.key))
+			return nil, oai.BadResponse(c.name, resp.StatusCode, "unparseable stream event: %s", oai.Snippet(ev.Data, c.key))
 		}
 		if se.Type == "" {
 			se.Type = ev.Name
@@ -293,7 +293,7 @@ func (c *Client) post(ctx context.Context, body []byte) (*http.Response, error) 
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
-		raw, _ := io.ReadAll(io.LimitReader(resp.Body, oai.MaxErrorBody))
+		raw := oai.ReadErrorBody(resp.Body, c.key)
 		return nil, c.errorFromBody(resp.StatusCode, resp.Header, raw)
 	}
 	return resp, nil
@@ -313,7 +313,7 @@ func (c *Client) errorFromBody(status int, header http.Header, raw []byte) *work
 	if json.Unmarshal(raw, &body) == nil && body.Error != nil {
 		msg = strings.TrimSpace(body.Error.Type + ": " + body.Error.Message)
 	} else if len(bytes.TrimSpace(raw)) > 0 {
-		msg = oai.Snippet(raw)
+		msg = oai.Snippet(raw, c.key)
 	}
 	if status/100 == 2 { // an error object in a 2xx body
 		return oai.BadResponse(c.name, status, "%s", oai.Redact(msg, c.key))

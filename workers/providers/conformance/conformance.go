@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/schemas"
@@ -23,6 +24,17 @@ import (
 
 // Key is the API key the suite configures on the mock and the adapter.
 const Key = "sk-conformance-SECRET-0042"
+
+// KeyPart returns the first 8-byte piece of key found in s, or "": a key
+// redacted only in part leaks still.
+func KeyPart(s, key string) string {
+	for i := 0; i+8 <= len(key); i++ {
+		if strings.Contains(s, key[i:i+8]) {
+			return key[i : i+8]
+		}
+	}
+	return ""
+}
 
 // toolArgs are the arguments the mock puts in its tool calls.
 const toolArgs = `{"city":"Paris","days":2}`
@@ -338,6 +350,27 @@ func Run(t *testing.T, h Harness) {
 				}
 			})
 		}
+		t.Run("key in a non-JSON error body", func(t *testing.T) {
+			// An upstream echoing the key in a plain-text body, the key
+			// straddling the cut of the quoted snippet (300 bytes).
+			e := h.start(t, mock.Faults{})
+			for _, at := range []int{280, 292, 296, 299} {
+				body := strings.Repeat("é", at/2) + strings.Repeat("x", at%2) + Key + strings.Repeat(" upstream said no", 30)
+				e.srv.SetFaults(mock.Faults{FailFirst: 2, ErrorStatus: 502, ErrorBody: body})
+				_, err := e.complete(context.Background(), hello)
+				pe := expect(t, err, schemas.ErrServerError, true)
+				_, serr := e.stream(context.Background(), `{"messages":[{"role":"user","content":"x"}],"stream":true}`, func(json.RawMessage) error { return nil })
+				spe := expect(t, serr, schemas.ErrServerError, true)
+				for _, msg := range []string{pe.Message, spe.Message} {
+					if !utf8.ValidString(msg) || !strings.Contains(msg, "é") {
+						t.Fatalf("key at byte %d: message %q is not the body's valid UTF-8 start", at, msg)
+					}
+					if part := KeyPart(msg, Key); part != "" {
+						t.Fatalf("key at byte %d: %q of the key survives in %q", at, part, msg)
+					}
+				}
+			}
+		})
 		t.Run("stream status", func(t *testing.T) {
 			e := h.start(t, mock.Faults{FailFirst: 1, ErrorStatus: 429, RetryAfter: time.Second})
 			n := 0

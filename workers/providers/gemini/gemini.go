@@ -100,7 +100,7 @@ func (c *Client) Complete(ctx context.Context, req *workers.Request) (*workers.R
 	}
 	var g generateResponse
 	if err := json.Unmarshal(raw, &g); err != nil {
-		return nil, oai.BadResponse(c.name, resp.StatusCode, "unparseable response body: %s", oai.Redact(oai.Snippet(raw), c.key))
+		return nil, oai.BadResponse(c.name, resp.StatusCode, "unparseable response body: %s", oai.Snippet(raw, c.key))
 	}
 	if err := c.check(resp.StatusCode, &g); err != nil {
 		return nil, err
@@ -165,7 +165,7 @@ func (c *Client) Stream(ctx context.Context, req *workers.Request, emit func(chu
 		}
 		var g generateResponse
 		if err := json.Unmarshal(ev.Data, &g); err != nil {
-			return nil, oai.BadResponse(c.name, resp.StatusCode, "unparseable stream event: %s", oai.Redact(oai.Snippet(ev.Data), c.key))
+			return nil, oai.BadResponse(c.name, resp.StatusCode, "unparseable stream event: %s", oai.Snippet(ev.Data, c.key))
 		}
 		if g.Error != nil {
 			pe := workers.ErrorFromStatus(c.name, g.Error.Code, nil, oai.Redact(fmt.Sprintf("stream error after %d chunks: %s", e.Asm.Chunks, g.Error.text()), c.key))
@@ -257,7 +257,7 @@ func (c *Client) post(ctx context.Context, u string, body []byte) (*http.Respons
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
-		raw, _ := io.ReadAll(io.LimitReader(resp.Body, oai.MaxErrorBody))
+		raw := oai.ReadErrorBody(resp.Body, c.key)
 		return nil, c.statusError(resp, raw)
 	}
 	return resp, nil
@@ -293,7 +293,7 @@ func (c *Client) statusError(resp *http.Response, raw []byte) error {
 	if json.Unmarshal(trimmed, &body) == nil && body.Error != nil {
 		msg = body.Error.text()
 	} else if len(trimmed) > 0 {
-		msg = oai.Snippet(trimmed)
+		msg = oai.Snippet(trimmed, c.key)
 	}
 	pe := workers.ErrorFromStatus(c.name, resp.StatusCode, resp.Header, oai.Redact(msg, c.key))
 	// Gemini answers a bad key with 400 INVALID_ARGUMENT, reason API_KEY_INVALID.

@@ -95,7 +95,7 @@ func (c *Client) Complete(ctx context.Context, req *workers.Request) (*workers.R
 		Error   *apiError         `json:"error"`
 	}
 	if err := json.Unmarshal(raw, &probe); err != nil {
-		return nil, oai.BadResponse(c.name, resp.StatusCode, "unparseable response body: %s", oai.Redact(oai.Snippet(raw), c.key))
+		return nil, oai.BadResponse(c.name, resp.StatusCode, "unparseable response body: %s", oai.Snippet(raw, c.key))
 	}
 	if probe.Error != nil && len(probe.Choices) == 0 {
 		return nil, oai.BadResponse(c.name, resp.StatusCode, "error in a %d response: %s", resp.StatusCode, oai.Redact(probe.Error.Message, c.key))
@@ -144,7 +144,7 @@ func (c *Client) Stream(ctx context.Context, req *workers.Request, emit func(chu
 			Error *apiError `json:"error"`
 		}
 		if err := json.Unmarshal(ev.Data, &probe); err != nil {
-			return nil, oai.BadResponse(c.name, resp.StatusCode, "unparseable stream chunk: %s", oai.Redact(oai.Snippet(ev.Data), c.key))
+			return nil, oai.BadResponse(c.name, resp.StatusCode, "unparseable stream chunk: %s", oai.Snippet(ev.Data, c.key))
 		}
 		if probe.Error != nil || ev.Name == "error" {
 			msg := "error event in stream"
@@ -257,7 +257,7 @@ func (e *apiError) isContentFilter() bool {
 }
 
 func (c *Client) statusError(resp *http.Response) error {
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, oai.MaxErrorBody))
+	raw := oai.ReadErrorBody(resp.Body, c.key)
 	var body struct {
 		Error *apiError `json:"error"`
 	}
@@ -265,7 +265,7 @@ func (c *Client) statusError(resp *http.Response) error {
 	if json.Unmarshal(raw, &body) == nil && body.Error != nil && body.Error.Message != "" {
 		msg = body.Error.Message
 	} else if len(bytes.TrimSpace(raw)) > 0 {
-		msg = oai.Snippet(raw)
+		msg = oai.Snippet(raw, c.key)
 	} else {
 		msg = http.StatusText(resp.StatusCode)
 	}

@@ -1,14 +1,15 @@
 package oai
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
-	"unicode/utf8"
 
+	"github.com/switchboard-llm/switchboard/internal/redact"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/workers"
 )
@@ -20,29 +21,35 @@ const (
 )
 
 // Redact removes key from s. Every message that leaves an adapter goes
-// through it, so a provider echoing the key cannot leak it.
-func Redact(s, key string) string {
-	if key == "" || !strings.Contains(s, key) {
-		return s
-	}
-	return strings.ReplaceAll(s, key, "[redacted]")
-}
+// through it (or through Snippet or ReadErrorBody, which redact first), so
+// a provider echoing the key cannot leak it.
+func Redact(s, key string) string { return redact.Secrets(s, key) }
 
-// Snippet shortens a body for an error message.
-func Snippet(b []byte) string {
-	const max = 300
-	s := strings.TrimSpace(string(b))
-	if len(s) > max {
-		s = s[:max]
-		for !utf8.ValidString(s) {
-			s = s[:len(s)-1]
-		}
-		s += "..."
-	}
+// SnippetLen bounds a body quoted in an error message.
+const SnippetLen = 300
+
+// Snippet quotes a body in an error message: key redacted from the whole
+// body first, then cut to SnippetLen bytes on a character boundary.
+func Snippet(b []byte, key string) string {
+	s := redact.Clip(strings.TrimSpace(string(b)), SnippetLen, key)
 	if s == "" {
 		return "empty body"
 	}
 	return s
+}
+
+// ReadErrorBody reads an error response body of up to MaxErrorBody bytes
+// with key redacted. It reads len(key) bytes past the limit and redacts
+// before cutting, so a key straddling the limit does not survive in part.
+func ReadErrorBody(r io.Reader, key string) []byte {
+	raw, _ := io.ReadAll(io.LimitReader(r, MaxErrorBody+int64(len(key))))
+	if key == "" || !bytes.Contains(raw, []byte(key)) {
+		if len(raw) > MaxErrorBody {
+			raw = []byte(redact.Prefix(string(raw), MaxErrorBody))
+		}
+		return raw
+	}
+	return []byte(redact.Prefix(redact.Secrets(string(raw), key), MaxErrorBody))
 }
 
 // Do sends req with hc and maps a failed round trip to a ProviderError.
