@@ -1,7 +1,6 @@
 package oai
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -43,12 +42,6 @@ func Snippet(b []byte, key string) string {
 // before cutting, so a key straddling the limit does not survive in part.
 func ReadErrorBody(r io.Reader, key string) []byte {
 	raw, _ := io.ReadAll(io.LimitReader(r, MaxErrorBody+int64(len(key))))
-	if key == "" || !bytes.Contains(raw, []byte(key)) {
-		if len(raw) > MaxErrorBody {
-			raw = []byte(redact.Prefix(string(raw), MaxErrorBody))
-		}
-		return raw
-	}
 	return []byte(redact.Prefix(redact.Secrets(string(raw), key), MaxErrorBody))
 }
 
