@@ -68,6 +68,27 @@ func TestHealthzWhenNATSClosed(t *testing.T) {
 	}
 }
 
+// The server itself can close a connection for good: a control line over
+// its 4 KiB limit gets "-ERR maximum control line exceeded", and nats.go
+// closes the connection instead of reconnecting.
+func TestHealthzWhenServerClosesTheConnection(t *testing.T) {
+	e := newEnv(t, parseConfig(t, ""), nil)
+	if a := e.must("GET", "/healthz", "", nil); a.status != http.StatusOK {
+		t.Fatalf("healthz while connected: %d %s", a.status, a.body)
+	}
+	_ = e.nc.Publish(strings.Repeat("s", 5000), nil)
+	_ = e.nc.Flush()
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if !e.nc.IsClosed() {
+			return fmt.Errorf("connection %s", e.nc.Status())
+		}
+		return nil
+	})
+	if a := e.must("GET", "/healthz", "", nil); a.status != http.StatusServiceUnavailable {
+		t.Errorf("healthz after the server closed the connection: %d %s, want 503", a.status, a.body)
+	}
+}
+
 // countingListener counts, per accepted connection, the bytes the server
 // has read from it.
 type countingListener struct {
