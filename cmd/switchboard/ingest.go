@@ -49,7 +49,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	default:
 		return err
 	}
-	nc, js, err := connectNATS(ctx, c.natsURL, "switchboard-ingest")
+	nc, js, err := c.connect(ctx, fs, "switchboard-ingest")
 	if err != nil {
 		return err
 	}
@@ -63,7 +63,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	log.Info("ingesting telemetry", "clickhouse", c.clickhouse, "batch_rows", analytics.BatchRows, "batch_interval", analytics.BatchInterval)
-	return in.Run(ctx)
+	return nc.Run(ctx, in.Run) // a connection closed for good stops the ingester: exit 1
 }
 
 // flagGiven reports whether the named flag was given on the command line.
