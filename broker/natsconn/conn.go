@@ -19,6 +19,16 @@ type Conn struct {
 	lost     chan struct{}
 	lostOnce sync.Once
 	lostErr  error
+	where    string
+}
+
+// loss is the error for nc closed for good.
+func (c *Conn) loss(nc *nats.Conn) error {
+	cause := nc.LastError()
+	if cause == nil {
+		cause = errors.New("closed without an error")
+	}
+	return fmt.Errorf("%w (%s: %w)", ErrConnectionLost, c.where, cause)
 }
 
 // Connect connects with unlimited reconnects. Disconnects, reconnects and
@@ -36,8 +46,8 @@ func Connect(ctx context.Context, o Options, log *slog.Logger) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Conn{lost: make(chan struct{})}
 	where := RedactURL(o.URL)
+	c := &Conn{lost: make(chan struct{}), where: where}
 	opts = append(opts,
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if c.closing.Load() {
@@ -59,12 +69,9 @@ func Connect(ctx context.Context, o Options, log *slog.Logger) (*Conn, error) {
 			if c.closing.Load() {
 				return
 			}
-			cause := nc.LastError()
-			if cause == nil {
-				cause = errors.New("closed without an error")
-			}
-			log.Error("NATS connection closed for good", "url", where, "err", cause)
-			c.markLost(fmt.Errorf("%w (%s: %w)", ErrConnectionLost, where, cause))
+			err := c.loss(nc)
+			log.Error("NATS connection closed for good", "url", where, "err", nc.LastError())
+			c.markLost(err)
 		}),
 	)
 	nc, err := nats.Connect(o.URL, opts...)
@@ -100,14 +107,28 @@ func (c *Conn) Drain() error {
 func (c *Conn) Lost() <-chan struct{} { return c.lost }
 
 // Err is why the connection was lost (wrapping ErrConnectionLost), nil
-// while it is not.
+// while it is not or when this process closed it. It is set as soon as the
+// connection is closed, even before Lost is.
 func (c *Conn) Err() error {
 	select {
 	case <-c.lost:
 		return c.lostErr
 	default:
-		return nil
 	}
+	if c.Conn != nil && c.Conn.IsClosed() && !c.closing.Load() {
+		return c.loss(c.Conn)
+	}
+	return nil
+}
+
+// Cause returns the loss when the connection was lost, else err: what a
+// process whose components stopped with err should report, since they
+// often notice a closed connection before Lost does.
+func (c *Conn) Cause(err error) error {
+	if lost := c.Err(); lost != nil {
+		return lost
+	}
+	return err
 }
 
 // Watch blocks until ctx ends (nil) or the connection is lost (the loss,
@@ -136,9 +157,5 @@ func (c *Conn) Run(ctx context.Context, f func(context.Context) error) error {
 		case <-ctx.Done():
 		}
 	}()
-	err := f(ctx)
-	if cause := context.Cause(ctx); errors.Is(cause, ErrConnectionLost) {
-		return cause
-	}
-	return err
+	return c.Cause(f(ctx))
 }

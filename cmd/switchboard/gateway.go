@@ -16,7 +16,7 @@ import (
 // runGateway serves the broker's front doors: the OpenAI-compatible HTTP API,
 // the llm.complete request-reply service and the llm.submit dispatcher. Run
 // as many as needed; NATS queue groups and the shared consumer spread work.
-func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlags("gateway", stderr)
 	var c commonFlags
 	c.register(fs, true, false)
@@ -33,6 +33,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer nc.Drain()
+	defer func() { err = nc.Cause(err) }() // a lost connection is the failure, whatever noticed it
 	// Streams only: jobs queue durably even before any worker pool runs.
 	if err := streams.Ensure(ctx, js, cfg.Limits); err != nil {
 		return err

@@ -21,7 +21,7 @@ import (
 )
 
 // runIngest loads telemetry from JetStream into ClickHouse until stopped.
-func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlags("ingest", stderr)
 	var c commonFlags
 	c.register(fs, false, true)
@@ -54,6 +54,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer nc.Close()
+	defer func() { err = nc.Cause(err) }() // a lost connection is the failure, whatever noticed it
 	if err := streams.Ensure(ctx, js, cfg.Limits); err != nil {
 		return err
 	}

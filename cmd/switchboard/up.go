@@ -29,7 +29,7 @@ import (
 // runUp runs everything in one process: embedded NATS with JetStream (or an
 // external server with --nats), the gateway, the dispatcher, the llm.complete
 // service, a worker pool per provider and the ClickHouse ingester.
-func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fset := newFlags("up", stderr)
 	var c commonFlags
 	c.register(fset, true, true)
@@ -71,6 +71,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer nc.Close()
+	defer func() { err = nc.Cause(err) }() // a lost connection is the failure, whatever noticed it
 	if err := streams.EnsureAll(ctx, js, cfg); err != nil {
 		return err
 	}
@@ -149,7 +150,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "analytics: ClickHouse at %s (try: switchboard stats --clickhouse %s)\n", an.DSN, an.DSN)
 	}
 	fmt.Fprintf(stdout, "try: curl -s http://%s/v1/chat/completions -H 'Content-Type: application/json' -d '{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}'\n", c.httpAddr, cfg.DefaultRoute)
-	err = g.Wait()
+	err = nc.Cause(g.Wait()) // a lost connection, not context.Canceled
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}

@@ -19,7 +19,7 @@ import (
 )
 
 // runWorker runs the worker pool of one provider against any NATS server.
-func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlags("worker", stderr)
 	var c commonFlags
 	c.register(fs, false, false)
@@ -43,6 +43,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer nc.Close()
+	defer func() { err = nc.Cause(err) }() // a lost connection is the failure, whatever noticed it
 	if err := streams.Ensure(ctx, js, cfg.Limits); err != nil {
 		return err
 	}
