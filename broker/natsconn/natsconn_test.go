@@ -106,8 +106,10 @@ func authCases() []authCase {
 			server: func(t *testing.T) *natstest.Server {
 				return natstest.StartWith(t, func(o *server.Options) { o.Authorization = "tok-s3cret" })
 			},
-			good: func(_ *testing.T, url string) natsconn.Options { return natsconn.Options{URL: url, Token: "tok-s3cret"} },
-			bad:  func(_ *testing.T, url string) natsconn.Options { return natsconn.Options{URL: url, Token: "wrong"} },
+			good: func(_ *testing.T, url string) natsconn.Options {
+				return natsconn.Options{URL: url, Token: "tok-s3cret"}
+			},
+			bad: func(_ *testing.T, url string) natsconn.Options { return natsconn.Options{URL: url, Token: "wrong"} },
 		},
 		{
 			name: "user/password",
@@ -201,7 +203,9 @@ func credsCase() authCase {
 				o.SystemAccount = sysPub
 			})
 		},
-		good: func(_ *testing.T, url string) natsconn.Options { return natsconn.Options{URL: url, CredsFile: credsFile} },
+		good: func(_ *testing.T, url string) natsconn.Options {
+			return natsconn.Options{URL: url, CredsFile: credsFile}
+		},
 		bad: func(t *testing.T, url string) natsconn.Options {
 			stranger, _ := nkeys.CreateAccount() // not known to the operator
 			return natsconn.Options{URL: url, CredsFile: userCreds(t, stranger, "stranger")}
