@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/switchboard-llm/switchboard/broker/natsconn"
 )
 
 // Options configure the embedded server.
@@ -43,7 +45,7 @@ func (o Options) Validate() error {
 	switch {
 	case o.NoAuth && o.Token != "":
 		return fmt.Errorf("embedded nats: %w", ErrTokenAndNoAuth)
-	case o.NoAuth && !IsLoopback(host):
+	case o.NoAuth && !natsconn.IsLoopbackHost(host):
 		return fmt.Errorf("embedded nats: listen address %q: %w", o.Listen, ErrNoAuthNotLoopback)
 	case !o.NoAuth && o.Token == "":
 		return fmt.Errorf("embedded nats: %w", ErrNoToken)
@@ -64,16 +66,6 @@ func (o Options) hostPort() (string, int, error) {
 		return "", 0, fmt.Errorf("nats listen port %q: %w", p, err)
 	}
 	return h, port, nil
-}
-
-// IsLoopback reports whether host (an IP or "localhost") only accepts
-// connections from this machine. An empty host means every interface.
-func IsLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // ServerOptions validates opts and returns the nats-server options for them.

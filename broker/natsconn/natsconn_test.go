@@ -506,6 +506,18 @@ func TestSecretsNeverDescribed(t *testing.T) {
 	}
 }
 
+func TestIsLocalURL(t *testing.T) {
+	for u, want := range map[string]bool{
+		"nats://127.0.0.1:4222": true, "127.0.0.1:4222": true, "nats://localhost:4222,tls://[::1]:4222": true,
+		"nats://tok@127.0.0.1:1": true, "nats://10.0.0.1:4222": false, "nats://127.0.0.1:1,nats://nats:4222": false,
+		"nats://0.0.0.0:4222": false, "": false,
+	} {
+		if got := natsconn.IsLocalURL(u); got != want {
+			t.Errorf("IsLocalURL(%q) = %v", u, got)
+		}
+	}
+}
+
 func TestTokenFile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	if tok, err := natsconn.ReadToken(dir); err != nil || tok != "" {

@@ -10,6 +10,7 @@ package natsconn
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -186,6 +187,32 @@ func RedactURL(s string) string {
 		parts[i] = u.String()
 	}
 	return strings.Join(parts, ",")
+}
+
+// IsLoopbackHost reports whether host (an IP or "localhost") only accepts
+// connections from this machine. An empty host means every interface.
+func IsLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// IsLocalURL reports whether every server in a URL list is on a loopback
+// address (a scheme-less "host:port" counts too).
+func IsLocalURL(s string) bool {
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		if !strings.Contains(p, "://") {
+			p = "nats://" + p
+		}
+		u, err := url.Parse(p)
+		if err != nil || !IsLoopbackHost(u.Hostname()) {
+			return false
+		}
+	}
+	return true
 }
 
 func urlHasUserInfo(s string) bool {

@@ -99,8 +99,9 @@ func (a *natsAuthFlags) resolve(fs *flag.FlagSet) (given []string) {
 
 // natsOptions turns the flags (and variables) into connection options.
 // With no --nats and no SWITCHBOARD_NATS it uses the URL a local `up`
-// recorded under --data-dir; with no credentials at all, the token `up`
-// keeps there. A bad combination is a usage error.
+// recorded under --data-dir; with no credentials at all and a loopback
+// URL, the token `up` keeps there (never sent to another machine). A bad
+// combination is a usage error.
 func (c *commonFlags) natsOptions(fs *flag.FlagSet, name string) (natsconn.Options, error) {
 	c.natsAuth.resolve(fs)
 	a := c.natsAuth
@@ -115,7 +116,7 @@ func (c *commonFlags) natsOptions(fs *flag.FlagSet, name string) (natsconn.Optio
 			o.URL = u
 		}
 	}
-	if !o.HasAuth() {
+	if !o.HasAuth() && natsconn.IsLocalURL(o.URL) {
 		tok, err := natsconn.ReadToken(c.dataDir)
 		if err != nil {
 			return o, err

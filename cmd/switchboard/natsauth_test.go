@@ -362,6 +362,45 @@ func TestNATSAuthFlagsAndEnv(t *testing.T) {
 	}
 }
 
+// The token and URL under --data-dir are used only when none is given, and
+// the token only for a server on a loopback address.
+func TestDataDirTokenOnlyForLocalServers(t *testing.T) {
+	for _, k := range []string{"SWITCHBOARD_NATS", "SWITCHBOARD_NATS_TOKEN", "SWITCHBOARD_NATS_USER", "SWITCHBOARD_NATS_PASSWORD",
+		"SWITCHBOARD_NATS_CREDS", "SWITCHBOARD_NATS_NKEY"} {
+		t.Setenv(k, "")
+	}
+	dataDir := t.TempDir()
+	token, err := natsconn.EnsureToken(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := natsconn.WriteURL(dataDir, "nats://127.0.0.1:4999"); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		args           []string
+		url, token, us string
+	}{
+		{nil, "nats://127.0.0.1:4999", token, ""},
+		{[]string{"--nats", "nats://127.0.0.1:5000"}, "nats://127.0.0.1:5000", token, ""},
+		{[]string{"--nats", "nats://nats.example.com:4222"}, "nats://nats.example.com:4222", "", ""},
+		{[]string{"--nats-user", "u", "--nats-password", "p"}, "nats://127.0.0.1:4999", "", "u"},
+		{[]string{"--nats", "nats://other@127.0.0.1:5000"}, "nats://other@127.0.0.1:5000", "", ""},
+	}
+	for _, tc := range cases {
+		fs := newFlags("t", &bytes.Buffer{})
+		var c commonFlags
+		c.register(fs, false, false)
+		if err := parseFlags(fs, append([]string{"--data-dir", dataDir}, tc.args...)); err != nil {
+			t.Fatal(err)
+		}
+		o, err := c.natsOptions(fs, "t")
+		if err != nil || o.URL != tc.url || o.Token != tc.token || o.User != tc.us {
+			t.Errorf("%v: url %q token set %v user %q (%v)", tc.args, o.URL, o.Token != "", o.User, err)
+		}
+	}
+}
+
 // The variables reach a real connection: a token, a user/password and an
 // nkey seed file, each against a server requiring it.
 func TestNATSAuthEnvConnects(t *testing.T) {

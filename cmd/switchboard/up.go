@@ -201,7 +201,7 @@ func startEmbeddedNATS(fset *flag.FlagSet, c *commonFlags, listen string, noAuth
 		fmt.Fprintf(stdout, "NATS at %s has no auth (--nats-no-auth): any local process can read and publish everything\n", url)
 		return natsconn.Options{URL: url, Name: "switchboard-up"}, stop, nil
 	}
-	if host, _, _ := net.SplitHostPort(listen); !embedded.IsLoopback(host) {
+	if host, _, _ := net.SplitHostPort(listen); !natsconn.IsLoopbackHost(host) {
 		log.Warn("the embedded NATS server is reachable from the network without TLS: its token and traffic travel in clear; use an external NATS server with TLS (--nats, --nats-tls-*) across machines", "listen", listen)
 	}
 	fmt.Fprintf(stdout, "NATS at %s requires the token in %s: switchboard commands run with --data-dir %s use it by themselves; "+
