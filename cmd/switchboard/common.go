@@ -26,7 +26,7 @@ type commonFlags struct {
 
 func (c *commonFlags) register(fs *flag.FlagSet, withHTTP, withClickHouse bool) {
 	fs.StringVar(&c.config, "config", "switchboard.yaml", "config file")
-	fs.StringVar(&c.natsURL, "nats", envOr("SWITCHBOARD_NATS", nats.DefaultURL), "NATS server URL; default: the one a running `up --data-dir` records, else "+nats.DefaultURL)
+	fs.StringVar(&c.natsURL, "nats", envOr("SWITCHBOARD_NATS", nats.DefaultURL), "NATS server URL (env SWITCHBOARD_NATS; without either, the URL a running `up` recorded under --data-dir)")
 	fs.StringVar(&c.dataDir, "data-dir", ".switchboard", "data directory of a local `switchboard up` (its NATS URL and token are used when none is given)")
 	c.natsAuth.register(fs)
 	if withHTTP {
@@ -85,7 +85,7 @@ func (a *natsAuthFlags) register(fs *flag.FlagSet) {
 }
 
 // resolve fills the flags not given on the command line from the
-// environment and reports whether any ended up set.
+// environment and returns the names of those that were given.
 func (a *natsAuthFlags) resolve(fs *flag.FlagSet) (given []string) {
 	for _, f := range natsAuthFlagList {
 		if flagGiven(fs, f.name) {
@@ -140,7 +140,8 @@ func (c *commonFlags) connect(ctx context.Context, fs *flag.FlagSet, name string
 
 // connectNATS connects with unlimited reconnects, logging disconnects and
 // reconnects, and returns a JetStream context. Long-running commands run
-// under nc.Run so that a connection closed for good stops them (exit 1).
+// under nc.Run (or beside nc.Watch) so that a connection closed for good
+// stops them (exit 1).
 func connectNATS(ctx context.Context, o natsconn.Options) (*natsconn.Conn, jetstream.JetStream, error) {
 	nc, err := natsconn.Connect(ctx, o, newLogger())
 	if err != nil {

@@ -35,6 +35,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 	c.register(fset, true, true)
 	natsListen := fset.String("nats-listen", "127.0.0.1:4222", "embedded NATS listen address (ignored with --nats)")
 	natsNoAuth := fset.Bool("nats-no-auth", false, "run the embedded NATS server without its token (only on a loopback --nats-listen)")
+	fset.Lookup("nats").Usage = "external NATS server URL, instead of the embedded server"
 	fset.Lookup("data-dir").Usage = "data directory (JetStream store, the embedded NATS server's token and URL, managed ClickHouse)"
 	demo := fset.Bool("demo", false, "run built-in mock providers (flaky, slow, healthy) instead of real ones")
 	if err := parseFlags(fset, args); err != nil {
