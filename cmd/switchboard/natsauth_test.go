@@ -83,22 +83,35 @@ func submitOne(t *testing.T, args ...string) {
 	}
 }
 
-// `up` runs its embedded NATS server with a token made under --data-dir
-// (mode 0600): it refuses an unauthenticated client, prints where the token
-// is, and `dlq` and `submit` given only --data-dir find the URL and the
-// token by themselves. The URL file goes when `up` stops.
-func TestUpEmbeddedNATSRequiresToken(t *testing.T) {
-	cfg := mockConfig(t)
-	dataDir := t.TempDir()
+// startUp runs `up` with the mock config until the test ends (or stop is
+// called) and returns the NATS URL it recorded.
+func startUp(t *testing.T, cfg, dataDir string) (url string, stdout *syncBuffer, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr syncBuffer
+	var stderr syncBuffer
+	stdout = &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- runUp(ctx, []string{"--config", cfg, "--data-dir", dataDir, "--http", freeAddr(t),
-			"--nats-listen", "127.0.0.1:-1", "--clickhouse", "clickhouse://127.0.0.1:1/none"}, &stdout, &stderr)
+			"--nats-listen", "127.0.0.1:-1", "--clickhouse", "clickhouse://127.0.0.1:1/none"}, stdout, &stderr)
 	}()
-	var url string
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("up: %v\n%s", err, stderr.String())
+			}
+		case <-time.After(60 * time.Second):
+			t.Error("up did not stop")
+		}
+	}
+	t.Cleanup(stop)
 	natstest.CheckFor(t, 60*time.Second, 50*time.Millisecond, func() error {
 		select {
 		case err := <-done:
@@ -112,6 +125,18 @@ func TestUpEmbeddedNATSRequiresToken(t *testing.T) {
 		url, err = natsconn.ReadURL(dataDir)
 		return err
 	})
+	return url, stdout, stop
+}
+
+// `up` runs its embedded NATS server with a token made under --data-dir
+// (mode 0600, the same after a restart): it refuses an unauthenticated
+// client, prints where the token is, and `dlq` and `submit` given only
+// --data-dir find the URL and the token by themselves. The URL file goes
+// when `up` stops.
+func TestUpEmbeddedNATSRequiresToken(t *testing.T) {
+	cfg := mockConfig(t)
+	dataDir := t.TempDir()
+	url, stdout, stop := startUp(t, cfg, dataDir)
 	st, err := os.Stat(natsconn.TokenFile(dataDir))
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("token file: %v %v", st, err)
@@ -123,7 +148,7 @@ func TestUpEmbeddedNATSRequiresToken(t *testing.T) {
 	if !strings.Contains(stdout.String(), "requires the token in "+natsconn.TokenFile(dataDir)) {
 		t.Errorf("up does not say where the token is: %s", stdout.String())
 	}
-	if strings.Contains(stdout.String()+stderr.String(), token) {
+	if strings.Contains(stdout.String(), token) {
 		t.Errorf("up printed its token")
 	}
 
@@ -146,18 +171,21 @@ func TestUpEmbeddedNATSRequiresToken(t *testing.T) {
 	}
 	submitOne(t, "--config", cfg, "--data-dir", dataDir)
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("up: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("up did not stop")
-	}
+	stop()
 	if _, err := os.Stat(natsconn.URLFile(dataDir)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("nats.url left behind: %v", err)
 	}
+
+	// Restarted, up keeps its token: clients holding it still connect.
+	url, _, _ = startUp(t, cfg, dataDir)
+	if again, err := natsconn.ReadToken(dataDir); err != nil || again != token {
+		t.Fatalf("token after restart: changed %v (%v)", again != token, err)
+	}
+	nc, err = nats.Connect(url, nats.Token(token))
+	if err != nil {
+		t.Fatalf("old token after restart: %v", err)
+	}
+	nc.Close()
 }
 
 // A worker and `submit` given only --data-dir use the URL and token a
