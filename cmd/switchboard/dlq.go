@@ -28,7 +28,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	nc, js, err := connectNATS(ctx, c.natsURL, "switchboard-dlq")
+	nc, js, err := c.connect(ctx, fs, "switchboard-dlq")
 	if err != nil {
 		return err
 	}
@@ -58,7 +58,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	client := broker.NewClient(nc, js, route.New(cfg))
+	client := broker.NewClient(nc.Conn, js, route.New(cfg))
 	var seqs []uint64
 	if *all {
 		entries, err := dlq.List(ctx, js, 0, 0)

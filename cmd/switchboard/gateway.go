@@ -16,7 +16,7 @@ import (
 // runGateway serves the broker's front doors: the OpenAI-compatible HTTP API,
 // the llm.complete request-reply service and the llm.submit dispatcher. Run
 // as many as needed; NATS queue groups and the shared consumer spread work.
-func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlags("gateway", stderr)
 	var c commonFlags
 	c.register(fs, true, false)
@@ -28,11 +28,12 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	log := newLogger()
-	nc, js, err := connectNATS(ctx, c.natsURL, "switchboard-gateway")
+	nc, js, err := c.connect(ctx, fs, "switchboard-gateway")
 	if err != nil {
 		return err
 	}
 	defer nc.Drain()
+	defer func() { err = nc.Cause(err) }() // a lost connection is the failure, whatever noticed it
 	// Streams only: jobs queue durably even before any worker pool runs.
 	if err := streams.Ensure(ctx, js, cfg.Limits); err != nil {
 		return err
@@ -47,13 +48,14 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	holder := config.NewHolder(cfg)
 	holder.OnChange(func(_, cur *config.Config) { resolver.SetConfig(cur) })
 	go holder.WatchSignals(ctx, c.config, log)
-	srv, err := gateway.New(gateway.Options{Config: cfg, Resolver: resolver, Conn: nc, JS: js, Logger: log})
+	srv, err := gateway.New(gateway.Options{Config: cfg, Resolver: resolver, Conn: nc.Conn, JS: js, Logger: log})
 	if err != nil {
 		return err
 	}
-	client := broker.NewClient(nc, js, resolver)
+	client := broker.NewClient(nc.Conn, js, resolver)
 	defer client.Close()
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return nc.Watch(gctx) }) // a connection closed for good stops the gateway: exit 1
 	g.Go(func() error { return srv.Run(gctx, c.httpAddr) })
 	g.Go(func() error { return broker.NewDispatcher(client, js, log).Run(gctx) })
 	g.Go(func() error { return broker.NewService(client, cfg.Gateway.RequestTimeout, log).Run(gctx) })

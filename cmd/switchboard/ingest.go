@@ -21,7 +21,7 @@ import (
 )
 
 // runIngest loads telemetry from JetStream into ClickHouse until stopped.
-func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlags("ingest", stderr)
 	var c commonFlags
 	c.register(fs, false, true)
@@ -49,11 +49,12 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	default:
 		return err
 	}
-	nc, js, err := connectNATS(ctx, c.natsURL, "switchboard-ingest")
+	nc, js, err := c.connect(ctx, fs, "switchboard-ingest")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
+	defer func() { err = nc.Cause(err) }() // a lost connection is the failure, whatever noticed it
 	if err := streams.Ensure(ctx, js, cfg.Limits); err != nil {
 		return err
 	}
@@ -63,7 +64,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	log.Info("ingesting telemetry", "clickhouse", c.clickhouse, "batch_rows", analytics.BatchRows, "batch_interval", analytics.BatchInterval)
-	return in.Run(ctx)
+	return nc.Run(ctx, in.Run) // a connection closed for good stops the ingester: exit 1
 }
 
 // flagGiven reports whether the named flag was given on the command line.

@@ -41,7 +41,7 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	nc, js, err := connectNATS(ctx, c.natsURL, "switchboard-submit")
+	nc, js, err := c.connect(ctx, fs, "switchboard-submit")
 	if err != nil {
 		return err
 	}
@@ -53,7 +53,7 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if !*noProgress && term.IsTerminal(int(os.Stderr.Fd())) {
 		opts.Progress = stderr
 	}
-	sum, err := batch.Run(ctx, broker.NewClient(nc, js, route.New(cfg)), js, opts)
+	sum, err := batch.Run(ctx, broker.NewClient(nc.Conn, js, route.New(cfg)), js, opts)
 	if sum != nil {
 		fmt.Fprintf(stdout, "batch %s: %d lines, %d succeeded, %d failed, %d invalid, %d from an earlier run -> %s\n",
 			sum.BatchID, sum.Total, sum.Succeeded, sum.Failed, sum.Invalid, sum.Resumed, *out)

@@ -3,11 +3,15 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sync/errgroup"
 
@@ -16,6 +20,7 @@ import (
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/embedded"
 	"github.com/switchboard-llm/switchboard/broker/gateway"
+	"github.com/switchboard-llm/switchboard/broker/natsconn"
 	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/workers"
@@ -24,12 +29,14 @@ import (
 // runUp runs everything in one process: embedded NATS with JetStream (or an
 // external server with --nats), the gateway, the dispatcher, the llm.complete
 // service, a worker pool per provider and the ClickHouse ingester.
-func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fset := newFlags("up", stderr)
 	var c commonFlags
 	c.register(fset, true, true)
 	natsListen := fset.String("nats-listen", "127.0.0.1:4222", "embedded NATS listen address (ignored with --nats)")
-	fset.StringVar(&c.dataDir, "data-dir", ".switchboard", "data directory (JetStream store, managed ClickHouse)")
+	natsNoAuth := fset.Bool("nats-no-auth", false, "run the embedded NATS server without its token (only on a loopback --nats-listen)")
+	fset.Lookup("nats").Usage = "external NATS server URL, instead of the embedded server"
+	fset.Lookup("data-dir").Usage = "data directory (JetStream store, the embedded NATS server's token and URL, managed ClickHouse)"
 	demo := fset.Bool("demo", false, "run built-in mock providers (flaky, slow, healthy) instead of real ones")
 	if err := parseFlags(fset, args); err != nil {
 		return err
@@ -45,25 +52,27 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer stopDemo()
 	}
 
-	natsURL := c.natsURL
-	if !flagGiven(fset, "nats") {
-		store := filepath.Join(c.dataDir, "jetstream")
-		ns, err := embedded.Start(embedded.Options{Listen: *natsListen, StoreDir: store})
+	natsURL := natsconn.RedactURL(c.natsURL) // printed below
+	var nopts natsconn.Options
+	if flagGiven(fset, "nats") {
+		if nopts, err = c.natsOptions(fset, "switchboard-up"); err != nil {
+			return err
+		}
+	} else {
+		var stopNATS func()
+		nopts, stopNATS, err = startEmbeddedNATS(fset, &c, *natsListen, *natsNoAuth, stdout, log)
 		if err != nil {
 			return err
 		}
-		defer func() {
-			ns.Shutdown()
-			ns.WaitForShutdown()
-		}()
-		natsURL = ns.ClientURL()
-		log.Info("embedded NATS with JetStream", "url", natsURL, "store", store)
+		defer stopNATS()
+		natsURL = nopts.URL
 	}
-	nc, js, err := connectNATS(ctx, natsURL, "switchboard-up")
+	nc, js, err := connectNATS(ctx, nopts)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
+	defer func() { err = nc.Cause(err) }() // a lost connection is the failure, whatever noticed it
 	if err := streams.EnsureAll(ctx, js, cfg); err != nil {
 		return err
 	}
@@ -77,9 +86,9 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	resolver := route.New(cfg, opts...)
-	client := broker.NewClient(nc, js, resolver)
+	client := broker.NewClient(nc.Conn, js, resolver)
 	defer client.Close()
-	gw, err := gateway.New(gateway.Options{Config: cfg, Resolver: resolver, Conn: nc, JS: js, Logger: log})
+	gw, err := gateway.New(gateway.Options{Config: cfg, Resolver: resolver, Conn: nc.Conn, JS: js, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -89,7 +98,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	var pools []*workers.Pool
 	for _, p := range cfg.Providers {
-		pool, err := newPool(stateCtx, cfg, p, nc, js, prices, log)
+		pool, err := newPool(stateCtx, cfg, p, nc.Conn, js, prices, log)
 		if err != nil {
 			return err
 		}
@@ -128,6 +137,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}()
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return nc.Watch(gctx) }) // a connection closed for good stops up: exit 1
 	g.Go(func() error { return gw.Run(gctx, c.httpAddr) })
 	g.Go(func() error { return broker.NewDispatcher(client, js, log).Run(gctx) })
 	g.Go(func() error { return broker.NewService(client, cfg.Gateway.RequestTimeout, log).Run(gctx) })
@@ -141,11 +151,64 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "analytics: ClickHouse at %s (try: switchboard stats --clickhouse %s)\n", an.DSN, an.DSN)
 	}
 	fmt.Fprintf(stdout, "try: curl -s http://%s/v1/chat/completions -H 'Content-Type: application/json' -d '{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}'\n", c.httpAddr, cfg.DefaultRoute)
-	err = g.Wait()
+	err = nc.Cause(g.Wait()) // a lost connection, not context.Canceled
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
 	return err
+}
+
+// startEmbeddedNATS starts the embedded server under --data-dir: with the
+// token kept in <data-dir>/nats.token (made on first start, mode 0600), or
+// without auth when --nats-no-auth is given on a loopback --nats-listen. It
+// records the client URL in <data-dir>/nats.url for the other commands and
+// returns the options up's own components connect with.
+func startEmbeddedNATS(fset *flag.FlagSet, c *commonFlags, listen string, noAuth bool, stdout io.Writer, log *slog.Logger) (natsconn.Options, func(), error) {
+	if given := c.natsAuth.resolve(fset); len(given) > 0 {
+		return natsconn.Options{}, nil, fmt.Errorf("%w: %s apply to an external server (--nats URL); the embedded server's token is %s",
+			errUsage, strings.Join(given, ", "), natsconn.TokenFile(c.dataDir))
+	}
+	eo := embedded.Options{Listen: listen, StoreDir: filepath.Join(c.dataDir, "jetstream"), NoAuth: noAuth}
+	if !noAuth {
+		tok, err := natsconn.EnsureToken(c.dataDir)
+		if err != nil {
+			return natsconn.Options{}, nil, err
+		}
+		eo.Token = tok
+	}
+	if err := eo.Validate(); err != nil {
+		if errors.Is(err, embedded.ErrNoAuthNotLoopback) {
+			return natsconn.Options{}, nil, fmt.Errorf("%w: --nats-no-auth with --nats-listen %s: %v; drop --nats-no-auth (clients then use the token in %s)",
+				errUsage, listen, embedded.ErrNoAuthNotLoopback, natsconn.TokenFile(c.dataDir))
+		}
+		return natsconn.Options{}, nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	ns, err := embedded.Start(eo)
+	if err != nil {
+		return natsconn.Options{}, nil, err
+	}
+	url := ns.ClientURL()
+	urlFile := natsconn.URLFile(c.dataDir)
+	if err := natsconn.WriteURL(c.dataDir, url); err != nil {
+		log.Warn("could not record the embedded NATS URL", "file", urlFile, "err", err)
+	}
+	stop := func() {
+		os.Remove(urlFile)
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	}
+	log.Info("embedded NATS with JetStream", "url", url, "store", eo.StoreDir, "auth", !noAuth)
+	if noAuth {
+		fmt.Fprintf(stdout, "NATS at %s has no auth (--nats-no-auth): any local process can read and publish everything\n", url)
+		return natsconn.Options{URL: url, Name: "switchboard-up"}, stop, nil
+	}
+	if host, _, _ := net.SplitHostPort(listen); !natsconn.IsLoopbackHost(host) {
+		log.Warn("the embedded NATS server is reachable from the network without TLS: its token and traffic travel in clear; use an external NATS server with TLS (--nats, --nats-tls-*) across machines", "listen", listen)
+	}
+	fmt.Fprintf(stdout, "NATS at %s requires the token in %s: switchboard commands run with --data-dir %s use it by themselves; "+
+		"elsewhere pass --nats-token or SWITCHBOARD_NATS_TOKEN (nats CLI: nats -s \"nats://$(cat %s)@%s\" ...)\n",
+		url, natsconn.TokenFile(c.dataDir), c.dataDir, natsconn.TokenFile(c.dataDir), strings.TrimPrefix(url, "nats://"))
+	return natsconn.Options{URL: url, Name: "switchboard-up", Token: eo.Token}, stop, nil
 }
 
 // upConfig picks the config: --demo, else the config file (required to exist

@@ -19,7 +19,7 @@ import (
 )
 
 // runWorker runs the worker pool of one provider against any NATS server.
-func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlags("worker", stderr)
 	var c commonFlags
 	c.register(fs, false, false)
@@ -38,11 +38,12 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if !ok {
 		return fmt.Errorf("%w: unknown provider %q (the config has %v)", errUsage, *provider, providerNames(cfg))
 	}
-	nc, js, err := connectNATS(ctx, c.natsURL, "switchboard-worker-"+p.Name)
+	nc, js, err := c.connect(ctx, fs, "switchboard-worker-"+p.Name)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
+	defer func() { err = nc.Cause(err) }() // a lost connection is the failure, whatever noticed it
 	if err := streams.Ensure(ctx, js, cfg.Limits); err != nil {
 		return err
 	}
@@ -51,7 +52,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	pool, err := newPool(ctx, cfg, p, nc, js, prices, log)
+	pool, err := newPool(ctx, cfg, p, nc.Conn, js, prices, log)
 	if err != nil {
 		return err
 	}
@@ -66,7 +67,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}()
 	log.Info("worker pool started", "provider", p.Name, "kind", p.Kind, "concurrency", p.Concurrency)
-	return pool.Run(ctx)
+	return nc.Run(ctx, pool.Run) // a connection closed for good stops the pool: exit 1
 }
 
 // newPool builds the worker pool of one provider with its adapter (one per

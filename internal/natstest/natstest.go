@@ -17,22 +17,46 @@ import (
 // Server is a running test server.
 type Server struct {
 	*server.Server
-	StoreDir string
+	StoreDir  string
+	configure func(*server.Options)
 }
 
-// Start runs a JetStream server on a free loopback port, shut down with the test.
+// Start runs a JetStream server without auth on a free loopback port, shut
+// down with the test.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return StartWith(t, nil)
+}
+
+// StartWith runs a JetStream server like Start after configure (if not nil)
+// changed its options: auth (Authorization, Username/Password, Nkeys,
+// TrustedOperators), TLS, limits. Restart applies it again.
+func StartWith(t testing.TB, configure func(*server.Options)) *Server {
+	t.Helper()
 	dir := t.TempDir()
-	s, err := embedded.Start(embedded.Options{Listen: "127.0.0.1:-1", StoreDir: dir})
+	s := &Server{StoreDir: dir, configure: configure}
+	s.Server = s.run(t, "127.0.0.1:-1")
+	return s
+}
+
+func (s *Server) run(t testing.TB, listen string) *server.Server {
+	t.Helper()
+	so, err := embedded.ServerOptions(embedded.Options{Listen: listen, StoreDir: s.StoreDir, NoAuth: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.configure != nil {
+		s.configure(so)
+	}
+	ns, err := embedded.Run(so)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
+		ns.Shutdown()
+		ns.WaitForShutdown()
 	})
-	return &Server{Server: s, StoreDir: dir}
+	return ns
 }
 
 // Restart shuts the server down and starts a new one on the same port and
@@ -42,18 +66,39 @@ func (s *Server) Restart(t testing.TB) {
 	addr := s.Addr().String()
 	s.Shutdown()
 	s.WaitForShutdown()
-	ns, err := embedded.Start(embedded.Options{Listen: addr, StoreDir: s.StoreDir})
+	s.Server = s.run(t, addr)
+}
+
+// Reconfigure reloads the running server with configure applied to fresh
+// options (same address and store), as a config reload would: e.g. a new
+// token, after which clients holding the old one are disconnected.
+func (s *Server) Reconfigure(t testing.TB, configure func(*server.Options)) {
+	t.Helper()
+	so, err := embedded.ServerOptions(embedded.Options{Listen: s.Addr().String(), StoreDir: s.StoreDir, NoAuth: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Server = ns
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	if configure != nil {
+		configure(so)
+	}
+	if err := s.ReloadOptions(so); err != nil {
+		t.Fatal(err)
+	}
+	s.configure = configure
 }
 
 // Connect opens a client connection closed with the test.
 func (s *Server) Connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	return s.ConnectWith(t)
+}
+
+// ConnectWith opens a client connection with extra options (credentials,
+// TLS), closed with the test.
+func (s *Server) ConnectWith(t testing.TB, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	opts = append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}, opts...)
+	nc, err := nats.Connect(s.ClientURL(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
