@@ -65,9 +65,10 @@ func List(ctx context.Context, js jetstream.JetStream, from uint64, limit int) (
 	if err != nil {
 		return nil, fmt.Errorf("dlq stream: %w", err)
 	}
-	if from < info.State.FirstSeq {
-		from = info.State.FirstSeq
+	if info.State.Msgs == 0 {
+		return nil, nil // empty (new or fully replayed): sequence 0 is no message
 	}
+	from = max(from, info.State.FirstSeq, 1)
 	var out []Entry
 	for seq := from; seq <= info.State.LastSeq && (limit <= 0 || len(out) < limit); seq++ {
 		e, err := get(ctx, stream, seq)

@@ -24,6 +24,11 @@ func TestListAndReplay(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
+	// A new, empty DLQ lists nothing (it used to ask the server for message 0).
+	if entries, err := dlq.List(ctx, env.JS, 0, 0); err != nil || len(entries) != 0 {
+		t.Fatalf("empty dlq list = %v, %v", entries, err)
+	}
+
 	res, err := env.Client.Complete(ctx, &schemas.Job{Request: testenv.Chat("dead"), Metadata: map[string]string{"tenant": "acme"}})
 	if err != nil {
 		t.Fatal(err)
