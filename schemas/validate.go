@@ -79,33 +79,36 @@ func (j *Job) Validate() error {
 	if j.ID == "" {
 		return &FieldError{Field: "id", Msg: "is required"}
 	}
-	if !ValidToken(j.ID) {
-		return &FieldError{Field: "id", Msg: "must be at most 128 characters without spaces, '.', '*' or '>'"}
-	}
-	if j.Batch != "" && !ValidToken(j.Batch) {
-		return &FieldError{Field: "batch", Msg: "must be at most 128 characters without spaces, '.', '*' or '>'"}
+	if err := j.CheckIdentifiers(); err != nil {
+		return err
 	}
 	if j.Model != "" && !strings.Contains(j.Model, "/") {
-		return &FieldError{Field: "model", Msg: fmt.Sprintf("%q must be provider/model", j.Model)}
+		return &FieldError{Field: "model", Msg: fmt.Sprintf("%s must be provider/model; a route is named with \"route\" (a model without '/' alone is read as a route name)", Quote(j.Model))}
 	}
 	switch j.Priority {
 	case "", PriorityHigh, PriorityNormal, PriorityLow:
 	default:
-		return &FieldError{Field: "priority", Msg: fmt.Sprintf("%q must be high, normal or low", j.Priority)}
+		return &FieldError{Field: "priority", Msg: fmt.Sprintf("%s must be high, normal or low", Quote(j.Priority))}
 	}
 	if len(j.Request) == 0 || bytes.Equal(bytes.TrimSpace(j.Request), []byte("null")) {
 		return &FieldError{Field: "request", Msg: "is required (an OpenAI chat-completions body)"}
 	}
-	var body struct {
-		Messages []json.RawMessage `json:"messages"`
+	var body map[string]json.RawMessage
+	if err := json.Unmarshal(j.Request, &body); err != nil || body == nil {
+		return &FieldError{Field: "request", Msg: "must be a JSON object (an OpenAI chat-completions body)"}
 	}
-	if err := json.Unmarshal(j.Request, &body); err != nil {
-		return &FieldError{Field: "request", Msg: "must be a JSON object with a messages array: " + err.Error()}
-	}
-	if len(body.Messages) == 0 {
+	raw, ok := body["messages"]
+	if !ok || isJSONNull(raw) {
 		return &FieldError{Field: "request.messages", Msg: "must hold at least one message"}
 	}
-	for i, m := range body.Messages {
+	var messages []json.RawMessage
+	if err := json.Unmarshal(raw, &messages); err != nil {
+		return &FieldError{Field: "request.messages", Msg: "must be an array of messages, like [{\"role\":\"user\",\"content\":\"hi\"}]"}
+	}
+	if len(messages) == 0 {
+		return &FieldError{Field: "request.messages", Msg: "must hold at least one message"}
+	}
+	for i, m := range messages {
 		var msg struct {
 			Role string `json:"role"`
 		}
@@ -121,8 +124,14 @@ func (j *Job) Expired(now time.Time) bool {
 	return j.Deadline != nil && !now.Before(*j.Deadline)
 }
 
-// ValidToken reports whether s can be one NATS subject token: 1 to 128
-// characters without whitespace, '.', '*' or '>'.
-func ValidToken(s string) bool {
-	return s != "" && len(s) <= 128 && !strings.ContainsAny(s, " \t\r\n.*>")
+func isJSONNull(raw json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(raw), []byte("null")) }
+
+// ClearBrokerOwned resets the fields only the broker sets on a job a
+// producer sent: reply (a producer can't direct the Result elsewhere), plan
+// (routing and budgets can't be skipped), hop and attempts (a job is new),
+// stream (chunks are only for the HTTP front door) and created_at (the
+// broker stamps admission). Every entrance calls it on a new job: HTTP,
+// llm.submit and llm.complete (broker.Client.Admit).
+func (j *Job) ClearBrokerOwned() {
+	j.Reply, j.Plan, j.Hop, j.Attempts, j.Stream, j.CreatedAt = "", nil, 0, nil, false, time.Time{}
 }

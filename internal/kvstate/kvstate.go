@@ -6,9 +6,12 @@ package kvstate
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -196,27 +199,47 @@ func (c *Cache) Range(f func(key string, e Entry) bool) {
 // Done is closed when the watch has stopped (its context ended).
 func (c *Cache) Done() <-chan struct{} { return c.done }
 
+// MaxKeyToken bounds one token of a Key, escaped. A longer one is replaced
+// by its hash, so a key built from user values (a tenant, a pinned model)
+// stays a valid, short subject however long or strange the value is.
+const MaxKeyToken = 128
+
 // Key joins key tokens with '.', escaping every byte outside [A-Za-z0-9_-]
 // as =HH, so distinct tokens never collide (model names may contain dots).
+// An escaped token longer than MaxKeyToken becomes "==" and the first 128
+// bits of its SHA-256 in hex; an empty token becomes "=". Neither form can
+// come out of escaping ('=' is always followed by two uppercase hex
+// digits), so they never collide with an escaped token either. Every key
+// is thus valid for JetStream KV, free of wildcards, and at most
+// len(tokens)*(MaxKeyToken+1) bytes.
 func Key(tokens ...string) string {
-	n := 0
-	for _, t := range tokens {
-		n += len(t) + 1
-	}
-	b := make([]byte, 0, n)
+	var b strings.Builder
 	for i, t := range tokens {
 		if i > 0 {
-			b = append(b, '.')
+			b.WriteByte('.')
 		}
-		for j := 0; j < len(t); j++ {
-			ch := t[j]
-			switch {
-			case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9', ch == '-', ch == '_':
-				b = append(b, ch)
-			default:
-				const hex = "0123456789ABCDEF"
-				b = append(b, '=', hex[ch>>4], hex[ch&15])
-			}
+		b.WriteString(keyToken(t))
+	}
+	return b.String()
+}
+
+func keyToken(t string) string {
+	if t == "" {
+		return "="
+	}
+	b := make([]byte, 0, len(t))
+	for j := 0; j < len(t); j++ {
+		ch := t[j]
+		switch {
+		case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9', ch == '-', ch == '_':
+			b = append(b, ch)
+		default:
+			const digits = "0123456789ABCDEF"
+			b = append(b, '=', digits[ch>>4], digits[ch&15])
+		}
+		if len(b) > MaxKeyToken {
+			sum := sha256.Sum256([]byte(t))
+			return "==" + hex.EncodeToString(sum[:16])
 		}
 	}
 	return string(b)

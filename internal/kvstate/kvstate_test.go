@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/internal/natstest"
@@ -92,5 +94,45 @@ func TestKey(t *testing.T) {
 		if got := Key(tokens...); got != want {
 			t.Errorf("Key(%q) = %q, want %q", tokens, got, want)
 		}
+	}
+}
+
+// A key built from a hostile value (4,200 bytes, wildcards, spaces, dots)
+// stays a short, valid KV key: the write succeeds and the connection stays
+// up (an over-long subject used to close it: "maximum control line exceeded").
+func TestKeyFromLongValuesStaysValid(t *testing.T) {
+	srv := natstest.Start(t)
+	nc, js := srv.Connect(t)
+	ctx := natstest.Context(t)
+	kv, err := Bucket(ctx, js, jetstream.KeyValueConfig{Bucket: "sb_test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("m", 4200)
+	values := []string{long, long + "x", strings.Repeat("*> .", 1050), "", "é", strings.Repeat("a.b", 43)}
+	seen := map[string]string{}
+	for _, v := range values {
+		k := Key("openai", v)
+		if len(k) > 2*(128+1) {
+			t.Errorf("Key(openai, %d bytes) is %d bytes", len(v), len(k))
+		}
+		if other, dup := seen[k]; dup {
+			t.Errorf("values %.20q and %.20q share key %q", other, v, k)
+		}
+		seen[k] = v
+		if _, err := kv.Put(ctx, k, []byte("1")); err != nil {
+			t.Fatalf("put %.40q (%d bytes): %v", k, len(k), err)
+		}
+		e, err := kv.Get(ctx, k)
+		if err != nil || string(e.Value()) != "1" {
+			t.Fatalf("get %.40q: %v", k, err)
+		}
+	}
+	if st := nc.Status(); st != nats.CONNECTED {
+		t.Fatalf("connection is %v after the writes", st)
+	}
+	// Short values keep their readable escaped keys (existing keys stay valid).
+	if got := Key("openai", "gpt-4o-mini"); got != "openai.gpt-4o-mini" {
+		t.Errorf("short key = %q", got)
 	}
 }
