@@ -74,7 +74,8 @@ func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg) {
 		d.reject(ctx, msg, nil, err)
 		return
 	}
-	if err := d.client.Prepare(job); err != nil {
+	// Producer-set broker fields (reply, plan, hop, ...) are ignored.
+	if err := d.client.Admit(job); err != nil {
 		d.reject(ctx, msg, job, err)
 		return
 	}
@@ -89,10 +90,7 @@ func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg) {
 // reject answers an unroutable job with a failed Result (when it has an id)
 // and dead-letters the raw payload, then terminates the message.
 func (d *Dispatcher) reject(ctx context.Context, msg jetstream.Msg, job *schemas.Job, cause error) {
-	errType := schemas.ErrInvalidRequest
-	if errors.Is(cause, ErrDeadlineExceeded) {
-		errType = schemas.ErrDeadlineExceeded
-	}
+	errType, _ := RejectType(cause)
 	msgID := ""
 	if meta, err := msg.Metadata(); err == nil {
 		msgID = fmt.Sprintf("submit.%d", meta.Sequence.Stream)
@@ -103,7 +101,11 @@ func (d *Dispatcher) reject(ctx context.Context, msg jetstream.Msg, job *schemas
 		return
 	}
 	if job != nil && schemas.ValidToken(job.ID) && (job.Batch == "" || schemas.ValidToken(job.Batch)) {
-		if err := PublishResult(ctx, d.js, d.client.Conn(), job, FailedResult(job, errType, cause.Error(), time.Now())); err != nil {
+		res := FailedResult(job, errType, cause.Error(), time.Now())
+		if schemas.CheckMetadata(job.Metadata) != nil {
+			res.Metadata = nil // over its limits: it stays in the dead letter only
+		}
+		if err := PublishResult(ctx, d.js, d.client.Conn(), job, res); err != nil {
 			d.log.Warn("dispatcher: publish failed result", "job", job.ID, "err", err)
 		}
 	}

@@ -3,9 +3,10 @@ package broker
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
@@ -67,20 +68,28 @@ func (s *Service) handle(req micro.Request) {
 		s.log.Warn("llm.complete: request without a reply subject dropped")
 		return
 	}
+	if !ReplyAllowed(req.Reply()) {
+		// Answering there would publish into a stream or the server's API
+		// (a forged Result, a KV write): nothing is sent to it.
+		s.log.Warn("llm.complete: request with a reply subject inside llm.> or $> dropped", "reply", schemas.Quote(req.Reply()))
+		return
+	}
 	job, err := schemas.DecodeJob(req.Data(), s.client.resolver.Config().Limits.MaxJobBytes)
 	if err != nil {
 		s.fail(req, &schemas.Job{}, err)
 		return
 	}
-	job.Reply = req.Reply()
 	if job.Deadline == nil && s.DefaultTimeout > 0 {
 		d := time.Now().Add(s.DefaultTimeout).UTC()
 		job.Deadline = &d
 	}
-	if err := s.client.Prepare(job); err != nil {
+	// Producer-set broker fields (reply, plan, hop, ...) are ignored; the
+	// reply is the requester's own.
+	if err := s.client.Admit(job); err != nil {
 		s.fail(req, job, err)
 		return
 	}
+	job.Reply = req.Reply()
 	s.sem <- struct{}{}
 	go func() {
 		defer func() { <-s.sem }()
@@ -92,20 +101,23 @@ func (s *Service) handle(req micro.Request) {
 	}()
 }
 
+// ReplyAllowed reports whether a requester's reply subject may receive a
+// Result: not inside llm.> (the streams' subjects: a reply there would be
+// stored as a forged Result, job or dead letter) nor $> (the server's
+// JetStream, KV and system API).
+func ReplyAllowed(reply string) bool {
+	return !strings.HasPrefix(reply, "llm.") && !strings.HasPrefix(reply, "$")
+}
+
 // fail replies with a failed Result and the micro error headers.
 func (s *Service) fail(req micro.Request, job *schemas.Job, err error) {
-	errType, code := schemas.ErrInvalidRequest, "400"
-	switch {
-	case errors.Is(err, ErrDeadlineExceeded):
-		errType, code = schemas.ErrDeadlineExceeded, "504"
-	case errors.Is(err, ErrQueueFull):
-		errType, code = schemas.ErrRateLimited, "429"
-	case !errors.Is(err, schemas.ErrInvalid):
-		errType, code = schemas.ErrInternal, "500"
-	}
+	errType, code := RejectType(err)
 	res := FailedResult(job, errType, err.Error(), time.Now())
+	if schemas.CheckMetadata(job.Metadata) != nil {
+		res.Metadata = nil // over its limits: not echoed back
+	}
 	data, _ := json.Marshal(res)
-	if rerr := req.Error(code, err.Error(), data); rerr != nil {
+	if rerr := req.Error(strconv.Itoa(code), err.Error(), data); rerr != nil {
 		s.log.Warn("llm.complete: reply", "err", rerr)
 	}
 }

@@ -288,10 +288,11 @@ func submitChunk(ctx context.Context, client *broker.Client, js jetstream.JetStr
 	for _, p := range toSend {
 		job := jobFor(p, batchID, opts)
 		if err := client.Prepare(job); err != nil {
-			if errors.Is(err, schemas.ErrInvalid) || errors.Is(err, broker.ErrDeadlineExceeded) {
-				// Answer the line now with the error; it is never sent.
-				res := broker.FailedResult(job, schemas.ErrInvalidRequest, err.Error(), time.Now())
-				res.Error.StatusCode = 400
+			if errType, code := broker.RejectType(err); code != 500 && errType != schemas.ErrRateLimited {
+				// Answer the line now with the error (invalid, expired,
+				// over budget); it is never sent.
+				res := broker.FailedResult(job, errType, err.Error(), time.Now())
+				res.Error.StatusCode = code
 				if perr := broker.PublishResult(ctx, js, client.Conn(), job, res); perr != nil {
 					return perr
 				}
@@ -350,6 +351,10 @@ func parseLine(raw []byte) (InputLine, error) {
 		return in, fmt.Errorf("url %q: only /v1/chat/completions is supported", in.URL)
 	case len(in.Body) == 0 || in.Body[0] != '{':
 		return in, errors.New("body must be a JSON object (a chat-completions request)")
+	}
+	if err := schemas.CheckText("custom_id", in.CustomID, schemas.MaxMetaValueLen, true); err != nil {
+		in.CustomID = "" // the output line names the line instead
+		return in, err
 	}
 	return in, nil
 }

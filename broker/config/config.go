@@ -4,11 +4,14 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/switchboard-llm/switchboard/schemas"
 )
 
 // Provider kinds.
@@ -299,6 +302,8 @@ func (c *Config) Validate() error {
 			bad(path+".name", "is required")
 		case !nameRe.MatchString(p.Name):
 			bad(path+".name", "%q must match [a-z0-9_-]+ (it is a NATS subject token)", p.Name)
+		case len(p.Name) > schemas.MaxProviderLen:
+			bad(path+".name", "is %d bytes, over the limit of %d", len(p.Name), schemas.MaxProviderLen)
 		case providers[p.Name]:
 			bad(path+".name", "duplicate provider %q", p.Name)
 		}
@@ -339,6 +344,8 @@ func (c *Config) Validate() error {
 		}
 		if m.Name == "" {
 			bad(path+".name", "is required")
+		} else {
+			limit(bad, path+".name", schemas.CheckModel("name", m.Name))
 		}
 		if m.InputPerMTok < 0 || m.OutputPerMTok < 0 {
 			bad(path, "prices must not be negative")
@@ -352,6 +359,8 @@ func (c *Config) Validate() error {
 			bad(path+".name", "is required")
 		case strings.Contains(r.Name, "/"):
 			bad(path+".name", "%q must not contain '/' (that form pins provider/model)", r.Name)
+		case schemas.CheckRoute("name", r.Name) != nil:
+			limit(bad, path+".name", schemas.CheckRoute("name", r.Name))
 		case routes[r.Name]:
 			bad(path+".name", "duplicate route %q", r.Name)
 		}
@@ -371,6 +380,8 @@ func (c *Config) Validate() error {
 			}
 			if t.Model == "" {
 				bad(tp+".model", "is required")
+			} else {
+				limit(bad, tp+".model", schemas.CheckModel("model", t.Model))
 			}
 			if t.Weight < 0 {
 				bad(tp+".weight", "must not be negative")
@@ -451,8 +462,30 @@ func (g Gateway) validate() []string {
 			errs = append(errs, fmt.Sprintf("%s: duplicate %q", path, k.KeyEnv))
 		}
 		seen[k.KeyEnv] = true
+		for _, f := range [][2]string{{"tenant", k.Tenant}, {"tier", k.Tier}} {
+			if err := schemas.CheckLabel(f[0], f[1]); err != nil {
+				errs = append(errs, fmt.Sprintf("gateway.api_keys[%d].%s: %s", i, f[0], limitMsg(err)))
+			}
+		}
 	}
 	return errs
+}
+
+// limit reports err, an identifier-limit error of schemas, at path.
+func limit(bad func(path, format string, args ...any), path string, err error) {
+	if err != nil {
+		bad(path, "%s", limitMsg(err))
+	}
+}
+
+// limitMsg is the message of a schemas.FieldError without its field name
+// (the config names the key path instead).
+func limitMsg(err error) string {
+	var fe *schemas.FieldError
+	if errors.As(err, &fe) {
+		return fe.Msg
+	}
+	return err.Error()
 }
 
 func contains(list []string, s string) bool {

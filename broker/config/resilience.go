@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/switchboard-llm/switchboard/schemas"
 )
 
 // Latency-threshold modes of a route.
@@ -227,6 +229,8 @@ func (c *Config) validateResilience(providers, routes map[string]bool, bad func(
 			bad(path+".tenant", "is required (a tenant name or \"*\")")
 		case tenants[b.Tenant]:
 			bad(path+".tenant", "duplicate budget for tenant %q", b.Tenant)
+		default:
+			limit(bad, path+".tenant", schemas.CheckLabel("tenant", b.Tenant))
 		}
 		tenants[b.Tenant] = true
 		if b.DailyUSD < 0 {

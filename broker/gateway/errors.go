@@ -155,6 +155,9 @@ func fromSubmit(err error, prefix string) *apiError {
 			return &apiError{Status: http.StatusRequestEntityTooLarge, Type: typeInvalidRequest, Code: "request_too_large",
 				Message: "request body is too large: " + fe.Msg}
 		}
+		if errors.Is(err, schemas.ErrLimit) {
+			return invalid(field, "%s: %s", field, fe.Msg)
+		}
 		if fe.Field == "route" || fe.Field == "model" {
 			return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Code: "model_not_found", Param: "model",
 				Message: "model: " + fe.Msg}

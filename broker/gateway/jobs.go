@@ -52,10 +52,19 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		// Routing and reply subjects are the broker's business, not the caller's.
-		j.Reply, j.Plan, j.Attempts, j.Hop = "", nil, nil, 0
+		// Routing and reply subjects are the broker's business, not the
+		// caller's; a model without '/' names a route (as on llm.submit).
+		j.ClearBrokerOwned()
+		if err := s.client.ModelAsRoute(j); err != nil {
+			s.writeError(w, r, "jobs_submit", "", fromSubmit(err, ""))
+			return
+		}
 		if e := s.applyHeaders(r, j); e != nil {
 			s.writeError(w, r, "jobs_submit", "", e)
+			return
+		}
+		if err := j.CheckIdentifiers(); err != nil {
+			s.writeError(w, r, "jobs_submit", "", fromSubmit(err, ""))
 			return
 		}
 		if e := s.checkTarget(j); e != nil {

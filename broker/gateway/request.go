@@ -157,6 +157,9 @@ func (s *Server) jobFromChat(r *http.Request, body []byte, fields map[string]jso
 	if e := s.applyHeaders(r, job); e != nil {
 		return nil, false, e
 	}
+	if err := job.CheckIdentifiers(); err != nil {
+		return nil, false, fromSubmit(err, "")
+	}
 	if e := s.checkTarget(job); e != nil {
 		return nil, false, e
 	}
@@ -175,9 +178,15 @@ func (s *Server) applyHeaders(r *http.Request, job *schemas.Job) *apiError {
 		}
 		job.Metadata[k] = v
 	}
-	set(schemas.MetaTenant, r.Header.Get(HeaderTenant))
-	set(schemas.MetaTier, r.Header.Get(HeaderTier))
-	set(schemas.MetaTask, r.Header.Get(HeaderTask))
+	for _, h := range []struct{ key, header string }{
+		{schemas.MetaTenant, HeaderTenant}, {schemas.MetaTier, HeaderTier}, {schemas.MetaTask, HeaderTask},
+	} {
+		v := r.Header.Get(h.header)
+		if err := schemas.CheckLabel(h.header, v); err != nil {
+			return fromSubmit(err, "")
+		}
+		set(h.key, v)
+	}
 	if p := r.Header.Get(HeaderPriority); p != "" {
 		switch p {
 		case schemas.PriorityHigh, schemas.PriorityNormal, schemas.PriorityLow:
