@@ -192,13 +192,13 @@ func (s *Server) applyHeaders(r *http.Request, job *schemas.Job) *apiError {
 		case schemas.PriorityHigh, schemas.PriorityNormal, schemas.PriorityLow:
 			job.Priority = p
 		default:
-			return invalid(HeaderPriority, "%s: %q must be high, normal or low", HeaderPriority, p)
+			return invalid(HeaderPriority, "%s: %s must be high, normal or low", HeaderPriority, schemas.Quote(p))
 		}
 	}
 	if d := r.Header.Get(HeaderDeadline); d != "" {
 		t, err := time.Parse(time.RFC3339Nano, d)
 		if err != nil {
-			return invalid(HeaderDeadline, "%s: %q is not an RFC 3339 time like 2025-01-02T15:04:05Z", HeaderDeadline, d)
+			return invalid(HeaderDeadline, "%s: %s is not an RFC 3339 time like 2025-01-02T15:04:05Z", HeaderDeadline, schemas.Quote(d))
 		}
 		t = t.UTC()
 		job.Deadline = &t
