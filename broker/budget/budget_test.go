@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -172,5 +173,49 @@ func TestRunCountsResultsAndRoutingReacts(t *testing.T) {
 	})
 	if _, err := resolve("gamma"); err != nil {
 		t.Errorf("tenant without budget: %v", err)
+	}
+}
+
+// A Result carrying a 4,200-byte tenant (stored before the entrances were
+// checked, or published by anyone with access to RESULTS) is counted under a
+// hashed key: the spend counter's connection stays up and counting goes on.
+// Before, the key went over the server's 4 KiB control line, the server
+// closed the connection, and the redelivered Result did it again on restart.
+func TestPoisonTenantResultKeepsTheCounterConnected(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx := natstest.Context(t)
+	nc, js := srv.Connect(t)
+	cfg, err := config.Parse([]byte(cfgYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := streams.Ensure(ctx, js, cfg.Limits); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := Open(ctx, js, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = tr.Run(ctx, js) }()
+	long := strings.Repeat("t", 4200)
+	for i, tenant := range []string{long, "acme"} {
+		usd := 0.25
+		id := fmt.Sprintf("r%d", i)
+		data, _ := json.Marshal(schemas.Result{V: 1, ID: id, Status: schemas.StatusSucceeded, CostUSD: &usd, Metadata: map[string]string{"tenant": tenant}})
+		if _, err := js.Publish(ctx, streams.Result("", id), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if d, _ := tr.Spent(long, time.Now()); d != 0.25 {
+			return fmt.Errorf("long tenant spent %v", d)
+		}
+		if d, _ := tr.Spent("acme", time.Now()); d != 0.25 {
+			return fmt.Errorf("acme spent %v", d)
+		}
+		return nil
+	})
+	if st := nc.Status(); st != nats.CONNECTED {
+		t.Fatalf("connection %v", st)
 	}
 }
