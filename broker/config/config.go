@@ -160,6 +160,8 @@ type GatewayKey struct {
 	KeyEnv string `yaml:"key_env"`
 	Tenant string `yaml:"tenant"`
 	Tier   string `yaml:"tier"`
+	// Admin keys may also open the dashboard (GET / and /api/).
+	Admin bool `yaml:"admin"`
 }
 
 // Key reads the gateway key from its environment variable.

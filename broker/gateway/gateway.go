@@ -55,6 +55,8 @@ type Options struct {
 	ShutdownGrace time.Duration
 	// QueueDepthTTL is how long /metrics caches consumer queue depths.
 	QueueDepthTTL time.Duration
+	// Dashboard, when set, serves GET / and /api/ (see dashboard.go).
+	Dashboard http.Handler
 }
 
 // Server is the HTTP front door. It is safe for concurrent use.
@@ -71,6 +73,7 @@ type Server struct {
 	grace    time.Duration
 	depth    depthCache
 	handler  http.Handler
+	dash     http.Handler
 }
 
 // apiKey is a configured gateway key, kept only as its SHA-256 digest so
@@ -79,6 +82,7 @@ type apiKey struct {
 	digest [32]byte
 	tenant string
 	tier   string
+	admin  bool
 }
 
 // New builds a gateway. Keys configured under gateway.api_keys are read from
@@ -127,6 +131,7 @@ func New(opts Options) (*Server, error) {
 		sem:      make(chan struct{}, maxInFlight),
 		metrics:  newMetrics(),
 		grace:    opts.ShutdownGrace,
+		dash:     opts.Dashboard,
 	}
 	if s.grace <= 0 {
 		s.grace = DefaultShutdownGrace
@@ -152,7 +157,7 @@ func New(opts Options) (*Server, error) {
 		if v == "" {
 			return nil, fmt.Errorf("gateway.api_keys[%d].key_env %s: %w", i, k.KeyEnv, ErrKeyNotSet)
 		}
-		s.keys = append(s.keys, apiKey{digest: sha256.Sum256([]byte(v)), tenant: k.Tenant, tier: k.Tier})
+		s.keys = append(s.keys, apiKey{digest: sha256.Sum256([]byte(v)), tenant: k.Tenant, tier: k.Tier, admin: k.Admin})
 	}
 	s.handler = s.routes()
 	return s, nil
@@ -171,6 +176,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.HandleFunc("GET /metrics", s.metricsAccess(s.handleMetrics))
+	s.mountDashboard(mux)
 	mux.HandleFunc("/", s.handleUnknown)
 	return s.bodyDeadline(mux)
 }

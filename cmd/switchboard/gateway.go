@@ -19,7 +19,7 @@ import (
 func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlags("gateway", stderr)
 	var c commonFlags
-	c.register(fs, true, false)
+	c.register(fs, true, true)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -48,7 +48,12 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	holder := config.NewHolder(cfg)
 	holder.OnChange(func(_, cur *config.Config) { resolver.SetConfig(cur) })
 	go holder.WatchSignals(ctx, c.config, log)
-	srv, err := gateway.New(gateway.Options{Config: cfg, Resolver: resolver, Conn: nc.Conn, JS: js, Logger: log})
+	dash, err := newDashboard(ctx, js, resolver, c.clickhouse, log)
+	if err != nil {
+		return err
+	}
+	defer dash.Close()
+	srv, err := gateway.New(gateway.Options{Config: cfg, Resolver: resolver, Conn: nc.Conn, JS: js, Logger: log, Dashboard: dash})
 	if err != nil {
 		return err
 	}

@@ -88,7 +88,12 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 	resolver := route.New(cfg, opts...)
 	client := broker.NewClient(nc.Conn, js, resolver)
 	defer client.Close()
-	gw, err := gateway.New(gateway.Options{Config: cfg, Resolver: resolver, Conn: nc.Conn, JS: js, Logger: log})
+	dash, err := newDashboard(stateCtx, js, resolver, c.clickhouse, log)
+	if err != nil {
+		return err
+	}
+	defer dash.Close()
+	gw, err := gateway.New(gateway.Options{Config: cfg, Resolver: resolver, Conn: nc.Conn, JS: js, Logger: log, Dashboard: dash})
 	if err != nil {
 		return err
 	}
@@ -109,6 +114,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 		return err
 	}
 	defer an.Close()
+	dash.SetDSN(an.DSN)
 	if an.Server != nil {
 		// `switchboard stats` run beside `up` finds the managed server here.
 		dsnFile := managedDSNFile(c.dataDir)
@@ -147,6 +153,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 	g.Go(func() error { return an.Run(gctx) })
 
 	fmt.Fprintf(stdout, "switchboard is up: OpenAI-compatible API at http://%s/v1 (routes: %v), NATS at %s\n", c.httpAddr, routeNames(cfg), natsURL)
+	fmt.Fprintf(stdout, "dashboard: http://%s/\n", c.httpAddr)
 	if an.DSN != "" {
 		fmt.Fprintf(stdout, "analytics: ClickHouse at %s (try: switchboard stats --clickhouse %s)\n", an.DSN, an.DSN)
 	}
