@@ -83,6 +83,18 @@ func TestUpDemoServesAndShutsDown(t *testing.T) {
 			t.Errorf("missing switchboard headers: %v", resp.Header)
 		}
 	}
+	// The dashboard is served (open: loopback, no gateway keys).
+	for _, path := range []string{"/", "/api/queue"} {
+		resp, err := http.Get("http://" + httpAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), map[string]string{"/": "<title>Switchboard</title>", "/api/queue": `"lanes"`}[path]) {
+			t.Errorf("GET %s: %d %.200s", path, resp.StatusCode, body)
+		}
+	}
 	cancel()
 	select {
 	case err := <-done:
