@@ -21,6 +21,9 @@ var demoProviders = []struct {
 	{"healthy", "healthy-small", mock.Faults{Latency: 80 * time.Millisecond, Jitter: 60 * time.Millisecond}, 0.15, 0.60},
 }
 
+// demoSeed seeds the demo providers' fault injection.
+const demoSeed = 9
+
 // startDemo starts the demo mock providers on loopback and returns a config
 // that routes across them, plus a function that stops them.
 func startDemo() (*config.Config, func(), error) {
@@ -36,7 +39,7 @@ func startDemo() (*config.Config, func(), error) {
 		srv, err := mock.Listen("127.0.0.1:0", mock.Options{
 			Faults: d.faults,
 			Models: []string{d.model},
-			Seed:   uint64(time.Now().UnixNano()),
+			Seed:   demoSeed, // the same first requests on every run (README)
 		})
 		if err != nil {
 			stop()
@@ -53,13 +56,16 @@ func startDemo() (*config.Config, func(), error) {
 			fast = append(fast, config.RouteTarget{Provider: d.name, Model: d.model})
 		}
 	}
-	zero, one := 0, 1
+	one := 1
 	cfg.Routes = []config.Route{
-		// No retries on "chat": a flaky 503 falls straight over to the next provider.
-		{Name: "chat", Targets: chat, Retries: &zero},
+		// "chat": a flaky 503 is retried once, then falls over to slow; slow
+		// never answers within the 1s threshold, so healthy serves. Slow's
+		// timeouts open its breaker after three, and jobs skip it.
+		{Name: "chat", Targets: chat, Retries: &one, LatencyThreshold: time.Second},
 		// "fast" moves on when the slow provider hasn't answered within 1s.
 		{Name: "fast", Targets: fast, Retries: &one, LatencyThreshold: time.Second},
 	}
+	cfg.Breaker = config.Breaker{Failures: 3, Cooldown: 30 * time.Second}
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
 		stop()
