@@ -74,6 +74,9 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 // API key, rotated) and the shared breakers, rate limits and latency store.
 // Costs use prices, the config's models plus analytics.prices_file.
 func newPool(ctx context.Context, cfg *config.Config, p config.Provider, nc *nats.Conn, js jetstream.JetStream, prices workers.Pricer, log *slog.Logger) (*workers.Pool, error) {
+	for _, env := range providers.UnsetKeyEnvs(p) {
+		log.Warn("provider API key variable is not set: calls will fail with auth errors until it is", "provider", p.Name, "env", env)
+	}
 	hc := providers.NewHTTPClient()
 	adapter := func(q config.Provider) (workers.Completer, error) {
 		return keys.Build(q, func(k config.Provider) (workers.Completer, error) { return providers.New(k, hc) })

@@ -50,7 +50,12 @@ func New(p config.Provider, hc *http.Client) (workers.Completer, error) {
 	if hc == nil {
 		hc = NewHTTPClient()
 	}
-	return ctor(p, p.APIKey(), hc)
+	key := p.APIKey()
+	c, err := ctor(p, key, hc)
+	if err == nil && key == "" && p.APIKeyEnv != "" {
+		c = withKeyHint(c, p.APIKeyEnv)
+	}
+	return c, err
 }
 
 func newOpenAI(p config.Provider, key string, hc *http.Client) (workers.Completer, error) {
