@@ -24,11 +24,14 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	source := "--clickhouse"
 	if *dsn == "" {
-		*dsn = store.DefaultDSN
+		*dsn, source = store.DefaultDSN, "the default; no running `switchboard up` recorded one in "+managedDSNFile(*dataDir)
 		if data, err := os.ReadFile(managedDSNFile(*dataDir)); err == nil {
-			*dsn = strings.TrimSpace(string(data))
+			*dsn, source = strings.TrimSpace(string(data)), "the one `switchboard up` recorded in "+managedDSNFile(*dataDir)
 		}
+	} else if !flagGiven(fs, "clickhouse") {
+		source = "SWITCHBOARD_CLICKHOUSE"
 	}
 	opts := stats.Options{Since: *since, By: *by}
 	if err := opts.Validate(); err != nil {
@@ -44,7 +47,7 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	conn, err := store.Open(ctx, *dsn)
 	if err != nil {
-		return err
+		return unreachable(*dsn, source, err)
 	}
 	defer conn.Close()
 	if _, err := store.Migrate(ctx, conn); err != nil {
@@ -55,4 +58,16 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	return stats.Write(stdout, rows, *by, *format)
+}
+
+// unreachable explains a ClickHouse that could not be reached: which one
+// (and where its address came from), why, and what to do.
+func unreachable(dsn, source string, err error) error {
+	addr := dsn
+	if o, perr := store.Options(dsn); perr == nil && len(o.Addr) > 0 {
+		addr = strings.Join(o.Addr, ",") + "/" + o.Auth.Database
+	}
+	return fmt.Errorf("stats reads the analytics in ClickHouse, and ClickHouse at %s (%s) did not answer: %w\n"+
+		"  start `switchboard up` (it runs a local ClickHouse when clickhouse-server is installed, and stats finds it through --data-dir),\n"+
+		"  or point stats at yours with --clickhouse clickhouse://host:9000/db (or SWITCHBOARD_CLICKHOUSE)", addr, source, err)
 }
