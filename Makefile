@@ -13,9 +13,11 @@ build:
 run: build
 	$(BIN) up --data-dir $(DATA_DIR) $(ARGS)
 
-## test: the full suite against real in-process NATS and a throwaway ClickHouse.
+## test: the full suite against real in-process NATS and a throwaway ClickHouse;
+## ends with a summary of skipped tests and why (CI=true makes a missing
+## dependency fail instead of skip).
 test:
-	$(GO) test -count=1 -timeout 20m $(PKGS)
+	$(GO) test -count=1 -timeout 20m -json $(PKGS) | $(GO) run ./internal/testsummary
 
 ## bench: latency and throughput benchmarks (ratios measured side by side).
 bench:

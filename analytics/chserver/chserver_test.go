@@ -11,6 +11,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/switchboard-llm/switchboard/analytics/chserver"
+	"github.com/switchboard-llm/switchboard/internal/chtest"
 )
 
 func ping(ctx context.Context, dsn string) error {
@@ -27,9 +28,7 @@ func ping(ctx context.Context, dsn string) error {
 }
 
 func TestStartStopRestart(t *testing.T) {
-	if !chserver.Installed() {
-		t.Skip("clickhouse-server not installed")
-	}
+	chtest.RequireInstalled(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*chserver.StartTimeout)
 	defer cancel()
 	dir := t.TempDir()

@@ -18,6 +18,7 @@ import (
 	"github.com/switchboard-llm/switchboard/analytics/store"
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/internal/chtest"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/schemas"
 )
@@ -25,9 +26,7 @@ import (
 // TestAnalyticsCommands: `up`'s analytics path starts a managed ClickHouse,
 // ingests telemetry; migrate and stats work against it; bad flags exit 2.
 func TestAnalyticsCommands(t *testing.T) {
-	if !chserver.Installed() {
-		t.Skip("clickhouse-server not installed")
-	}
+	chtest.RequireInstalled(t)
 	ns := natstest.Start(t)
 	_, js := ns.Connect(t)
 	ctx := natstest.Context(t)

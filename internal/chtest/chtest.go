@@ -26,7 +26,8 @@ var (
 
 // Main runs a package's tests with one shared clickhouse-server; call it
 // from TestMain: func TestMain(m *testing.M) { chtest.Main(m) }. When
-// clickhouse-server is not installed, tests that need it are skipped.
+// clickhouse-server is not installed, tests that need it are skipped (they
+// fail under CI=true).
 func Main(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -51,13 +52,31 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
+// NotInstalled is the skip reason of tests that need clickhouse-server.
+const NotInstalled = "clickhouse-server not installed (apt-get install clickhouse-server)"
+
+// RequireInstalled skips the test when clickhouse-server is not installed,
+// or fails it when CI=true: in CI a missing dependency is a failure.
+func RequireInstalled(t testing.TB) {
+	t.Helper()
+	if chserver.Installed() {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal(NotInstalled + "; CI=true requires it")
+	}
+	t.Skip(NotInstalled)
+}
+
 // Server returns the package's shared server, skipping the test when
-// clickhouse-server is not installed and failing it when it did not start.
+// clickhouse-server is not installed (failing it under CI=true) and failing
+// it when it did not start.
 func Server(t testing.TB) *chserver.Server {
 	t.Helper()
 	switch {
 	case startErr == chserver.ErrNotInstalled:
-		t.Skip("clickhouse-server not installed")
+		RequireInstalled(t)
+		t.Skip(NotInstalled)
 	case startErr != nil:
 		t.Fatalf("clickhouse-server: %v", startErr)
 	case shared == nil:
