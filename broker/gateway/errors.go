@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,12 +55,25 @@ type apiError struct {
 
 func (e *apiError) Error() string { return e.Message }
 
-// body renders the error as OpenAI's error object.
+// body renders the error as OpenAI's error object. Messages are JSON for
+// people to read: "<key>" stays "<key>", not "\u003ckey\u003e".
 func (e *apiError) body() []byte {
-	b, _ := json.Marshal(struct {
+	b, _ := marshalText(struct {
 		Error *apiError `json:"error"`
 	}{e})
 	return b
+}
+
+// marshalText is json.Marshal without HTML escaping of <, > and &: the
+// answers are application/json, never embedded in HTML.
+func marshalText(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 func invalid(param, format string, args ...any) *apiError {

@@ -74,6 +74,7 @@ type Server struct {
 	depth    depthCache
 	handler  http.Handler
 	dash     http.Handler
+	known    knownJobs
 }
 
 // apiKey is a configured gateway key, kept only as its SHA-256 digest so
@@ -132,6 +133,7 @@ func New(opts Options) (*Server, error) {
 		metrics:  newMetrics(),
 		grace:    opts.ShutdownGrace,
 		dash:     opts.Dashboard,
+		known:    knownJobs{ttl: cfg.Limits.ResultsMaxAge},
 	}
 	if s.grace <= 0 {
 		s.grace = DefaultShutdownGrace

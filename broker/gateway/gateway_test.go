@@ -356,13 +356,17 @@ func TestAsyncFullJobAndGet(t *testing.T) {
 		t.Errorf("jobs stored = %d, want 1", info.State.Msgs)
 	}
 
-	// Unknown but valid ids are queued (documented); nothing stored yet.
-	for _, q := range []string{id, schemas.NewJobID()} {
-		a := e.must("GET", "/v1/jobs/"+q, "", nil)
-		var st gateway.JobStatus
-		if err := json.Unmarshal(a.body, &st); a.status != 200 || err != nil || st.Status != "queued" || st.ID != q || st.Result != nil {
-			t.Errorf("GET %s: %d %s", q, a.status, a.body)
-		}
+	// The queued job reads as queued (no result yet); an id never
+	// submitted is 404.
+	a = e.must("GET", "/v1/jobs/"+id, "", nil)
+	var st gateway.JobStatus
+	if err := json.Unmarshal(a.body, &st); a.status != 200 || err != nil || st.Status != "queued" || st.ID != id || st.Result != nil {
+		t.Errorf("GET %s: %d %s", id, a.status, a.body)
+	}
+	unknown := schemas.NewJobID()
+	a = e.must("GET", "/v1/jobs/"+unknown, "", nil)
+	if msg, _, code := a.errorBody(t); a.status != http.StatusNotFound || code != "job_not_found" || !strings.Contains(msg, "never queued") {
+		t.Errorf("GET unknown %s: %d %s", unknown, a.status, a.body)
 	}
 }
 

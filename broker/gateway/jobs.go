@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -81,7 +82,16 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		job = j
 	}
 	job.Stream = false
+	if job.ID == "" {
+		job.ID = schemas.NewJobID()
+	}
+	// Recorded before the publish, so a GET right after the 202 finds it.
+	if err := s.rememberJob(r.Context(), job.ID); err != nil {
+		s.writeError(w, r, "jobs_submit", s.label(job), fromSubmit(err, prefix))
+		return
+	}
 	if _, err := s.client.Submit(r.Context(), job); err != nil {
+		s.forgetJob(context.WithoutCancel(r.Context()), job.ID)
 		s.writeError(w, r, "jobs_submit", s.label(job), fromSubmit(err, prefix))
 		return
 	}
@@ -91,10 +101,10 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) {
 	s.done("jobs_submit", s.label(job), http.StatusAccepted, start)
 }
 
-// handleGetJob serves GET /v1/jobs/{id} from the RESULTS stream. Any UUID
-// without a stored result is "queued": the gateway cannot cheaply tell a
-// queued job from an id it never saw, so only ids that cannot be job ids
-// (not UUIDs) get 404. Results expire with limits.results_max_age.
+// handleGetJob serves GET /v1/jobs/{id} from the RESULTS stream. A job
+// without a stored result is "queued" when it was queued through POST
+// /v1/jobs (JobsBucket); any other id is 404. Results and those records
+// expire with limits.results_max_age.
 func (s *Server) handleGetJob(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := r.PathValue("id")
@@ -107,6 +117,17 @@ func (s *Server) handleGetJob(w http.ResponseWriter, r *http.Request) {
 	res, err := s.client.Result(r.Context(), id)
 	switch {
 	case errors.Is(err, broker.ErrResultNotFound):
+		known, kerr := s.jobKnown(r.Context(), id)
+		if kerr != nil {
+			s.writeError(w, r, "jobs_get", "", &apiError{Status: http.StatusServiceUnavailable, Type: typeUnavailable, Code: "broker_unavailable",
+				RetryAfter: 1, Message: "could not look the job up: " + kerr.Error()})
+			return
+		}
+		if !known {
+			notFound.Message = "no job with id " + jsonQuote(id) + ": it was never queued through POST /v1/jobs, or its result expired (limits.results_max_age)"
+			s.writeError(w, r, "jobs_get", "", notFound)
+			return
+		}
 		writeJSON(w, http.StatusOK, JobStatus{ID: id, Status: JobQueued})
 		s.done("jobs_get", "", http.StatusOK, start)
 		return

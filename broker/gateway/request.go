@@ -266,7 +266,7 @@ func (s *Server) modelLabel(provider, model string) string {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
+	b, err := marshalText(v)
 	if err != nil {
 		status, b = http.StatusInternalServerError, []byte(`{"error":{"message":"could not encode the answer","type":"server_error","code":"internal"}}`)
 	}
