@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"regexp"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -52,7 +53,7 @@ func Load(path string) (*Config, error) {
 func Parse(data []byte) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, &Error{Problems: []string{"invalid YAML: " + err.Error()}}
+		return nil, &Error{Problems: []string{yamlProblem(data, err)}}
 	}
 	c := &Config{}
 	if len(root.Content) > 0 {
@@ -70,6 +71,27 @@ func Parse(data []byte) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// yamlLine is the "line N: " yaml.v3 puts in its syntax errors.
+var yamlLine = regexp.MustCompile(`^line \d+: `)
+
+// yamlProblem describes a YAML syntax error at the line it is on. yaml.v3
+// reports some errors at the line where the enclosing block starts (an
+// indentation slip on line 4 of a list begun on line 1 says "line 1"), so
+// the line is found again: the first line whose prefix of the document
+// fails with the same error.
+func yamlProblem(data []byte, err error) string {
+	msg := yamlLine.ReplaceAllString(strings.TrimPrefix(err.Error(), "yaml: "), "")
+	lines := strings.SplitAfter(string(data), "\n")
+	for k := 1; k <= len(lines); k++ {
+		var n yaml.Node
+		perr := yaml.Unmarshal([]byte(strings.Join(lines[:k], "")), &n)
+		if perr != nil && yamlLine.ReplaceAllString(strings.TrimPrefix(perr.Error(), "yaml: "), "") == msg {
+			return fmt.Sprintf("invalid YAML at line %d (%q): %s", k, strings.TrimRight(lines[k-1], "\r\n"), msg)
+		}
+	}
+	return "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")
 }
 
 var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
