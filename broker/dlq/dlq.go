@@ -20,8 +20,13 @@ import (
 	"github.com/switchboard-llm/switchboard/schemas"
 )
 
-// ErrNotReplayable means a dead letter is neither a job nor telemetry.
-var ErrNotReplayable = errors.New("dead letter is neither a job nor telemetry")
+// Sentinel errors of dead-letter handling.
+var (
+	// ErrNotReplayable means a dead letter is neither a job nor telemetry.
+	ErrNotReplayable = errors.New("dead letter is neither a job nor telemetry")
+	// ErrNotFound means no dead letter has the sequence number.
+	ErrNotFound = errors.New("no such dead letter (it never existed, was replayed or expired; `switchboard dlq list` shows the sequence numbers there are)")
+)
 
 // Entry is one dead letter.
 type Entry struct {
@@ -110,6 +115,9 @@ func Replay(ctx context.Context, js jetstream.JetStream, client *broker.Client, 
 		return Replayed{}, fmt.Errorf("dlq stream: %w", err)
 	}
 	e, err := get(ctx, stream, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return Replayed{}, fmt.Errorf("dead letter %d: %w", seq, ErrNotFound)
+	}
 	if err != nil {
 		return Replayed{}, fmt.Errorf("dead letter %d: %w", seq, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,6 +63,12 @@ func TestListAndReplay(t *testing.T) {
 	}
 	if _, err := dlq.Replay(ctx, env.JS, env.Client, entries[1].Seq); !errors.Is(err, dlq.ErrNotReplayable) {
 		t.Fatalf("replay poison: %v", err)
+	}
+
+	// A sequence number that holds no dead letter says so, not a raw API error.
+	if _, err := dlq.Replay(ctx, env.JS, env.Client, 99); !errors.Is(err, dlq.ErrNotFound) || strings.Contains(err.Error(), "API error") ||
+		!strings.Contains(err.Error(), "dead letter 99") || !strings.Contains(err.Error(), "dlq list") {
+		t.Fatalf("replay 99: %v", err)
 	}
 
 	// The provider recovers; the replayed job succeeds and its letter is gone.
