@@ -291,7 +291,7 @@ func submitChunk(ctx context.Context, client *broker.Client, js jetstream.JetStr
 			if errType, code := broker.RejectType(err); code != 500 && errType != schemas.ErrRateLimited {
 				// Answer the line now with the error (invalid, expired,
 				// over budget); it is never sent.
-				res := broker.FailedResult(job, errType, err.Error(), time.Now())
+				res := broker.FailedResult(job, errType, err.Error()+routeHint(job, opts, err), time.Now())
 				res.Error.StatusCode = code
 				if perr := broker.PublishResult(ctx, js, client.Conn(), job, res); perr != nil {
 					return perr
@@ -309,6 +309,16 @@ func submitChunk(ctx context.Context, client *broker.Client, js jetstream.JetStr
 		}
 	}
 	return state.Sync()
+}
+
+// routeHint explains an unknown route that came from a line's body.model
+// (OpenAI batch files name models, Switchboard routes them).
+func routeHint(job *schemas.Job, opts Options, err error) string {
+	var fe *schemas.FieldError
+	if opts.Route != "" || job.Route == "" || !errors.As(err, &fe) || fe.Field != "route" {
+		return ""
+	}
+	return fmt.Sprintf(" (the line's body.model %q is taken as a route name: pass --route NAME to send every line through a route, or write body.model as provider/model)", job.Route)
 }
 
 func jobFor(p *pending, batchID string, opts Options) *schemas.Job {

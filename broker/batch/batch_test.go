@@ -108,7 +108,8 @@ func TestBatchRunsResumesAndNeverSendsALineTwice(t *testing.T) {
 	if l := lines["r3"]; l.Error == nil || !strings.Contains(l.Error.Message, "only /v1/chat/completions") {
 		t.Errorf("r3: %+v", l.Error)
 	}
-	if l := lines["r4"]; l.Error == nil || l.Response.StatusCode != 400 || !strings.Contains(l.Error.Message, `unknown route "nope"`) {
+	if l := lines["r4"]; l.Error == nil || l.Response.StatusCode != 400 || !strings.Contains(l.Error.Message, `unknown route "nope"`) ||
+		!strings.Contains(l.Error.Message, "--route") {
 		t.Errorf("r4: %+v %+v", l.Error, l.Response)
 	}
 	if got := env.Mocks["a"].Stats().Requests; got != 3 {
