@@ -121,10 +121,9 @@ func startAnalytics(ctx context.Context, cfg *config.Config, js jetstream.JetStr
 		srv, err := chserver.Start(ctx, filepath.Join(dataDir, "clickhouse"))
 		switch {
 		case errors.Is(err, chserver.ErrNotInstalled):
-			log.Warn("analytics: " + err.Error())
 			log.Warn("analytics: clickhouse-server is not installed; telemetry is buffering in the NATS stream " +
 				streams.StreamTelemetry + " (kept for limits.telemetry_max_age); install ClickHouse or run " +
-				"`switchboard ingest --clickhouse clickhouse://host:9000/db` to load it")
+				"`switchboard ingest --clickhouse clickhouse://host:9000/db` to load it", "err", err)
 			return a, nil
 		case err != nil:
 			log.Warn("analytics: the local clickhouse-server did not start; telemetry is buffering in NATS", "err", err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,10 +30,14 @@ func routingPolicies(ctx context.Context, js jetstream.JetStream, cfg *config.Co
 	if err != nil {
 		return nil, err
 	}
-	go func() {
-		if err := spend.Run(ctx, js); err != nil {
-			log.Error("budget spend counter stopped", "err", err)
-		}
-	}()
+	go func() { logStopped(log, "budget spend counter stopped", spend.Run(ctx, js)) }()
 	return []route.Option{route.WithHealth(breakers), route.WithLatencies(latency), route.WithBudgets(spend)}, nil
+}
+
+// logStopped logs a background loop's end as an error, unless it ended
+// because its context did (shutdown, or a start-up that failed elsewhere).
+func logStopped(log *slog.Logger, msg string, err error) {
+	if err != nil && !errors.Is(err, context.Canceled) {
+		log.Error(msg, "err", err)
+	}
 }
