@@ -121,8 +121,8 @@ func startAnalytics(ctx context.Context, cfg *config.Config, js jetstream.JetStr
 		srv, err := chserver.Start(ctx, filepath.Join(dataDir, "clickhouse"))
 		switch {
 		case errors.Is(err, chserver.ErrNotInstalled):
-			log.Warn("analytics: clickhouse-server is not installed; telemetry is buffering in the NATS stream " +
-				streams.StreamTelemetry + " (kept for limits.telemetry_max_age); install ClickHouse or run " +
+			log.Warn("analytics: clickhouse-server is not installed; telemetry is buffering in the NATS stream "+
+				streams.StreamTelemetry+" (kept for limits.telemetry_max_age); install ClickHouse or run "+
 				"`switchboard ingest --clickhouse clickhouse://host:9000/db` to load it", "err", err)
 			return a, nil
 		case err != nil:
