@@ -155,9 +155,9 @@
   function renderProviders(p) {
     var rows = p.models.map(function (r) {
       return '<tr data-key="' + esc(r.key) + '"><td class="mono">' + esc(r.key) + "</td><td>" + (r.breaker ? badge(r.breaker.replace("_", "-"), r.breaker) : '<span class="muted">–</span>') +
-        '</td><td class="n" data-col="calls">' + int(r.requests) + '</td><td class="n">' + pct(r.success_rate) + '</td><td class="n">' + pct(r.fallback_rate) +
-        '</td><td class="n">' + ms(r.p50_ms) + '</td><td class="n">' + ms(r.p95_ms) + '</td><td class="n">' + ms(r.p99_ms) +
-        '</td><td class="n">' + int(r.input_tokens) + '</td><td class="n">' + int(r.output_tokens) + '</td><td class="n" data-value="' + r.cost_usd + '">' + usd(r.cost_usd) + (r.unknown_cost_rows ? "*" : "") + "</td></tr>";
+        '</td><td class="n" data-col="calls">' + int(r.requests) + '</td><td class="n">' + pct(r.success_rate) + '</td><td class="n w">' + pct(r.fallback_rate) +
+        '</td><td class="n w">' + ms(r.p50_ms) + '</td><td class="n">' + ms(r.p95_ms) + '</td><td class="n w">' + ms(r.p99_ms) +
+        '</td><td class="n w">' + int(r.input_tokens) + '</td><td class="n w">' + int(r.output_tokens) + '</td><td class="n" data-value="' + r.cost_usd + '">' + usd(r.cost_usd) + (r.unknown_cost_rows ? "*" : "") + "</td></tr>";
     });
     document.querySelector("#models-table tbody").innerHTML = rows.join("") || emptyRow(11, "No provider calls in this window.");
     var max = p.errors.reduce(function (a, e) { return Math.max(a, e.calls); }, 0);
@@ -176,9 +176,9 @@
       var served = rt.served.map(function (s, i) {
         return '<span class="mono" style="color:' + PALETTE[i % PALETTE.length] + '">' + esc(s.provider ? s.provider + "/" + s.model : "(none)") + "</span> " + int(s.jobs);
       }).join(" · ");
-      return '<tr data-key="' + esc(rt.name) + '"><td class="mono" title="' + esc(rt.targets.join(" → ")) + '">' + esc(rt.name || "(pinned)") + "</td><td>" + esc(rt.strategy || "–") +
+      return '<tr data-key="' + esc(rt.name) + '"><td class="mono" title="' + esc(rt.targets.join(" → ")) + '">' + esc(rt.name || "(pinned)") + '</td><td class="w">' + esc(rt.strategy || "–") +
         '</td><td class="n" data-col="jobs">' + int(rt.requests) + '</td><td class="n">' + pct(rt.success_rate) + '</td><td class="n">' + pct(rt.fallback_rate) +
-        '</td><td class="n">' + ms(rt.p95_ms) + '</td><td class="n" data-value="' + rt.cost_usd + '">' + usd(rt.cost_usd) + "</td><td>" +
+        '</td><td class="n w">' + ms(rt.p95_ms) + '</td><td class="n w" data-value="' + rt.cost_usd + '">' + usd(rt.cost_usd) + "</td><td>" +
         (total ? '<span class="stack">' + stack + "</span>" + served : '<span class="muted">' + esc(rt.targets.join(" → ")) + "</span>") + "</td></tr>";
     }).join("") || emptyRow(8, "No routes.");
   }
@@ -191,7 +191,7 @@
   function renderTenants(t) {
     document.querySelector("#tenants-table tbody").innerHTML = t.tenants.map(function (r) {
       return '<tr data-key="' + esc(r.tenant) + '"><td class="mono">' + esc(r.tenant || "(none)") + '</td><td class="n" data-col="jobs">' + int(r.requests) +
-        '</td><td class="n">' + int(r.input_tokens) + '</td><td class="n">' + int(r.output_tokens) + '</td><td class="n" data-value="' + r.cost_usd + '">' + usd(r.cost_usd) +
+        '</td><td class="n w">' + int(r.input_tokens) + '</td><td class="n w">' + int(r.output_tokens) + '</td><td class="n" data-value="' + r.cost_usd + '">' + usd(r.cost_usd) +
         "</td><td>" + meter(r.spent_day_usd, r.daily_budget_usd) + "</td><td>" + meter(r.spent_month_usd, r.monthly_budget_usd) + "</td></tr>";
     }).join("") || emptyRow(7, "No tenants in this window.");
   }
@@ -201,7 +201,7 @@
     document.querySelector("#queue-table tbody").innerHTML = q.lanes.map(function (l) {
       pending += l.pending; inprog += l.in_progress;
       return '<tr><td class="mono">' + esc(l.provider) + "</td><td>" + badge(l.lane, l.lane === "high" ? "warn" : "") + '</td><td class="n">' + int(l.pending) +
-        '</td><td class="n">' + int(l.in_progress) + '</td><td class="n">' + (l.consumer ? int(l.waiting_pulls) : '<span class="muted">no consumer</span>') +
+        '</td><td class="n w">' + int(l.in_progress) + '</td><td class="n w">' + (l.consumer ? int(l.waiting_pulls) : '<span class="muted">no consumer</span>') +
         '</td><td class="n">' + (l.oldest ? age(l.oldest_age_s) : '<span class="muted">–</span>') + "</td></tr>";
     }).join("") || emptyRow(6, "No providers configured.");
     setText("q-pending", int(pending), pending);
@@ -225,13 +225,14 @@
           badge(a.outcome, a.outcome === "ok" ? "ok" : a.outcome === "retry" ? "warn" : "bad") + '</td><td class="n">' + (a.status_code || "–") + "</td><td>" + esc(a.error_type || "") +
           '</td><td class="n">' + ms(a.duration_ms) + '</td><td class="mono">' + esc(a.started_at.slice(11, 19)) + "</td></tr>";
       }).join("");
-      return '<tr class="job" data-job="' + esc(job.job_id) + '"><td class="mono">' + esc(job.ts.slice(0, 19).replace("T", " ")) + '</td><td class="mono"><a href="#" data-toggle="' + esc(job.job_id) + '" title="' + esc(job.job_id) + '">' +
-        (open ? "▾ " : "▸ ") + esc(job.job_id.slice(0, 8)) + "…" + esc(job.job_id.slice(-4)) + '</a></td><td class="mono">' + esc(job.route || "–") + '</td><td class="mono">' + esc(job.tenant || "–") +
-        "</td><td>" + badge(job.status, job.status === "succeeded" ? "ok" : "bad") + (job.fallback ? " " + badge("fallback", "warn") : "") + (job.error_type ? ' <span class="muted">' + esc(job.error_type) + "</span>" : "") +
-        '</td><td class="mono">' + esc(job.provider ? job.provider + "/" + job.model : "–") + '</td><td class="n" data-col="attempts">' + int(job.attempt_count) + '</td><td class="n">' + ms(job.total_ms) +
-        '</td><td class="n">' + (job.cost_usd == null ? '<span class="muted">no price</span>' : usd(job.cost_usd)) + "</td></tr>" +
+      return '<tr class="job" data-job="' + esc(job.job_id) + '"><td class="mono"><span class="w">' + esc(job.ts.slice(0, 10)) + " </span>" + esc(job.ts.slice(11, 19)) + '</td><td class="mono"><a href="#" data-toggle="' + esc(job.job_id) + '" title="' + esc(job.job_id) + '">' +
+        (open ? "▾ " : "▸ ") + '<span class="w">' + esc(job.job_id.slice(0, 8)) + "</span>…" + esc(job.job_id.slice(-4)) + '</a></td><td class="mono w">' + esc(job.route || "–") + '</td><td class="mono w">' + esc(job.tenant || "–") +
+        "</td><td>" + badge(job.status, job.status === "succeeded" ? "ok" : "bad") + (job.fallback ? " " + badge("fallback", "warn") : "") + (job.error_type ? ' <span class="muted w">' + esc(job.error_type) + "</span>" : "") +
+        '</td><td class="mono w">' + esc(job.provider ? job.provider + "/" + job.model : "–") + '</td><td class="n" data-col="attempts">' + int(job.attempt_count) + '</td><td class="n w">' + ms(job.total_ms) +
+        '</td><td class="n w">' + (job.cost_usd == null ? '<span class="muted">no price</span>' : usd(job.cost_usd)) + "</td></tr>" +
         '<tr class="detail" data-detail="' + esc(job.job_id) + '"' + (open ? "" : " hidden") + '><td colspan="9"><div class="mono">' + esc(job.job_id) + '</div><table class="attempts"><thead><tr><th class="n">#</th><th>Provider / model</th><th>Outcome</th><th class="n">Status</th><th>Error</th><th class="n">Duration ms</th><th>Started</th></tr></thead><tbody>' +
-        (attempts || emptyRow(7, "no attempts recorded")) + '</tbody></table><div class="timings">queued ' + ms(job.queued_ms) + " ms · first token " + ms(job.ttft_ms) + " ms · provider " + ms(job.provider_ms) + " ms · total " + ms(job.total_ms) +
+        (attempts || emptyRow(7, "no attempts recorded")) + '</tbody></table><div class="timings">route ' + esc(job.route || "–") + " · tenant " + esc(job.tenant || "–") + " · served by " + esc(job.provider ? job.provider + "/" + job.model : "–") +
+        " · cost " + (job.cost_usd == null ? "no price" : usd(job.cost_usd)) + '</div><div class="timings">queued ' + ms(job.queued_ms) + " ms · first token " + ms(job.ttft_ms) + " ms · provider " + ms(job.provider_ms) + " ms · total " + ms(job.total_ms) +
         " ms · tokens " + int(job.input_tokens) + " in / " + int(job.output_tokens) + " out</div></td></tr>";
     }).join("");
     $("jobs-empty").hidden = j.jobs.length > 0;
@@ -291,7 +292,7 @@
     state.expanded = state.expanded === id ? "" : id;
     document.querySelectorAll("#jobs-table tr.detail").forEach(function (tr) { tr.hidden = tr.getAttribute("data-detail") !== state.expanded; });
     document.querySelectorAll("#jobs-table [data-toggle]").forEach(function (x) {
-      x.textContent = (x.getAttribute("data-toggle") === state.expanded ? "▾ " : "▸ ") + x.textContent.slice(2);
+      x.firstChild.nodeValue = x.getAttribute("data-toggle") === state.expanded ? "▾ " : "▸ ";
     });
   });
   var resizeTimer;
