@@ -89,6 +89,15 @@ const (
 	ErrBudgetExceeded   = "budget_exceeded"
 	ErrCanceled         = "canceled"
 	ErrInternal         = "internal"
+	// ErrContextLength: the request does not fit the model's context window
+	// (the next target may have a larger one).
+	ErrContextLength = "context_length"
+	// ErrStreamBroken: a stream broke after its first chunk and could not be
+	// continued, or held too many malformed events.
+	ErrStreamBroken = "stream_broken"
+	// ErrBadChunk marks a successful attempt whose stream held malformed
+	// events that were skipped (telemetry only, never a job's failure).
+	ErrBadChunk = "bad_chunk"
 )
 
 // Attempt records one provider call made for a job.

@@ -31,6 +31,9 @@ type ErrorInfo struct {
 	Type       string `json:"type"`
 	Message    string `json:"message"`
 	StatusCode int    `json:"status_code,omitempty"`
+	// Code is the upstream provider's own error code (e.g. OpenAI's
+	// "context_length_exceeded"), when it gave one.
+	Code string `json:"code,omitempty"`
 }
 
 // Usage is token usage normalised across providers.

@@ -6,7 +6,7 @@ import "net/http"
 // place that decides it, used by the gateway and the batch output.
 func HTTPStatus(errType string) int {
 	switch errType {
-	case ErrInvalidRequest, ErrContentFilter:
+	case ErrInvalidRequest, ErrContentFilter, ErrContextLength:
 		return http.StatusBadRequest
 	case ErrNotFound:
 		return http.StatusNotFound
@@ -16,7 +16,7 @@ func HTTPStatus(errType string) int {
 		return http.StatusGatewayTimeout
 	case ErrCanceled:
 		return 499
-	case ErrAuth, ErrServerError, ErrConnection, ErrBadResponse, ErrNoTarget:
+	case ErrAuth, ErrServerError, ErrConnection, ErrBadResponse, ErrNoTarget, ErrStreamBroken:
 		return http.StatusBadGateway
 	default:
 		return http.StatusInternalServerError

@@ -25,7 +25,13 @@ type Response struct {
 	Usage schemas.Usage
 	// StatusCode is the upstream HTTP status.
 	StatusCode int
+	// BadChunks counts malformed stream events the adapter skipped.
+	BadChunks int
 }
+
+// MaxBadChunks is how many malformed events a stream may hold: they are
+// skipped (and counted); one more makes the stream broken (stream_broken).
+const MaxBadChunks = 3
 
 // Completer makes one non-streaming provider call. It makes exactly one HTTP
 // attempt: retries belong to the worker pool alone. Errors are *ProviderError

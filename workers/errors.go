@@ -28,6 +28,9 @@ type ProviderError struct {
 	RetryAfter time.Duration
 	// Message is the provider's error message; it never contains keys.
 	Message string
+	// Code is the provider's own error code, when its body carried one
+	// (e.g. "context_length_exceeded").
+	Code string
 }
 
 func (e *ProviderError) Error() string {

@@ -235,6 +235,11 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 		att.StatusCode = 200
 	}
 	att.InputTokens, att.OutputTokens = resp.Usage.InputTokens, resp.Usage.OutputTokens
+	if resp.BadChunks > 0 {
+		// Telemetry only: the answer is whole, the stream held junk.
+		att.ErrorType = schemas.ErrBadChunk
+		att.ErrorMessage = fmt.Sprintf("skipped %d malformed stream events", resp.BadChunks)
+	}
 	r.providerMS = end.Sub(start).Milliseconds()
 	return att, resp, nil
 }

@@ -50,8 +50,12 @@ func (anthropic) parse(r *http.Request, body []byte) (*call, error) {
 	for _, m := range req.Messages {
 		t := textOf(m.Content)
 		c.texts = append(c.texts, t)
-		if m.Role == "user" {
+		c.prefill = ""
+		switch m.Role {
+		case "user":
 			c.prompt = t
+		case "assistant":
+			c.prefill = t
 		}
 	}
 	if req.MaxTokens != nil {
@@ -128,6 +132,14 @@ func anthropicErrorBody(status int, msg string) map[string]any {
 
 func (anthropic) writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, anthropicErrorBody(status, msg))
+}
+
+func (a anthropic) writeContextLength(w http.ResponseWriter, c *call) {
+	a.writeError(w, http.StatusBadRequest, fmt.Sprintf("prompt is too long: %d tokens > %d maximum", contextWindow+inputWords(c), contextWindow))
+}
+
+func (anthropic) prefillRejection() string {
+	return "This model does not support assistant message prefill. The conversation must end with a user message."
 }
 
 func anthropicStop(out *output) (reason string, seq any) {
@@ -238,6 +250,9 @@ func (s *anthropicStream) tail() [][]byte {
 		s.ev("message_stop", map[string]any{}),
 	}
 }
+
+func (s *anthropicStream) finishLen() int   { return 2 }
+func (s *anthropicStream) terminated() bool { return true }
 
 func (s *anthropicStream) fail(status int, msg string) []byte {
 	b := anthropicErrorBody(status, msg)

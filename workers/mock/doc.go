@@ -65,9 +65,21 @@
 // (retry_after), Latency (latency), Jitter (jitter), Hang (hang), Malformed
 // (malformed), InputTokens / OutputTokens (input_tokens, output_tokens),
 // ErrorAfterChunks (error_after_chunks), TTFB (ttfb), ChunkDelay
-// (chunk_delay). See Faults for their meaning. Order per call: API key check
-// (401), request validation (400), Latency+Jitter, Hang, injected error,
-// then the answer (Malformed, TTFB, chunks, ErrorAfterChunks). Randomness
+// (chunk_delay), CutAfterChunks (cut_after_chunks) with CutWithFinish
+// (cut_with_finish), StallAfterChunks (stall_after_chunks),
+// MalformedAfterChunks (malformed_after_chunks), NoDone (no_done),
+// ContextLength (context_length), RejectPrefill (reject_prefill). See Faults
+// for their meaning. Order per call: API key check (401), request validation
+// (400), Latency+Jitter, Hang, injected error, ContextLength, RejectPrefill,
+// then the answer (Malformed, TTFB, chunks with ErrorAfterChunks,
+// CutAfterChunks, StallAfterChunks and MalformedAfterChunks, NoDone).
+//
+// # Prefill
+//
+// A request whose last message is the assistant's (OpenAI/Anthropic role
+// assistant, Gemini role model) asks to continue that text. When the reply
+// starts with it, the mock answers only the rest (its tokens too), as
+// Anthropic does; RejectPrefill answers such a request with the vendor's 400. Randomness
 // comes from Options.Seed, so a sequential run is reproducible.
 //
 // # Observing

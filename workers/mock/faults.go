@@ -51,6 +51,33 @@ type Faults struct {
 	TTFB time.Duration
 	// ChunkDelay is the pause between streamed content chunks.
 	ChunkDelay time.Duration
+	// CutAfterChunks, when positive, makes a streaming call send that many
+	// content chunks (then the finish-reason event when CutWithFinish) and
+	// drop the connection: no error event, no end of stream.
+	CutAfterChunks int
+	// CutWithFinish sends the finish-reason event before the cut of
+	// CutAfterChunks (a complete answer without its end of stream).
+	CutWithFinish bool
+	// StallAfterChunks, when positive, makes a streaming call send that many
+	// content chunks and then stay silent, connection open, until the
+	// client goes away.
+	StallAfterChunks int
+	// MalformedAfterChunks, when positive, inserts one malformed event after
+	// that many content chunks of an otherwise normal stream.
+	MalformedAfterChunks int
+	// NoDone ends a complete stream without its terminator (OpenAI
+	// "data: [DONE]", Anthropic message_stop): a clean end of the body right
+	// after the finish reason and usage. Gemini streams have no terminator.
+	NoDone bool
+	// ContextLength answers 400 with the vendor's context-window error
+	// (OpenAI code context_length_exceeded, Anthropic "prompt is too long",
+	// Gemini "input token count ... exceeds the maximum number of tokens").
+	ContextLength bool
+	// RejectPrefill answers a request whose last message is the
+	// assistant's (a prefill) with 400 and the vendor's message that the
+	// conversation must end with a user message. Without it the mock
+	// honours a prefill: it answers only the rest of its reply.
+	RejectPrefill bool
 }
 
 // Validate reports an out-of-range knob, wrapping ErrInvalidFaults.
@@ -68,6 +95,10 @@ func (f Faults) Validate() error {
 		return fmt.Errorf("%w: token overrides must not be negative", ErrInvalidFaults)
 	case f.ErrorAfterChunks < 0:
 		return fmt.Errorf("%w: error_after_chunks %d is negative", ErrInvalidFaults, f.ErrorAfterChunks)
+	case f.CutAfterChunks < 0 || f.StallAfterChunks < 0 || f.MalformedAfterChunks < 0:
+		return fmt.Errorf("%w: cut_after_chunks, stall_after_chunks and malformed_after_chunks must not be negative", ErrInvalidFaults)
+	case f.CutWithFinish && f.CutAfterChunks == 0:
+		return fmt.Errorf("%w: cut_with_finish needs cut_after_chunks", ErrInvalidFaults)
 	}
 	return nil
 }
@@ -127,6 +158,13 @@ type faultsJSON struct {
 	ErrorAfterChunks int      `json:"error_after_chunks,omitempty"`
 	TTFB             Duration `json:"ttfb,omitempty"`
 	ChunkDelay       Duration `json:"chunk_delay,omitempty"`
+	CutAfterChunks   int      `json:"cut_after_chunks,omitempty"`
+	CutWithFinish    bool     `json:"cut_with_finish,omitempty"`
+	StallAfterChunks int      `json:"stall_after_chunks,omitempty"`
+	MalformedAfter   int      `json:"malformed_after_chunks,omitempty"`
+	NoDone           bool     `json:"no_done,omitempty"`
+	ContextLength    bool     `json:"context_length,omitempty"`
+	RejectPrefill    bool     `json:"reject_prefill,omitempty"`
 }
 
 // MarshalJSON writes snake_case keys with duration strings, omitting zero knobs.
@@ -136,6 +174,8 @@ func (f Faults) MarshalJSON() ([]byte, error) {
 		RetryAfter: Duration(f.RetryAfter), Latency: Duration(f.Latency), Jitter: Duration(f.Jitter),
 		Hang: f.Hang, Malformed: f.Malformed, InputTokens: f.InputTokens, OutputTokens: f.OutputTokens,
 		ErrorAfterChunks: f.ErrorAfterChunks, TTFB: Duration(f.TTFB), ChunkDelay: Duration(f.ChunkDelay),
+		CutAfterChunks: f.CutAfterChunks, CutWithFinish: f.CutWithFinish, StallAfterChunks: f.StallAfterChunks,
+		MalformedAfter: f.MalformedAfterChunks, NoDone: f.NoDone, ContextLength: f.ContextLength, RejectPrefill: f.RejectPrefill,
 	})
 }
 
@@ -145,6 +185,8 @@ func (j faultsJSON) faults() Faults {
 		RetryAfter: time.Duration(j.RetryAfter), Latency: time.Duration(j.Latency), Jitter: time.Duration(j.Jitter),
 		Hang: j.Hang, Malformed: j.Malformed, InputTokens: j.InputTokens, OutputTokens: j.OutputTokens,
 		ErrorAfterChunks: j.ErrorAfterChunks, TTFB: time.Duration(j.TTFB), ChunkDelay: time.Duration(j.ChunkDelay),
+		CutAfterChunks: j.CutAfterChunks, CutWithFinish: j.CutWithFinish, StallAfterChunks: j.StallAfterChunks,
+		MalformedAfterChunks: j.MalformedAfter, NoDone: j.NoDone, ContextLength: j.ContextLength, RejectPrefill: j.RejectPrefill,
 	}
 }
 

@@ -101,8 +101,12 @@ func (gemini) parse(r *http.Request, body []byte) (*call, error) {
 	for _, m := range req.Contents {
 		t := m.text()
 		c.texts = append(c.texts, t)
-		if m.Role == "user" || m.Role == "" {
+		c.prefill = ""
+		switch m.Role {
+		case "user", "":
 			c.prompt = t
+		case "model":
+			c.prefill = t
 		}
 	}
 	gc := req.GenerationConfig
@@ -182,6 +186,14 @@ func geminiErrorBody(status int, msg string) map[string]any {
 
 func (gemini) writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, geminiErrorBody(status, msg))
+}
+
+func (g gemini) writeContextLength(w http.ResponseWriter, c *call) {
+	g.writeError(w, http.StatusBadRequest, fmt.Sprintf("The input token count (%d) exceeds the maximum number of tokens allowed (%d).", contextWindow+inputWords(c), contextWindow))
+}
+
+func (gemini) prefillRejection() string {
+	return "Please ensure that multiturn requests end with a user role or a function response."
 }
 
 func geminiFinish(f finish) string {
@@ -290,6 +302,9 @@ func (s *geminiStream) tail() [][]byte {
 	}
 	return evs
 }
+
+func (s *geminiStream) finishLen() int   { return 1 }
+func (s *geminiStream) terminated() bool { return false }
 
 func (s *geminiStream) fail(status int, msg string) []byte {
 	return s.emit(geminiErrorBody(status, msg))

@@ -61,11 +61,14 @@ func (openAI) parse(_ *http.Request, body []byte) (*call, error) {
 	for _, m := range req.Messages {
 		t := textOf(m.Content)
 		c.texts = append(c.texts, t)
+		c.prefill = ""
 		switch m.Role {
 		case "system", "developer":
 			system = append(system, t)
 		case "user":
 			c.prompt = t
+		case "assistant":
+			c.prefill = t
 		}
 	}
 	c.system = strings.Join(system, "\n")
@@ -152,6 +155,17 @@ func openAIErrorBody(status int, msg string) map[string]any {
 
 func (openAI) writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, openAIErrorBody(status, msg))
+}
+
+func (openAI) writeContextLength(w http.ResponseWriter, c *call) {
+	writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{
+		"message": fmt.Sprintf("This model's maximum context length is %d tokens. However, your messages resulted in %d tokens. Please reduce the length of the messages.", contextWindow, contextWindow+inputWords(c)),
+		"type":    "invalid_request_error", "param": "messages", "code": "context_length_exceeded",
+	}})
+}
+
+func (openAI) prefillRejection() string {
+	return "Expected last role User or Tool (or Assistant with prefix True) for serving but got assistant"
 }
 
 func openAIFinish(f finish) string {
@@ -267,6 +281,9 @@ func (s *openAIStream) tail() [][]byte {
 	}
 	return append(evs, []byte("data: [DONE]\n\n"))
 }
+
+func (s *openAIStream) finishLen() int   { return 1 }
+func (s *openAIStream) terminated() bool { return true }
 
 func (s *openAIStream) fail(status int, msg string) []byte {
 	return sse("", mustJSON(openAIErrorBody(status, msg)))

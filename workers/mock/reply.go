@@ -30,6 +30,21 @@ type call struct {
 	toolName  string
 	// includeUsage is OpenAI's stream_options.include_usage.
 	includeUsage bool
+	// prefill is the text of a final assistant message (the start of the
+	// answer, to be continued), "" when the last message is not one.
+	prefill string
+}
+
+// contextWindow is the context window the mock's ContextLength errors name.
+const contextWindow = 8192
+
+// inputWords counts the words of every message text of c.
+func inputWords(c *call) int {
+	n := 0
+	for _, t := range c.texts {
+		n += countWords(t)
+	}
+	return n
 }
 
 // finish is the normalised reason a reply ended.
@@ -79,6 +94,10 @@ func (s *Server) buildOutput(c *call, f Faults, seq int64) *output {
 		out.outTokens = countWords(name) + countWords(args)
 	} else {
 		text := s.reply(c.prompt)
+		// A prefill is honoured: the answer is the rest of the reply.
+		if rest, ok := strings.CutPrefix(text, c.prefill); ok && c.prefill != "" {
+			text = rest
+		}
 		text, out.stopSeq = cutStop(text, c.stop)
 		if out.stopSeq != "" {
 			out.finish = finishStopSeq

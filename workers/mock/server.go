@@ -339,6 +339,12 @@ type vendor interface {
 	parse(r *http.Request, body []byte) (*call, error)
 	// writeError writes an error response in the vendor's shape.
 	writeError(w http.ResponseWriter, status int, msg string)
+	// writeContextLength writes the vendor's 400 for a request over the
+	// model's context window.
+	writeContextLength(w http.ResponseWriter, c *call)
+	// prefillRejection is the vendor's 400 message for a conversation that
+	// ends with an assistant message.
+	prefillRejection() string
 	// writeReply writes a complete non-streaming answer.
 	writeReply(w http.ResponseWriter, out *output)
 	// newStream returns the encoder for a streaming answer.
@@ -356,6 +362,11 @@ type streamEncoder interface {
 	chunk(i int, piece string) []byte
 	// tail returns the events that end the stream normally.
 	tail() [][]byte
+	// finishLen is how many leading events of tail carry the finish
+	// reason; terminated reports whether tail's last event is a
+	// terminator that carries nothing else (OpenAI [DONE], message_stop).
+	finishLen() int
+	terminated() bool
 	// fail formats a mid-stream error event.
 	fail(status int, msg string) []byte
 	// malformed is a broken event.
@@ -441,6 +452,16 @@ func (s *Server) serveCall(v vendor, w http.ResponseWriter, r *http.Request) {
 		v.writeError(w, f.status(), injectedMessage(f.status()))
 		return
 	}
+	if f.ContextLength {
+		s.count(func(st *Stats) { st.BadRequests++ })
+		v.writeContextLength(w, c)
+		return
+	}
+	if f.RejectPrefill && c.prefill != "" {
+		s.count(func(st *Stats) { st.BadRequests++ })
+		v.writeError(w, http.StatusBadRequest, v.prefillRejection())
+		return
+	}
 	out := s.buildOutput(c, f, seq)
 	if c.stream {
 		s.serveStream(w, r, f, v.newStream(r, c, out))
@@ -497,10 +518,41 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, f Faults, e
 		// Drop the connection: no terminating chunk, no end-of-stream event.
 		panic(http.ErrAbortHandler)
 	}
+	cut := func() {
+		s.count(func(st *Stats) { st.Errors++ })
+		if f.CutWithFinish {
+			for _, ev := range enc.tail()[:enc.finishLen()] {
+				if !send(ev) {
+					return
+				}
+			}
+		}
+		panic(http.ErrAbortHandler)
+	}
+	stall := func() {
+		s.count(func(st *Stats) { st.Errors++ })
+		s.wait(ctx, -1)
+		s.abortIfClosing()
+	}
+	// at applies the faults due after n content chunks; false: the call ended.
+	at := func(n int) bool {
+		switch {
+		case f.ErrorAfterChunks > 0 && n == f.ErrorAfterChunks:
+			failStream()
+		case f.CutAfterChunks > 0 && n == f.CutAfterChunks:
+			cut()
+		case f.StallAfterChunks > 0 && n == f.StallAfterChunks:
+			stall()
+			return false
+		case f.MalformedAfterChunks > 0 && n == f.MalformedAfterChunks:
+			return send(enc.malformed())
+		}
+		return true
+	}
 	pieces := enc.pieces()
 	for i, p := range pieces {
-		if f.ErrorAfterChunks > 0 && i == f.ErrorAfterChunks {
-			failStream()
+		if i > 0 && !at(i) {
+			return
 		}
 		if i > 0 && !s.wait(ctx, f.ChunkDelay) {
 			s.abortIfClosing()
@@ -510,10 +562,17 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, f Faults, e
 			return
 		}
 	}
-	if f.ErrorAfterChunks > 0 && f.ErrorAfterChunks >= len(pieces) {
-		failStream()
+	// Faults set past the last chunk strike after it.
+	for _, n := range []int{f.ErrorAfterChunks, f.CutAfterChunks, f.StallAfterChunks, f.MalformedAfterChunks} {
+		if n >= len(pieces) && n > 0 && !at(n) {
+			return
+		}
 	}
-	for _, ev := range enc.tail() {
+	tail := enc.tail()
+	if f.NoDone && enc.terminated() {
+		tail = tail[:len(tail)-1]
+	}
+	for _, ev := range tail {
 		if !send(ev) {
 			return
 		}

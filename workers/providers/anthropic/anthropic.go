@@ -8,9 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -153,22 +151,44 @@ func (c *Client) Stream(ctx context.Context, req *workers.Request, emit func(chu
 	var u usage
 	tools := map[int]int{} // content block index -> tool call index
 	finish := ""
+	bad := 0
+	// done ends the answer: the finish chunk, usage, the assembled completion.
+	done := func() (*workers.Response, error) {
+		if finish == "" {
+			finish = oai.FinishStop
+		}
+		if err := e.Finish(finish); err != nil {
+			return nil, err
+		}
+		ou := u.openAI()
+		if err := e.Usage(ou, includeUsage); err != nil {
+			return nil, err
+		}
+		comp := e.Asm.Completion()
+		comp.Usage = ou.Raw()
+		return &workers.Response{Body: oai.Marshal(comp), Usage: oai.ParseUsage(comp.Usage), StatusCode: resp.StatusCode, BadChunks: bad}, nil
+	}
 	r := sse.NewReader(resp.Body)
 	for {
 		ev, err := r.Next()
 		if err != nil {
-			if ctx.Err() != nil || !(errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
-				return nil, oai.TransportError(ctx, c.name, err)
+			if ctx.Err() == nil && finish != "" {
+				// message_delta carried the stop reason: the answer is
+				// complete even though message_stop did not come.
+				return done()
 			}
-			return nil, &workers.ProviderError{Provider: c.name, Status: resp.StatusCode, Type: schemas.ErrConnection, Retryable: true,
-				Message: fmt.Sprintf("stream ended before message_stop after %d chunks", e.Asm.Chunks)}
+			return nil, oai.StreamCut(ctx, c.name, resp.StatusCode, e.Asm.Chunks, bad, err)
 		}
 		if len(bytes.TrimSpace(ev.Data)) == 0 {
 			continue
 		}
 		var se streamEvent
 		if err := json.Unmarshal(ev.Data, &se); err != nil {
-			return nil, oai.BadResponse(c.name, resp.StatusCode, "unparseable stream event: %s", oai.Snippet(ev.Data, c.key))
+			// A malformed event is skipped; too many break the stream.
+			if bad++; bad > workers.MaxBadChunks {
+				return nil, oai.TooManyBadChunks(c.name, resp.StatusCode, bad, ev.Data, c.key)
+			}
+			continue
 		}
 		if se.Type == "" {
 			se.Type = ev.Name
@@ -223,19 +243,7 @@ func (c *Client) Stream(ctx context.Context, req *workers.Request, emit func(chu
 				}
 			}
 		case "message_stop":
-			if finish == "" {
-				finish = oai.FinishStop
-			}
-			if err := e.Finish(finish); err != nil {
-				return nil, err
-			}
-			ou := u.openAI()
-			if err := e.Usage(ou, includeUsage); err != nil {
-				return nil, err
-			}
-			comp := e.Asm.Completion()
-			comp.Usage = ou.Raw()
-			return &workers.Response{Body: oai.Marshal(comp), Usage: oai.ParseUsage(comp.Usage), StatusCode: resp.StatusCode}, nil
+			return done()
 		case "error":
 			return nil, c.streamError(resp.StatusCode, se.Error, e.Asm.Chunks)
 		}
@@ -249,12 +257,16 @@ func (c *Client) streamError(status int, ae *apiError, chunks int) *workers.Prov
 	pe := &workers.ProviderError{Provider: c.name, Status: status, Type: schemas.ErrServerError, Retryable: true}
 	msg := "error event"
 	if ae != nil {
+		pe.Code = ae.Type
 		msg = ae.Type + ": " + ae.Message
 		switch ae.Type {
 		case "rate_limit_error":
 			pe.Type = schemas.ErrRateLimited
 		case "invalid_request_error", "request_too_large":
 			pe.Type, pe.Retryable = schemas.ErrInvalidRequest, false
+			if oai.IsContextLength("", ae.Message) {
+				pe.Type = schemas.ErrContextLength
+			}
 		case "authentication_error", "permission_error":
 			pe.Type, pe.Retryable = schemas.ErrAuth, false
 		case "timeout_error":
@@ -318,5 +330,9 @@ func (c *Client) errorFromBody(status int, header http.Header, raw []byte) *work
 	if status/100 == 2 { // an error object in a 2xx body
 		return oai.BadResponse(c.name, status, "%s", oai.Redact(msg, c.key))
 	}
-	return workers.ErrorFromStatus(c.name, status, header, oai.Redact(msg, c.key))
+	pe := workers.ErrorFromStatus(c.name, status, header, oai.Redact(msg, c.key))
+	if body.Error != nil {
+		pe.Code = body.Error.Type
+	}
+	return oai.MarkContextLength(pe)
 }

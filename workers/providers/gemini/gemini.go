@@ -8,9 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -143,35 +141,34 @@ func (c *Client) Stream(ctx context.Context, req *workers.Request, emit func(chu
 	e := oai.NewEmitter(emit)
 	e.ID, e.Created, e.Model = newID("chatcmpl-"), c.now().Unix(), req.Model
 	var usage *usageMetadata
-	finish, started, calls := "", false, 0
+	finish, started, calls, bad := "", false, 0, 0
 	r := sse.NewReader(resp.Body)
 	for {
 		ev, rerr := r.Next()
-		if rerr != nil && !errors.Is(rerr, io.ErrUnexpectedEOF) && !errors.Is(rerr, io.EOF) {
-			return nil, oai.TransportError(ctx, c.name, rerr)
-		}
-		if rerr != nil && (ctx.Err() != nil || finish == "") {
-			if ctx.Err() != nil {
-				return nil, oai.TransportError(ctx, c.name, rerr)
-			}
-			return nil, &workers.ProviderError{Provider: c.name, Status: resp.StatusCode, Type: schemas.ErrConnection, Retryable: true,
-				Message: fmt.Sprintf("stream ended without a finishReason after %d chunks", e.Asm.Chunks)}
+		if rerr != nil && ctx.Err() == nil && finish != "" {
+			break // the stream is over and the answer finished
 		}
 		if rerr != nil {
-			break // the stream is over and the answer finished
+			return nil, oai.StreamCut(ctx, c.name, resp.StatusCode, e.Asm.Chunks, bad, rerr)
 		}
 		if len(bytes.TrimSpace(ev.Data)) == 0 {
 			continue
 		}
 		var g generateResponse
 		if err := json.Unmarshal(ev.Data, &g); err != nil {
-			return nil, oai.BadResponse(c.name, resp.StatusCode, "unparseable stream event: %s", oai.Snippet(ev.Data, c.key))
+			// A malformed event is skipped; too many break the stream.
+			if bad++; bad > workers.MaxBadChunks {
+				return nil, oai.TooManyBadChunks(c.name, resp.StatusCode, bad, ev.Data, c.key)
+			}
+			continue
 		}
 		if g.Error != nil {
 			pe := workers.ErrorFromStatus(c.name, g.Error.Code, nil, oai.Redact(fmt.Sprintf("stream error after %d chunks: %s", e.Asm.Chunks, g.Error.text()), c.key))
 			if g.Error.Code == 0 || g.Error.Code < 400 {
 				pe.Type, pe.Retryable = schemas.ErrServerError, true
 			}
+			pe.Code = g.Error.Status
+			pe = oai.MarkContextLength(pe)
 			pe.Status = resp.StatusCode
 			return nil, pe
 		}
@@ -224,7 +221,7 @@ func (c *Client) Stream(ctx context.Context, req *workers.Request, emit func(chu
 	}
 	comp := e.Asm.Completion()
 	comp.Usage = ou.Raw()
-	return &workers.Response{Body: oai.Marshal(comp), Usage: oai.ParseUsage(comp.Usage), StatusCode: resp.StatusCode}, nil
+	return &workers.Response{Body: oai.Marshal(comp), Usage: oai.ParseUsage(comp.Usage), StatusCode: resp.StatusCode, BadChunks: bad}, nil
 }
 
 func (c *Client) body(req *workers.Request) ([]byte, bool, error) {
@@ -301,5 +298,8 @@ func (c *Client) statusError(resp *http.Response, raw []byte) error {
 		(bytes.Contains(body.Error.Details, []byte("API_KEY_INVALID")) || strings.Contains(body.Error.Message, "API key not valid")) {
 		pe.Type, pe.Retryable = schemas.ErrAuth, false
 	}
-	return pe
+	if body.Error != nil {
+		pe.Code = body.Error.Status
+	}
+	return oai.MarkContextLength(pe)
 }

@@ -120,53 +120,81 @@ func (c *Client) Stream(ctx context.Context, req *workers.Request, emit func(chu
 	}
 	defer resp.Body.Close()
 	var asm oai.Assembler
+	bad := 0
 	r := sse.NewReader(resp.Body)
 	for {
 		ev, err := r.Next()
-		if err != nil && !(errors.Is(err, io.ErrUnexpectedEOF) && isDone(ev.Data)) {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				if ctx.Err() != nil {
-					return nil, oai.TransportError(ctx, c.name, err)
-				}
-				return nil, &workers.ProviderError{Provider: c.name, Status: resp.StatusCode, Type: schemas.ErrConnection,
-					Retryable: true, Message: fmt.Sprintf("stream ended before [DONE] after %d chunks", asm.Chunks)}
+		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+			if ctx.Err() == nil && asm.Finished() {
+				break // the end after the finish_reason: [DONE] is optional
 			}
-			return nil, oai.TransportError(ctx, c.name, err)
+			return nil, c.cut(ctx, resp.StatusCode, &asm, bad, err)
 		}
+		last := err != nil // an event cut off by the end of the body
 		if isDone(ev.Data) {
 			break
 		}
-		if len(bytes.TrimSpace(ev.Data)) == 0 {
-			continue
-		}
-		var probe struct {
-			oai.Chunk
-			Error *apiError `json:"error"`
-		}
-		if err := json.Unmarshal(ev.Data, &probe); err != nil {
-			return nil, oai.BadResponse(c.name, resp.StatusCode, "unparseable stream chunk: %s", oai.Snippet(ev.Data, c.key))
-		}
-		if probe.Error != nil || ev.Name == "error" {
-			msg := "error event in stream"
-			if probe.Error != nil {
-				msg = oai.Redact(probe.Error.Message, c.key)
+		if len(bytes.TrimSpace(ev.Data)) > 0 {
+			var probe struct {
+				oai.Chunk
+				Error *apiError `json:"error"`
 			}
-			pe := &workers.ProviderError{Provider: c.name, Status: resp.StatusCode, Type: schemas.ErrServerError, Retryable: true,
-				Message: fmt.Sprintf("stream error after %d chunks: %s", asm.Chunks, msg)}
-			if probe.Error != nil && probe.Error.isContentFilter() {
-				pe.Type, pe.Retryable = schemas.ErrContentFilter, false
+			if jerr := json.Unmarshal(ev.Data, &probe); jerr != nil {
+				if last { // cut mid-event
+					if ctx.Err() == nil && asm.Finished() {
+						break
+					}
+					return nil, c.cut(ctx, resp.StatusCode, &asm, bad, err)
+				}
+				// A malformed event is skipped; too many break the stream.
+				if bad++; bad > workers.MaxBadChunks {
+					return nil, oai.TooManyBadChunks(c.name, resp.StatusCode, bad, ev.Data, c.key)
+				}
+			} else {
+				if probe.Error != nil || ev.Name == "error" {
+					return nil, c.streamError(resp.StatusCode, probe.Error, asm.Chunks)
+				}
+				asm.Add(&probe.Chunk)
+				if callerWantsUsage || len(probe.Choices) > 0 || len(probe.Usage) == 0 {
+					// (the usage chunk asked for on the caller's behalf is not sent on)
+					if err := emit(json.RawMessage(ev.Data)); err != nil {
+						return nil, err
+					}
+				}
 			}
-			return nil, pe
 		}
-		asm.Add(&probe.Chunk)
-		if !callerWantsUsage && len(probe.Choices) == 0 && len(probe.Usage) > 0 {
-			continue // the usage chunk we asked for on the caller's behalf
-		}
-		if err := emit(json.RawMessage(ev.Data)); err != nil {
-			return nil, err
+		if last {
+			if ctx.Err() == nil && asm.Finished() {
+				break
+			}
+			return nil, c.cut(ctx, resp.StatusCode, &asm, bad, err)
 		}
 	}
-	return &workers.Response{Body: oai.Marshal(asm.Completion()), Usage: oai.ParseUsage(asm.Usage()), StatusCode: resp.StatusCode}, nil
+	return &workers.Response{Body: oai.Marshal(asm.Completion()), Usage: oai.ParseUsage(asm.Usage()), StatusCode: resp.StatusCode, BadChunks: bad}, nil
+}
+
+// cut is the error of a stream that ended (or failed) before it finished.
+// An answer whose finish_reason already came is complete: the caller
+// treats a read error after it as the end of the stream.
+func (c *Client) cut(ctx context.Context, status int, asm *oai.Assembler, bad int, err error) error {
+	return oai.StreamCut(ctx, c.name, status, asm.Chunks, bad, err)
+}
+
+// streamError is the error of an error event in a stream.
+func (c *Client) streamError(status int, ae *apiError, chunks int) *workers.ProviderError {
+	msg := "error event in stream"
+	if ae != nil {
+		msg = oai.Redact(ae.Message, c.key)
+	}
+	pe := &workers.ProviderError{Provider: c.name, Status: status, Type: schemas.ErrServerError, Retryable: true,
+		Message: fmt.Sprintf("stream error after %d chunks: %s", chunks, msg)}
+	if ae != nil {
+		pe.Code = ae.code()
+		if ae.isContentFilter() {
+			pe.Type, pe.Retryable = schemas.ErrContentFilter, false
+		}
+	}
+	return pe
 }
 
 func isDone(data []byte) bool { return string(bytes.TrimSpace(data)) == "[DONE]" }
@@ -270,8 +298,11 @@ func (c *Client) statusError(resp *http.Response) error {
 		msg = http.StatusText(resp.StatusCode)
 	}
 	pe := workers.ErrorFromStatus(c.name, resp.StatusCode, resp.Header, oai.Redact(msg, c.key))
+	if body.Error != nil {
+		pe.Code = body.Error.code()
+	}
 	if body.Error != nil && body.Error.isContentFilter() {
 		pe.Type, pe.Retryable = schemas.ErrContentFilter, false
 	}
-	return pe
+	return oai.MarkContextLength(pe)
 }

@@ -279,3 +279,90 @@ func TestStringHidesKey(t *testing.T) {
 		}
 	}
 }
+
+// streamParts splits streamBody into its events (the last is [DONE]).
+func streamParts() []string {
+	var parts []string
+	for _, p := range strings.SplitAfter(streamBody, "\n\n") {
+		if strings.TrimSpace(p) != "" {
+			parts = append(parts, p)
+		}
+	}
+	return parts
+}
+
+func TestStreamEndsWithoutDone(t *testing.T) {
+	// Finished (finish_reason and usage) but no [DONE]: a complete answer.
+	body := strings.TrimSuffix(streamBody, "data: [DONE]\n\n")
+	if body == streamBody {
+		t.Fatal("streamBody has no [DONE] to remove")
+	}
+	rec := &recorder{body: body}
+	c := New(Config{Name: "oa", BaseURL: rec.server(t).URL})
+	resp, err := c.Stream(context.Background(), &workers.Request{Model: "m", Body: json.RawMessage(`{}`)}, func(json.RawMessage) error { return nil })
+	if err != nil {
+		t.Fatalf("clean end after finish_reason: %v", err)
+	}
+	if resp.Usage != (schemas.Usage{InputTokens: 11, OutputTokens: 4}) {
+		t.Fatalf("usage %+v", resp.Usage)
+	}
+}
+
+func TestStreamSkipsMalformedEvents(t *testing.T) {
+	parts := streamParts()
+	bad := "data: {\"id\":\"c1\",\"choices\":[{\"delta\":{\"content\":\"tru\n\n"
+	for _, tt := range []struct {
+		name     string
+		bad      int
+		wantErr  string
+		wantText string
+	}{
+		{"one", 1, "", "Hello"},
+		{"the most allowed", workers.MaxBadChunks, "", "Hello"},
+		{"one too many", workers.MaxBadChunks + 1, schemas.ErrStreamBroken, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			body := parts[0] + parts[1] + strings.Repeat(bad, tt.bad) + strings.Join(parts[2:], "")
+			rec := &recorder{body: body}
+			c := New(Config{Name: "oa", BaseURL: rec.server(t).URL, APIKey: testKey})
+			resp, err := c.Stream(context.Background(), &workers.Request{Model: "m", Body: json.RawMessage(`{}`)}, func(json.RawMessage) error { return nil })
+			if tt.wantErr != "" {
+				pe, ok := workers.AsProviderError(err)
+				if !ok || pe.Type != tt.wantErr {
+					t.Fatalf("err %v, want %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var comp struct {
+				Choices []struct {
+					Message struct{ Content string } `json:"message"`
+				} `json:"choices"`
+			}
+			if err := json.Unmarshal(resp.Body, &comp); err != nil || comp.Choices[0].Message.Content != tt.wantText {
+				t.Fatalf("assembled %s (%v)", resp.Body, err)
+			}
+			if resp.BadChunks != tt.bad {
+				t.Fatalf("bad chunks %d, want %d", resp.BadChunks, tt.bad)
+			}
+		})
+	}
+}
+
+func TestContextLengthError(t *testing.T) {
+	rec := &recorder{status: 400, body: `{"error":{"message":"This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}`}
+	c := New(Config{Name: "oa", BaseURL: rec.server(t).URL})
+	_, err := c.Complete(context.Background(), &workers.Request{Model: "m", Body: json.RawMessage(`{"messages":[]}`)})
+	pe, ok := workers.AsProviderError(err)
+	if !ok || pe.Type != schemas.ErrContextLength || pe.Retryable || pe.Code != "context_length_exceeded" || pe.Status != 400 {
+		t.Fatalf("err %+v", pe)
+	}
+	// A plain 400 stays invalid_request.
+	rec.body = `{"error":{"message":"'messages' is required","type":"invalid_request_error","code":"missing_field"}}`
+	_, err = c.Complete(context.Background(), &workers.Request{Model: "m", Body: json.RawMessage(`{"messages":[]}`)})
+	if pe, _ := workers.AsProviderError(err); pe == nil || pe.Type != schemas.ErrInvalidRequest || pe.Code != "missing_field" {
+		t.Fatalf("err %+v", pe)
+	}
+}

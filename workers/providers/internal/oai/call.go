@@ -89,3 +89,64 @@ func BadResponse(provider string, status int, format string, args ...any) *worke
 func InvalidRequest(provider string, format string, args ...any) *workers.ProviderError {
 	return &workers.ProviderError{Provider: provider, Type: schemas.ErrInvalidRequest, Message: fmt.Sprintf(format, args...)}
 }
+
+// TooManyBadChunks is the error for a stream holding more malformed events
+// than workers.MaxBadChunks: the stream is broken.
+func TooManyBadChunks(provider string, status, bad int, last []byte, key string) *workers.ProviderError {
+	return &workers.ProviderError{Provider: provider, Status: status, Type: schemas.ErrStreamBroken, Retryable: true,
+		Message: fmt.Sprintf("%d malformed stream events (more than %d), the last: %s", bad, workers.MaxBadChunks, Snippet(last, key))}
+}
+
+// contextLengthPhrases are the phrases vendors use for a request that does
+// not fit the model's context window (OpenAI and compatible servers,
+// Anthropic, Gemini, vLLM, Mistral).
+var contextLengthPhrases = []string{
+	"maximum context length",               // OpenAI, vLLM
+	"context_length_exceeded",              // OpenAI's code, sometimes quoted in messages
+	"context window",                       // several compatible servers
+	"prompt is too long",                   // Anthropic
+	"exceed context limit",                 // Anthropic: input length and max_tokens exceed context limit
+	"exceeds the maximum number of tokens", // Gemini: the input token count (N) exceeds ...
+	"too many tokens",
+	"reduce the length of the messages",
+}
+
+// IsContextLength reports whether an error code or message says the request
+// is longer than the model's context window.
+func IsContextLength(code, message string) bool {
+	if code == "context_length_exceeded" {
+		return true
+	}
+	m := strings.ToLower(message)
+	for _, p := range contextLengthPhrases {
+		if strings.Contains(m, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// MarkContextLength retypes a 400 whose code or message says the context
+// window is exceeded as context_length (not retryable on the same target).
+func MarkContextLength(pe *workers.ProviderError) *workers.ProviderError {
+	if pe.Status == 400 && pe.Type == schemas.ErrInvalidRequest && IsContextLength(pe.Code, pe.Message) {
+		pe.Type, pe.Retryable = schemas.ErrContextLength, false
+	}
+	return pe
+}
+
+// StreamCut is the error of a stream that ended, or failed to read, before
+// its answer finished (no finish reason) after chunks good and bad
+// malformed events: a cancelled call or a transport error keeps its own
+// class; a cut is a connection error, or bad_response when malformed events
+// were all the stream held before it ended.
+func StreamCut(ctx context.Context, provider string, status, chunks, bad int, err error) *workers.ProviderError {
+	if ctx.Err() != nil || !(errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+		return TransportError(ctx, provider, err)
+	}
+	if bad > 0 {
+		return BadResponse(provider, status, "stream ended without a finish reason after %d chunks and %d malformed events", chunks, bad)
+	}
+	return &workers.ProviderError{Provider: provider, Status: status, Type: schemas.ErrConnection,
+		Retryable: true, Message: fmt.Sprintf("stream ended without a finish reason after %d chunks", chunks)}
+}
