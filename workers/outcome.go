@@ -18,6 +18,8 @@ type callError struct {
 	Retryable  bool
 	RetryAfter time.Duration
 	Message    string
+	// Code is the provider's own error code, if it gave one.
+	Code string
 	// abandon: the pool is shutting down; the job goes back to JetStream.
 	abandon bool
 	// streamBroken: the call failed after its first chunk reached the
@@ -60,7 +62,7 @@ func classify(err error, jobCtx, callCtx context.Context, timeout time.Duration)
 		return &callError{Type: schemas.ErrTimeout, Retryable: true, Message: fmt.Sprintf("no response within %s", timeout)}
 	}
 	if pe, ok := AsProviderError(err); ok {
-		ce := &callError{Type: pe.Type, Status: pe.Status, Retryable: pe.Retryable, RetryAfter: pe.RetryAfter, Message: pe.Message}
+		ce := &callError{Type: pe.Type, Status: pe.Status, Retryable: pe.Retryable, RetryAfter: pe.RetryAfter, Message: pe.Message, Code: pe.Code}
 		if ce.Type == "" {
 			ce.Type = schemas.ErrInternal
 		}
@@ -181,7 +183,7 @@ func decide(ce *callError, pol policy, b retryBudget) decision {
 // content_filter), cancellations and missed deadlines do not.
 func deadLetters(errType string) bool {
 	switch errType {
-	case schemas.ErrInvalidRequest, schemas.ErrContentFilter, schemas.ErrCanceled, schemas.ErrDeadlineExceeded:
+	case schemas.ErrInvalidRequest, schemas.ErrContentFilter, schemas.ErrContextLength, schemas.ErrCanceled, schemas.ErrDeadlineExceeded:
 		return false
 	}
 	return true

@@ -140,7 +140,11 @@ func (p *Pool) execute(ctx context.Context, job *schemas.Job, pulled time.Time) 
 			r.status = runFallback
 			return r
 		case actFail:
-			return r.fail(d.errType, d.message, ce.Status, d.dlq)
+			r.fail(d.errType, d.message, ce.Status, d.dlq)
+			if d.errType == ce.Type {
+				r.err.Code = ce.Code // the upstream's own code reaches the caller
+			}
+			return r
 		}
 		p.log.Debug("retrying", "job", job.ID, "error_type", ce.Type, "wait", d.wait)
 		if !sleepCtx(ctx, d.wait) {

@@ -223,10 +223,13 @@ const (
 
 // DefaultFallbackOn is the error types that move a job on when a route does
 // not say.
-var DefaultFallbackOn = []string{"rate_limited", "server_error", "timeout", "connection", "auth"}
+// context_length is among them because the next target may have a larger
+// context window; bad_response and stream_broken because another provider
+// may answer well-formed where this one did not.
+var DefaultFallbackOn = []string{"rate_limited", "server_error", "timeout", "connection", "auth", "context_length", "bad_response", "stream_broken"}
 
 // ErrorTypes are the error classes a route's fallback_on may name.
-var ErrorTypes = []string{"rate_limited", "server_error", "timeout", "connection", "invalid_request", "auth", "content_filter", "not_found", "bad_response"}
+var ErrorTypes = []string{"rate_limited", "server_error", "timeout", "connection", "invalid_request", "auth", "content_filter", "not_found", "bad_response", "context_length", "stream_broken"}
 
 var nameRe = regexp.MustCompile(`^[a-z0-9_-]+$`)
 

@@ -49,6 +49,8 @@ type apiError struct {
 	Type    string `json:"type"`
 	Param   string `json:"param,omitempty"`
 	Code    string `json:"code"`
+	// UpstreamCode is the failing provider's own error code, when it gave one.
+	UpstreamCode string `json:"upstream_code,omitempty"`
 	// RetryAfter, in seconds, is sent as the Retry-After header when > 0.
 	RetryAfter int `json:"-"`
 }
@@ -93,7 +95,7 @@ func ResultError(info *schemas.ErrorInfo) (status int, errType string) {
 		return http.StatusTooManyRequests, typeRateLimit
 	case schemas.ErrBudgetExceeded:
 		return http.StatusTooManyRequests, typeQuota
-	case schemas.ErrInvalidRequest, schemas.ErrContentFilter:
+	case schemas.ErrInvalidRequest, schemas.ErrContentFilter, schemas.ErrContextLength:
 		return http.StatusBadRequest, typeInvalidRequest
 	case schemas.ErrNotFound:
 		return http.StatusNotFound, typeNotFound
@@ -116,7 +118,7 @@ func fromResult(res *schemas.Result) *apiError {
 	status, typ := ResultError(info)
 	e := &apiError{Status: status, Type: typ, Code: "upstream_error", Message: "job failed"}
 	if info != nil {
-		e.Code = info.Type
+		e.Code, e.UpstreamCode = errorCode(info), info.Code
 		e.Message = info.Message
 		if e.Message == "" {
 			e.Message = "job failed: " + info.Type
@@ -134,11 +136,21 @@ func fromResult(res *schemas.Result) *apiError {
 // fromErrorInfo builds the error answer of a stream's error chunk.
 func fromErrorInfo(info *schemas.ErrorInfo) *apiError {
 	status, typ := ResultError(info)
-	e := &apiError{Status: status, Type: typ, Code: info.Type, Message: info.Message}
+	e := &apiError{Status: status, Type: typ, Code: errorCode(info), UpstreamCode: info.Code, Message: info.Message}
 	if e.Message == "" {
 		e.Message = "stream failed: " + info.Type
 	}
 	return e
+}
+
+// errorCode is the code a caller sees for a failed job: its error type, or
+// OpenAI's context_length_exceeded for a context-window error whatever the
+// vendor (what OpenAI SDK users test for).
+func errorCode(info *schemas.ErrorInfo) string {
+	if info.Type == schemas.ErrContextLength {
+		return "context_length_exceeded"
+	}
+	return info.Type
 }
 
 func plural(n int) string {

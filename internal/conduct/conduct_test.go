@@ -1,7 +1,11 @@
 package conduct_test
 
 import (
+	"errors"
+	"strings"
 	"testing"
+
+	"github.com/openai/openai-go/v3"
 
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/workers/mock"
@@ -85,5 +89,80 @@ func TestOtherShapesCleanEndAndMalformed(t *testing.T) {
 				t.Errorf("completion %+v attempts %v", c, atts)
 			}
 		})
+	}
+}
+
+// Fault 5: a 400 context-length error (each vendor's shape) is
+// context_length, which falls back by default: the next target serves.
+func TestContextLengthFallsBack(t *testing.T) {
+	for _, kind := range []string{config.KindMock, config.KindAnthropic, config.KindGemini} {
+		t.Run(kind, func(t *testing.T) {
+			s := start(t, "retries: 2",
+				target{name: "a", kind: kind, faults: mock.Faults{ContextLength: true}},
+				target{name: "b", kind: config.KindMock})
+			a := s.stream(false)
+			checkWhole(t, a)
+			if a.header.Get("X-Switchboard-Provider") != "b" {
+				t.Errorf("served by %q, want b", a.header.Get("X-Switchboard-Provider"))
+			}
+			// Not retried on a: a longer context does not come by waiting.
+			if s.calls("a") != 1 || s.calls("b") != 1 {
+				t.Errorf("calls a=%d b=%d, want 1 and 1", s.calls("a"), s.calls("b"))
+			}
+			c, atts := s.rows(a.jobID, 2)
+			if c.Status != "succeeded" || c.Provider != "b" || c.Fallback != 1 {
+				t.Errorf("completion row %+v", c)
+			}
+			if atts[0].ErrorType != "context_length" || atts[0].Outcome != "fallback" || atts[1].Outcome != "ok" {
+				t.Errorf("attempt rows %v", atts)
+			}
+		})
+	}
+}
+
+// When every target is over its context window the caller gets a 400 with
+// OpenAI's code and the last upstream's own message and code.
+func TestContextLengthEverywhere(t *testing.T) {
+	s := start(t, "",
+		target{name: "a", kind: config.KindMock, faults: mock.Faults{ContextLength: true}},
+		target{name: "b", kind: config.KindMock, faults: mock.Faults{ContextLength: true}})
+	for _, streamed := range []bool{false, true} {
+		var err error
+		if streamed {
+			err = s.stream(false).err
+		} else {
+			_, _, err = s.complete()
+		}
+		var apiErr *openai.Error
+		if !errors.As(err, &apiErr) {
+			t.Fatalf("stream=%v: err %v, want an API error", streamed, err)
+		}
+		raw := apiErr.RawJSON()
+		if apiErr.StatusCode != 400 || apiErr.Code != "context_length_exceeded" ||
+			!strings.Contains(apiErr.Message, "maximum context length is 8192 tokens") ||
+			!strings.Contains(raw, `"upstream_code":"context_length_exceeded"`) {
+			t.Errorf("stream=%v: %d %q %q %s", streamed, apiErr.StatusCode, apiErr.Code, apiErr.Message, raw)
+		}
+	}
+	if s.calls("a") != 2 || s.calls("b") != 2 {
+		t.Errorf("calls a=%d b=%d, want 2 and 2 (one per request, no retries)", s.calls("a"), s.calls("b"))
+	}
+}
+
+// Sync requests get the same conduct: context length falls back.
+func TestContextLengthSync(t *testing.T) {
+	s := start(t, "",
+		target{name: "a", kind: config.KindAnthropic, faults: mock.Faults{ContextLength: true}},
+		target{name: "b", kind: config.KindGemini})
+	c, resp, err := s.complete()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Choices[0].Message.Content != canonical || resp.Header.Get("X-Switchboard-Provider") != "b" {
+		t.Errorf("content %q from %q", c.Choices[0].Message.Content, resp.Header.Get("X-Switchboard-Provider"))
+	}
+	_, atts := s.rows(resp.Header.Get("X-Switchboard-Job-Id"), 2)
+	if atts[0].ErrorType != "context_length" || atts[0].Outcome != "fallback" {
+		t.Errorf("attempt rows %v", atts)
 	}
 }
