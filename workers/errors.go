@@ -126,4 +126,6 @@ var (
 	errShutdown = errors.New("worker pool shutting down")
 	// errCallTimeout: the provider did not answer within its timeout.
 	errCallTimeout = errors.New("provider call timed out")
+	// errStreamIdle: a stream went silent for longer than its idle timeout.
+	errStreamIdle = errors.New("stream idle")
 )

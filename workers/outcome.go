@@ -58,6 +58,9 @@ func classify(err error, jobCtx, callCtx context.Context, timeout time.Duration)
 			return &callError{Type: schemas.ErrCanceled, Message: "worker shutting down", abandon: true}
 		}
 	}
+	if callCtx.Err() != nil && errors.Is(context.Cause(callCtx), errStreamIdle) {
+		return &callError{Type: schemas.ErrTimeout, Retryable: true, Message: "stream went silent"}
+	}
 	if callCtx.Err() != nil && errors.Is(context.Cause(callCtx), errCallTimeout) {
 		return &callError{Type: schemas.ErrTimeout, Retryable: true, Message: fmt.Sprintf("no response within %s", timeout)}
 	}
@@ -104,14 +107,23 @@ func (d decision) outcome() string {
 	}
 }
 
-// policy is a route's retry and fallback policy.
+// policy is a route's retry and fallback policy on one provider.
 type policy struct {
 	retries    int
 	fallbackOn map[string]bool
+	// retryOn: error types retried on the same target before falling back;
+	// another retryable type is retried only when it cannot fall back.
+	retryOn map[string]bool
+	// idle bounds the silence between two chunks of a stream.
+	idle time.Duration
 }
 
-func newPolicy(rt *config.Route) policy {
-	p := policy{retries: config.DefaultRetries, fallbackOn: map[string]bool{}}
+func newPolicy(rt *config.Route, prov config.Provider) policy {
+	p := policy{retries: config.DefaultRetries, fallbackOn: map[string]bool{}, retryOn: map[string]bool{},
+		idle: config.StreamIdle(rt, prov)}
+	for _, t := range config.RetryOnFor(rt, prov) {
+		p.retryOn[t] = true
+	}
 	fallbackOn := config.DefaultFallbackOn
 	if rt != nil {
 		if rt.Retries != nil {
@@ -138,9 +150,10 @@ type retryBudget struct {
 }
 
 // decide is the one place that maps a failed call to what happens next:
-// retry the same target (retryable error, retries left, the wait fits before
-// the deadline and under maxWait), fall back (error type in fallback_on and
-// another target left), or fail.
+// retry the same target (retryable error in retry_on, or one that cannot
+// fall back; retries left; the wait fits before the deadline and under
+// maxWait), fall back (error type in fallback_on and another target left),
+// or fail.
 func decide(ce *callError, pol policy, b retryBudget) decision {
 	if ce.abandon {
 		return decision{act: actAbandon}
@@ -159,7 +172,8 @@ func decide(ce *callError, pol policy, b retryBudget) decision {
 		return decision{act: actFail, errType: schemas.ErrDeadlineExceeded, message: "job deadline passed after " + ce.Type}
 	}
 	deadlineBlocked := false
-	if ce.Retryable && b.call < pol.retries {
+	canFallBack := pol.fallbackOn[ce.Type] && b.moreTargets
+	if ce.Retryable && b.call < pol.retries && (pol.retryOn[ce.Type] || !canFallBack) {
 		wait := backoff(b.base, b.max, b.call, ce.RetryAfter)
 		switch {
 		case b.deadline != nil && !b.now.Add(wait).Before(*b.deadline):
@@ -168,7 +182,7 @@ func decide(ce *callError, pol policy, b retryBudget) decision {
 			return decision{act: actRetry, wait: wait}
 		}
 	}
-	if pol.fallbackOn[ce.Type] && b.moreTargets {
+	if canFallBack {
 		return decision{act: actFallback}
 	}
 	if deadlineBlocked {

@@ -188,14 +188,14 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		ackWait:     streams.AckWait(cfg.Provider.Timeout),
 		maxJobBytes: 2 * orInt(cfg.Config.Limits.MaxJobBytes, config.DefaultMaxJobBytes),
 		policies:    map[string]policy{},
-		defPolicy:   newPolicy(nil),
+		defPolicy:   newPolicy(nil, cfg.Provider),
 		inflight:    map[string]*task{},
 		canceled:    newRecentSet(4096, 5*time.Minute),
 	}
 	p.streamer, _ = cfg.Completer.(Streamer)
 	for i := range cfg.Config.Routes {
 		rt := &cfg.Config.Routes[i]
-		p.policies[rt.Name] = newPolicy(rt)
+		p.policies[rt.Name] = newPolicy(rt, cfg.Provider)
 	}
 	p.jobsBase, p.stopJobs = context.WithCancelCause(context.Background())
 	return p, nil

@@ -186,22 +186,38 @@ func TestRetryAfterHonoured(t *testing.T) {
 
 func TestHangTimesOutAndFallsBack(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 1, provider{name: "a", faults: mock.Faults{Hang: true}, timeout: 300 * time.Millisecond}, provider{name: "b"})
-	e.startPool("a")
-	e.startPool("b")
-	res := e.result(e.submit(newJob()), 10*time.Second)
-	if got, want := outcomes(res.Attempts), "a:retry:timeout a:fallback:timeout b:ok"; got != want {
-		t.Fatalf("attempts = %s, want %s", got, want)
+	for _, tc := range []struct {
+		name     string
+		retryOn  []string
+		attempts string
+	}{
+		// By default a silent provider is not called again: the next target is.
+		{"default", nil, "a:fallback:timeout b:ok"},
+		// A route that says so retries timeouts on the same target first.
+		{"retry_on timeout", []string{schemas.ErrTimeout}, "a:retry:timeout a:fallback:timeout b:ok"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, 1, provider{name: "a", faults: mock.Faults{Hang: true}, timeout: 300 * time.Millisecond}, provider{name: "b"})
+			e.cfg.Routes[0].RetryOn = tc.retryOn
+			e.startPool("a")
+			e.startPool("b")
+			res := e.result(e.submit(newJob()), 10*time.Second)
+			if got := outcomes(res.Attempts); got != tc.attempts {
+				t.Fatalf("attempts = %s, want %s", got, tc.attempts)
+			}
+			if res.Status != schemas.StatusSucceeded || res.Provider != "b" {
+				t.Errorf("result %s on %s, want succeeded on b", res.Status, res.Provider)
+			}
+			want := int64(strings.Count(tc.attempts, "a:"))
+			natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+				if c := e.mocks["a"].Stats().Canceled; c != want {
+					return fmt.Errorf("a saw %d abandoned calls, want %d", c, want)
+				}
+				return nil
+			})
+		})
 	}
-	if res.Status != schemas.StatusSucceeded || res.Provider != "b" {
-		t.Errorf("result %s on %s, want succeeded on b", res.Status, res.Provider)
-	}
-	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
-		if c := e.mocks["a"].Stats().Canceled; c != 2 {
-			return fmt.Errorf("a saw %d abandoned calls, want 2", c)
-		}
-		return nil
-	})
 }
 
 func TestAllTargetsFail(t *testing.T) {

@@ -169,13 +169,23 @@ func (r *run) fail(errType, message string, status int, dlq bool) *run {
 }
 
 // call makes one provider call and records it as an Attempt (outcome left
-// to the caller). The call's timeout is the provider's, restarted by every
-// streamed chunk, and never past the job's deadline.
+// to the caller). The call's timeout is the provider's until the first
+// streamed chunk, then the stream idle timeout restarted by every chunk,
+// and never past the job's deadline.
 func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.Attempt, *Response, *callError) {
 	target := r.target
 	callCtx, cancel := context.WithCancelCause(jobCtx)
 	defer cancel(nil)
-	timer := time.AfterFunc(p.timeout, func() { cancel(errCallTimeout) })
+	// One timer: the provider timeout until the first chunk, then the
+	// stream idle timeout between chunks.
+	idle := min(p.policyFor(job.Route).idle, p.timeout)
+	timer := time.AfterFunc(p.timeout, func() {
+		if r.chunks.Load() > 0 {
+			cancel(errStreamIdle)
+			return
+		}
+		cancel(errCallTimeout)
+	})
 	defer timer.Stop()
 
 	req := &Request{Model: target.Model, Body: job.Request}
@@ -193,7 +203,7 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 			if callCtx.Err() != nil {
 				return context.Cause(callCtx)
 			}
-			timer.Reset(p.timeout)
+			timer.Reset(idle)
 			if r.chunks.Load() == 0 {
 				r.firstTokenAt = time.Now()
 			}
@@ -218,6 +228,9 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 	}
 	if err != nil {
 		ce := classify(err, jobCtx, callCtx, p.timeout)
+		if errors.Is(context.Cause(callCtx), errStreamIdle) && jobCtx.Err() == nil {
+			ce.Message = fmt.Sprintf("stream idle for %s after %d chunks", idle, r.chunks.Load())
+		}
 		if r.chunks.Load() > 0 {
 			ce.streamBroken = true
 		}

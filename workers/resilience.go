@@ -90,8 +90,12 @@ func (p *Pool) messages(ctx context.Context) (jetstream.MessagesContext, error) 
 // flight finish under the policy they started with.
 func (p *Pool) SetConfig(cfg *config.Config) {
 	pols := map[string]policy{}
+	prov, ok := cfg.Provider(p.name)
+	if !ok {
+		prov = p.cfg.Provider
+	}
 	for i := range cfg.Routes {
-		pols[cfg.Routes[i].Name] = newPolicy(&cfg.Routes[i])
+		pols[cfg.Routes[i].Name] = newPolicy(&cfg.Routes[i], prov)
 	}
 	p.mu.Lock()
 	p.policies = pols

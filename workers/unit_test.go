@@ -15,9 +15,9 @@ func TestDecide(t *testing.T) {
 	now := time.Now()
 	soon := now.Add(100 * time.Millisecond)
 	past := now.Add(-time.Millisecond)
-	def := newPolicy(nil)
+	def := newPolicy(nil, config.Provider{})
 	two := 2
-	noAuth := newPolicy(&config.Route{Retries: &two, FallbackOn: []string{schemas.ErrServerError}})
+	noAuth := newPolicy(&config.Route{Retries: &two, FallbackOn: []string{schemas.ErrServerError}}, config.Provider{})
 	b := func(call int, more bool, dl *time.Time) retryBudget {
 		return retryBudget{call: call, moreTargets: more, deadline: dl, now: now, base: 10 * time.Millisecond, max: 40 * time.Millisecond, maxWait: time.Second}
 	}

@@ -67,6 +67,10 @@ type Provider struct {
 	RPM         int           `yaml:"rpm"`
 	TPM         int           `yaml:"tpm"`
 	Timeout     time.Duration `yaml:"timeout"`
+	// Stream conduct (conduct.go): the longest silence between two chunks
+	// of a stream, and the error types retried on the same target.
+	StreamIdleTimeout time.Duration `yaml:"stream_idle_timeout"`
+	RetryOn           []string      `yaml:"retry_on"`
 }
 
 // APIKey reads the provider's key from its environment variable.
@@ -83,6 +87,10 @@ type Model struct {
 	Name          string  `yaml:"name"`
 	InputPerMTok  float64 `yaml:"input_per_mtok"`
 	OutputPerMTok float64 `yaml:"output_per_mtok"`
+	// Prefill says whether the model continues a final assistant message
+	// (mid-stream failover by continuation); nil: the provider kind's
+	// default (conduct.go).
+	Prefill *bool `yaml:"prefill"`
 }
 
 // Route is a named, ordered set of targets and the policy for moving on.
@@ -99,6 +107,9 @@ type Route struct {
 	// slow call and moves on, "hedge" starts the next target beside it and
 	// the first answer wins.
 	Mode string `yaml:"mode"`
+	// StreamIdleTimeout and RetryOn override the providers' (conduct.go).
+	StreamIdleTimeout time.Duration `yaml:"stream_idle_timeout"`
+	RetryOn           []string      `yaml:"retry_on"`
 }
 
 // RouteTarget is one provider/model of a route.
@@ -429,6 +440,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Analytics.validate()...)
 	errs = append(errs, c.Gateway.validate()...)
 	c.validateResilience(providers, routes, bad)
+	c.validateConduct(bad)
 	if len(errs) > 0 {
 		return &Error{Problems: errs}
 	}

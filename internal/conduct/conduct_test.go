@@ -166,3 +166,46 @@ func TestContextLengthSync(t *testing.T) {
 		t.Errorf("attempt rows %v", atts)
 	}
 }
+
+// Fault 7: a provider that accepts the request and never answers, on a
+// route without latency_threshold and with the default retries (2): the
+// timeout moves the job to the next target at once.
+func TestSilentProviderFallsBack(t *testing.T) {
+	s := start(t, "",
+		target{name: "a", kind: config.KindMock, faults: mock.Faults{Hang: true}, timeout: "500ms"},
+		target{name: "b", kind: config.KindMock})
+	a := s.stream(false)
+	checkWhole(t, a)
+	if s.calls("a") != 1 || s.calls("b") != 1 {
+		t.Errorf("calls a=%d b=%d, want 1 and 1 (no retry on the silent provider)", s.calls("a"), s.calls("b"))
+	}
+	c, atts := s.rows(a.jobID, 2)
+	if c.Status != "succeeded" || c.Provider != "b" {
+		t.Errorf("completion row %+v", c)
+	}
+	if atts[0].ErrorType != "timeout" || atts[0].Outcome != "fallback" || atts[1].Outcome != "ok" {
+		t.Errorf("attempt rows %v", atts)
+	}
+}
+
+// Fault 3 without a target to continue on: a stream silent for longer than
+// stream_idle_timeout (300ms here, the provider timeout is 10s) ends with a
+// clean error event after the chunks already sent, and the job fails.
+func TestStallEndsAtIdleTimeout(t *testing.T) {
+	s := start(t, "",
+		target{name: "a", kind: config.KindMock, faults: mock.Faults{StallAfterChunks: 5}, yaml: "stream_idle_timeout: 300ms"})
+	a := s.stream(false)
+	if a.err == nil || !strings.Contains(a.err.Error(), "stream idle for 300ms after") {
+		t.Fatalf("err %v, want the idle timeout's error event", a.err)
+	}
+	if want := "mock reply to: one two "; a.text != want {
+		t.Errorf("assembled %q, want the 5 chunks sent before the stall, %q", a.text, want)
+	}
+	if s.calls("a") != 1 {
+		t.Errorf("a saw %d calls, want 1", s.calls("a"))
+	}
+	c, atts := s.rows(a.jobID, 1)
+	if c.Status != "failed" || atts[0].ErrorType != "timeout" || atts[0].Outcome != "fatal" {
+		t.Errorf("completion %+v attempts %v", c, atts)
+	}
+}

@@ -39,6 +39,8 @@ type target struct {
 	faults     mock.Faults
 	// yaml is extra provider keys, e.g. "stream_idle_timeout: 300ms".
 	yaml string
+	// timeout is the provider timeout (default 10s).
+	timeout string
 }
 
 // stack is a running Switchboard: NATS, worker pools, the gateway over
@@ -77,7 +79,11 @@ func start(t *testing.T, routeYAML string, targets ...target) *stack {
 		}
 		t.Cleanup(func() { _ = srv.Close() })
 		s.mocks[tg.name] = srv
-		fmt.Fprintf(&provs, "  - {name: %s, kind: %s, base_url: %q, timeout: 10s, concurrency: 8", tg.name, tg.kind, baseURL(tg.kind, srv))
+		timeout := tg.timeout
+		if timeout == "" {
+			timeout = "10s"
+		}
+		fmt.Fprintf(&provs, "  - {name: %s, kind: %s, base_url: %q, timeout: %s, concurrency: 8", tg.name, tg.kind, baseURL(tg.kind, srv), timeout)
 		if tg.yaml != "" {
 			provs.WriteString(", " + tg.yaml)
 		}
