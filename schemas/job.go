@@ -60,6 +60,25 @@ type Job struct {
 	Hop       int       `json:"hop,omitempty"`
 	Attempts  []Attempt `json:"attempts,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
+	// Continuation is set by the broker when a streamed answer broke after
+	// its first chunk: the next target continues it (broker-owned).
+	Continuation *Continuation `json:"continuation,omitempty"`
+}
+
+// Continuation is the part of a streamed answer already sent to the caller
+// when its target broke mid-stream. The next target is asked to continue
+// it (the text as a final assistant message, a prefill) or, when it cannot,
+// to answer again from the start; only what follows Text reaches the caller.
+type Continuation struct {
+	// Text is the content already sent (choice 0).
+	Text string `json:"text"`
+	// Chunks counts the chunks already sent.
+	Chunks int64 `json:"chunks"`
+	// InputTokens and OutputTokens are the usage of the earlier calls (an
+	// estimate for a cut stream that reported none), added to the final
+	// usage so it covers the whole answer.
+	InputTokens  int64 `json:"input_tokens,omitempty"`
+	OutputTokens int64 `json:"output_tokens,omitempty"`
 }
 
 // Tenant returns the job's tenant metadata, or "" when absent.

@@ -23,8 +23,12 @@ type callError struct {
 	// abandon: the pool is shutting down; the job goes back to JetStream.
 	abandon bool
 	// streamBroken: the call failed after its first chunk reached the
-	// client, so it may neither be retried nor fall back.
+	// client, so it may not be retried; it falls back only to continue
+	// the answer (continuable).
 	streamBroken bool
+	// continuable: the broken stream's text may be continued by the next
+	// target (continuation.go); final: nothing may follow this failure.
+	continuable, final bool
 	// slow: cancelled at the route's latency_threshold; the job moves on.
 	slow bool
 	// lost: the other of two hedged calls answered first.
@@ -166,7 +170,18 @@ func decide(ce *callError, pol policy, b retryBudget) decision {
 		return decision{act: actFail, errType: ce.Type, message: ce.Message}
 	}
 	if ce.streamBroken {
-		return decision{act: actFail, errType: ce.Type, message: "stream broken after the first chunk: " + ce.Message}
+		if ce.continuable && b.moreTargets {
+			return decision{act: actFallback} // the next target continues the answer
+		}
+		msg := ce.Message
+		if !ce.final {
+			reason := "no target left to continue it"
+			if !ce.continuable {
+				reason = "continuation not possible after " + ce.Type
+			}
+			msg = "stream broken after the first chunk: " + ce.Message + "; " + reason
+		}
+		return decision{act: actFail, errType: schemas.ErrStreamBroken, message: msg}
 	}
 	if b.deadline != nil && !b.now.Before(*b.deadline) {
 		return decision{act: actFail, errType: schemas.ErrDeadlineExceeded, message: "job deadline passed after " + ce.Type}

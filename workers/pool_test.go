@@ -563,7 +563,7 @@ func TestStreaming(t *testing.T) {
 			t.Errorf("attempts = %s", got)
 		}
 	})
-	t.Run("error after first chunk fails without splicing", func(t *testing.T) {
+	t.Run("error after first chunk is continued on the next target", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, 2, provider{name: "a", faults: mock.Faults{ErrorAfterChunks: 2}}, provider{name: "b"})
 		e.startPool("a")
@@ -572,23 +572,47 @@ func TestStreaming(t *testing.T) {
 		log := e.subscribeChunks(job.ID)
 		e.submit(job)
 		res := e.result(job.ID, 10*time.Second)
-		msgs := log.drain(t)
-		_, provs, kinds := chunkText(t, msgs)
-		if res.Status != schemas.StatusFailed || res.Error == nil {
-			t.Fatalf("result %s, want failed", res.Status)
+		text, provs, kinds := chunkText(t, log.drain(t))
+		if res.Status != schemas.StatusSucceeded || res.Provider != "b" {
+			t.Fatalf("result %s on %s, want succeeded on b", res.Status, res.Provider)
 		}
-		if !strings.HasSuffix(kinds, "e") || strings.Count(kinds, "e") != 1 || len(kinds) < 2 || provs["b"] != 0 {
-			t.Fatalf("chunk kinds %q from %v; want data chunks from a then one error chunk", kinds, provs)
+		if strings.Contains(kinds, "e") || provs["a"] == 0 || provs["b"] == 0 || text != "mock reply to: say hi" {
+			t.Fatalf("chunks %q from %v, text %q; want a's then b's data chunks forming one answer", kinds, provs, text)
+		}
+		if got := outcomes(res.Attempts); got != "a:fallback:server_error b:ok" {
+			t.Errorf("attempts = %s, want no retry on a, the continuation on b", got)
+		}
+		var whole struct {
+			Choices []struct {
+				Message struct{ Content string } `json:"message"`
+			} `json:"choices"`
+		}
+		if err := json.Unmarshal(res.Response, &whole); err != nil || whole.Choices[0].Message.Content != text {
+			t.Errorf("stored response %s, want the whole answer %q", res.Response, text)
+		}
+	})
+	t.Run("error after first chunk with no target left fails without splicing", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, 2, provider{name: "a", faults: mock.Faults{ErrorAfterChunks: 2}})
+		e.startPool("a")
+		job := streamingJob(t, e)
+		log := e.subscribeChunks(job.ID)
+		e.submit(job)
+		res := e.result(job.ID, 10*time.Second)
+		msgs := log.drain(t)
+		_, _, kinds := chunkText(t, msgs)
+		if res.Status != schemas.StatusFailed || res.Error == nil || res.Error.Type != schemas.ErrStreamBroken {
+			t.Fatalf("result %s %+v, want failed stream_broken", res.Status, res.Error)
+		}
+		if !strings.HasSuffix(kinds, "e") || strings.Count(kinds, "e") != 1 || len(kinds) < 2 {
+			t.Fatalf("chunk kinds %q; want data chunks from a then one error chunk", kinds)
 		}
 		var info schemas.ErrorInfo
 		if err := json.Unmarshal(msgs[len(msgs)-1].Data, &info); err != nil || info.Type != res.Error.Type {
 			t.Errorf("error chunk %s, want the result's error %+v", msgs[len(msgs)-1].Data, res.Error)
 		}
 		if got := outcomes(res.Attempts); !strings.HasPrefix(got, "a:fatal:") || len(res.Attempts) != 1 {
-			t.Errorf("attempts = %s, want one fatal call on a (no retry, no fallback)", got)
-		}
-		if n := e.mocks["b"].Stats().Requests; n != 0 {
-			t.Errorf("b called %d times: outputs would be spliced", n)
+			t.Errorf("attempts = %s, want one fatal call on a (no retry)", got)
 		}
 	})
 	t.Run("non-streaming adapter sends one chunk", func(t *testing.T) {

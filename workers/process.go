@@ -49,6 +49,13 @@ type run struct {
 	providerMS   int64
 	// chunks counts the chunks published to the client (streaming jobs).
 	chunks atomic.Int64
+	// sent is what the current call published (continuation.go).
+	sent sentText
+	// cont: the stream broke and may be continued; the next hop carries it.
+	cont *schemas.Continuation
+	// noPrefill: the target refused a prefill in this run; continue by
+	// restarting the answer instead. prefilled: the current call sent one.
+	noPrefill, prefilled bool
 }
 
 // handle processes one delivery of a job, end to end.
@@ -125,6 +132,17 @@ func (p *Pool) execute(ctx context.Context, job *schemas.Job, pulled time.Time) 
 			r.status, r.resp = runSucceeded, resp
 			return r
 		}
+		if r.prefilled && ce.Status == 400 && (ce.Type == schemas.ErrInvalidRequest || ce.Type == schemas.ErrBadResponse) {
+			// The target refused the prefill: never the caller's error.
+			// Ask it again from the start at once (no retry used up).
+			p.learnRefusal(r.target, ce)
+			r.noPrefill = true
+			att.Outcome = schemas.OutcomeRetry
+			att.ErrorMessage = shortMessage("prefill refused; restarting the answer: " + ce.Message)
+			r.attempts = append(r.attempts, att)
+			call--
+			continue
+		}
 		d := decide(ce, pol, retryBudget{
 			call: call, moreTargets: len(job.Plan) > 1, deadline: job.Deadline, now: time.Now(),
 			base: p.cfg.BackoffBase, max: p.cfg.BackoffMax, maxWait: p.cfg.MaxRetryWait,
@@ -137,6 +155,13 @@ func (p *Pool) execute(ctx context.Context, job *schemas.Job, pulled time.Time) 
 		r.attempts = append(r.attempts, att)
 		switch d.act {
 		case actFallback:
+			if ce.streamBroken {
+				// The cut call's tokens (estimated: it reported no usage).
+				var est schemas.Usage
+				r.cont, est = p.continuation(job, r)
+				last := &r.attempts[len(r.attempts)-1]
+				last.InputTokens, last.OutputTokens = est.InputTokens, est.OutputTokens
+			}
 			r.status = runFallback
 			return r
 		case actFail:
@@ -179,8 +204,9 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 	// One timer: the provider timeout until the first chunk, then the
 	// stream idle timeout between chunks.
 	idle := min(p.policyFor(job.Route).idle, p.timeout)
+	var received atomic.Int64
 	timer := time.AfterFunc(p.timeout, func() {
-		if r.chunks.Load() > 0 {
+		if received.Load() > 0 {
 			cancel(errStreamIdle)
 			return
 		}
@@ -189,6 +215,20 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 	defer timer.Stop()
 
 	req := &Request{Model: target.Model, Body: job.Request}
+	var filter *contFilter
+	r.sent, r.prefilled = sentText{}, false
+	if c := job.Continuation; c != nil && job.Stream && p.streamer != nil {
+		filter = &contFilter{addOut: c.OutputTokens}
+		if !r.noPrefill && p.prefillAllowed(target) {
+			body, err := prefillBody(job.Request, c.Text, p.cfg.Provider.Kind)
+			if err != nil {
+				return schemas.Attempt{}, nil, &callError{Type: schemas.ErrInvalidRequest, Message: err.Error()}
+			}
+			req.Body, r.prefilled = body, true
+		} else {
+			filter.pending = c.Text // restart: match the text already sent
+		}
+	}
 	start := time.Now()
 	if !r.callBy.IsZero() && !start.Before(r.callBy) {
 		return schemas.Attempt{}, nil, errReservationExpired()
@@ -204,6 +244,14 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 				return context.Cause(callCtx)
 			}
 			timer.Reset(idle)
+			received.Add(1)
+			if filter != nil {
+				out, err := filter.apply(chunk)
+				if err != nil || out == nil {
+					return err
+				}
+				chunk = out
+			}
 			if r.chunks.Load() == 0 {
 				r.firstTokenAt = time.Now()
 			}
@@ -211,6 +259,7 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 				return fmt.Errorf("publish chunk: %w", err)
 			}
 			r.chunks.Add(1)
+			r.sent.observe(chunk)
 			return nil
 		})
 	} else {
@@ -229,10 +278,15 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 	if err != nil {
 		ce := classify(err, jobCtx, callCtx, p.timeout)
 		if errors.Is(context.Cause(callCtx), errStreamIdle) && jobCtx.Err() == nil {
-			ce.Message = fmt.Sprintf("stream idle for %s after %d chunks", idle, r.chunks.Load())
+			ce.Message = fmt.Sprintf("stream idle for %s after %d chunks", idle, received.Load())
+		}
+		if errors.Is(err, errContinuationMismatch) {
+			ce = &callError{Type: schemas.ErrStreamBroken, Message: fmt.Sprintf("%v (%s restarted the answer)", err, target)}
+			ce.streamBroken, ce.final = true, true
 		}
 		if r.chunks.Load() > 0 {
 			ce.streamBroken = true
+			ce.continuable = !ce.final && !r.sent.other && continuable(ce.Type)
 		}
 		att.StatusCode, att.ErrorType, att.ErrorMessage = ce.Status, ce.Type, shortMessage(ce.Message)
 		return att, nil, ce
@@ -246,6 +300,15 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 	}
 	if r.firstTokenAt.IsZero() {
 		r.firstTokenAt = end
+	}
+	if c := job.Continuation; c != nil && filter != nil {
+		if filter.pending != "" {
+			ce := &callError{Type: schemas.ErrStreamBroken, streamBroken: true, final: true,
+				Message: fmt.Sprintf("%v: %s restarted with a shorter answer", errContinuationMismatch, target)}
+			att.ErrorType, att.ErrorMessage = ce.Type, ce.Message
+			return att, nil, ce
+		}
+		resp.Body = wholeCompletion(resp.Body, c.Text)
 	}
 	att.StatusCode = resp.StatusCode
 	if att.StatusCode == 0 {

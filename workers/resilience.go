@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/workers/breaker"
 	"github.com/switchboard-llm/switchboard/workers/lanes"
+	"github.com/switchboard-llm/switchboard/workers/prefill"
 	"github.com/switchboard-llm/switchboard/workers/ratelimit"
 )
 
@@ -36,6 +37,9 @@ type Resilience struct {
 	// Providers returns another provider's config (timeout, rpm) for
 	// hedged calls; nil means Config's providers.
 	Providers func(name string) (config.Provider, bool)
+	// Prefill is the shared record of models that refused an assistant
+	// prefill (continuation.go); nil: only the config decides.
+	Prefill *prefill.Store
 }
 
 // OpenResilience opens the shared breakers, rate limiter and latency store
@@ -53,7 +57,11 @@ func OpenResilience(ctx context.Context, js jetstream.JetStream, cfg *config.Con
 	if err != nil {
 		return Resilience{}, err
 	}
-	return Resilience{Breakers: b, Limiter: l, Latency: lat}, nil
+	pf, err := prefill.Open(ctx, js)
+	if err != nil {
+		return Resilience{}, err
+	}
+	return Resilience{Breakers: b, Limiter: l, Latency: lat, Prefill: pf}, nil
 }
 
 // Error types and causes of the resilience policies.

@@ -98,6 +98,9 @@ func (p *Pool) fallback(msg jetstream.Msg, job *schemas.Job, r *run) {
 		next.Plan = append(append([]schemas.Target(nil), next.Plan...), job.Plan[0])
 	}
 	next.Hop = job.Hop + 1
+	if r.cont != nil { // the stream broke: the next target continues it
+		next.Continuation = r.cont
+	}
 	var events []*nats.Msg
 	if m, err := p.attemptMsg(&next, job.Hop, len(job.Attempts)); err != nil {
 		p.log.Error("encode telemetry", "job", job.ID, "err", err)
@@ -156,7 +159,34 @@ func (p *Pool) result(job *schemas.Job, r *run) *schemas.Result {
 		res.Error = r.err
 	}
 	res.CostUSD = costOf(p.cfg.Pricer, r.target.Provider, r.target.Model, res.Usage.InputTokens, res.Usage.OutputTokens)
+	if c := job.Continuation; c != nil && r.status == runSucceeded {
+		// A continued answer: its usage covers the whole answer and its
+		// cost is that of every call that produced it.
+		res.CostUSD = continuedCost(p.cfg.Pricer, attempts, res.CostUSD)
+		res.Usage.OutputTokens += c.OutputTokens
+	}
 	return res
+}
+
+// continuedCost adds the cost of the earlier calls of a continued answer
+// (attempts with tokens, all but the last) to the serving call's cost; nil
+// when any price is unknown.
+func continuedCost(pr Pricer, attempts []schemas.Attempt, last *float64) *float64 {
+	if last == nil {
+		return nil
+	}
+	total := *last
+	for _, a := range attempts[:len(attempts)-1] {
+		if a.InputTokens == 0 && a.OutputTokens == 0 {
+			continue
+		}
+		c := costOf(pr, a.Provider, a.Model, a.InputTokens, a.OutputTokens)
+		if c == nil {
+			return nil
+		}
+		total += *c
+	}
+	return &total
 }
 
 func msBetween(from, to time.Time) int64 {

@@ -43,7 +43,9 @@ func TestDecide(t *testing.T) {
 		{"wait past deadline, last target", &callError{Type: schemas.ErrRateLimited, Retryable: true, RetryAfter: time.Second}, def, b(0, false, &soon), actFail, schemas.ErrDeadlineExceeded, false},
 		{"deadline passed", srv, def, b(0, true, &past), actFail, schemas.ErrDeadlineExceeded, false},
 		{"canceled", &callError{Type: schemas.ErrCanceled}, def, b(0, true, nil), actFail, schemas.ErrCanceled, false},
-		{"stream broken", &callError{Type: schemas.ErrServerError, Retryable: true, streamBroken: true}, def, b(0, true, nil), actFail, schemas.ErrServerError, false},
+		{"stream broken, not continuable", &callError{Type: schemas.ErrContentFilter, streamBroken: true}, def, b(0, true, nil), actFail, schemas.ErrStreamBroken, false},
+		{"stream broken, continued on the next target", &callError{Type: schemas.ErrServerError, Retryable: true, streamBroken: true, continuable: true}, def, b(0, true, nil), actFallback, "", false},
+		{"stream broken, last target", &callError{Type: schemas.ErrServerError, Retryable: true, streamBroken: true, continuable: true}, def, b(0, false, nil), actFail, schemas.ErrStreamBroken, false},
 		{"shutdown", &callError{Type: schemas.ErrCanceled, abandon: true}, def, b(0, true, nil), actAbandon, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -192,7 +192,8 @@ func TestStreamErrorAfterFirstChunk(t *testing.T) {
 	e := newEnv(t, stackConfig(t, primary, backup, ""), nil)
 	e.startPools()
 
-	a := e.must("POST", "/v1/chat/completions", `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi there friend"}]}`, nil)
+	// Route solo has no target to continue on (continuation: internal/conduct).
+	a := e.must("POST", "/v1/chat/completions", `{"model":"solo","stream":true,"messages":[{"role":"user","content":"hi there friend"}]}`, nil)
 	if a.status != 200 || !strings.HasPrefix(a.header.Get("Content-Type"), "text/event-stream") || a.header.Get("X-Switchboard-Provider") != "primary" {
 		t.Fatalf("%d %v %s", a.status, a.header, a.body)
 	}
@@ -215,14 +216,13 @@ func TestStreamErrorAfterFirstChunk(t *testing.T) {
 	if a.trailer.Get("X-Switchboard-Attempts") != "1" {
 		t.Errorf("trailer %v", a.trailer)
 	}
-	// No splice: the backup was never asked to continue the stream.
 	if backup.Stats().Requests != 0 {
 		t.Errorf("backup called: %+v", backup.Stats())
 	}
 
 	// The SDK surfaces it as a stream error after the first chunks.
 	client := e.openai()
-	stream := client.Chat.Completions.NewStreaming(natstest.Context(t), chatParams("chat"))
+	stream := client.Chat.Completions.NewStreaming(natstest.Context(t), chatParams("solo"))
 	n := 0
 	for stream.Next() {
 		n++

@@ -1,6 +1,7 @@
 package conduct_test
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -207,5 +208,153 @@ func TestStallEndsAtIdleTimeout(t *testing.T) {
 	c, atts := s.rows(a.jobID, 1)
 	if c.Status != "failed" || atts[0].ErrorType != "timeout" || atts[0].Outcome != "fatal" {
 		t.Errorf("completion %+v attempts %v", c, atts)
+	}
+}
+
+// lastMessage is the role and text of the last message a mock received
+// (OpenAI and Anthropic messages, Gemini contents).
+func lastMessage(t *testing.T, rec mock.RecordedRequest) (role, text string) {
+	t.Helper()
+	var body struct {
+		Messages []struct {
+			Role    string          `json:"role"`
+			Content json.RawMessage `json:"content"`
+		} `json:"messages"`
+		Contents []struct {
+			Role  string `json:"role"`
+			Parts []struct {
+				Text string `json:"text"`
+			} `json:"parts"`
+		} `json:"contents"`
+	}
+	if err := json.Unmarshal(rec.Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(body.Contents); n > 0 {
+		c := body.Contents[n-1]
+		for _, p := range c.Parts {
+			text += p.Text
+		}
+		return c.Role, text
+	}
+	m := body.Messages[len(body.Messages)-1]
+	if json.Unmarshal(m.Content, &text) != nil {
+		var parts []struct {
+			Text string `json:"text"`
+		}
+		_ = json.Unmarshal(m.Content, &parts)
+		for _, p := range parts {
+			text += p.Text
+		}
+	}
+	return m.Role, text
+}
+
+// sentBefore is the text of the first n chunks of the canonical answer.
+func sentBefore(n int) string {
+	return strings.Join(strings.SplitAfter(canonical, " ")[:n], "")
+}
+
+// Faults 1 and 3 and an error event mid-stream: the next target continues
+// the answer from a prefill (any kind: OpenAI-compatible mock, Anthropic,
+// Gemini) and the caller receives the whole answer once, with usage that
+// covers it all.
+func TestMidStreamContinuation(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		faults  mock.Faults
+		kind    string
+		errType string
+		sent    int
+	}{
+		{"cut", mock.Faults{CutAfterChunks: 10}, config.KindMock, "connection", 10},
+		{"stall", mock.Faults{StallAfterChunks: 5}, config.KindMock, "timeout", 5},
+		{"error event", mock.Faults{ErrorAfterChunks: 7}, config.KindMock, "server_error", 7},
+		{"cut, anthropic continues", mock.Faults{CutAfterChunks: 10}, config.KindAnthropic, "connection", 10},
+		{"cut, gemini continues", mock.Faults{CutAfterChunks: 10}, config.KindGemini, "connection", 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := start(t, "stream_idle_timeout: 300ms",
+				target{name: "a", kind: config.KindMock, faults: tc.faults},
+				target{name: "b", kind: tc.kind})
+			a := s.stream(true)
+			checkWhole(t, a)
+			if a.usage.CompletionTokens != 23 {
+				t.Errorf("usage %+v, want the whole answer's 23 output tokens", a.usage)
+			}
+			if s.calls("a") != 1 || s.calls("b") != 1 {
+				t.Errorf("calls a=%d b=%d, want 1 and 1", s.calls("a"), s.calls("b"))
+			}
+			role, text := lastMessage(t, s.mocks["b"].LastRequest())
+			if (role != "assistant" && role != "model") || text != sentBefore(tc.sent) {
+				t.Errorf("b was asked to continue %s %q, want the %d chunks sent", role, text, tc.sent)
+			}
+			c, atts := s.rows(a.jobID, 2)
+			if c.Status != "succeeded" || c.Provider != "b" || c.Fallback != 1 || c.OutputTokens != 23 {
+				t.Errorf("completion row %+v", c)
+			}
+			if atts[0].ErrorType != tc.errType || atts[0].Outcome != "fallback" || atts[0].OutputTokens != uint64(tc.sent) ||
+				atts[1].Outcome != "ok" || atts[1].OutputTokens != uint64(23-tc.sent) {
+				t.Errorf("attempt rows %v", atts)
+			}
+		})
+	}
+}
+
+// Fault 6: the next target refuses the prefill (a 400 saying the
+// conversation must end with a user message). The broker asks it again from
+// the start, streams only what follows the text already sent, and
+// remembers the refusal (shared KV): the next job restarts at once.
+func TestPrefillRefusedRestartAndMatch(t *testing.T) {
+	s := start(t, "",
+		target{name: "a", kind: config.KindMock, faults: mock.Faults{CutAfterChunks: 10}},
+		target{name: "b", kind: config.KindAnthropic, faults: mock.Faults{RejectPrefill: true}})
+	a := s.stream(false)
+	checkWhole(t, a)
+	if s.calls("a") != 1 || s.calls("b") != 2 {
+		t.Errorf("calls a=%d b=%d, want 1 and 2 (the refused prefill, the restart)", s.calls("a"), s.calls("b"))
+	}
+	if role, _ := lastMessage(t, s.mocks["b"].LastRequest()); role != "user" {
+		t.Errorf("the restart ends with a %s message, want the caller's user message", role)
+	}
+	c, atts := s.rows(a.jobID, 3)
+	if c.Status != "succeeded" || c.ErrorType != "" || c.Provider != "b" {
+		t.Errorf("completion row %+v", c)
+	}
+	if atts[0].Outcome != "fallback" || atts[1].ErrorType != "invalid_request" || atts[1].Outcome != "retry" || atts[2].Outcome != "ok" {
+		t.Errorf("attempt rows %v", atts)
+	}
+	// Learned: the second job's continuation goes straight to a restart.
+	a = s.stream(false)
+	checkWhole(t, a)
+	if s.calls("b") != 3 {
+		t.Errorf("b saw %d calls after the second job, want 3 (no second refused prefill)", s.calls("b"))
+	}
+}
+
+// When the restarted answer differs from the text already sent, the stream
+// ends with a clean stream_broken error event: never a splice, never the
+// prefill 400, never a truncated answer without an error.
+func TestRestartMismatchEndsCleanly(t *testing.T) {
+	s := start(t, "",
+		target{name: "a", kind: config.KindMock, faults: mock.Faults{CutAfterChunks: 10}},
+		// kind openai: no prefill by default, so a restart at once.
+		target{name: "b", kind: config.KindOpenAI, reply: "an entirely different answer"})
+	a := s.stream(false)
+	if a.err == nil || !strings.Contains(a.err.Error(), "stream_broken") || !strings.Contains(a.err.Error(), "continuation not possible") {
+		t.Fatalf("err %v, want a stream_broken error event", a.err)
+	}
+	if a.text != sentBefore(10) {
+		t.Errorf("assembled %q, want only the %q sent before the cut", a.text, sentBefore(10))
+	}
+	if role, _ := lastMessage(t, s.mocks["b"].LastRequest()); role != "user" || s.calls("b") != 1 {
+		t.Errorf("b: %d calls, last message %s; want one restart", s.calls("b"), role)
+	}
+	c, atts := s.rows(a.jobID, 2)
+	if c.Status != "failed" || c.ErrorType != "stream_broken" {
+		t.Errorf("completion row %+v", c)
+	}
+	if atts[0].Outcome != "fallback" || atts[1].ErrorType != "stream_broken" || atts[1].Outcome != "fatal" {
+		t.Errorf("attempt rows %v", atts)
 	}
 }

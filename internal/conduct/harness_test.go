@@ -41,6 +41,8 @@ type target struct {
 	yaml string
 	// timeout is the provider timeout (default 10s).
 	timeout string
+	// reply, when set, is the mock's answer instead of the canonical one.
+	reply string
 }
 
 // stack is a running Switchboard: NATS, worker pools, the gateway over
@@ -73,7 +75,11 @@ func start(t *testing.T, routeYAML string, targets ...target) *stack {
 	s := &stack{t: t, db: chtest.NewDB(t), mocks: map[string]*mock.Server{}}
 	var provs, models, tgts strings.Builder
 	for _, tg := range targets {
-		srv, err := mock.Listen("127.0.0.1:0", mock.Options{Faults: tg.faults})
+		opts := mock.Options{Faults: tg.faults}
+		if reply := tg.reply; reply != "" {
+			opts.Reply = func(string) string { return reply }
+		}
+		srv, err := mock.Listen("127.0.0.1:0", opts)
 		if err != nil {
 			t.Fatal(err)
 		}
