@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
 
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/route"
@@ -129,15 +130,20 @@ func (p *Pool) learnRefusal(t schemas.Target, ce *callError) {
 
 // prefillBody appends text as a final assistant message to a chat body.
 // OpenAI-compatible servers that continue one (Mistral, DeepSeek) want
-// "prefix": true on it.
-func prefillBody(body json.RawMessage, text, kind string) (json.RawMessage, error) {
+// "prefix": true on it; Anthropic refuses one ending in whitespace, so it
+// is trimmed (trimmed reports that).
+func prefillBody(body json.RawMessage, text, kind string) (out json.RawMessage, trimmed bool, err error) {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(body, &obj); err != nil {
-		return nil, fmt.Errorf("request body: %w", err)
+		return nil, false, fmt.Errorf("request body: %w", err)
 	}
 	var msgs []json.RawMessage
 	if err := json.Unmarshal(obj["messages"], &msgs); err != nil {
-		return nil, fmt.Errorf("request messages: %w", err)
+		return nil, false, fmt.Errorf("request messages: %w", err)
+	}
+	if kind == config.KindAnthropic {
+		t := strings.TrimRightFunc(text, unicode.IsSpace)
+		text, trimmed = t, t != text
 	}
 	m := map[string]any{"role": "assistant", "content": text}
 	if kind == config.KindOpenAI || kind == config.KindMock {
@@ -145,13 +151,14 @@ func prefillBody(body json.RawMessage, text, kind string) (json.RawMessage, erro
 	}
 	b, err := json.Marshal(m)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	msgs = append(msgs, b)
 	if obj["messages"], err = json.Marshal(msgs); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return json.Marshal(obj)
+	out, err = json.Marshal(obj)
+	return out, trimmed, err
 }
 
 // contFilter shapes a continuing call's chunks before they reach the
@@ -162,6 +169,9 @@ type contFilter struct {
 	// pending is the sent text a restarted answer has yet to repeat.
 	pending string
 	addOut  int64
+	// trimSpace: the prefill lost its trailing whitespace (Anthropic), so
+	// the continuation's leading whitespace is already with the caller.
+	trimSpace bool
 }
 
 // apply returns the chunk to send (nil: drop it) or errContinuationMismatch.
@@ -201,6 +211,15 @@ func (f *contFilter) apply(chunk json.RawMessage) (json.RawMessage, error) {
 			content = *ch.Delta.Content
 		}
 		tools := len(ch.Delta.ToolCalls) > 0 && string(ch.Delta.ToolCalls) != "null"
+		if f.trimSpace && content != "" {
+			content, f.trimSpace = strings.TrimLeftFunc(content, unicode.IsSpace), false
+			delta := map[string]any{}
+			if content != "" {
+				delta["content"] = content
+			}
+			choices[i]["delta"], _ = json.Marshal(delta)
+			changed = true
+		}
 		if f.pending != "" {
 			switch {
 			case tools || ch.Index != 0:

@@ -220,11 +220,11 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 	if c := job.Continuation; c != nil && job.Stream && p.streamer != nil {
 		filter = &contFilter{addOut: c.OutputTokens}
 		if !r.noPrefill && p.prefillAllowed(target) {
-			body, err := prefillBody(job.Request, c.Text, p.cfg.Provider.Kind)
+			body, trimmed, err := prefillBody(job.Request, c.Text, p.cfg.Provider.Kind)
 			if err != nil {
 				return schemas.Attempt{}, nil, &callError{Type: schemas.ErrInvalidRequest, Message: err.Error()}
 			}
-			req.Body, r.prefilled = body, true
+			req.Body, r.prefilled, filter.trimSpace = body, true, trimmed
 		} else {
 			filter.pending = c.Text // restart: match the text already sent
 		}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
+	"unicode"
 )
 
 // anthropic is the Anthropic Messages shape.
@@ -88,6 +90,8 @@ func (anthropic) parse(r *http.Request, body []byte) (*call, error) {
 		return c, errors.New("max_tokens: Input should be greater than or equal to 1")
 	case len(req.Messages) == 0:
 		return c, errors.New("messages: at least one message is required")
+	case c.prefill != "" && strings.TrimRightFunc(c.prefill, unicode.IsSpace) != c.prefill:
+		return c, errors.New("messages: final assistant content cannot end with trailing whitespace")
 	case c.toolMode == toolNamed && !contains(c.tools, c.toolName):
 		return c, fmt.Errorf("tool_choice.name: tool %q not found in tools", c.toolName)
 	case c.toolMode == toolRequired && len(c.tools) == 0:
