@@ -3,8 +3,8 @@ package conduct_test
 import (
 	"context"
 	"encoding/json"
-	"math"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 
