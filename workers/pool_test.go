@@ -615,6 +615,23 @@ func TestStreaming(t *testing.T) {
 			t.Errorf("attempts = %s, want one fatal call on a (no retry)", got)
 		}
 	})
+	t.Run("a non-streaming adapter does not continue a broken stream", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, 0, provider{name: "a", faults: mock.Faults{ErrorAfterChunks: 2}}, provider{name: "b"})
+		e.startPool("a")
+		e.startPool("b", func(pc *workers.PoolConfig) { pc.Completer = struct{ workers.Completer }{pc.Completer} })
+		job := streamingJob(t, e)
+		log := e.subscribeChunks(job.ID)
+		e.submit(job)
+		res := e.result(job.ID, 10*time.Second)
+		_, provs, kinds := chunkText(t, log.drain(t))
+		if res.Status != schemas.StatusFailed || res.Error.Type != schemas.ErrStreamBroken || !strings.HasSuffix(kinds, "e") || provs["b"] > 1 {
+			t.Fatalf("result %s %+v, chunks %q from %v; want stream_broken after a's chunks, nothing from b", res.Status, res.Error, kinds, provs)
+		}
+		if n := e.mocks["b"].Stats().Requests; n != 0 {
+			t.Errorf("b called %d times: its whole answer would repeat the text sent", n)
+		}
+	})
 	t.Run("non-streaming adapter sends one chunk", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, 0, provider{name: "a"})

@@ -233,6 +233,13 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 	if !r.callBy.IsZero() && !start.Before(r.callBy) {
 		return schemas.Attempt{}, nil, errReservationExpired()
 	}
+	if job.Continuation != nil && job.Stream && p.streamer == nil {
+		// A whole-answer adapter would repeat the text already sent.
+		ce := &callError{Type: schemas.ErrStreamBroken, streamBroken: true, final: true,
+			Message: fmt.Sprintf("%v: %s cannot stream, so it cannot continue the answer", errContinuationMismatch, target)}
+		return schemas.Attempt{Provider: target.Provider, Model: target.Model, StartedAt: start.UTC(),
+			ErrorType: ce.Type, ErrorMessage: ce.Message}, nil, ce
+	}
 	p.stats.calls.Add(1)
 	var (
 		resp *Response
