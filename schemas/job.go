@@ -79,6 +79,9 @@ type Continuation struct {
 	// usage so it covers the whole answer.
 	InputTokens  int64 `json:"input_tokens,omitempty"`
 	OutputTokens int64 `json:"output_tokens,omitempty"`
+	// FirstChunkAt is when the first chunk reached the caller (the job's
+	// time to first token, whichever target ends up finishing it).
+	FirstChunkAt time.Time `json:"first_chunk_at,omitzero"`
 }
 
 // Tenant returns the job's tenant metadata, or "" when absent.

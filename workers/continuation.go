@@ -95,6 +95,9 @@ func (p *Pool) continuation(job *schemas.Job, r *run) (*schemas.Continuation, sc
 	}
 	in, _ := route.EstimateTokens(job.Request, 0)
 	est := schemas.Usage{InputTokens: int64(in), OutputTokens: r.sent.content}
+	if next.FirstChunkAt.IsZero() {
+		next.FirstChunkAt = r.firstTokenAt.UTC()
+	}
 	next.Text += r.sent.text.String()
 	next.Chunks += r.chunks.Load()
 	next.InputTokens += est.InputTokens

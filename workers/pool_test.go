@@ -590,6 +590,10 @@ func TestStreaming(t *testing.T) {
 		if err := json.Unmarshal(res.Response, &whole); err != nil || whole.Choices[0].Message.Content != text {
 			t.Errorf("stored response %s, want the whole answer %q", res.Response, text)
 		}
+		// Time to first token is a's first chunk, before b was called.
+		if b := res.Attempts[1].StartedAt.Sub(job.CreatedAt).Milliseconds(); res.Timings.TTFTMS > b {
+			t.Errorf("ttft %d ms, want a's first chunk, before b's call at %d ms", res.Timings.TTFTMS, b)
+		}
 	})
 	t.Run("error after first chunk with no target left fails without splicing", func(t *testing.T) {
 		t.Parallel()

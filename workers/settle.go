@@ -154,6 +154,9 @@ func (p *Pool) result(job *schemas.Job, r *run) *schemas.Result {
 		res.Response = r.resp.Body
 		res.Usage = r.resp.Usage
 		res.Timings.TTFTMS = msBetween(job.CreatedAt, r.firstTokenAt)
+		if c := job.Continuation; c != nil && !c.FirstChunkAt.IsZero() {
+			res.Timings.TTFTMS = msBetween(job.CreatedAt, c.FirstChunkAt) // the caller's first chunk came earlier
+		}
 	} else {
 		res.Status = schemas.StatusFailed
 		res.Error = r.err
