@@ -219,7 +219,7 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 	r.sent, r.prefilled = sentText{}, false
 	if c := job.Continuation; c != nil && job.Stream && p.streamer != nil {
 		filter = &contFilter{addOut: c.OutputTokens}
-		if !r.noPrefill && p.prefillAllowed(target) {
+		if c.Text != "" && !r.noPrefill && p.prefillAllowed(target) {
 			body, trimmed, err := prefillBody(job.Request, c.Text, p.cfg.Provider.Kind)
 			if err != nil {
 				return schemas.Attempt{}, nil, &callError{Type: schemas.ErrInvalidRequest, Message: err.Error()}
