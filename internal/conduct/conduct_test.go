@@ -414,3 +414,25 @@ func TestSyncMalformedBodyFallsBack(t *testing.T) {
 		t.Errorf("attempt rows %v", atts)
 	}
 }
+
+// Sync requests: a body cut mid-way is a connection error, which falls
+// back (retries 0 here) to the next target.
+func TestSyncCutBodyFallsBack(t *testing.T) {
+	s := start(t, "retries: 0",
+		target{name: "a", kind: config.KindMock, faults: mock.Faults{CutAfterChunks: 1}},
+		target{name: "b", kind: config.KindMock})
+	c, resp, err := s.complete()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Choices[0].Message.Content != canonical || resp.Header.Get("X-Switchboard-Provider") != "b" {
+		t.Errorf("content %q from %q", c.Choices[0].Message.Content, resp.Header.Get("X-Switchboard-Provider"))
+	}
+	if s.calls("a") != 1 || s.calls("b") != 1 {
+		t.Errorf("calls a=%d b=%d, want 1 and 1", s.calls("a"), s.calls("b"))
+	}
+	_, atts := s.rows(resp.Header.Get("X-Switchboard-Job-Id"), 2)
+	if atts[0].ErrorType != "connection" || atts[0].Outcome != "fallback" || atts[1].Outcome != "ok" {
+		t.Errorf("attempt rows %v", atts)
+	}
+}

@@ -53,7 +53,8 @@ type Faults struct {
 	ChunkDelay time.Duration
 	// CutAfterChunks, when positive, makes a streaming call send that many
 	// content chunks (then the finish-reason event when CutWithFinish) and
-	// drop the connection: no error event, no end of stream.
+	// drop the connection: no error event, no end of stream. A
+	// non-streaming call gets part of its JSON body, then the drop.
 	CutAfterChunks int
 	// CutWithFinish sends the finish-reason event before the cut of
 	// CutAfterChunks (a complete answer without its end of stream).

@@ -467,6 +467,17 @@ func (s *Server) serveCall(v vendor, w http.ResponseWriter, r *http.Request) {
 		s.serveStream(w, r, f, v.newStream(r, c, out))
 		return
 	}
+	if f.CutAfterChunks > 0 {
+		// A non-streaming answer cut mid-body: part of the JSON, then the
+		// connection drops.
+		s.count(func(st *Stats) { st.Errors++ })
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "4096")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, `{"id":"mock-cut","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"mock`)
+		_ = http.NewResponseController(w).Flush()
+		panic(http.ErrAbortHandler)
+	}
 	if f.Malformed {
 		s.count(func(st *Stats) { st.Errors++ })
 		w.Header().Set("Content-Type", "application/json")
