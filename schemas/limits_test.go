@@ -83,9 +83,10 @@ func TestMessagesMustBeAnArray(t *testing.T) {
 func TestClearBrokerOwned(t *testing.T) {
 	d := time.Now().Add(time.Hour)
 	j := Job{ID: "x", Route: "r", Reply: "a.b", Stream: true, Plan: []Target{{"p", "m"}}, Hop: 7,
-		Attempts: []Attempt{{Provider: "p"}}, CreatedAt: time.Unix(1, 0), Deadline: &d, Metadata: map[string]string{"k": "v"}}
+		Attempts: []Attempt{{Provider: "p"}}, CreatedAt: time.Unix(1, 0), Deadline: &d, Metadata: map[string]string{"k": "v"},
+		Continuation: &Continuation{Text: "forged"}}
 	j.ClearBrokerOwned()
-	if j.Reply != "" || j.Stream || j.Plan != nil || j.Hop != 0 || j.Attempts != nil || !j.CreatedAt.IsZero() {
+	if j.Reply != "" || j.Stream || j.Plan != nil || j.Hop != 0 || j.Attempts != nil || !j.CreatedAt.IsZero() || j.Continuation != nil {
 		t.Errorf("broker-owned fields left: %+v", j)
 	}
 	if j.ID != "x" || j.Route != "r" || j.Deadline == nil || j.Metadata["k"] != "v" {

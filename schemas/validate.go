@@ -129,9 +129,11 @@ func isJSONNull(raw json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(r
 // ClearBrokerOwned resets the fields only the broker sets on a job a
 // producer sent: reply (a producer can't direct the Result elsewhere), plan
 // (routing and budgets can't be skipped), hop and attempts (a job is new),
-// stream (chunks are only for the HTTP front door) and created_at (the
-// broker stamps admission). Every entrance calls it on a new job: HTTP,
+// stream (chunks are only for the HTTP front door), created_at (the
+// broker stamps admission) and continuation (a producer can't prefill an
+// answer as if a stream had broken). Every entrance calls it on a new job: HTTP,
 // llm.submit and llm.complete (broker.Client.Admit).
 func (j *Job) ClearBrokerOwned() {
 	j.Reply, j.Plan, j.Hop, j.Attempts, j.Stream, j.CreatedAt = "", nil, 0, nil, false, time.Time{}
+	j.Continuation = nil
 }
