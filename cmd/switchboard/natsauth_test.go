@@ -209,6 +209,13 @@ func TestWorkerAndSubmitTakeTokenFromDataDir(t *testing.T) {
 		done <- runWorker(ctx, []string{"--config", cfg, "--provider", "p", "--data-dir", dataDir}, &stderr, &stderr)
 	}()
 	waitForClient(t, ns, "switchboard-worker-p", done)
+	// Connected is not ready: the worker provisions the streams and its
+	// consumer next, and submit needs them.
+	_, js := ns.ConnectWith(t, nats.Token(token))
+	natstest.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
+		_, err := js.Consumer(natstest.Context(t), streams.StreamJobs, streams.WorkerConsumer("p"))
+		return err
+	})
 	submitOne(t, "--config", cfg, "--data-dir", dataDir)
 	cancel()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
