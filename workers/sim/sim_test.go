@@ -190,7 +190,7 @@ func (s *sim) run(n int, tenant string) []*schemas.Result {
 		}
 		ids = append(ids, id)
 	}
-	natstest.CheckFor(s.t, 40*time.Second, 20*time.Millisecond, func() error {
+	natstest.CheckFor(s.t, 120*time.Second, 20*time.Millisecond, func() error {
 		missing := 0
 		for _, id := range ids {
 			if s.result(id) == nil {
