@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/internal/kvstate"
+	"github.com/switchboard-llm/switchboard/internal/supervise"
 	"github.com/switchboard-llm/switchboard/schemas"
 )
 
@@ -53,8 +55,15 @@ type counter struct {
 
 func toNano(usd float64) int64 { return int64(math.Round(usd * 1e9)) }
 
+// pullExpiry bounds one pull request of the counter; its heartbeats (half
+// of it) tell a dead server or consumer within twice that.
+const pullExpiry = 10 * time.Second
+
 // Tracker counts and reads tenants' spend.
 type Tracker struct {
+	// Log receives Run's restarts (default slog.Default()); set it before
+	// Run.
+	Log   *slog.Logger
 	kv    jetstream.KeyValue
 	cache *kvstate.Cache
 	now   func() time.Time
@@ -192,8 +201,19 @@ func (t *Tracker) Exceeded(cfg *config.Config, tenant string) (string, bool) {
 
 // Run counts the cost of every Result on the RESULTS stream until ctx ends,
 // through the durable consumer budget-spend (shared by every process that
-// runs it). A Result is acked once its cost is counted.
+// runs it). A Result is acked once its cost is counted. Run returns only
+// when ctx ends: a consumer error (a missed heartbeat in a node outage, a
+// deleted consumer, a closed iterator) re-creates the consumer after a
+// backoff, logged on t.Log.
 func (t *Tracker) Run(ctx context.Context, js jetstream.JetStream) error {
+	supervise.Run(ctx, t.Log, "budget spend counter", func(ctx context.Context) error {
+		return t.consume(ctx, js)
+	})
+	return nil
+}
+
+// consume counts Results until ctx ends (nil) or the consumer fails.
+func (t *Tracker) consume(ctx context.Context, js jetstream.JetStream) error {
 	cons, err := js.CreateOrUpdateConsumer(ctx, streams.StreamResults, jetstream.ConsumerConfig{
 		Durable:       Consumer,
 		Description:   "counts results' cost into tenant budgets",
@@ -206,18 +226,17 @@ func (t *Tracker) Run(ctx context.Context, js jetstream.JetStream) error {
 	if err != nil {
 		return fmt.Errorf("provision consumer %s: %w", Consumer, err)
 	}
-	it, err := cons.Messages()
+	it, err := cons.Messages(jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		return fmt.Errorf("consume results: %w", err)
 	}
-	go func() {
-		<-ctx.Done()
-		it.Stop()
-	}()
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
 	for {
 		msg, err := it.Next()
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			if ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("consume results: %w", err)

@@ -13,9 +13,12 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/internal/supervise"
 )
 
 // ErrConflict means a read-modify-write lost every race it retried.
@@ -96,18 +99,69 @@ type Entry struct {
 
 // Cache mirrors a bucket's keys in memory by watching it. Reads never touch
 // the server; writes made through Modify can be applied locally at once with
-// Set, so a process sees its own writes before the watch echoes them.
+// Set, so a process sees its own writes before the watch echoes them. A
+// watch that stops (its consumer lost in an outage) is re-established and
+// the keys reloaded, until the context ends.
 type Cache struct {
 	mu      sync.RWMutex
 	m       map[string]Entry
 	onEvent func(key string, e Entry, deleted bool)
 	done    chan struct{}
+	watches atomic.Int64
 }
 
 // Watch starts mirroring the keys of kv matching filter ("" = all) until ctx
 // ends; it returns once the initial values are loaded. onEvent, if not nil,
-// is called (serially) for every change after it is cached.
+// is called (serially) for every change after it is cached. Restarts of the
+// watch are logged on slog.Default().
 func Watch(ctx context.Context, kv jetstream.KeyValue, filter string, onEvent func(key string, e Entry, deleted bool)) (*Cache, error) {
+	first, err := watch(ctx, kv, filter)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cache{m: map[string]Entry{}, onEvent: onEvent, done: make(chan struct{})}
+	ready := make(chan struct{})
+	wctx, cancel := context.WithCancel(ctx)
+	go func() {
+		defer close(c.done)
+		defer cancel()
+		loaded := false
+		supervise.Run(wctx, nil, "kv watch "+kv.Bucket(), func(ctx context.Context) error {
+			w := first
+			first = nil
+			if w == nil {
+				var err error
+				if w, err = watch(ctx, kv, filter); err != nil {
+					return err
+				}
+			}
+			var signal chan struct{}
+			if !loaded {
+				signal = ready
+			}
+			ok, err := c.follow(ctx, w, signal)
+			if !loaded && !ok {
+				cancel() // the first load failed: Watch reports it
+				return nil
+			}
+			loaded = true
+			if err == nil && ctx.Err() == nil {
+				err = errWatchStopped
+			}
+			return err
+		})
+	}()
+	select {
+	case <-ready:
+		return c, nil
+	case <-c.done:
+		return nil, fmt.Errorf("watch kv %s: stopped before loading", kv.Bucket())
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func watch(ctx context.Context, kv jetstream.KeyValue, filter string) (jetstream.KeyWatcher, error) {
 	var w jetstream.KeyWatcher
 	var err error
 	if filter == "" {
@@ -118,40 +172,75 @@ func Watch(ctx context.Context, kv jetstream.KeyValue, filter string, onEvent fu
 	if err != nil {
 		return nil, fmt.Errorf("watch kv %s: %w", kv.Bucket(), err)
 	}
-	c := &Cache{m: map[string]Entry{}, onEvent: onEvent, done: make(chan struct{})}
-	ready := make(chan struct{})
-	go func() {
-		defer close(c.done)
-		defer w.Stop()
-		initial := true
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case u, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if u == nil {
-					if initial {
-						initial = false
+	return w, nil
+}
+
+// follow applies w's updates until ctx ends (nil) or the watch stops
+// (errWatchStopped). Once the initial values are in it drops the cached
+// keys they no longer hold (a reload after a restart) and closes ready (if
+// not nil); loaded reports whether that point was reached.
+func (c *Cache) follow(ctx context.Context, w jetstream.KeyWatcher, ready chan struct{}) (loaded bool, err error) {
+	defer w.Stop()
+	c.watches.Add(1)
+	seen := map[string]bool{}
+	var maxRev uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return loaded, nil
+		case u, ok := <-w.Updates():
+			if !ok {
+				return loaded, errWatchStopped
+			}
+			if u == nil {
+				if !loaded {
+					loaded = true
+					c.dropUnseen(seen, maxRev)
+					seen = nil
+					if ready != nil {
 						close(ready)
 					}
-					continue
 				}
-				deleted := u.Operation() != jetstream.KeyValuePut
-				c.apply(u.Key(), Entry{Value: u.Value(), Revision: u.Revision()}, deleted)
+				continue
 			}
+			if !loaded {
+				seen[u.Key()] = true
+				maxRev = max(maxRev, u.Revision())
+			}
+			deleted := u.Operation() != jetstream.KeyValuePut
+			c.apply(u.Key(), Entry{Value: u.Value(), Revision: u.Revision()}, deleted)
 		}
-	}()
-	select {
-	case <-ready:
-		return c, nil
-	case <-c.done:
-		return nil, fmt.Errorf("watch kv %s: stopped before loading", kv.Bucket())
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
+}
+
+// errWatchStopped means a KV watch ended while its context was live.
+var errWatchStopped = errors.New("kv watch stopped")
+
+// dropUnseen removes the cached keys a fresh load did not deliver (deleted
+// or expired while the watch was down), but not values written locally
+// after the load's newest revision.
+func (c *Cache) dropUnseen(seen map[string]bool, maxRev uint64) {
+	var gone []string
+	c.mu.Lock()
+	for k, e := range c.m {
+		if !seen[k] && e.Revision <= maxRev {
+			delete(c.m, k)
+			gone = append(gone, k)
+		}
+	}
+	c.mu.Unlock()
+	if c.onEvent != nil {
+		for _, k := range gone {
+			c.onEvent(k, Entry{}, true)
+		}
+	}
+}
+
+// Len returns the number of cached keys.
+func (c *Cache) Len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.m)
 }
 
 func (c *Cache) apply(key string, e Entry, deleted bool) {
@@ -196,7 +285,7 @@ func (c *Cache) Range(f func(key string, e Entry) bool) {
 	}
 }
 
-// Done is closed when the watch has stopped (its context ended).
+// Done is closed when the watch has stopped for good (its context ended).
 func (c *Cache) Done() <-chan struct{} { return c.done }
 
 // MaxKeyToken bounds one token of a Key, escaped. A longer one is replaced
