@@ -5,8 +5,10 @@
 // (route.Budgets) and reroutes or rejects a tenant over budget.
 //
 // Keys: s.<tenant>.d.<YYYYMMDD> and s.<tenant>.m.<YYYYMM> hold
-// {"usd": total, "ids": [last job ids]}; j.<job_id> marks a job whose cost
-// was counted (per-key TTL). Days and months are UTC.
+// {"usd": total, "ids": [last job ids]} (per-key TTL 49 h and 63 days from
+// their last write); j.<job_id> marks a job whose cost was counted, kept as
+// long as its Result can be (re)delivered: the RESULTS stream's max age plus
+// an hour (per-key TTL). Days and months are UTC.
 package budget
 
 import (
@@ -17,6 +19,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,8 +41,22 @@ const Consumer = "budget-spend"
 // interrupted between its writes without counting twice.
 const recentIDs = 64
 
-// markerTTL is how long a counted job id is remembered.
-const markerTTL = 49 * time.Hour
+// MarkerTTL returns how long a counted job id is remembered when RESULTS
+// keeps Results for resultsMaxAge: a Result can be redelivered to the
+// counter (or replayed to a re-created consumer) only while it is stored.
+func MarkerTTL(resultsMaxAge time.Duration) time.Duration {
+	if resultsMaxAge <= 0 {
+		resultsMaxAge = config.DefaultResultsMaxAge
+	}
+	return resultsMaxAge + time.Hour
+}
+
+// Counter TTLs: long enough to read the whole day or month (a UTC day is
+// behind a local one by up to a day).
+const (
+	dayTTL   = 49 * time.Hour
+	monthTTL = 63 * 24 * time.Hour
+)
 
 const (
 	markerPending = "pending"
@@ -63,10 +80,12 @@ const pullExpiry = 10 * time.Second
 type Tracker struct {
 	// Log receives Run's restarts (default slog.Default()); set it before
 	// Run.
-	Log   *slog.Logger
-	kv    jetstream.KeyValue
-	cache *kvstate.Cache
-	now   func() time.Time
+	Log       *slog.Logger
+	js        jetstream.JetStream
+	kv        jetstream.KeyValue
+	cache     *kvstate.Cache
+	now       func() time.Time
+	markerTTL atomic.Int64 // time.Duration
 }
 
 // Open opens the spend bucket and watches its counters until ctx ends.
@@ -87,7 +106,9 @@ func Open(ctx context.Context, js jetstream.JetStream, now func() time.Time) (*T
 	if now == nil {
 		now = time.Now
 	}
-	return &Tracker{kv: kv, cache: cache, now: now}, nil
+	t := &Tracker{js: js, kv: kv, cache: cache, now: now}
+	t.markerTTL.Store(int64(MarkerTTL(0)))
+	return t, nil
 }
 
 func tenantToken(tenant string) string {
@@ -113,6 +134,7 @@ func (t *Tracker) Add(ctx context.Context, jobID, tenant string, usd float64, at
 		return false, nil
 	}
 	marker := kvstate.Key("j", jobID)
+	markerTTL := time.Duration(t.markerTTL.Load())
 	if _, err := t.kv.Create(ctx, marker, []byte(markerPending), jetstream.KeyTTL(markerTTL)); err != nil {
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			return false, fmt.Errorf("spend marker %s: %w", jobID, err)
@@ -131,8 +153,8 @@ func (t *Tracker) Add(ctx context.Context, jobID, tenant string, usd float64, at
 	for _, k := range []struct {
 		key string
 		ttl time.Duration
-	}{{dayKey(tenant, at), 49 * time.Hour}, {monthKey(tenant, at), 63 * 24 * time.Hour}} {
-		val, rev, err := kvstate.Modify(ctx, t.kv, k.key, func(cur []byte, exists bool) ([]byte, bool, error) {
+	}{{dayKey(tenant, at), dayTTL}, {monthKey(tenant, at), monthTTL}} {
+		val, rev, err := kvstate.ModifyTTL(ctx, t.js, t.kv, k.key, k.ttl, func(cur []byte, exists bool) ([]byte, bool, error) {
 			var c counter
 			if exists {
 				if err := json.Unmarshal(cur, &c); err != nil {
@@ -149,7 +171,7 @@ func (t *Tracker) Add(ctx context.Context, jobID, tenant string, usd float64, at
 			}
 			b, err := json.Marshal(c)
 			return b, true, err
-		}, jetstream.KeyTTL(k.ttl))
+		})
 		if err != nil {
 			return applied, fmt.Errorf("spend of %s: %w", jobID, err)
 		}
@@ -158,7 +180,7 @@ func (t *Tracker) Add(ctx context.Context, jobID, tenant string, usd float64, at
 			applied = true
 		}
 	}
-	if _, err := t.kv.Put(ctx, marker, []byte(markerDone)); err != nil {
+	if _, err := kvstate.PutTTL(ctx, t.js, t.kv, marker, []byte(markerDone), markerTTL); err != nil {
 		return applied, fmt.Errorf("spend marker %s: %w", jobID, err)
 	}
 	return applied, nil
@@ -226,6 +248,11 @@ func (t *Tracker) consume(ctx context.Context, js jetstream.JetStream) error {
 	if err != nil {
 		return fmt.Errorf("provision consumer %s: %w", Consumer, err)
 	}
+	stream, err := js.Stream(ctx, streams.StreamResults)
+	if err != nil {
+		return fmt.Errorf("results stream: %w", err)
+	}
+	t.markerTTL.Store(int64(MarkerTTL(stream.CachedInfo().Config.MaxAge)))
 	it, err := cons.Messages(jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		return fmt.Errorf("consume results: %w", err)

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/internal/supervise"
@@ -45,6 +46,50 @@ const maxTries = 64
 // with Create (absent key) or Update (that revision), and retries on a
 // concurrent change. It returns the value now stored and its revision.
 func Modify(ctx context.Context, kv jetstream.KeyValue, key string, f ModifyFunc, opts ...jetstream.KVCreateOpt) ([]byte, uint64, error) {
+	return modify(ctx, kv, key, f, func(next []byte, rev uint64) (uint64, error) {
+		if rev == 0 {
+			return kv.Create(ctx, key, next, opts...)
+		}
+		return kv.Update(ctx, key, next, rev)
+	})
+}
+
+// ModifyTTL is Modify where every write, updates included, gives the key a
+// fresh per-key TTL (KV Update alone would make the key permanent). The
+// bucket must allow per-key TTLs (LimitMarkerTTL set).
+func ModifyTTL(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, key string, ttl time.Duration, f ModifyFunc) ([]byte, uint64, error) {
+	return modify(ctx, kv, key, f, func(next []byte, rev uint64) (uint64, error) {
+		if rev == 0 {
+			return kv.Create(ctx, key, next, jetstream.KeyTTL(ttl))
+		}
+		return write(ctx, js, kv, key, next, ttl, jetstream.WithExpectLastSequencePerSubject(rev))
+	})
+}
+
+// PutTTL stores value under key with a per-key TTL, whatever it held.
+func PutTTL(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, key string, value []byte, ttl time.Duration) (uint64, error) {
+	return write(ctx, js, kv, key, value, ttl)
+}
+
+// write publishes a KV value with a TTL on the bucket's subject for key (the
+// KV API's Put and Update take no TTL).
+func write(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, key string, value []byte, ttl time.Duration, opts ...jetstream.PublishOpt) (uint64, error) {
+	msg := &nats.Msg{Subject: "$KV." + kv.Bucket() + "." + key, Data: value}
+	ack, err := js.PublishMsg(ctx, msg, append(opts, jetstream.WithMsgTTL(ttl))...)
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+			return 0, fmt.Errorf("kv write %s: %w", key, jetstream.ErrKeyRevisionMismatch)
+		}
+		return 0, fmt.Errorf("kv write %s: %w", key, err)
+	}
+	return ack.Sequence, nil
+}
+
+// modify is the read-modify-write loop; put writes next after revision rev
+// (0: the key is absent).
+func modify(ctx context.Context, kv jetstream.KeyValue, key string, f ModifyFunc, put func(next []byte, rev uint64) (uint64, error)) ([]byte, uint64, error) {
 	for try := 0; try < maxTries; try++ {
 		var cur []byte
 		var rev uint64
@@ -64,12 +109,7 @@ func Modify(ctx context.Context, kv jetstream.KeyValue, key string, f ModifyFunc
 		if !write {
 			return cur, rev, nil
 		}
-		var nrev uint64
-		if exists {
-			nrev, err = kv.Update(ctx, key, next, rev)
-		} else {
-			nrev, err = kv.Create(ctx, key, next, opts...)
-		}
+		nrev, err := put(next, rev)
 		if err == nil {
 			return next, nrev, nil
 		}

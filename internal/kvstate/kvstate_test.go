@@ -136,3 +136,36 @@ func TestKeyFromLongValuesStaysValid(t *testing.T) {
 		t.Errorf("short key = %q", got)
 	}
 }
+
+// TestCacheDropsExpiredKeys: in a bucket with a TTL and delete markers, a key
+// that expires leaves every watching cache too (caches stay bounded).
+func TestCacheDropsExpiredKeys(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx := natstest.Context(t)
+	_, js := srv.Connect(t)
+	kv, err := Bucket(ctx, js, jetstream.KeyValueConfig{Bucket: "expiring", History: 1, TTL: time.Second, LimitMarkerTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Watch(ctx, kv, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if _, err := kv.Put(ctx, Key("model", fmt.Sprint(i)), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if n := c.Len(); n != 20 {
+			return fmt.Errorf("cached %d keys, want 20", n)
+		}
+		return nil
+	})
+	natstest.CheckFor(t, 15*time.Second, 50*time.Millisecond, func() error {
+		if n := c.Len(); n != 0 {
+			return fmt.Errorf("cached %d keys after their TTL, want 0", n)
+		}
+		return nil
+	})
+}
