@@ -51,7 +51,7 @@ type LatencyStore struct {
 // observations every flush until ctx ends.
 func OpenLatency(ctx context.Context, js jetstream.JetStream, rc config.Routing) (*LatencyStore, error) {
 	kv, err := kvstate.Bucket(ctx, js, jetstream.KeyValueConfig{
-		Bucket:      LatencyBucket,
+		Bucket:         LatencyBucket,
 		Description:    "switchboard: latency EWMA per provider/model",
 		History:        1,
 		TTL:            LatencyTTL,

@@ -94,7 +94,7 @@ type Options struct {
 // New opens the shared breakers with cfg until ctx ends.
 func New(ctx context.Context, js jetstream.JetStream, cfg config.Breaker, opts Options) (*Set, error) {
 	kv, err := kvstate.Bucket(ctx, js, jetstream.KeyValueConfig{
-		Bucket:      Bucket,
+		Bucket:         Bucket,
 		Description:    "switchboard: circuit breaker state per provider/model",
 		History:        1,
 		TTL:            TTL(cfg),
