@@ -7,8 +7,8 @@
 // Keys: s.<tenant>.d.<YYYYMMDD> and s.<tenant>.m.<YYYYMM> hold
 // {"usd": total, "ids": [last job ids]} (per-key TTL 49 h and 63 days from
 // their last write); j.<job_id> marks a job whose cost was counted, kept as
-// long as its Result can be (re)delivered: the RESULTS stream's max age plus
-// an hour (per-key TTL). Days and months are UTC.
+// long as its Result can be (re)delivered: twice the RESULTS stream's max
+// age (per-key TTL). Days and months are UTC.
 package budget
 
 import (
@@ -43,12 +43,14 @@ const recentIDs = 64
 
 // MarkerTTL returns how long a counted job id is remembered when RESULTS
 // keeps Results for resultsMaxAge: a Result can be redelivered to the
-// counter (or replayed to a re-created consumer) only while it is stored.
+// counter (or replayed to a re-created consumer) only while it is stored,
+// and a second Result of the same job (re-run after a worker crash) comes
+// minutes after the first; twice the max age covers both.
 func MarkerTTL(resultsMaxAge time.Duration) time.Duration {
 	if resultsMaxAge <= 0 {
 		resultsMaxAge = config.DefaultResultsMaxAge
 	}
-	return resultsMaxAge + time.Hour
+	return max(2*resultsMaxAge, time.Minute)
 }
 
 // Counter TTLs: long enough to read the whole day or month (a UTC day is

@@ -79,7 +79,7 @@ func TestEveryBucketAndStreamIsBounded(t *testing.T) {
 	if got := info("KV_" + budget.Bucket); !got.AllowMsgTTL || got.SubjectDeleteMarkerTTL <= 0 {
 		t.Errorf("sb_spend: per-key TTL %v, delete markers %s", got.AllowMsgTTL, got.SubjectDeleteMarkerTTL)
 	}
-	if d := budget.MarkerTTL(24 * time.Hour); d != 25*time.Hour {
-		t.Errorf("marker TTL for 24h results = %s, want 25h", d)
+	if d := budget.MarkerTTL(24 * time.Hour); d != 48*time.Hour {
+		t.Errorf("marker TTL for 24h results = %s, want 48h", d)
 	}
 }

@@ -169,3 +169,58 @@ func TestCacheDropsExpiredKeys(t *testing.T) {
 		return nil
 	})
 }
+
+// TestWatchReestablishesAndReloads deletes the bucket under a watching
+// cache (its watch's consumer goes with it and can't be re-made) and makes
+// it again with other keys: the cache re-establishes its watch by itself
+// and reloads, dropping the keys that are gone.
+func TestWatchReestablishesAndReloads(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx := natstest.Context(t)
+	_, js := srv.Connect(t)
+	kvc := jetstream.KeyValueConfig{Bucket: "rewatch", History: 1}
+	kv, err := Bucket(ctx, js, kvc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "old", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Watch(ctx, kv, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Get("old"); !ok {
+		t.Fatal("initial key not loaded")
+	}
+	if err := js.DeleteKeyValue(ctx, kvc.Bucket); err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+		if n := c.watches.Load(); n < 2 {
+			return fmt.Errorf("watch established %d times, want a re-watch", n)
+		}
+		return nil
+	})
+	kv, err = Bucket(ctx, js, kvc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "new", []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if _, ok := c.Get("new"); !ok {
+			return fmt.Errorf("new key not seen (watches: %d)", c.watches.Load())
+		}
+		if _, ok := c.Get("old"); ok {
+			return fmt.Errorf("deleted key still cached")
+		}
+		return nil
+	})
+	select {
+	case <-c.Done():
+		t.Fatal("cache stopped while its context is live")
+	default:
+	}
+}
