@@ -147,7 +147,8 @@ type Cache struct {
 	m       map[string]Entry
 	onEvent func(key string, e Entry, deleted bool)
 	done    chan struct{}
-	watches atomic.Int64
+	watches atomic.Int64 // watches established
+	stopped atomic.Int64 // watches that ended while ctx was live
 }
 
 // Watch starts mirroring the keys of kv matching filter ("" = all) until ctx
@@ -230,6 +231,7 @@ func (c *Cache) follow(ctx context.Context, w jetstream.KeyWatcher, ready chan s
 			return loaded, nil
 		case u, ok := <-w.Updates():
 			if !ok {
+				c.stopped.Add(1)
 				return loaded, errWatchStopped
 			}
 			if u == nil {
