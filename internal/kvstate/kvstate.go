@@ -137,6 +137,12 @@ type Entry struct {
 	Revision uint64
 }
 
+// cached is an Entry and the watch (gen) that last wrote it.
+type cached struct {
+	Entry
+	gen uint64
+}
+
 // Cache mirrors a bucket's keys in memory by watching it. Reads never touch
 // the server; writes made through Modify can be applied locally at once with
 // Set, so a process sees its own writes before the watch echoes them. A
@@ -144,7 +150,8 @@ type Entry struct {
 // the keys reloaded, until the context ends.
 type Cache struct {
 	mu      sync.RWMutex
-	m       map[string]Entry
+	m       map[string]cached
+	gen     uint64 // the current watch's number
 	onEvent func(key string, e Entry, deleted bool)
 	done    chan struct{}
 	watches atomic.Int64 // watches established
@@ -160,7 +167,7 @@ func Watch(ctx context.Context, kv jetstream.KeyValue, filter string, onEvent fu
 	if err != nil {
 		return nil, err
 	}
-	c := &Cache{m: map[string]Entry{}, onEvent: onEvent, done: make(chan struct{})}
+	c := &Cache{m: map[string]cached{}, onEvent: onEvent, done: make(chan struct{})}
 	ready := make(chan struct{})
 	wctx, cancel := context.WithCancel(ctx)
 	go func() {
@@ -218,13 +225,15 @@ func watch(ctx context.Context, kv jetstream.KeyValue, filter string) (jetstream
 
 // follow applies w's updates until ctx ends (nil) or the watch stops
 // (errWatchStopped). Once the initial values are in it drops the cached
-// keys they no longer hold (a reload after a restart) and closes ready (if
-// not nil); loaded reports whether that point was reached.
+// keys the load did not deliver (deleted or expired while a previous watch
+// was down) and closes ready (if not nil); loaded reports whether that
+// point was reached.
 func (c *Cache) follow(ctx context.Context, w jetstream.KeyWatcher, ready chan struct{}) (loaded bool, err error) {
 	defer w.Stop()
 	c.watches.Add(1)
-	seen := map[string]bool{}
-	var maxRev uint64
+	c.mu.Lock()
+	c.gen++
+	c.mu.Unlock()
 	for {
 		select {
 		case <-ctx.Done():
@@ -237,17 +246,12 @@ func (c *Cache) follow(ctx context.Context, w jetstream.KeyWatcher, ready chan s
 			if u == nil {
 				if !loaded {
 					loaded = true
-					c.dropUnseen(seen, maxRev)
-					seen = nil
+					c.dropStale()
 					if ready != nil {
 						close(ready)
 					}
 				}
 				continue
-			}
-			if !loaded {
-				seen[u.Key()] = true
-				maxRev = max(maxRev, u.Revision())
 			}
 			deleted := u.Operation() != jetstream.KeyValuePut
 			c.apply(u.Key(), Entry{Value: u.Value(), Revision: u.Revision()}, deleted)
@@ -258,14 +262,13 @@ func (c *Cache) follow(ctx context.Context, w jetstream.KeyWatcher, ready chan s
 // errWatchStopped means a KV watch ended while its context was live.
 var errWatchStopped = errors.New("kv watch stopped")
 
-// dropUnseen removes the cached keys a fresh load did not deliver (deleted
-// or expired while the watch was down), but not values written locally
-// after the load's newest revision.
-func (c *Cache) dropUnseen(seen map[string]bool, maxRev uint64) {
+// dropStale removes the cached keys neither the current watch's load nor a
+// local Set since it began has written.
+func (c *Cache) dropStale() {
 	var gone []string
 	c.mu.Lock()
 	for k, e := range c.m {
-		if !seen[k] && e.Revision <= maxRev {
+		if e.gen < c.gen {
 			delete(c.m, k)
 			gone = append(gone, k)
 		}
@@ -288,14 +291,14 @@ func (c *Cache) Len() int {
 func (c *Cache) apply(key string, e Entry, deleted bool) {
 	c.mu.Lock()
 	old, ok := c.m[key]
-	if ok && old.Revision > e.Revision {
+	if ok && old.gen == c.gen && old.Revision > e.Revision {
 		c.mu.Unlock()
 		return // a newer local write already landed
 	}
 	if deleted {
 		delete(c.m, key)
 	} else {
-		c.m[key] = e
+		c.m[key] = cached{Entry: e, gen: c.gen}
 	}
 	c.mu.Unlock()
 	if c.onEvent != nil {
@@ -313,7 +316,7 @@ func (c *Cache) Get(key string) (Entry, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	e, ok := c.m[key]
-	return e, ok
+	return e.Entry, ok
 }
 
 // Range calls f for every cached key until f returns false.
@@ -321,7 +324,7 @@ func (c *Cache) Range(f func(key string, e Entry) bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	for k, e := range c.m {
-		if !f(k, e) {
+		if !f(k, e.Entry) {
 			return
 		}
 	}
