@@ -208,4 +208,3 @@ func rssMB(b *testing.B) float64 {
 	b.Fatal("no VmRSS in /proc/self/status")
 	return 0
 }
-
