@@ -3,7 +3,7 @@ BIN      ?= bin/switchboard
 DATA_DIR ?= .switchboard
 PKGS     ?= ./...
 
-.PHONY: build run test bench lint clean
+.PHONY: build run test bench soak lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/switchboard
@@ -22,6 +22,10 @@ test:
 ## bench: latency and throughput benchmarks (ratios measured side by side).
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s -timeout 30m $(PKGS)
+
+## soak: BenchmarkSoak alone (60k jobs, ~10 min): RSS and stream/KV counts per 10k jobs.
+soak:
+	$(GO) test -run '^$$' -bench Soak -benchtime 1x -timeout 30m ./broker/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

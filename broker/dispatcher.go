@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/internal/supervise"
 	"github.com/switchboard-llm/switchboard/schemas"
 )
 
@@ -33,36 +33,39 @@ func NewDispatcher(client *Client, js jetstream.JetStream, log *slog.Logger) *Di
 	return &Dispatcher{client: client, js: js, log: log, Workers: 8}
 }
 
-// Run consumes llm.submit until ctx ends.
+// Run consumes llm.submit until ctx ends, then waits for the dispatches in
+// flight. A consumer error (a missed heartbeat in a node outage, a deleted
+// consumer, a closed iterator) re-creates the consumer after a backoff,
+// logged; Run itself returns only when ctx ends.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	cons, err := streams.EnsureDispatcherConsumer(ctx, d.js)
-	if err != nil {
-		return err
-	}
-	iter, err := cons.Messages(jetstream.PullMaxMessages(d.Workers * 2))
-	if err != nil {
-		return fmt.Errorf("dispatcher: %w", err)
-	}
-	go func() {
-		<-ctx.Done()
-		iter.Stop()
-	}()
 	g := new(errgroup.Group)
 	g.SetLimit(d.Workers)
-	for {
-		msg, err := iter.Next()
+	supervise.Run(ctx, d.log, "dispatcher", func(ctx context.Context) error {
+		cons, err := streams.EnsureDispatcherConsumer(ctx, d.js)
 		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
-				break
-			}
-			d.log.Warn("dispatcher: next message", "err", err)
-			continue
+			return err
 		}
-		g.Go(func() error {
-			d.handle(context.WithoutCancel(ctx), msg)
-			return nil
-		})
-	}
+		iter, err := cons.Messages(jetstream.PullMaxMessages(d.Workers*2), jetstream.PullExpiry(10*time.Second))
+		if err != nil {
+			return fmt.Errorf("dispatcher: %w", err)
+		}
+		defer iter.Stop()
+		stop := context.AfterFunc(ctx, iter.Stop)
+		defer stop()
+		for {
+			msg, err := iter.Next()
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("dispatcher: next message: %w", err)
+			}
+			g.Go(func() error {
+				d.handle(context.WithoutCancel(ctx), msg)
+				return nil
+			})
+		}
+	})
 	return g.Wait()
 }
 

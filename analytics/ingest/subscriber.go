@@ -11,6 +11,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/internal/supervise"
 )
 
 // Metadata keys set on every watermill message by Subscriber.
@@ -115,13 +117,107 @@ type inflight struct {
 }
 
 // Subscribe creates or updates the durable consumer of topic and returns its
-// messages. The channel closes when ctx ends or on Close.
+// messages. The channel closes when ctx ends or on Close. A consumer that
+// fails meanwhile (a missed heartbeat in a node outage, a deleted consumer,
+// a closed iterator) is re-created after a backoff, logged; messages held
+// from before stay held and are acked as usual.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, ErrClosed
 	}
+	it, err := s.consume(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	// Every delivered message is queued for the acker (which keeps it
+	// leased) as soon as it arrives, and out is buffered beyond what the
+	// server may deliver un-acked (MaxAckPending), so the reader does not
+	// wait for the consumer of out, however long it holds its messages.
+	capacity := 2*s.cfg.MaxAckPending + s.cfg.PullBatch
+	out := make(chan *message.Message, capacity)
+	queue := &ackQueue{notify: make(chan struct{}, 1)}
+	stop := make(chan struct{})
+	cur := &currentIter{it: it}
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-ctx.Done():
+		case <-s.closing:
+		}
+		// Unsubscribe first: what the server still delivers comes through
+		// Next and is handed back with the rest, after the unsubscribe, so
+		// the server redelivers it at once to another ingester instead of
+		// to this one's dead pull request.
+		// (With the server gone, the drain ends after the connection's
+		// drain timeout.)
+		cur.drain()
+		close(stop)
+	}()
+	go func() {
+		defer s.wg.Done()
+		defer close(out)
+		defer queue.close()
+		it := it
+		wait := supervise.DefaultBackoff.Base
+		for {
+			msg, err := it.Next()
+			if err != nil {
+				if cur.draining() {
+					if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+						return
+					}
+					continue
+				}
+				// The consumer failed: re-create it (and its pull) after a
+				// backoff, until it works or the subscription ends.
+				it.Stop()
+				for {
+					s.cfg.Logger.Warn("telemetry consumer stopped; restarting", "err", err, "in", wait)
+					select {
+					case <-stop:
+						return
+					case <-time.After(wait):
+					}
+					wait = min(2*wait, supervise.DefaultBackoff.Max)
+					next, cerr := s.consume(ctx, topic)
+					if cerr == nil {
+						if !cur.swap(next) {
+							return // draining began meanwhile
+						}
+						it = next
+						break
+					}
+					err = cerr
+				}
+				continue
+			}
+			wait = supervise.DefaultBackoff.Base
+			wm := toWatermill(msg)
+			queue.push(inflight{wm: wm, js: msg, seen: time.Now()})
+			select {
+			case <-stop:
+				continue // draining: queued to be handed back, not handed out
+			default:
+			}
+			select {
+			case out <- wm:
+			case <-stop:
+			}
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.ackLoop(queue, stop)
+	}()
+	return out, nil
+}
+
+// consume creates or updates the durable consumer of topic and starts
+// pulling from it.
+func (s *Subscriber) consume(ctx context.Context, topic string) (jetstream.MessagesContext, error) {
 	cfg := s.ConsumerConfig(topic)
 	// A filter that is the stream's only subject selects every message;
 	// without it the server reads the stream in order instead of matching
@@ -141,66 +237,41 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	if err != nil {
 		return nil, fmt.Errorf("consume %s: %w", s.cfg.Durable, err)
 	}
-	// Every delivered message is queued for the acker (which keeps it
-	// leased) as soon as it arrives, and out is buffered beyond what the
-	// server may deliver un-acked (MaxAckPending), so the reader does not
-	// wait for the consumer of out, however long it holds its messages.
-	capacity := 2*s.cfg.MaxAckPending + s.cfg.PullBatch
-	out := make(chan *message.Message, capacity)
-	queue := &ackQueue{notify: make(chan struct{}, 1)}
-	stop := make(chan struct{})
-	s.wg.Add(3)
-	go func() {
-		defer s.wg.Done()
-		select {
-		case <-ctx.Done():
-		case <-s.closing:
-		}
-		// Unsubscribe first: what the server still delivers comes through
-		// Next and is handed back with the rest, after the unsubscribe, so
-		// the server redelivers it at once to another ingester instead of
-		// to this one's dead pull request.
-		// (With the server gone, the drain ends after the connection's
-		// drain timeout.)
-		it.Drain()
-		close(stop)
-	}()
-	go func() {
-		defer s.wg.Done()
-		defer close(out)
-		defer queue.close()
-		for {
-			msg, err := it.Next()
-			if err != nil {
-				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-					return
-				}
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				s.cfg.Logger.Warn("telemetry consumer", "err", err)
-				continue
-			}
-			wm := toWatermill(msg)
-			queue.push(inflight{wm: wm, js: msg, seen: time.Now()})
-			select {
-			case <-stop:
-				continue // draining: queued to be handed back, not handed out
-			default:
-			}
-			select {
-			case out <- wm:
-			case <-stop:
-			}
-		}
-	}()
-	go func() {
-		defer s.wg.Done()
-		s.ackLoop(queue, stop)
-	}()
-	return out, nil
+	return it, nil
+}
+
+// currentIter is the iterator a subscription pulls from now, replaced when
+// the consumer is re-created, and drained once on shutdown.
+type currentIter struct {
+	mu       sync.Mutex
+	it       jetstream.MessagesContext
+	stopping bool
+}
+
+// swap installs a new iterator, unless draining began (then it stops it
+// and returns false).
+func (c *currentIter) swap(it jetstream.MessagesContext) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping {
+		it.Stop()
+		return false
+	}
+	c.it = it
+	return true
+}
+
+func (c *currentIter) drain() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopping = true
+	c.it.Drain()
+}
+
+func (c *currentIter) draining() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stopping
 }
 
 // ackQueue holds delivered messages, in delivery order, until they are

@@ -151,3 +151,43 @@ func TestSubscriberKeepsHeldMessagesLeased(t *testing.T) {
 	}
 	m.Ack()
 }
+
+// A consumer deleted under the subscriber (an operator's `nats consumer rm`,
+// one lost with a node) is re-created: the channel stays open and the
+// messages published afterwards arrive.
+func TestSubscriberRecreatesDeletedConsumer(t *testing.T) {
+	js, ctx := subEnv(t, 3)
+	_, msgs := subscribe(t, js, ctx, 5*time.Second)
+	for _, m := range receive(t, msgs, 3) {
+		m.Ack()
+	}
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if info := consumerInfo(t, js, ctx); info.AckFloor.Stream != 3 {
+			return fmt.Errorf("ack floor %d, want 3", info.AckFloor.Stream)
+		}
+		return nil
+	})
+	if err := js.DeleteConsumer(ctx, streams.StreamTelemetry, "sub"); err != nil {
+		t.Fatal(err)
+	}
+	// The re-created consumer starts from the stream's start: 1-3 come
+	// again (the ingester drops redelivered events by id), then 4.
+	if _, err := js.Publish(ctx, streams.TelemetryBatch, []byte("4")); err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				t.Fatal("channel closed after the consumer was deleted")
+			}
+			m.Ack()
+			if string(m.Payload) == "4" {
+				return
+			}
+		case <-timeout:
+			t.Fatal("message 4 not received after the consumer was deleted")
+		}
+	}
+}

@@ -5,8 +5,10 @@
 // (route.Budgets) and reroutes or rejects a tenant over budget.
 //
 // Keys: s.<tenant>.d.<YYYYMMDD> and s.<tenant>.m.<YYYYMM> hold
-// {"usd": total, "ids": [last job ids]}; j.<job_id> marks a job whose cost
-// was counted (per-key TTL). Days and months are UTC.
+// {"usd": total, "ids": [last job ids]} (per-key TTL 49 h and 63 days from
+// their last write); j.<job_id> marks a job whose cost was counted, kept as
+// long as its Result can be (re)delivered: twice the RESULTS stream's max
+// age (per-key TTL). Days and months are UTC.
 package budget
 
 import (
@@ -14,8 +16,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,6 +27,7 @@ import (
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/internal/kvstate"
+	"github.com/switchboard-llm/switchboard/internal/supervise"
 	"github.com/switchboard-llm/switchboard/schemas"
 )
 
@@ -36,8 +41,24 @@ const Consumer = "budget-spend"
 // interrupted between its writes without counting twice.
 const recentIDs = 64
 
-// markerTTL is how long a counted job id is remembered.
-const markerTTL = 49 * time.Hour
+// MarkerTTL returns how long a counted job id is remembered when RESULTS
+// keeps Results for resultsMaxAge: a Result can be redelivered to the
+// counter (or replayed to a re-created consumer) only while it is stored,
+// and a second Result of the same job (re-run after a worker crash) comes
+// minutes after the first; twice the max age covers both.
+func MarkerTTL(resultsMaxAge time.Duration) time.Duration {
+	if resultsMaxAge <= 0 {
+		resultsMaxAge = config.DefaultResultsMaxAge
+	}
+	return max(2*resultsMaxAge, time.Minute)
+}
+
+// Counter TTLs: long enough to read the whole day or month (a UTC day is
+// behind a local one by up to a day).
+const (
+	dayTTL   = 49 * time.Hour
+	monthTTL = 63 * 24 * time.Hour
+)
 
 const (
 	markerPending = "pending"
@@ -53,11 +74,20 @@ type counter struct {
 
 func toNano(usd float64) int64 { return int64(math.Round(usd * 1e9)) }
 
+// pullExpiry bounds one pull request of the counter; its heartbeats (half
+// of it) tell a dead server or consumer within twice that.
+const pullExpiry = 10 * time.Second
+
 // Tracker counts and reads tenants' spend.
 type Tracker struct {
-	kv    jetstream.KeyValue
-	cache *kvstate.Cache
-	now   func() time.Time
+	// Log receives Run's restarts (default slog.Default()); set it before
+	// Run.
+	Log       *slog.Logger
+	js        jetstream.JetStream
+	kv        jetstream.KeyValue
+	cache     *kvstate.Cache
+	now       func() time.Time
+	markerTTL atomic.Int64 // time.Duration
 }
 
 // Open opens the spend bucket and watches its counters until ctx ends.
@@ -78,7 +108,9 @@ func Open(ctx context.Context, js jetstream.JetStream, now func() time.Time) (*T
 	if now == nil {
 		now = time.Now
 	}
-	return &Tracker{kv: kv, cache: cache, now: now}, nil
+	t := &Tracker{js: js, kv: kv, cache: cache, now: now}
+	t.markerTTL.Store(int64(MarkerTTL(0)))
+	return t, nil
 }
 
 func tenantToken(tenant string) string {
@@ -104,6 +136,7 @@ func (t *Tracker) Add(ctx context.Context, jobID, tenant string, usd float64, at
 		return false, nil
 	}
 	marker := kvstate.Key("j", jobID)
+	markerTTL := time.Duration(t.markerTTL.Load())
 	if _, err := t.kv.Create(ctx, marker, []byte(markerPending), jetstream.KeyTTL(markerTTL)); err != nil {
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			return false, fmt.Errorf("spend marker %s: %w", jobID, err)
@@ -122,8 +155,8 @@ func (t *Tracker) Add(ctx context.Context, jobID, tenant string, usd float64, at
 	for _, k := range []struct {
 		key string
 		ttl time.Duration
-	}{{dayKey(tenant, at), 49 * time.Hour}, {monthKey(tenant, at), 63 * 24 * time.Hour}} {
-		val, rev, err := kvstate.Modify(ctx, t.kv, k.key, func(cur []byte, exists bool) ([]byte, bool, error) {
+	}{{dayKey(tenant, at), dayTTL}, {monthKey(tenant, at), monthTTL}} {
+		val, rev, err := kvstate.ModifyTTL(ctx, t.js, t.kv, k.key, k.ttl, func(cur []byte, exists bool) ([]byte, bool, error) {
 			var c counter
 			if exists {
 				if err := json.Unmarshal(cur, &c); err != nil {
@@ -140,7 +173,7 @@ func (t *Tracker) Add(ctx context.Context, jobID, tenant string, usd float64, at
 			}
 			b, err := json.Marshal(c)
 			return b, true, err
-		}, jetstream.KeyTTL(k.ttl))
+		})
 		if err != nil {
 			return applied, fmt.Errorf("spend of %s: %w", jobID, err)
 		}
@@ -149,7 +182,7 @@ func (t *Tracker) Add(ctx context.Context, jobID, tenant string, usd float64, at
 			applied = true
 		}
 	}
-	if _, err := t.kv.Put(ctx, marker, []byte(markerDone)); err != nil {
+	if _, err := kvstate.PutTTL(ctx, t.js, t.kv, marker, []byte(markerDone), markerTTL); err != nil {
 		return applied, fmt.Errorf("spend marker %s: %w", jobID, err)
 	}
 	return applied, nil
@@ -192,8 +225,19 @@ func (t *Tracker) Exceeded(cfg *config.Config, tenant string) (string, bool) {
 
 // Run counts the cost of every Result on the RESULTS stream until ctx ends,
 // through the durable consumer budget-spend (shared by every process that
-// runs it). A Result is acked once its cost is counted.
+// runs it). A Result is acked once its cost is counted. Run returns only
+// when ctx ends: a consumer error (a missed heartbeat in a node outage, a
+// deleted consumer, a closed iterator) re-creates the consumer after a
+// backoff, logged on t.Log.
 func (t *Tracker) Run(ctx context.Context, js jetstream.JetStream) error {
+	supervise.Run(ctx, t.Log, "budget spend counter", func(ctx context.Context) error {
+		return t.consume(ctx, js)
+	})
+	return nil
+}
+
+// consume counts Results until ctx ends (nil) or the consumer fails.
+func (t *Tracker) consume(ctx context.Context, js jetstream.JetStream) error {
 	cons, err := js.CreateOrUpdateConsumer(ctx, streams.StreamResults, jetstream.ConsumerConfig{
 		Durable:       Consumer,
 		Description:   "counts results' cost into tenant budgets",
@@ -206,18 +250,22 @@ func (t *Tracker) Run(ctx context.Context, js jetstream.JetStream) error {
 	if err != nil {
 		return fmt.Errorf("provision consumer %s: %w", Consumer, err)
 	}
-	it, err := cons.Messages()
+	stream, err := js.Stream(ctx, streams.StreamResults)
+	if err != nil {
+		return fmt.Errorf("results stream: %w", err)
+	}
+	t.markerTTL.Store(int64(MarkerTTL(stream.CachedInfo().Config.MaxAge)))
+	it, err := cons.Messages(jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		return fmt.Errorf("consume results: %w", err)
 	}
-	go func() {
-		<-ctx.Done()
-		it.Stop()
-	}()
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
 	for {
 		msg, err := it.Next()
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			if ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("consume results: %w", err)

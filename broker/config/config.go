@@ -136,8 +136,10 @@ type Limits struct {
 	DedupWindow     time.Duration `yaml:"dedup_window"`
 	ResultsMaxAge   time.Duration `yaml:"results_max_age"`
 	TelemetryMaxAge time.Duration `yaml:"telemetry_max_age"`
-	// DLQMaxAge bounds how long dead letters are kept (0 = forever).
-	DLQMaxAge time.Duration `yaml:"dlq_max_age"`
+	// DLQMaxAge and DLQMaxBytes bound the DLQ stream: dead letters older
+	// than DLQMaxAge, or the oldest beyond DLQMaxBytes, are dropped.
+	DLQMaxAge   time.Duration `yaml:"dlq_max_age"`
+	DLQMaxBytes int64         `yaml:"dlq_max_bytes"`
 }
 
 // Gateway configures the HTTP front door.
@@ -218,6 +220,8 @@ const (
 	DefaultDedupWindow      = 2 * time.Minute
 	DefaultResultsMaxAge    = 24 * time.Hour
 	DefaultTelemetryMaxAge  = 7 * 24 * time.Hour
+	DefaultDLQMaxAge        = 30 * 24 * time.Hour
+	DefaultDLQMaxBytes      = 1 << 30
 	DefaultMaxBodyBytes     = 1 << 20
 	DefaultRequestTimeout   = 120 * time.Second
 	DefaultMaxInFlight      = 1024
@@ -283,6 +287,8 @@ func (c *Config) ApplyDefaults() {
 	setIfZero(&l.DedupWindow, DefaultDedupWindow)
 	setIfZero(&l.ResultsMaxAge, DefaultResultsMaxAge)
 	setIfZero(&l.TelemetryMaxAge, DefaultTelemetryMaxAge)
+	setIfZero(&l.DLQMaxAge, DefaultDLQMaxAge)
+	setIfZero(&l.DLQMaxBytes, DefaultDLQMaxBytes)
 	setIfZero(&c.Gateway.MaxBodyBytes, DefaultMaxBodyBytes)
 	setIfZero(&c.Gateway.RequestTimeout, DefaultRequestTimeout)
 	setIfZero(&c.Gateway.MaxInFlight, DefaultMaxInFlight)
@@ -436,6 +442,17 @@ func (c *Config) Validate() error {
 	}
 	if l.DedupWindow != 0 && l.DedupWindow < 2*time.Minute {
 		bad("limits.dedup_window", "must be at least 2m, got %s", l.DedupWindow)
+	}
+	if l.DLQMaxAge < 0 || (l.DLQMaxAge > 0 && l.DLQMaxAge < time.Hour) {
+		bad("limits.dlq_max_age", "must be at least 1h (time to inspect and replay), got %s", l.DLQMaxAge)
+	}
+	jobBytes := int64(l.MaxJobBytes)
+	if jobBytes <= 0 {
+		jobBytes = DefaultMaxJobBytes
+	}
+	// A dead letter holds a message JOBS took: up to twice max_job_bytes.
+	if minDLQ := 4 * jobBytes; l.DLQMaxBytes < 0 || (l.DLQMaxBytes > 0 && l.DLQMaxBytes < minDLQ) {
+		bad("limits.dlq_max_bytes", "must be at least %d (two of the largest dead letters), got %d", minDLQ, l.DLQMaxBytes)
 	}
 	errs = append(errs, c.Analytics.validate()...)
 	errs = append(errs, c.Gateway.validate()...)

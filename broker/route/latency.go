@@ -16,6 +16,11 @@ import (
 // LatencyBucket is the KV bucket holding each target's latency EWMA.
 const LatencyBucket = "sb_latency"
 
+// LatencyTTL is how long a target's average outlives its last update: a
+// model not called for that long (a one-off pinned model) loses its key,
+// and every process's cache drops it with the expiry's delete marker.
+const LatencyTTL = 24 * time.Hour
+
 // latencyValue is one target's shared moving average.
 type latencyValue struct {
 	EWMAMS  float64   `json:"ewma_ms"`
@@ -46,9 +51,11 @@ type LatencyStore struct {
 // observations every flush until ctx ends.
 func OpenLatency(ctx context.Context, js jetstream.JetStream, rc config.Routing) (*LatencyStore, error) {
 	kv, err := kvstate.Bucket(ctx, js, jetstream.KeyValueConfig{
-		Bucket:      LatencyBucket,
-		Description: "switchboard: latency EWMA per provider/model",
-		History:     1,
+		Bucket:         LatencyBucket,
+		Description:    "switchboard: latency EWMA per provider/model",
+		History:        1,
+		TTL:            LatencyTTL,
+		LimitMarkerTTL: time.Minute,
 	})
 	if err != nil {
 		return nil, err

@@ -55,7 +55,9 @@ func Specs(l config.Limits) []jetstream.StreamConfig {
 			Subjects:    []string{"llm.dlq.>"},
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,
-			MaxAge:      l.DLQMaxAge,
+			Discard:     jetstream.DiscardOld,
+			MaxAge:      orDefaultDur(l.DLQMaxAge, config.DefaultDLQMaxAge),
+			MaxBytes:    orDefault(l.DLQMaxBytes, config.DefaultDLQMaxBytes),
 			Duplicates:  dedup,
 		},
 	}

@@ -30,6 +30,7 @@ func routingPolicies(ctx context.Context, js jetstream.JetStream, cfg *config.Co
 	if err != nil {
 		return nil, err
 	}
+	spend.Log = log // it restarts itself until ctx ends, logging each restart
 	go func() { logStopped(log, "budget spend counter stopped", spend.Run(ctx, js)) }()
 	return []route.Option{route.WithHealth(breakers), route.WithLatencies(latency), route.WithBudgets(spend)}, nil
 }

@@ -13,9 +13,13 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/internal/supervise"
 )
 
 // ErrConflict means a read-modify-write lost every race it retried.
@@ -42,6 +46,50 @@ const maxTries = 64
 // with Create (absent key) or Update (that revision), and retries on a
 // concurrent change. It returns the value now stored and its revision.
 func Modify(ctx context.Context, kv jetstream.KeyValue, key string, f ModifyFunc, opts ...jetstream.KVCreateOpt) ([]byte, uint64, error) {
+	return modify(ctx, kv, key, f, func(next []byte, rev uint64) (uint64, error) {
+		if rev == 0 {
+			return kv.Create(ctx, key, next, opts...)
+		}
+		return kv.Update(ctx, key, next, rev)
+	})
+}
+
+// ModifyTTL is Modify where every write, updates included, gives the key a
+// fresh per-key TTL (KV Update alone would make the key permanent). The
+// bucket must allow per-key TTLs (LimitMarkerTTL set).
+func ModifyTTL(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, key string, ttl time.Duration, f ModifyFunc) ([]byte, uint64, error) {
+	return modify(ctx, kv, key, f, func(next []byte, rev uint64) (uint64, error) {
+		if rev == 0 {
+			return kv.Create(ctx, key, next, jetstream.KeyTTL(ttl))
+		}
+		return write(ctx, js, kv, key, next, ttl, jetstream.WithExpectLastSequencePerSubject(rev))
+	})
+}
+
+// PutTTL stores value under key with a per-key TTL, whatever it held.
+func PutTTL(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, key string, value []byte, ttl time.Duration) (uint64, error) {
+	return write(ctx, js, kv, key, value, ttl)
+}
+
+// write publishes a KV value with a TTL on the bucket's subject for key (the
+// KV API's Put and Update take no TTL).
+func write(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, key string, value []byte, ttl time.Duration, opts ...jetstream.PublishOpt) (uint64, error) {
+	msg := &nats.Msg{Subject: "$KV." + kv.Bucket() + "." + key, Data: value}
+	ack, err := js.PublishMsg(ctx, msg, append(opts, jetstream.WithMsgTTL(ttl))...)
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+			return 0, fmt.Errorf("kv write %s: %w", key, jetstream.ErrKeyRevisionMismatch)
+		}
+		return 0, fmt.Errorf("kv write %s: %w", key, err)
+	}
+	return ack.Sequence, nil
+}
+
+// modify is the read-modify-write loop; put writes next after revision rev
+// (0: the key is absent).
+func modify(ctx context.Context, kv jetstream.KeyValue, key string, f ModifyFunc, put func(next []byte, rev uint64) (uint64, error)) ([]byte, uint64, error) {
 	for try := 0; try < maxTries; try++ {
 		var cur []byte
 		var rev uint64
@@ -61,12 +109,7 @@ func Modify(ctx context.Context, kv jetstream.KeyValue, key string, f ModifyFunc
 		if !write {
 			return cur, rev, nil
 		}
-		var nrev uint64
-		if exists {
-			nrev, err = kv.Update(ctx, key, next, rev)
-		} else {
-			nrev, err = kv.Create(ctx, key, next, opts...)
-		}
+		nrev, err := put(next, rev)
 		if err == nil {
 			return next, nrev, nil
 		}
@@ -94,55 +137,67 @@ type Entry struct {
 	Revision uint64
 }
 
+// cached is an Entry and the watch (gen) that last wrote it.
+type cached struct {
+	Entry
+	gen uint64
+}
+
 // Cache mirrors a bucket's keys in memory by watching it. Reads never touch
 // the server; writes made through Modify can be applied locally at once with
-// Set, so a process sees its own writes before the watch echoes them.
+// Set, so a process sees its own writes before the watch echoes them. A
+// watch that stops (its consumer lost in an outage) is re-established and
+// the keys reloaded, until the context ends.
 type Cache struct {
 	mu      sync.RWMutex
-	m       map[string]Entry
+	m       map[string]cached
+	gen     uint64 // the current watch's number
 	onEvent func(key string, e Entry, deleted bool)
 	done    chan struct{}
+	watches atomic.Int64 // watches established
+	stopped atomic.Int64 // watches that ended while ctx was live
 }
 
 // Watch starts mirroring the keys of kv matching filter ("" = all) until ctx
 // ends; it returns once the initial values are loaded. onEvent, if not nil,
-// is called (serially) for every change after it is cached.
+// is called (serially) for every change after it is cached. Restarts of the
+// watch are logged on slog.Default().
 func Watch(ctx context.Context, kv jetstream.KeyValue, filter string, onEvent func(key string, e Entry, deleted bool)) (*Cache, error) {
-	var w jetstream.KeyWatcher
-	var err error
-	if filter == "" {
-		w, err = kv.WatchAll(ctx)
-	} else {
-		w, err = kv.Watch(ctx, filter)
-	}
+	first, err := watch(ctx, kv, filter)
 	if err != nil {
-		return nil, fmt.Errorf("watch kv %s: %w", kv.Bucket(), err)
+		return nil, err
 	}
-	c := &Cache{m: map[string]Entry{}, onEvent: onEvent, done: make(chan struct{})}
+	c := &Cache{m: map[string]cached{}, onEvent: onEvent, done: make(chan struct{})}
 	ready := make(chan struct{})
+	wctx, cancel := context.WithCancel(ctx)
 	go func() {
 		defer close(c.done)
-		defer w.Stop()
-		initial := true
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case u, ok := <-w.Updates():
-				if !ok {
-					return
+		defer cancel()
+		loaded := false
+		supervise.Run(wctx, nil, "kv watch "+kv.Bucket(), func(ctx context.Context) error {
+			w := first
+			first = nil
+			if w == nil {
+				var err error
+				if w, err = watch(ctx, kv, filter); err != nil {
+					return err
 				}
-				if u == nil {
-					if initial {
-						initial = false
-						close(ready)
-					}
-					continue
-				}
-				deleted := u.Operation() != jetstream.KeyValuePut
-				c.apply(u.Key(), Entry{Value: u.Value(), Revision: u.Revision()}, deleted)
 			}
-		}
+			var signal chan struct{}
+			if !loaded {
+				signal = ready
+			}
+			ok, err := c.follow(ctx, w, signal)
+			if !loaded && !ok {
+				cancel() // the first load failed: Watch reports it
+				return nil
+			}
+			loaded = true
+			if err == nil && ctx.Err() == nil {
+				err = errWatchStopped
+			}
+			return err
+		})
 	}()
 	select {
 	case <-ready:
@@ -154,17 +209,96 @@ func Watch(ctx context.Context, kv jetstream.KeyValue, filter string, onEvent fu
 	}
 }
 
+func watch(ctx context.Context, kv jetstream.KeyValue, filter string) (jetstream.KeyWatcher, error) {
+	var w jetstream.KeyWatcher
+	var err error
+	if filter == "" {
+		w, err = kv.WatchAll(ctx)
+	} else {
+		w, err = kv.Watch(ctx, filter)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("watch kv %s: %w", kv.Bucket(), err)
+	}
+	return w, nil
+}
+
+// follow applies w's updates until ctx ends (nil) or the watch stops
+// (errWatchStopped). Once the initial values are in it drops the cached
+// keys the load did not deliver (deleted or expired while a previous watch
+// was down) and closes ready (if not nil); loaded reports whether that
+// point was reached.
+func (c *Cache) follow(ctx context.Context, w jetstream.KeyWatcher, ready chan struct{}) (loaded bool, err error) {
+	defer w.Stop()
+	c.watches.Add(1)
+	c.mu.Lock()
+	c.gen++
+	c.mu.Unlock()
+	for {
+		select {
+		case <-ctx.Done():
+			return loaded, nil
+		case u, ok := <-w.Updates():
+			if !ok {
+				c.stopped.Add(1)
+				return loaded, errWatchStopped
+			}
+			if u == nil {
+				if !loaded {
+					loaded = true
+					c.dropStale()
+					if ready != nil {
+						close(ready)
+					}
+				}
+				continue
+			}
+			deleted := u.Operation() != jetstream.KeyValuePut
+			c.apply(u.Key(), Entry{Value: u.Value(), Revision: u.Revision()}, deleted)
+		}
+	}
+}
+
+// errWatchStopped means a KV watch ended while its context was live.
+var errWatchStopped = errors.New("kv watch stopped")
+
+// dropStale removes the cached keys neither the current watch's load nor a
+// local Set since it began has written.
+func (c *Cache) dropStale() {
+	var gone []string
+	c.mu.Lock()
+	for k, e := range c.m {
+		if e.gen < c.gen {
+			delete(c.m, k)
+			gone = append(gone, k)
+		}
+	}
+	c.mu.Unlock()
+	if c.onEvent != nil {
+		for _, k := range gone {
+			c.onEvent(k, Entry{}, true)
+		}
+	}
+}
+
+// Len returns the number of cached keys.
+func (c *Cache) Len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.m)
+}
+
 func (c *Cache) apply(key string, e Entry, deleted bool) {
 	c.mu.Lock()
 	old, ok := c.m[key]
-	if ok && old.Revision > e.Revision {
+	if ok && old.gen == c.gen && old.Revision > e.Revision {
 		c.mu.Unlock()
 		return // a newer local write already landed
 	}
 	if deleted {
 		delete(c.m, key)
 	} else {
-		c.m[key] = e
+		c.m[key] = cached{Entry: e, gen: c.gen}
 	}
 	c.mu.Unlock()
 	if c.onEvent != nil {
@@ -182,7 +316,7 @@ func (c *Cache) Get(key string) (Entry, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	e, ok := c.m[key]
-	return e, ok
+	return e.Entry, ok
 }
 
 // Range calls f for every cached key until f returns false.
@@ -190,13 +324,13 @@ func (c *Cache) Range(f func(key string, e Entry) bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	for k, e := range c.m {
-		if !f(k, e) {
+		if !f(k, e.Entry) {
 			return
 		}
 	}
 }
 
-// Done is closed when the watch has stopped (its context ended).
+// Done is closed when the watch has stopped for good (its context ended).
 func (c *Cache) Done() <-chan struct{} { return c.done }
 
 // MaxKeyToken bounds one token of a Key, escaped. A longer one is replaced

@@ -136,3 +136,91 @@ func TestKeyFromLongValuesStaysValid(t *testing.T) {
 		t.Errorf("short key = %q", got)
 	}
 }
+
+// TestCacheDropsExpiredKeys: in a bucket with a TTL and delete markers, a key
+// that expires leaves every watching cache too (caches stay bounded).
+func TestCacheDropsExpiredKeys(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx := natstest.Context(t)
+	_, js := srv.Connect(t)
+	kv, err := Bucket(ctx, js, jetstream.KeyValueConfig{Bucket: "expiring", History: 1, TTL: time.Second, LimitMarkerTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Watch(ctx, kv, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if _, err := kv.Put(ctx, Key("model", fmt.Sprint(i)), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if n := c.Len(); n != 20 {
+			return fmt.Errorf("cached %d keys, want 20", n)
+		}
+		return nil
+	})
+	natstest.CheckFor(t, 15*time.Second, 50*time.Millisecond, func() error {
+		if n := c.Len(); n != 0 {
+			return fmt.Errorf("cached %d keys after their TTL, want 0", n)
+		}
+		return nil
+	})
+}
+
+// TestWatchReestablishesAndReloads deletes the bucket under a watching
+// cache (its watch's consumer goes with it and can't be re-made) and makes
+// it again with other keys: the cache re-establishes its watch by itself
+// and reloads, dropping the keys that are gone.
+func TestWatchReestablishesAndReloads(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx := natstest.Context(t)
+	_, js := srv.Connect(t)
+	kvc := jetstream.KeyValueConfig{Bucket: "rewatch", History: 1}
+	kv, err := Bucket(ctx, js, kvc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "old", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Watch(ctx, kv, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Get("old"); !ok {
+		t.Fatal("initial key not loaded")
+	}
+	if err := js.DeleteKeyValue(ctx, kvc.Bucket); err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+		if c.stopped.Load() == 0 {
+			return fmt.Errorf("the watch has not noticed its bucket is gone")
+		}
+		return nil
+	})
+	kv, err = Bucket(ctx, js, kvc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "new", []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if _, ok := c.Get("new"); !ok {
+			return fmt.Errorf("new key not seen (watches: %d)", c.watches.Load())
+		}
+		if _, ok := c.Get("old"); ok {
+			return fmt.Errorf("deleted key still cached")
+		}
+		return nil
+	})
+	select {
+	case <-c.Done():
+		t.Fatal("cache stopped while its context is live")
+	default:
+	}
+}

@@ -19,6 +19,7 @@ type Server struct {
 	*server.Server
 	StoreDir  string
 	configure func(*server.Options)
+	addr      string
 }
 
 // Start runs a JetStream server without auth on a free loopback port, shut
@@ -35,11 +36,12 @@ func StartWith(t testing.TB, configure func(*server.Options)) *Server {
 	t.Helper()
 	dir := t.TempDir()
 	s := &Server{StoreDir: dir, configure: configure}
-	s.Server = s.run(t, "127.0.0.1:-1")
+	s.Server = s.run(t, "127.0.0.1:-1", true)
+	s.addr = s.Addr().String()
 	return s
 }
 
-func (s *Server) run(t testing.TB, listen string) *server.Server {
+func (s *Server) run(t testing.TB, listen string, jetStream bool) *server.Server {
 	t.Helper()
 	so, err := embedded.ServerOptions(embedded.Options{Listen: listen, StoreDir: s.StoreDir, NoAuth: true})
 	if err != nil {
@@ -48,6 +50,7 @@ func (s *Server) run(t testing.TB, listen string) *server.Server {
 	if s.configure != nil {
 		s.configure(so)
 	}
+	so.JetStream = jetStream
 	ns, err := embedded.Run(so)
 	if err != nil {
 		t.Fatal(err)
@@ -60,13 +63,25 @@ func (s *Server) run(t testing.TB, listen string) *server.Server {
 }
 
 // Restart shuts the server down and starts a new one on the same port and
-// store, as after a crash or a rolling restart.
+// store, as after a crash or a rolling restart. It also starts a server
+// shut down earlier (an outage of any length).
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
-	addr := s.Addr().String()
 	s.Shutdown()
 	s.WaitForShutdown()
-	s.Server = s.run(t, addr)
+	s.Server = s.run(t, s.addr, true)
+}
+
+// StopJetStream shuts the server down and starts it on the same port
+// without JetStream: clients reconnect, but no JetStream request or pull is
+// answered, as when a node is up while its JetStream is not (still
+// recovering, or the stream's leader lost). Restart brings JetStream back on
+// the same store.
+func (s *Server) StopJetStream(t testing.TB) {
+	t.Helper()
+	s.Shutdown()
+	s.WaitForShutdown()
+	s.Server = s.run(t, s.addr, false)
 }
 
 // Reconfigure reloads the running server with configure applied to fresh

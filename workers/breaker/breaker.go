@@ -29,6 +29,15 @@ import (
 // Bucket is the KV bucket holding breaker state.
 const Bucket = "sb_breakers"
 
+// TTL returns how long a breaker's state outlives its last change under
+// cfg: at least an hour and four times its cooldown plus window, so only a
+// breaker long idle (a one-off pinned model) expires — back to closed, which
+// it would be by then anyway. Every process's cache drops it with the
+// expiry's delete marker.
+func TTL(cfg config.Breaker) time.Duration {
+	return max(time.Hour, 4*(cfg.Cooldown+cfg.Window))
+}
+
 // Breaker states.
 const (
 	Closed   = "closed"
@@ -85,9 +94,11 @@ type Options struct {
 // New opens the shared breakers with cfg until ctx ends.
 func New(ctx context.Context, js jetstream.JetStream, cfg config.Breaker, opts Options) (*Set, error) {
 	kv, err := kvstate.Bucket(ctx, js, jetstream.KeyValueConfig{
-		Bucket:      Bucket,
-		Description: "switchboard: circuit breaker state per provider/model",
-		History:     1,
+		Bucket:         Bucket,
+		Description:    "switchboard: circuit breaker state per provider/model",
+		History:        1,
+		TTL:            TTL(cfg),
+		LimitMarkerTTL: time.Minute,
 	})
 	if err != nil {
 		return nil, err

@@ -1,0 +1,85 @@
+package streams_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/broker/budget"
+	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/broker/route"
+	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/workers/breaker"
+)
+
+// TestEveryBucketAndStreamIsBounded provisions over streams and buckets made
+// the old, unbounded way and reads the configs back from the server.
+func TestEveryBucketAndStreamIsBounded(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx := natstest.Context(t)
+	_, js := srv.Connect(t)
+	// As provisioned before: a DLQ and per-model buckets without limits.
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: streams.StreamDLQ, Subjects: []string{"llm.dlq.>"}, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []string{route.LatencyBucket, breaker.Bucket} {
+		if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b, History: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	cfg := &config.Config{Limits: config.Limits{DLQMaxAge: 48 * time.Hour, DLQMaxBytes: 64 << 20}}
+	if err := streams.Ensure(ctx, js, cfg.Limits); err != nil {
+		t.Fatal(err)
+	}
+	bc := config.Breaker{Cooldown: 15 * time.Second, Window: 30 * time.Second}
+	if _, err := breaker.New(ctx, js, bc, breaker.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := route.OpenLatency(ctx, js, config.Routing{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := budget.Open(ctx, js, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	info := func(name string) jetstream.StreamConfig {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return i.Config
+	}
+	if c := info(streams.StreamDLQ); c.MaxAge != 48*time.Hour || c.MaxBytes != 64<<20 || c.Discard != jetstream.DiscardOld {
+		t.Errorf("DLQ: max_age %s max_bytes %d discard %v, want 48h, 64 MiB, old", c.MaxAge, c.MaxBytes, c.Discard)
+	}
+	if c := info(streams.StreamJobs); c.MaxMsgs <= 0 || c.MaxBytes <= 0 {
+		t.Errorf("JOBS: max_msgs %d max_bytes %d", c.MaxMsgs, c.MaxBytes)
+	}
+	for _, name := range []string{streams.StreamResults, streams.StreamTelemetry} {
+		if c := info(name); c.MaxAge <= 0 {
+			t.Errorf("%s: no max age", name)
+		}
+	}
+	for _, c := range []struct {
+		bucket string
+		ttl    time.Duration
+	}{{"KV_" + route.LatencyBucket, route.LatencyTTL}, {"KV_" + breaker.Bucket, time.Hour}} {
+		if got := info(c.bucket); got.MaxAge != c.ttl || got.SubjectDeleteMarkerTTL <= 0 || !got.AllowMsgTTL {
+			t.Errorf("%s: max_age %s (want %s), delete markers %s, per-key TTL %v", c.bucket, got.MaxAge, c.ttl, got.SubjectDeleteMarkerTTL, got.AllowMsgTTL)
+		}
+	}
+	// sb_spend has per-key TTLs (markers and counters each their own).
+	if got := info("KV_" + budget.Bucket); !got.AllowMsgTTL || got.SubjectDeleteMarkerTTL <= 0 {
+		t.Errorf("sb_spend: per-key TTL %v, delete markers %s", got.AllowMsgTTL, got.SubjectDeleteMarkerTTL)
+	}
+	if d := budget.MarkerTTL(24 * time.Hour); d != 48*time.Hour {
+		t.Errorf("marker TTL for 24h results = %s, want 48h", d)
+	}
+}
