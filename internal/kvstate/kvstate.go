@@ -185,17 +185,6 @@ func (c *Cache) Get(key string) (Entry, bool) {
 	return e, ok
 }
 
-// Range calls f for every cached key until f returns false.
-func (c *Cache) Range(f func(key string, e Entry) bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	for k, e := range c.m {
-		if !f(k, e) {
-			return
-		}
-	}
-}
-
 // Done is closed when the watch has stopped (its context ended).
 func (c *Cache) Done() <-chan struct{} { return c.done }
 
