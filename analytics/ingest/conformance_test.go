@@ -47,8 +47,10 @@ func (jsPublisher) Close() error { return nil }
 // analytics/README.md), with the features it has: persistent, consumer
 // groups (a durable name shared by several subscribers splits the work);
 // not guaranteed order (up to MaxAckPending messages are in flight at once,
-// so a Nacked message comes back after later ones; TestNoAck and
-// TestPublishSubscribeInOrder skip themselves) nor exactly-once delivery.
+// so a Nacked message comes back after later ones) nor exactly-once
+// delivery, nor old messages for a new consumer group. TestNoAck,
+// TestPublishSubscribeInOrder and TestNewSubscriberReceivesOldMessages
+// would only skip themselves for these features, so they are not listed.
 // Left out, because the design does not do them: TestTopic and
 // TestConcurrentSubscribeMultipleTopics (one Subscriber is one durable
 // consumer, so one topic) and TestMessageCtx (no per-message context: it
@@ -77,17 +79,14 @@ func TestSubscriberConformance(t *testing.T) {
 		},
 	}
 	for name, fn := range map[string]func(*testing.T, tests.TestContext, tests.PubSubConstructor){
-		"PublishSubscribe":             tests.TestPublishSubscribe,
-		"ConcurrentSubscribe":          tests.TestConcurrentSubscribe,
-		"ResendOnError":                tests.TestResendOnError,
-		"NoAck":                        tests.TestNoAck,
-		"ContinueAfterSubscribeClose":  tests.TestContinueAfterSubscribeClose,
-		"ConcurrentClose":              tests.TestConcurrentClose,
-		"ContinueAfterErrors":          tests.TestContinueAfterErrors,
-		"PublishSubscribeInOrder":      tests.TestPublishSubscribeInOrder,
-		"PublisherClose":               tests.TestPublisherClose,
-		"SubscribeCtx":                 tests.TestSubscribeCtx,
-		"NewSubscriberReceivesOldMsgs": tests.TestNewSubscriberReceivesOldMessages,
+		"PublishSubscribe":            tests.TestPublishSubscribe,
+		"ConcurrentSubscribe":         tests.TestConcurrentSubscribe,
+		"ResendOnError":               tests.TestResendOnError,
+		"ContinueAfterSubscribeClose": tests.TestContinueAfterSubscribeClose,
+		"ConcurrentClose":             tests.TestConcurrentClose,
+		"ContinueAfterErrors":         tests.TestContinueAfterErrors,
+		"PublisherClose":              tests.TestPublisherClose,
+		"SubscribeCtx":                tests.TestSubscribeCtx,
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
