@@ -5,9 +5,10 @@ import (
 	"time"
 )
 
-// backoff is the wait before the retry-th retry (0-based) of a call: full
-// jitter in [base, min(max, base·2^(retry+1))), and never less than the
-// provider's Retry-After.
+// backoff is the wait before the retry-th retry (0-based) of a call: a
+// uniform random wait in [base, min(max, base·2^(retry+1))) (not "full
+// jitter", which would start at 0: every retry waits at least base), and
+// never less than the provider's Retry-After.
 func backoff(base, max time.Duration, retry int, retryAfter time.Duration) time.Duration {
 	if base <= 0 {
 		base = time.Millisecond

@@ -111,6 +111,7 @@ type env struct {
 	cfg    *config.Config
 	client *broker.Client
 	mocks  map[string]*mock.Server
+	pools  map[string]*workers.Pool // the last pool startPool started per provider
 }
 
 // provider describes one mock provider of a test.
@@ -194,6 +195,10 @@ func (e *env) startPool(name string, mods ...func(*workers.PoolConfig)) (stop fu
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	if e.pools == nil {
+		e.pools = map[string]*workers.Pool{}
+	}
+	e.pools[name] = pool
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- pool.Run(ctx) }()

@@ -104,6 +104,21 @@ func BenchmarkIngestThroughput(b *testing.B) {
 	}
 }
 
+// BenchmarkIngestDecoders is the end-to-end ingest figure (200k rows, one
+// job hop's two events per message, the default batch_rows) with the
+// hand-written decoder and with the library ones (export_test.go). Run
+// with -count to interleave rounds: the machine is shared.
+func BenchmarkIngestDecoders(b *testing.B) {
+	for _, name := range []string{"hand", "sonic", "go_json"} {
+		b.Run("decoder="+name, func(b *testing.B) {
+			if name != "hand" {
+				defer ingest.UseDecoder(name)()
+			}
+			benchIngest(b, config.DefaultBatchRows, 2)
+		})
+	}
+}
+
 func benchIngest(b *testing.B, batchRows, perMsg int) {
 	const rows = 200_000
 	// The GC target `switchboard ingest` and `up` run with.

@@ -23,9 +23,11 @@ var (
 // llm.telemetry.<kind>. Errors wrap ErrBadEvent and say what is wrong.
 //
 // It reads schemas.Event's JSON fields in one pass of a strict JSON scanner
-// (many times faster than encoding/json, which matters at 100k events/s)
-// and is as strict about types: a field of the wrong JSON type is an error
-// naming it. Unknown fields are ignored, as encoding/json would; keys match
+// (many times faster than encoding/json, which matters at 100k events/s).
+// A field of the wrong JSON type is an error naming it. It is more lenient
+// than encoding/json in one way: an integer field accepts any number with
+// an integral value in int64's range, so 1e3 and 1.0 are 1000 and 1 (1.5
+// and 1e19 are errors); encoding/json rejects both. Unknown fields are ignored, as encoding/json would; keys match
 // field names exactly, and of a repeated key the last one counts. Strings
 // are unquoted as encoding/json does: invalid UTF-8 and unpaired surrogates
 // become U+FFFD.

@@ -1,5 +1,6 @@
-// Package ingest moves telemetry from JetStream into ClickHouse: a watermill
-// subscriber over a durable pull consumer on TELEMETRY feeds a batcher that
+// Package ingest moves telemetry from JetStream into ClickHouse: a batching
+// subscriber (watermill messages) over a durable pull consumer on TELEMETRY
+// feeds a batcher that
 // writes native batch inserts bounded by rows and time, and acks only after
 // the insert succeeded. While ClickHouse is down nothing is acked and the
 // stream buffers; the ingester retries with backoff and catches up.
@@ -421,12 +422,16 @@ func (in *Ingester) ack(b *batch) {
 	b.reset()
 }
 
+// decodeMessage is DecodeMessage; the benchmarks swap in a library decoder
+// to measure the ingest figure with it (BenchmarkIngestDecoders).
+var decodeMessage = DecodeMessage
+
 // decode reads a message's events. Bad ones (the whole message, or elements
 // of a batch) are dead-lettered first, so by the time the message is acked
 // every part of it is durable somewhere. It fails only when ctx ends.
 func (in *Ingester) decode(ctx context.Context, m *message.Message) ([]*schemas.Event, error) {
 	subject, seq := m.Metadata.Get(MetaSubject), m.Metadata.Get(MetaStreamSeq)
-	events, bad, err := DecodeMessage(subject, m.Payload)
+	events, bad, err := decodeMessage(subject, m.Payload)
 	if err != nil {
 		if err := in.deadLetter(ctx, subject, "telemetry."+seq, m.Payload, err); err != nil {
 			m.Nack()

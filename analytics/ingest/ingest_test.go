@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/switchboard-llm/switchboard/analytics/ingest"
 	"github.com/switchboard-llm/switchboard/analytics/pricing"
@@ -277,6 +279,28 @@ func TestIngestJobsWithFallbacks(t *testing.T) {
 	})
 	if s := in.Stats(); s.Completions != n || s.Duplicates != 0 {
 		t.Fatalf("stats = %+v", s)
+	}
+	// The Prometheus collector reports the same counters and the lag.
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(in.Collector())
+	s := in.Stats()
+	want := fmt.Sprintf(`
+# HELP switchboard_ingest_rows_total Rows written to ClickHouse (after dedup), by table (attempts, completions).
+# TYPE switchboard_ingest_rows_total counter
+switchboard_ingest_rows_total{table="attempts"} %d
+switchboard_ingest_rows_total{table="completions"} %d
+# HELP switchboard_ingest_lag_messages Telemetry messages not yet delivered to the ingest consumer (NumPending), read at scrape time (absent until the consumer exists).
+# TYPE switchboard_ingest_lag_messages gauge
+switchboard_ingest_lag_messages 0
+# HELP switchboard_ingest_batches_total Batches written to ClickHouse.
+# TYPE switchboard_ingest_batches_total counter
+switchboard_ingest_batches_total %d
+`, s.Attempts, s.Completions, s.Batches)
+	if s.Attempts == 0 || s.Batches == 0 {
+		t.Fatalf("stats = %+v", s)
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "switchboard_ingest_rows_total", "switchboard_ingest_lag_messages", "switchboard_ingest_batches_total"); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -649,3 +649,38 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkDecoders runs the hand-written decoder and the library ones
+// (export_test.go) side by side on the real telemetry shapes: one event on
+// its kind's subject, and a job hop's batch (attempt + completion).
+func BenchmarkDecoders(b *testing.B) {
+	evs := benchEvents(2, time.Date(2025, 5, 6, 7, 8, 9, 123456789, time.UTC))
+	one, _ := json.Marshal(evs[0])
+	batch, _ := json.Marshal(evs)
+	decoders := map[string]func(string, []byte) ([]*schemas.Event, []ingest.BadEvent, error){"hand": ingest.DecodeMessage}
+	for name, d := range ingest.LibDecoders {
+		decoders[name] = d
+	}
+	for _, shape := range []struct {
+		name, subject string
+		data          []byte
+		n             int
+	}{{"event", streams.Telemetry(schemas.EventAttempt), one, 1}, {"batch2", streams.TelemetryBatch, batch, 2}} {
+		for _, name := range []string{"hand", "sonic", "go_json", "encoding_json"} {
+			decode := decoders[name]
+			b.Run(shape.name+"/"+name, func(b *testing.B) {
+				if events, bad, err := decode(shape.subject, shape.data); err != nil || len(bad) != 0 || len(events) != shape.n ||
+					!reflect.DeepEqual(*events[0], evs[0]) {
+					b.Fatalf("%s: %v %v %v", name, events, bad, err)
+				}
+				b.SetBytes(int64(len(shape.data)))
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, _, err := decode(shape.subject, shape.data); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -15,6 +15,11 @@ import (
 	"github.com/switchboard-llm/switchboard/internal/supervise"
 )
 
+// HeaderMessageUUID is the NATS header a watermill publisher puts a
+// message's UUID in (as watermill-nats does); a message without it gets
+// its stream sequence as UUID.
+const HeaderMessageUUID = "_watermill_message_uuid"
+
 // Metadata keys set on every watermill message by Subscriber.
 const (
 	MetaSubject      = "nats_subject"
@@ -70,12 +75,19 @@ func (c *SubscriberConfig) defaults() error {
 	return nil
 }
 
-// Subscriber is a watermill message.Subscriber over a durable JetStream pull
-// consumer that, unlike watermill-nats' JetStream subscriber (one message in
-// flight until acked), keeps up to MaxAckPending messages in flight, so the
-// consumer can batch thousands of them and ack them together after one
-// insert. Ack sends a JetStream ack, Nack a delayed Nak; a message neither
-// acked nor nacked is redelivered after Close.
+// Subscriber hands out the messages of a durable JetStream pull consumer as
+// watermill messages and, unlike watermill-nats' JetStream subscriber (one
+// message in flight until acked), keeps up to MaxAckPending messages in
+// flight, so the consumer can batch thousands of them and ack them together
+// after one insert. Ack sends a JetStream ack, Nack a delayed Nak; a message
+// neither acked nor nacked is redelivered after Close.
+//
+// It has message.Subscriber's methods but does not claim its contract
+// (which hands out the next message only after the previous one is acked):
+// one Subscriber serves one topic (its durable consumer), messages carry no
+// per-message context, and many are un-acked at once by design. It passes
+// the watermill conformance tests that fit that design
+// (TestSubscriberConformance); see "watermill" in analytics/README.md.
 type Subscriber struct {
 	cfg     SubscriberConfig
 	mu      sync.Mutex
@@ -83,8 +95,6 @@ type Subscriber struct {
 	closing chan struct{}
 	wg      sync.WaitGroup
 }
-
-var _ message.Subscriber = (*Subscriber)(nil)
 
 // NewSubscriber checks the config and returns an idle subscriber.
 func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
@@ -438,8 +448,12 @@ func toWatermill(msg jetstream.Msg) *message.Message {
 		seq, delivered = md.Sequence.Stream, md.NumDelivered
 	}
 	seqStr := strconv.FormatUint(seq, 10)
-	wm := message.NewMessage(seqStr, msg.Data())
 	headers := msg.Headers()
+	id := seqStr
+	if v := headers.Get(HeaderMessageUUID); v != "" {
+		id = v
+	}
+	wm := message.NewMessage(id, msg.Data())
 	wm.Metadata = make(message.Metadata, len(headers)+3)
 	for k, v := range headers {
 		if len(v) > 0 {

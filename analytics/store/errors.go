@@ -14,4 +14,7 @@ var (
 	ErrRollupDrift = errors.New("rollup drift")
 	// ErrMigration wraps a failed schema migration.
 	ErrMigration = errors.New("clickhouse migration failed")
+	// ErrNotMigrated means the schema lacks migrations a read-only command
+	// (stats) will not apply itself.
+	ErrNotMigrated = errors.New("analytics schema not migrated")
 )

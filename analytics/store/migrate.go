@@ -404,6 +404,27 @@ func Migrate(ctx context.Context, conn driver.Conn) ([]uint32, error) {
 	return done, nil
 }
 
+// Pending returns the migrations not yet applied, changing nothing (a
+// database without schema_migrations has every migration pending). The
+// read-only commands (stats) use it instead of Migrate.
+func Pending(ctx context.Context, conn driver.Conn) ([]Migration, error) {
+	applied := map[uint32]bool{}
+	if _, ok, err := tableSortingKey(ctx, conn, "schema_migrations"); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMigration, err)
+	} else if ok {
+		if applied, err = Applied(ctx, conn); err != nil {
+			return nil, err
+		}
+	}
+	var pending []Migration
+	for _, m := range Migrations {
+		if !applied[m.Version] {
+			pending = append(pending, m)
+		}
+	}
+	return pending, nil
+}
+
 // Version returns the highest applied migration version (0 when none).
 func Version(ctx context.Context, conn driver.Conn) (uint32, error) {
 	applied, err := Applied(ctx, conn)

@@ -42,7 +42,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 			t.Fatalf("table %s: n=%d err=%v", table, n, err)
 		}
 	}
-	// Columns of DESIGN.md are all there.
+	// The columns of the schema in analytics/README.md are all there.
 	for table, cols := range map[string][]string{
 		"completions": {"event_id", "job_id", "ts", "route", "provider", "model", "tenant", "tier", "task", "status", "error_type", "attempts", "fallback", "input_tokens", "output_tokens", "cost_usd", "queued_ms", "ttft_ms", "total_ms"},
 		"attempts":    {"event_id", "job_id", "ts", "attempt", "provider", "model", "tenant", "status_code", "error_type", "outcome", "input_tokens", "output_tokens", "cost_usd", "duration_ms"},

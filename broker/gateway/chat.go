@@ -70,8 +70,8 @@ func (s *Server) cancelJob(id, reason string) {
 }
 
 func (s *Server) done(endpoint, route string, status int, start time.Time) {
-	s.metrics.requests.add(1, endpoint, route, strconv.Itoa(status))
-	s.metrics.duration.observe(time.Since(start).Seconds(), endpoint, route)
+	s.metrics.requests.WithLabelValues(endpoint, route, strconv.Itoa(status)).Inc()
+	s.metrics.duration.WithLabelValues(endpoint, route).Observe(time.Since(start).Seconds())
 }
 
 // complete serves a non-streaming chat completion.
@@ -221,7 +221,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, job *schemas.Job
 				return
 			}
 			out.start(res.Provider, res.Model)
-			s.metrics.ttft.observe(time.Since(start).Seconds(), route)
+			s.metrics.ttft.WithLabelValues(route).Observe(time.Since(start).Seconds())
 			out.data(chunk)
 		}
 		out.data([]byte("[DONE]"))
@@ -299,7 +299,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, job *schemas.Job
 			}
 			if !out.started {
 				out.start(msg.Header.Get(streams.HeaderProvider), msg.Header.Get(streams.HeaderModel))
-				s.metrics.ttft.observe(time.Since(start).Seconds(), route)
+				s.metrics.ttft.WithLabelValues(route).Observe(time.Since(start).Seconds())
 			}
 			if err := out.data(msg.Data); err != nil {
 				s.cancelJob(job.ID, "client disconnected")

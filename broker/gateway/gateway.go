@@ -293,9 +293,9 @@ func (s *Server) limited(next http.HandlerFunc) http.HandlerFunc {
 				Message: fmt.Sprintf("the gateway is serving its limit of %d requests (gateway.max_in_flight); retry later", cap(s.sem))})
 			return
 		}
-		s.metrics.inFlight.Add(1)
+		s.metrics.inFlight.Inc()
 		defer func() {
-			s.metrics.inFlight.Add(-1)
+			s.metrics.inFlight.Dec()
 			<-s.sem
 		}()
 		next(w, r)
@@ -385,14 +385,13 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 	for _, m := range cfg.Models {
 		add(m.Provider+"/"+m.Name, m.Provider)
 	}
-	s.metrics.requests.add(1, "models", "", "200")
+	s.metrics.requests.WithLabelValues("models", "", "200").Inc()
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
 }
 
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	s.refreshDepth(r.Context())
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	s.metrics.write(w)
+	s.metrics.handler.ServeHTTP(w, r)
 }
 
 // depthCache rate-limits consumer info lookups for /metrics.
@@ -436,8 +435,8 @@ func (s *Server) refreshDepth(ctx context.Context) {
 			c, err := stream.Consumer(ctx, laneConsumer(p.Name, lane))
 			if err == nil {
 				if info, err := c.Info(ctx); err == nil {
-					s.metrics.queueDepth.set(float64(info.NumPending), p.Name, lane)
-					s.metrics.queueActive.set(float64(info.NumAckPending), p.Name, lane)
+					s.metrics.queueDepth.WithLabelValues(p.Name, lane).Set(float64(info.NumPending))
+					s.metrics.queueActive.WithLabelValues(p.Name, lane).Set(float64(info.NumAckPending))
 					continue
 				}
 			}
@@ -447,7 +446,7 @@ func (s *Server) refreshDepth(ctx context.Context) {
 					counts = info.State.Subjects
 				}
 			}
-			s.metrics.queueDepth.set(float64(counts[streams.JobsLane(p.Name, lane)]), p.Name, lane)
+			s.metrics.queueDepth.WithLabelValues(p.Name, lane).Set(float64(counts[streams.JobsLane(p.Name, lane)]))
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -521,17 +522,46 @@ func TestMetricsFormat(t *testing.T) {
 		"# TYPE switchboard_gateway_request_duration_seconds histogram",
 		"# TYPE switchboard_gateway_in_flight gauge",
 	} {
-		if !strings.Contains(text, want) {
+		if !hasSample(text, want) {
 			t.Errorf("metrics lack %q:\n%s", want, text)
 		}
 	}
 	checkExposition(t, text)
 }
 
+// hasSample reports whether text holds the line want (or a line starting
+// with it), comparing label sets regardless of their order: the exposition
+// writes labels sorted by name.
+func hasSample(text, want string) bool {
+	return strings.Contains(canonicalLabels(text), canonicalLabels(want))
+}
+
+// canonicalLabels sorts the label pairs of every line of text.
+func canonicalLabels(text string) string {
+	lines := strings.Split(text, "\n")
+	for i, line := range lines {
+		open, end := strings.IndexByte(line, '{'), strings.LastIndexByte(line, '}')
+		if strings.HasPrefix(line, "#") || open < 0 || end < open {
+			continue
+		}
+		pairs := strings.Split(line[open+1:end], ",")
+		sort.Strings(pairs)
+		lines[i] = line[:open+1] + strings.Join(pairs, ",") + line[end:]
+	}
+	return strings.Join(lines, "\n")
+}
+
 // checkExposition checks the text format line by line: every sample belongs
-// to a family announced by HELP and TYPE, names carry the switchboard_ prefix.
+// to a family announced by HELP and TYPE, names carry the switchboard_ prefix
+// (or go_ / process_: the Go runtime and process collectors), and those
+// collectors are there.
 func checkExposition(t *testing.T, text string) {
 	t.Helper()
+	for _, want := range []string{"# TYPE go_goroutines gauge", "# TYPE process_start_time_seconds gauge"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
 	typed := map[string]bool{}
 	for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
 		switch {
@@ -545,7 +575,7 @@ func checkExposition(t *testing.T, text string) {
 			if !typed[name] && !typed[base] {
 				t.Errorf("sample without TYPE: %q", line)
 			}
-			if !strings.HasPrefix(name, "switchboard_") {
+			if !strings.HasPrefix(name, "switchboard_") && !strings.HasPrefix(name, "go_") && !strings.HasPrefix(name, "process_") {
 				t.Errorf("metric without prefix: %q", line)
 			}
 			if len(strings.Fields(line[strings.LastIndex(line, "}")+1:])) != 1 && !strings.Contains(line, "}") && len(strings.Fields(line)) != 2 {

@@ -288,7 +288,7 @@ func writeError(w http.ResponseWriter, e *apiError) {
 // writeError answers e and counts the request.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, endpoint, route string, e *apiError) {
 	writeError(w, e)
-	s.metrics.requests.add(1, endpoint, route, fmt.Sprint(e.Status))
+	s.metrics.requests.WithLabelValues(endpoint, route, fmt.Sprint(e.Status)).Inc()
 	if e.Status >= 500 {
 		s.log.Warn("request failed", "endpoint", endpoint, "route", route, "status", e.Status, "code", e.Code,
 			"job_id", w.Header().Get(HeaderJobID), "msg", e.Message)

@@ -26,6 +26,3 @@ func (e *BudgetError) Error() string {
 
 // Unwrap makes every BudgetError match ErrBudgetExceeded.
 func (e *BudgetError) Unwrap() error { return ErrBudgetExceeded }
-
-// ErrorType is the schemas error type of a budget rejection.
-func (e *BudgetError) ErrorType() string { return "budget_exceeded" }

@@ -124,9 +124,6 @@ func HopMsgID(jobID string, hop int) string { return jobID + "." + strconv.Itoa(
 // publish its new result.
 func ResultMsgID(jobID string, hop int) string { return jobID + ".result." + strconv.Itoa(hop) }
 
-// SubmitMsgID is the Nats-Msg-Id of a raw job published on llm.submit.
-func SubmitMsgID(jobID string) string { return jobID + ".submit" }
-
 // DLQMsgID is the Nats-Msg-Id of a job's dead letter at a hop.
 func DLQMsgID(jobID string, hop int) string { return jobID + ".dlq." + strconv.Itoa(hop) }
 

@@ -81,6 +81,22 @@ func TestAnalyticsCommands(t *testing.T) {
 	if out.String() != want {
 		t.Fatalf("stats csv:\n%s\nwant:\n%s", out.String(), want)
 	}
+	// stats only reads: on a database with no schema it says to migrate and
+	// creates nothing (no copy and swap from a read-only command).
+	fresh := strings.Replace(an.DSN, "/switchboard", "/stats_fresh", 1)
+	errOut.Reset()
+	if code := run([]string{"stats", "--clickhouse", fresh}, io.Discard, &errOut); code != exitFail ||
+		!strings.Contains(errOut.String(), store.ErrNotMigrated.Error()) || !strings.Contains(errOut.String(), "switchboard migrate") {
+		t.Fatalf("stats on an unmigrated database: exit %d, %q", code, errOut.String())
+	}
+	fconn, err := store.Open(ctx, fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fconn.Close()
+	if v, err := store.Pending(ctx, fconn); err != nil || len(v) != len(store.Migrations) {
+		t.Fatalf("after stats: %d of %d migrations pending (%v), want all", len(v), len(store.Migrations), err)
+	}
 	for _, args := range [][]string{
 		{"stats", "--by", "colour"},
 		{"stats", "--format", "xml"},

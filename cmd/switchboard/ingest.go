@@ -25,6 +25,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	fs := newFlags("ingest", stderr)
 	var c commonFlags
 	c.register(fs, false, true)
+	metricsAddr := metricsFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -63,6 +64,11 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	if err != nil {
 		return err
 	}
+	stopMetrics, err := serveMetrics(*metricsAddr, log, in.Collector())
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	log.Info("ingesting telemetry", "clickhouse", c.clickhouse, "batch_rows", analytics.BatchRows, "batch_interval", analytics.BatchInterval)
 	return nc.Run(ctx, in.Run) // a connection closed for good stops the ingester: exit 1
 }

@@ -50,8 +50,13 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return unreachable(*dsn, source, err)
 	}
 	defer conn.Close()
-	if _, err := store.Migrate(ctx, conn); err != nil {
+	// stats only reads: a schema behind this version is the operator's to
+	// migrate (migration 3 is a copy and swap of the base tables).
+	if pending, err := store.Pending(ctx, conn); err != nil {
 		return err
+	} else if len(pending) > 0 {
+		return fmt.Errorf("%w: %d migration(s) pending, from version %d (%s); run `switchboard migrate --clickhouse DSN` (or start `switchboard ingest` / `up`) first",
+			store.ErrNotMigrated, len(pending), pending[0].Version, pending[0].Name)
 	}
 	rows, err := stats.Query(ctx, conn, opts)
 	if err != nil {

@@ -24,6 +24,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	var c commonFlags
 	c.register(fs, false, false)
 	provider := fs.String("provider", "", "provider to serve (a name from the config's providers)")
+	metricsAddr := metricsFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -56,6 +57,11 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	if err != nil {
 		return err
 	}
+	stopMetrics, err := serveMetrics(*metricsAddr, log, pool.Collector())
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	// Routes' retries/fallback/thresholds, breaker settings and the rate
 	// window reload on SIGHUP or from KV sb_config; a bad config is refused.
 	holder := config.NewHolder(cfg)

@@ -319,17 +319,6 @@ func (c *Cache) Get(key string) (Entry, bool) {
 	return e.Entry, ok
 }
 
-// Range calls f for every cached key until f returns false.
-func (c *Cache) Range(f func(key string, e Entry) bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	for k, e := range c.m {
-		if !f(k, e.Entry) {
-			return
-		}
-	}
-}
-
 // Done is closed when the watch has stopped for good (its context ended).
 func (c *Cache) Done() <-chan struct{} { return c.done }
 

@@ -1,7 +1,7 @@
 // Package lanes gives a provider's worker pool three priority lanes. Jobs
 // of priority high and low sit on llm.jobs.<provider>.high and
-// llm.jobs.<provider>.low (normal stays on llm.jobs.<provider>, the DESIGN
-// contract), each with its own durable consumer. A Source pulls the ready
+// llm.jobs.<provider>.low (normal stays on llm.jobs.<provider>, the subject
+// contract in the README), each with its own durable consumer. A Source pulls the ready
 // messages of each lane a small batch per round trip and, whenever a worker
 // asks for the next job,
 // picks among the lanes that have one by smooth weighted round-robin: with
@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,10 +30,6 @@ import (
 // Priorities in lane order.
 var Priorities = []string{schemas.PriorityHigh, schemas.PriorityNormal, schemas.PriorityLow}
 
-// Subject is the subject of provider's lane for priority (normal and ""
-// are llm.jobs.<provider>).
-func Subject(provider, priority string) string { return streams.JobsLane(provider, priority) }
-
 // ConsumerName is the durable consumer of provider's lane for priority.
 func ConsumerName(provider, priority string) string {
 	switch priority {
@@ -46,12 +41,12 @@ func ConsumerName(provider, priority string) string {
 
 // ConsumerConfig is the durable pull consumer of one lane: the provider's
 // worker consumer with the lane's name and subject. Each lane's
-// MaxAckPending is the provider's concurrency (see the package README for
-// the trade-off against one global cap).
+// MaxAckPending is the provider's concurrency (see "Priority lanes" in
+// broker/route/README.md for the trade-off against one global cap).
 func ConsumerConfig(p config.Provider, priority string) jetstream.ConsumerConfig {
 	c := streams.WorkerConsumerConfig(p)
 	c.Durable = ConsumerName(p.Name, priority)
-	c.FilterSubject = Subject(p.Name, priority)
+	c.FilterSubject = streams.JobsLane(p.Name, priority)
 	if priority != schemas.PriorityNormal {
 		c.Description += " (" + priority + " priority lane)"
 	}
@@ -95,7 +90,7 @@ type Source struct {
 	in       []chan jetstream.Msg
 	closed   chan struct{}
 	draining chan struct{}
-	waiting  [3]atomic.Bool
+	probes   chan chan []bool // tests: which lanes hold a message (held)
 	once     sync.Once
 	dOnce    sync.Once
 	wg       sync.WaitGroup
@@ -115,7 +110,7 @@ func Open(consumers []jetstream.Consumer, weights []int, heartbeat time.Duration
 	s := &Source{
 		lanes: consumers, weights: weights, hb: heartbeat, batch: max(batch, 1),
 		ctx: ctx, stop: cancel,
-		reqs: make(chan chan result), closed: make(chan struct{}), draining: make(chan struct{}),
+		reqs: make(chan chan result), probes: make(chan chan []bool), closed: make(chan struct{}), draining: make(chan struct{}),
 	}
 	if s.hb <= 0 {
 		s.hb = 10 * time.Second
@@ -243,7 +238,6 @@ func (s *Source) dispatch() {
 			waiting[0] <- result{msg: held[i]}
 			waiting = waiting[1:]
 			held[i] = nil
-			s.waiting[i].Store(false)
 		}
 		anyOpen, anyHeld := false, false
 		for i := range open {
@@ -266,6 +260,12 @@ func (s *Source) dispatch() {
 		select {
 		case r := <-s.reqs:
 			waiting = append(waiting, r)
+		case p := <-s.probes:
+			out := make([]bool, n)
+			for i := range held {
+				out[i] = held[i] != nil
+			}
+			p <- out
 		case <-graceC:
 			grace, graceC, graceOver = nil, nil, true
 			for i := range likely {
@@ -290,7 +290,6 @@ func (s *Source) dispatch() {
 				if m != nil {
 					_ = m.Nak()
 					held[i] = nil
-					s.waiting[i].Store(false)
 				}
 			}
 			for i := range open {
@@ -317,17 +316,19 @@ func (s *Source) recv(i int, m jetstream.Msg, ok bool, held []jetstream.Msg, ope
 	held[i] = m
 	md, err := m.Metadata()
 	likely[i] = err == nil && md.NumPending > 0
-	s.waiting[i].Store(true)
 }
 
-// Waiting reports, per lane in Priorities order, whether a message is
-// pulled and waiting to be picked (for metrics and tests).
-func (s *Source) Waiting() []bool {
-	out := make([]bool, len(s.lanes))
-	for i := range out {
-		out[i] = s.waiting[i].Load()
+// held reports, per lane in Priorities order, whether a message is pulled
+// and waiting to be picked (for tests; nil once the Source is closed). The
+// dispatcher answers it, so counting costs nothing per message.
+func (s *Source) held() []bool {
+	p := make(chan []bool, 1)
+	select {
+	case s.probes <- p:
+		return <-p
+	case <-s.closed:
+		return nil
 	}
-	return out
 }
 
 func nilOr(cases []chan jetstream.Msg, i int) chan jetstream.Msg {

@@ -31,7 +31,7 @@ func setup(t *testing.T, perLane int) (jetstream.JetStream, []jetstream.Consumer
 	}
 	for _, prio := range Priorities {
 		for i := 0; i < perLane; i++ {
-			msg := &nats.Msg{Subject: Subject("p", prio), Data: []byte(prio)}
+			msg := &nats.Msg{Subject: streams.JobsLane("p", prio), Data: []byte(prio)}
 			if _, err := js.PublishMsg(ctx, msg); err != nil {
 				t.Fatal(err)
 			}
@@ -50,7 +50,7 @@ func TestSaturatedPicksByWeight(t *testing.T) {
 		// Saturation: by the time a worker frees up, every lane with work
 		// has a message pulled and waiting.
 		natstest.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
-			for j, w := range src.Waiting() {
+			for j, w := range src.held() {
 				if left[Priorities[j]] > 0 && !w {
 					return fmt.Errorf("lane %s not ready", Priorities[j])
 				}
@@ -161,8 +161,8 @@ func TestSubjects(t *testing.T) {
 		{"low", "llm.jobs.p.low", "workers-p-low"},
 	}
 	for _, c := range cases {
-		if got := Subject("p", c.prio); got != c.subj {
-			t.Errorf("Subject(%q) = %q", c.prio, got)
+		if got := streams.JobsLane("p", c.prio); got != c.subj {
+			t.Errorf("JobsLane(%q) = %q", c.prio, got)
 		}
 		if got := ConsumerName("p", c.prio); got != c.cons {
 			t.Errorf("ConsumerName(%q) = %q", c.prio, got)
