@@ -4,11 +4,13 @@ DATA_DIR ?= .switchboard
 PKGS     ?= ./...
 # staticcheck, pinned; `go run` fetches it through the Go module proxy (checksummed) and caches the build.
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# VERSION is what `switchboard --version` prints (default: git describe).
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 
 .PHONY: build run test bench soak lint clean
 
 build:
-	$(GO) build -o $(BIN) ./cmd/switchboard
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/switchboard
 
 ## run: all-in-one broker (embedded NATS, gateway on :8080, workers, ingester);
 ## demo providers when no API keys are set, local ClickHouse when installed.

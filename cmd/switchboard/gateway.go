@@ -23,6 +23,11 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	ln, err := listenHTTP(c.httpAddr) // an address in use fails before anything starts
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 	cfg, err := loadConfig(c.config)
 	if err != nil {
 		return err
@@ -61,7 +66,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	defer client.Close()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return nc.Watch(gctx) }) // a connection closed for good stops the gateway: exit 1
-	g.Go(func() error { return srv.Run(gctx, c.httpAddr) })
+	g.Go(func() error { return srv.Serve(gctx, ln) })
 	g.Go(func() error { return broker.NewDispatcher(client, js, log).Run(gctx) })
 	g.Go(func() error { return broker.NewService(client, cfg.Gateway.RequestTimeout, log).Run(gctx) })
 	return g.Wait()

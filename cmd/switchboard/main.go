@@ -12,7 +12,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"syscall"
 )
 
@@ -50,12 +49,24 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(stderr)
-		if len(args) == 0 {
-			return exitUsage
-		}
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		usage(stdout)
 		return exitOK
+	case "-version", "--version", "version":
+		fmt.Fprintln(stdout, versionString())
+		return exitOK
+	case "help":
+		if len(args) == 1 {
+			usage(stdout)
+			return exitOK
+		}
+		// `help up` is `up --help`; `help dlq list` is `dlq list --help`.
+		args = append(append([]string{}, args[1:]...), "--help")
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
@@ -66,11 +77,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	err := cmd.run(ctx, args[1:], stdout, stderr)
+	var help *helpError
 	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
+	case err == nil:
+		return exitOK
+	case errors.As(err, &help):
+		printHelp(stdout, help.name, help.fs)
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
 		return exitOK
 	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "switchboard %s: %v\n", args[0], err)
+		fmt.Fprintf(stderr, "switchboard %s: %v\nrun 'switchboard %s --help' for its usage\n", args[0], err, args[0])
 		return exitUsage
 	default:
 		fmt.Fprintf(stderr, "switchboard %s: %v\n", args[0], err)
@@ -78,35 +95,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: switchboard <command> [flags]\n\ncommands:")
-	names := make([]string, 0, len(commands))
-	for name := range commands {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", name, commands[name].summary)
-	}
-	fmt.Fprintln(w, "\nrun 'switchboard <command> -h' for a command's flags")
-}
-
-// newFlags returns a flag set whose parse errors are usage errors.
+// newFlags returns a flag set whose parse errors are usage errors and whose
+// -h/--help prints the command's help (see helps).
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("switchboard "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() { printHelp(fs.Output(), name, fs) }
 	return fs
 }
 
-// parseFlags parses args, turning flag errors into errUsage. Flags may come
-// before or after positional arguments (`submit FILE.jsonl --out X`); "--"
-// ends the flags. The positional arguments are left in fs.Args().
+// parseFlags parses args, turning flag errors into errUsage and -h/--help
+// into a *helpError. Flags may come before or after positional arguments
+// (`submit FILE.jsonl --out X`); "--" ends the flags. The positional
+// arguments are left in fs.Args(); for a command that takes none (see
+// helps) any is a usage error.
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	// run prints the error (and the help, on stdout, when asked for it).
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	defer fs.SetOutput(out)
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return err
+				return &helpError{name: commandName(fs), fs: fs}
 			}
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
@@ -122,6 +134,9 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		args = rest[1:]
 	}
 	if len(positional) > 0 {
+		if helps[commandName(fs)].noArgs {
+			return fmt.Errorf("%w: unexpected argument %q (%s takes no arguments; flags start with --)", errUsage, positional[0], commandName(fs))
+		}
 		// Re-parse with only "--" and the positionals so fs.Args() holds them.
 		_ = fs.Parse(append([]string{"--"}, positional...))
 	}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -22,15 +24,10 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	batchID := fs.String("batch", "", "batch id (default: derived from the input's content, so re-runs resume)")
 	tenant := fs.String("tenant", "", "tenant metadata for every job")
 	noProgress := fs.Bool("no-progress", false, "never draw the progress bar")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: switchboard submit FILE.jsonl [--out results.jsonl] [--route R] [flags]")
-		fs.PrintDefaults()
-	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
 		return fmt.Errorf("%w: submit takes exactly one input file", errUsage)
 	}
 	input := fs.Arg(0)
@@ -58,5 +55,45 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stdout, "batch %s: %d lines, %d succeeded, %d failed, %d invalid, %d from an earlier run -> %s\n",
 			sum.BatchID, sum.Total, sum.Succeeded, sum.Failed, sum.Invalid, sum.Resumed, *out)
 	}
-	return err
+	if err != nil || sum == nil {
+		return err
+	}
+	// Lines answered with an error, this run's and an earlier one's: any
+	// makes the exit status 1, so scripts notice.
+	failed, err := failedLines(*out)
+	if err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d lines failed, see their errors in %s", failed, sum.Total, *out)
+	}
+	return nil
+}
+
+// failedLines counts the lines of an OpenAI Batch output file that carry an
+// error.
+func failedLines(path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 64<<20)
+	for sc.Scan() {
+		var line struct {
+			Error json.RawMessage `json:"error"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			return n, fmt.Errorf("read %s: %w", path, err)
+		}
+		if len(line.Error) > 0 && string(line.Error) != "null" {
+			n++
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return n, fmt.Errorf("read %s: %w", path, err)
+	}
+	return n, nil
 }

@@ -41,6 +41,18 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 	if err := parseFlags(fset, args); err != nil {
 		return err
 	}
+	// Addresses in use fail here, before anything starts or is announced.
+	httpLn, err := listenHTTP(c.httpAddr)
+	if err != nil {
+		return err
+	}
+	defer httpLn.Close()
+	c.httpAddr = httpLn.Addr().String() // the port, when --http asked for port 0
+	if !flagGiven(fset, "nats") {
+		if err := checkNATSListen(*natsListen); err != nil {
+			return err
+		}
+	}
 	log := newLogger()
 	tuneGC() // up runs the ingester
 
@@ -144,7 +156,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return nc.Watch(gctx) }) // a connection closed for good stops up: exit 1
-	g.Go(func() error { return gw.Run(gctx, c.httpAddr) })
+	g.Go(func() error { return gw.Serve(gctx, httpLn) })
 	g.Go(func() error { return broker.NewDispatcher(client, js, log).Run(gctx) })
 	g.Go(func() error { return broker.NewService(client, cfg.Gateway.RequestTimeout, log).Run(gctx) })
 	for _, pool := range pools {
