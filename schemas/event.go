@@ -66,4 +66,9 @@ type Event struct {
 	ProviderMS int64    `json:"provider_ms"`
 	TotalMS    int64    `json:"total_ms"`
 	DurationMS int64    `json:"duration_ms"`
+	// RequestBody and ResponseBody are set on completion events only with
+	// analytics.log_bodies: the job's request and its response (or its
+	// error), known keys redacted, each cut to analytics.log_body_bytes.
+	RequestBody  string `json:"request_body,omitempty"`
+	ResponseBody string `json:"response_body,omitempty"`
 }

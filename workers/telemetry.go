@@ -6,7 +6,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/internal/redact"
 	"github.com/switchboard-llm/switchboard/schemas"
 )
 
@@ -96,8 +98,46 @@ func (p *Pool) attemptEvents(job *schemas.Job, attempts []schemas.Attempt, from 
 // eventMsg is the telemetry batch of a job's last hop: the attempt events of
 // res.Attempts[from:] and the job's completion event.
 func (p *Pool) eventMsg(job *schemas.Job, res *schemas.Result, from int) (*nats.Msg, error) {
-	events := append(p.attemptEvents(job, res.Attempts, from), completionEvent(job, res))
+	completion := completionEvent(job, res)
+	if cfg := p.liveConfig(); cfg.Analytics.LogBodies {
+		completion.RequestBody, completion.ResponseBody = bodies(cfg, job, res)
+	}
+	events := append(p.attemptEvents(job, res.Attempts, from), completion)
 	return telemetryMsg(job.ID, job.Hop, events)
+}
+
+// bodies are the request and response (or error) of a finished job as the
+// request log stores them with analytics.log_bodies: every key the config
+// names (providers' API keys, gateway keys) redacted, each cut to
+// analytics.log_body_bytes.
+func bodies(cfg *config.Config, job *schemas.Job, res *schemas.Result) (request, response string) {
+	secrets := configSecrets(cfg)
+	limit := cfg.Analytics.LogBodyBytes
+	if limit <= 0 {
+		limit = config.DefaultLogBodyBytes
+	}
+	request = redact.Clip(string(job.Request), limit, secrets...)
+	switch {
+	case len(res.Response) > 0:
+		response = redact.Clip(string(res.Response), limit, secrets...)
+	case res.Error != nil:
+		if data, err := json.Marshal(res.Error); err == nil {
+			response = redact.Clip(string(data), limit, secrets...)
+		}
+	}
+	return request, response
+}
+
+// configSecrets are the key values the config's variables hold.
+func configSecrets(cfg *config.Config) []string {
+	var secrets []string
+	for _, p := range cfg.Providers {
+		secrets = append(secrets, p.APIKeys()...)
+	}
+	for _, k := range cfg.Gateway.APIKeys {
+		secrets = append(secrets, k.Key())
+	}
+	return secrets
 }
 
 // telemetryMsg encodes the events of one hop as one message on

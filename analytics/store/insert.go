@@ -163,6 +163,8 @@ var insertColumns = map[string][]insertColumn{
 		column("ttft_ms", func(e *schemas.Event) uint64 { return u64(e.TTFTMS) }),
 		column("provider_ms", func(e *schemas.Event) uint64 { return u64(e.ProviderMS) }),
 		column("total_ms", func(e *schemas.Event) uint64 { return u64(e.TotalMS) }),
+		column("request_body", func(e *schemas.Event) string { return e.RequestBody }),
+		column("response_body", func(e *schemas.Event) string { return e.ResponseBody }),
 	},
 }
 

@@ -220,6 +220,7 @@ var Migrations = []Migration{
 		}
 		return nil
 	}},
+	{Version: 4, Name: "request and response bodies of completions (analytics.log_bodies)", Apply: addBodyColumns},
 }
 
 // resort rebuilds a base table with a new sorting key, keeping its rows, its

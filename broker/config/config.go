@@ -187,7 +187,18 @@ type Analytics struct {
 	// PricesFile optionally imports prices in LiteLLM's
 	// model_prices_and_context_window.json format; config prices win.
 	PricesFile string `yaml:"prices_file"`
+	// LogBodies stores each job's request and response bodies with its
+	// outcome (ClickHouse completions), for the dashboard's request log:
+	// known keys redacted, each body cut to LogBodyBytes. Off by default
+	// (metadata only).
+	LogBodies bool `yaml:"log_bodies"`
+	// LogBodyBytes caps each stored body (default 8 KiB, at most
+	// MaxLogBodyBytes: the bodies travel in a telemetry message).
+	LogBodyBytes int `yaml:"log_body_bytes"`
 }
+
+// MaxLogBodyBytes bounds analytics.log_body_bytes.
+const MaxLogBodyBytes = 256 << 10
 
 // MaxBatchRows bounds analytics.batch_rows (one ClickHouse insert).
 const MaxBatchRows = 1_000_000
@@ -197,6 +208,9 @@ func (a Analytics) validate() []string {
 	var errs []string
 	if a.BatchRows < 0 || a.BatchRows > MaxBatchRows {
 		errs = append(errs, fmt.Sprintf("analytics.batch_rows: must be between 1 and %d, got %d", MaxBatchRows, a.BatchRows))
+	}
+	if a.LogBodyBytes < 0 || a.LogBodyBytes > MaxLogBodyBytes {
+		errs = append(errs, fmt.Sprintf("analytics.log_body_bytes: must be between 1 and %d, got %d", MaxLogBodyBytes, a.LogBodyBytes))
 	}
 	if a.BatchInterval < 0 {
 		errs = append(errs, fmt.Sprintf("analytics.batch_interval: must be positive, got %s", a.BatchInterval))
@@ -227,6 +241,7 @@ const (
 	DefaultMaxInFlight      = 1024
 	DefaultBatchRows        = 50_000
 	DefaultBatchInterval    = time.Second
+	DefaultLogBodyBytes     = 8 << 10
 	DefaultProviderStrategy = StrategyOrdered
 )
 
@@ -296,6 +311,7 @@ func (c *Config) ApplyDefaults() {
 	setIfZero(&c.Gateway.ReadBodyTimeout, DefaultReadBodyTimeout)
 	setIfZero(&c.Analytics.BatchRows, DefaultBatchRows)
 	setIfZero(&c.Analytics.BatchInterval, DefaultBatchInterval)
+	setIfZero(&c.Analytics.LogBodyBytes, DefaultLogBodyBytes)
 	c.applyResilienceDefaults()
 }
 
