@@ -46,6 +46,11 @@ type Job struct {
 	ProviderMS   uint64    `json:"provider_ms"`
 	TotalMS      uint64    `json:"total_ms"`
 	Attempts     []Attempt `json:"attempts"`
+	// RequestBody and ResponseBody are stored only with
+	// analytics.log_bodies (keys redacted, each cut to
+	// analytics.log_body_bytes); absent otherwise.
+	RequestBody  string `json:"request_body,omitempty"`
+	ResponseBody string `json:"response_body,omitempty"`
 }
 
 // Jobs is GET /api/jobs: the most recent job outcomes first.
@@ -120,6 +125,9 @@ ORDER BY ts DESC, job_id LIMIT ?`, args...)
 	for id := range index {
 		ids = append(ids, id)
 	}
+	if err := jobBodies(ctx, conn, jobs, index, ids); err != nil {
+		return nil, err
+	}
 	rows, err = conn.Query(ctx, `SELECT job_id, attempt, ts, provider, model, status_code, error_type, outcome,
 	duration_ms, input_tokens, output_tokens, cost_usd
 FROM attempts FINAL WHERE has(?, job_id) ORDER BY job_id, ts, attempt`, ids)
@@ -141,4 +149,29 @@ FROM attempts FINAL WHERE has(?, job_id) ORDER BY job_id, ts, attempt`, ids)
 		}
 	}
 	return jobs, rows.Err()
+}
+
+// jobBodies fills the logged bodies of the listed jobs (only jobs finished
+// with analytics.log_bodies on have any). The body columns are read apart
+// from the metadata, and only for the jobs shown.
+func jobBodies(ctx context.Context, conn driver.Conn, jobs []Job, index map[string][]int, ids []string) error {
+	rows, err := conn.Query(ctx, `SELECT job_id, ts, request_body, response_body
+FROM completions FINAL WHERE has(?, job_id) AND (request_body != '' OR response_body != '')`, ids)
+	if err != nil {
+		return fmt.Errorf("request log bodies: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, req, resp string
+		var ts time.Time
+		if err := rows.Scan(&id, &ts, &req, &resp); err != nil {
+			return fmt.Errorf("request log bodies: %w", err)
+		}
+		for _, i := range index[id] {
+			if jobs[i].TS.Equal(ts.UTC()) {
+				jobs[i].RequestBody, jobs[i].ResponseBody = req, resp
+			}
+		}
+	}
+	return rows.Err()
 }

@@ -157,6 +157,8 @@ const (
 	fieldProviderMS
 	fieldTotalMS
 	fieldDurationMS
+	fieldRequestBody
+	fieldResponseBody
 	numFields
 )
 
@@ -169,6 +171,7 @@ var fieldNames = [numFields]string{
 	fieldFallback: "fallback", fieldInputTokens: "input_tokens", fieldOutputTokens: "output_tokens",
 	fieldCostUSD: "cost_usd", fieldQueuedMS: "queued_ms", fieldTTFTMS: "ttft_ms",
 	fieldProviderMS: "provider_ms", fieldTotalMS: "total_ms", fieldDurationMS: "duration_ms",
+	fieldRequestBody: "request_body", fieldResponseBody: "response_body",
 }
 
 // fieldQuoted holds each field's key and closing quote, as two
@@ -245,6 +248,10 @@ func slot(ev *schemas.Event, k int) (slotKind, *string, *int, *int64) {
 		return slotInt64, nil, nil, &ev.TotalMS
 	case fieldDurationMS:
 		return slotInt64, nil, nil, &ev.DurationMS
+	case fieldRequestBody:
+		return slotString, &ev.RequestBody, nil, nil
+	case fieldResponseBody:
+		return slotString, &ev.ResponseBody, nil, nil
 	case fieldEventID, fieldTS, fieldFallback, fieldCostUSD:
 		return slotOther, nil, nil, nil
 	}

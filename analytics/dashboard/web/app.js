@@ -215,6 +215,13 @@
       (q.errors && q.errors.length ? " Could not read: " + q.errors.join("; ") : "");
   }
 
+  // The logged request and response (analytics.log_bodies), when stored.
+  function bodies(job) {
+    if (!job.request_body && !job.response_body) return "";
+    return '<div class="bodies"><div><div class="muted">request</div><pre class="body" data-body="request">' + esc(job.request_body || "") +
+      '</pre></div><div><div class="muted">response</div><pre class="body" data-body="response">' + esc(job.response_body || "") + "</pre></div></div>";
+  }
+
   function renderJobs(j) {
     var body = document.querySelector("#jobs-table tbody");
     if (state.expanded === null && j.jobs.length) state.expanded = j.jobs[0].job_id;
@@ -233,7 +240,7 @@
         '<tr class="detail" data-detail="' + esc(job.job_id) + '"' + (open ? "" : " hidden") + '><td colspan="9"><div class="mono">' + esc(job.job_id) + '</div><table class="attempts"><thead><tr><th class="n">#</th><th>Provider / model</th><th>Outcome</th><th class="n">Status</th><th>Error</th><th class="n">Duration ms</th><th>Started</th></tr></thead><tbody>' +
         (attempts || emptyRow(7, "no attempts recorded")) + '</tbody></table><div class="timings">route ' + esc(job.route || "–") + " · tenant " + esc(job.tenant || "–") + " · served by " + esc(job.provider ? job.provider + "/" + job.model : "–") +
         " · cost " + (job.cost_usd == null ? "no price" : usd(job.cost_usd)) + '</div><div class="timings">queued ' + ms(job.queued_ms) + " ms · first token " + ms(job.ttft_ms) + " ms · provider " + ms(job.provider_ms) + " ms · total " + ms(job.total_ms) +
-        " ms · tokens " + int(job.input_tokens) + " in / " + int(job.output_tokens) + " out</div></td></tr>";
+        " ms · tokens " + int(job.input_tokens) + " in / " + int(job.output_tokens) + " out</div>" + bodies(job) + "</td></tr>";
     }).join("");
     $("jobs-empty").hidden = j.jobs.length > 0;
   }
