@@ -5,11 +5,24 @@ import (
 	"fmt"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/switchboard-llm/switchboard/schemas"
 )
 
 // bodyColumns are the completions columns that hold a job's request and
 // response bodies; they stay empty unless analytics.log_bodies is on.
 var bodyColumns = []string{"request_body", "response_body"}
+
+// anyBodies reports whether any event carries a logged body (the body
+// columns, last in insertColumns, are written only then).
+func anyBodies(events []*schemas.Event) bool {
+	for _, e := range events {
+		if e.RequestBody != "" || e.ResponseBody != "" {
+			return true
+		}
+	}
+	return false
+}
 
 // addBodyColumns adds bodyColumns to completions, each only if missing
 // (18.16 has no ADD COLUMN IF NOT EXISTS), so it can be re-run.

@@ -77,6 +77,10 @@ func Insert(ctx context.Context, conn driver.Conn, kind string, events []*schema
 		return 0, drift
 	}
 	columns := insertColumns[table]
+	if table == TableCompletions && !anyBodies(fresh) {
+		// Metadata only: the insert does not depend on migration 4.
+		columns = columns[:len(columns)-len(bodyColumns)]
+	}
 	batch, err := conn.PrepareBatch(ctx, insertQuery(table, columns))
 	if err != nil {
 		return 0, fmt.Errorf("%w: prepare insert into %s: %v", ErrUnavailable, table, err)
