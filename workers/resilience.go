@@ -243,9 +243,27 @@ func (p *Pool) refuse(ctx context.Context, job *schemas.Job, r *run, call int, r
 			return nil
 		}
 	}
+	if call > 0 && errType == ErrCircuitOpen && wait > p.cfg.MaxRetryWait && len(r.attempts) > 0 {
+		// The retry of a failed call on the last target, whose breaker is
+		// open now: like any retry that would wait past MaxRetryWait the
+		// job fails with that call's error. Waiting in the queue instead
+		// would start the next delivery with its retries anew, so a target
+		// that stays down would take a failed probe per cooldown forever
+		// and the job would never be answered.
+		return p.failRetry(r)
+	}
 	r.status = runDelayed
 	r.delay = max(wait, 10*time.Millisecond)
 	p.log.Debug("job waits in the queue", "job", job.ID, "reason", errType, "delay", r.delay)
+	return r
+}
+
+// failRetry fails a run whose retry was refused, with its last call's
+// error (the caller appended that call's attempt to r.attempts).
+func (p *Pool) failRetry(r *run) *run {
+	last := &r.attempts[len(r.attempts)-1]
+	last.Outcome = schemas.OutcomeFatal
+	r.fail(last.ErrorType, last.ErrorMessage+"; no retry: the circuit breaker opened for "+r.target.String(), last.StatusCode, deadLetters(last.ErrorType))
 	return r
 }
 
@@ -317,7 +335,7 @@ func (p *Pool) observe(t schemas.Target, att schemas.Attempt, ce *callError, rv 
 // r.attempts; the returned attempt is the one deciding the job.
 func (p *Pool) callResilient(ctx context.Context, job *schemas.Job, r *run, rv *ratelimit.Reservation) (schemas.Attempt, *Response, *callError) {
 	rt := p.routeOf(job)
-	if rt == nil || rt.LatencyThreshold <= 0 || len(job.Plan) < 2 {
+	if rt == nil || rt.LatencyThreshold <= 0 || !p.laterTargetOpen(job) {
 		att, resp, ce := p.call(ctx, job, r)
 		if ce == nil || !ce.expired {
 			p.observe(r.target, att, ce, rv)
@@ -347,6 +365,21 @@ func (p *Pool) callResilient(ctx context.Context, job *schemas.Job, r *run, rv *
 	}
 	p.observe(r.target, att, ce, rv)
 	return att, resp, ce
+}
+
+// laterTargetOpen reports whether a target after the current one could
+// take the job now (its breaker is not open). When none can, cutting a slow
+// call at the latency threshold would only move the job off a target that
+// answers onto ones that refuse it (then it waits in the queue for their
+// probe), so the call runs plainly, bounded by the provider's timeout.
+func (p *Pool) laterTargetOpen(job *schemas.Job) bool {
+	b := p.cfg.Resilience.Breakers
+	for _, t := range job.Plan[1:] {
+		if b == nil || !b.Open(t.Provider, t.Model) {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Pool) hedgeCompleter(provider string) Completer {

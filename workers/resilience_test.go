@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard-llm/switchboard/broker/budget"
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/route"
+	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/workers"
@@ -281,6 +282,72 @@ func TestLatencyThresholdCancel(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// openBreaker opens target's breaker from "another process" and waits
+// until res sees it open.
+func (e *env) openBreaker(res workers.Resilience, provider, model string) {
+	e.t.Helper()
+	other := e.openRes()
+	if err := other.Breakers.Record(context.Background(), provider, model, schemas.ErrServerError); err != nil {
+		e.t.Fatal(err)
+	}
+	natstest.CheckFor(e.t, 5*time.Second, 10*time.Millisecond, func() error {
+		if !res.Breakers.Open(provider, model) {
+			return fmt.Errorf("breaker of %s/%s not open yet", provider, model)
+		}
+		return nil
+	})
+}
+
+// A slow call is not cut at the latency threshold when every later target's
+// breaker is open: cutting it would move the job off the one target that
+// answers onto one that refuses it, where it waited in the queue for a
+// probe (a cooldown, here an hour) and was never answered meanwhile.
+func TestLatencyThresholdKeepsCallWhenLaterTargetsOpen(t *testing.T) {
+	e := newEnv(t, 1, provider{name: "a", faults: mock.Faults{Latency: 300 * time.Millisecond}, timeout: 5 * time.Second}, provider{name: "b"})
+	e.tune(func(c *config.Config) {
+		c.Routes[0].LatencyThreshold = 50 * time.Millisecond
+		c.Routes[0].Mode = config.ModeCancel
+		c.Breaker = config.Breaker{Failures: 1, Cooldown: time.Hour}
+	})
+	res := e.openRes()
+	e.openBreaker(res, "b", "m-b")
+	e.startPool("a", withRes(res))
+	e.startPool("b", withRes(res))
+	job := newJob()
+	job.Plan = []schemas.Target{{Provider: "a", Model: "m-a"}, {Provider: "b", Model: "m-b"}}
+	r := e.result(e.submit(job), 15*time.Second)
+	if r.Status != schemas.StatusSucceeded || r.Provider != "a" || outcomes(r.Attempts) != "a:ok" {
+		t.Errorf("%s via %s: %s", r.Status, r.Provider, outcomes(r.Attempts))
+	}
+	if n := e.mocks["b"].Stats().Requests; n != 0 {
+		t.Errorf("open breaker let %d calls through", n)
+	}
+}
+
+// A retry refused because the last target's breaker opened (on this very
+// failure) fails the job with the call's error, as a retry waiting past
+// MaxRetryWait does. Handing it back to the queue instead restarted its
+// retries on the next delivery, so while the target stayed down the job
+// took one failed probe per cooldown and was never answered.
+func TestRetryRefusedByOpenBreakerFails(t *testing.T) {
+	e := newEnv(t, 1, provider{name: "a", faults: mock.Faults{ErrorRate: 1}})
+	e.tune(func(c *config.Config) { c.Breaker = config.Breaker{Failures: 1, Cooldown: time.Hour} })
+	res := e.openRes()
+	e.startPool("a", withRes(res))
+	id := e.submit(newJob())
+	r := e.result(id, 15*time.Second)
+	if r.Status != schemas.StatusFailed || r.Error == nil || r.Error.Type != schemas.ErrServerError || outcomes(r.Attempts) != "a:fatal:server_error" {
+		t.Errorf("%s (%+v): %s", r.Status, r.Error, outcomes(r.Attempts))
+	}
+	if n := e.mocks["a"].Stats().Requests; n != 1 {
+		t.Errorf("%d calls, want 1 (the breaker opened on the first)", n)
+	}
+	if n := e.count(streams.StreamDLQ, streams.DLQ(streams.DLQExhausted)); n != 1 {
+		t.Errorf("%d dead letters, want 1 (a provider-side failure)", n)
+	}
+	e.waitEmpty(10 * time.Second)
 }
 
 func TestHedgeFirstAnswerWins(t *testing.T) {
