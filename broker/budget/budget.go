@@ -9,6 +9,12 @@
 // their last write); j.<job_id> marks a job whose cost was counted, kept as
 // long as its Result can be (re)delivered: twice the RESULTS stream's max
 // age (per-key TTL). Days and months are UTC.
+//
+// Counting costs JetStream work per priced Result, so it runs only while
+// the config has a budget (Configure): with none, the consumer is not read
+// at all. When a budget is added, the durable consumer resumes where it
+// stopped, or (created for the first time) counts every Result RESULTS
+// still stores (limits.results_max_age), so the day's spend is complete.
 package budget
 
 import (
@@ -88,6 +94,10 @@ type Tracker struct {
 	cache     *kvstate.Cache
 	now       func() time.Time
 	markerTTL atomic.Int64 // time.Duration
+	// off is set while the config has no budget (Configure); wake tells
+	// Run that it changed.
+	off  atomic.Bool
+	wake chan struct{}
 }
 
 // Open opens the spend bucket and watches its counters until ctx ends.
@@ -108,7 +118,7 @@ func Open(ctx context.Context, js jetstream.JetStream, now func() time.Time) (*T
 	if now == nil {
 		now = time.Now
 	}
-	t := &Tracker{js: js, kv: kv, cache: cache, now: now}
+	t := &Tracker{js: js, kv: kv, cache: cache, now: now, wake: make(chan struct{}, 1)}
 	t.markerTTL.Store(int64(MarkerTTL(0)))
 	return t, nil
 }
@@ -223,17 +233,57 @@ func (t *Tracker) Exceeded(cfg *config.Config, tenant string) (string, bool) {
 	return "", false
 }
 
+// Configure tells the tracker the live config (route.Resolver calls it on
+// start and on every reload): spend is counted only while cfg has a
+// budget. Until the first call it is counted.
+func (t *Tracker) Configure(cfg *config.Config) {
+	off := cfg == nil || len(cfg.Budgets) == 0
+	if t.off.Swap(off) != off {
+		select {
+		case t.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // Run counts the cost of every Result on the RESULTS stream until ctx ends,
 // through the durable consumer budget-spend (shared by every process that
-// runs it). A Result is acked once its cost is counted. Run returns only
-// when ctx ends: a consumer error (a missed heartbeat in a node outage, a
-// deleted consumer, a closed iterator) re-creates the consumer after a
-// backoff, logged on t.Log.
+// runs it), while the config has a budget (Configure). A Result is acked
+// once its cost is counted. Run returns only when ctx ends: a consumer
+// error (a missed heartbeat in a node outage, a deleted consumer, a closed
+// iterator) re-creates the consumer after a backoff, logged on t.Log.
 func (t *Tracker) Run(ctx context.Context, js jetstream.JetStream) error {
-	supervise.Run(ctx, t.Log, "budget spend counter", func(ctx context.Context) error {
-		return t.consume(ctx, js)
-	})
-	return nil
+	for {
+		for t.off.Load() {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.wake:
+			}
+		}
+		// Count until ctx ends or the last budget is removed.
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for !t.off.Load() {
+				select {
+				case <-runCtx.Done():
+					return
+				case <-t.wake:
+				}
+			}
+			cancel()
+		}()
+		supervise.Run(runCtx, t.Log, "budget spend counter", func(ctx context.Context) error {
+			return t.consume(ctx, js)
+		})
+		cancel()
+		<-done
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
 }
 
 // consume counts Results until ctx ends (nil) or the consumer fails.

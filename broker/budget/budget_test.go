@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/route"
@@ -217,5 +218,71 @@ func TestPoisonTenantResultKeepsTheCounterConnected(t *testing.T) {
 	})
 	if st := nc.Status(); st != nats.CONNECTED {
 		t.Fatalf("connection %v", st)
+	}
+}
+
+// Without a budget in the config the counter does no JetStream work per
+// Result: its consumer is neither created nor read. Adding a budget counts
+// the Results stored meanwhile; removing the last one stops reading again.
+func TestCountsOnlyWhileABudgetIsConfigured(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx := natstest.Context(t)
+	_, js := srv.Connect(t)
+	withBudgets, err := config.Parse([]byte(cfgYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	none, err := config.Parse([]byte("providers: [{name: a, kind: mock}]\nroutes: [{name: chat, targets: [{provider: a, model: m}]}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := streams.Ensure(ctx, js, withBudgets.Limits); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := Open(ctx, js, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := route.New(none, route.WithBudgets(tr)) // tells tr the config
+	go func() { _ = tr.Run(ctx, js) }()
+	pub := func(id string, usd float64) {
+		data, _ := json.Marshal(schemas.Result{V: 1, ID: id, Status: schemas.StatusSucceeded, CostUSD: &usd, Metadata: map[string]string{"tenant": "acme"}})
+		if _, err := js.Publish(ctx, streams.Result("", id), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub("r1", 0.6)
+	if _, err := js.Consumer(ctx, streams.StreamResults, Consumer); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Fatalf("no budget configured: consumer lookup %v, want not found", err)
+	}
+	r.SetConfig(withBudgets)
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if d, _ := tr.Spent("acme", time.Now()); math.Abs(d-0.6) > 1e-9 {
+			return fmt.Errorf("acme spent %v, want 0.6 (the Result stored before the budget)", d)
+		}
+		return nil
+	})
+	r.SetConfig(none)
+	cons, err := js.Consumer(ctx, streams.StreamResults, Consumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		info, err := cons.Info(ctx)
+		if err != nil || info.NumWaiting != 0 {
+			return fmt.Errorf("after the last budget went: %d pull requests waiting (%v), want none", info.NumWaiting, err)
+		}
+		return nil
+	})
+	pub("r2", 0.3)
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		info, err := cons.Info(ctx)
+		if err != nil || info.NumPending != 1 {
+			return fmt.Errorf("r2 pending %v (%v), want 1 (not read)", info.NumPending, err)
+		}
+		return nil
+	})
+	if d, _ := tr.Spent("acme", time.Now()); math.Abs(d-0.6) > 1e-9 {
+		t.Errorf("acme spent %v with no budget configured, want 0.6 still", d)
 	}
 }

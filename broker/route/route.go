@@ -29,9 +29,16 @@ type Latencies interface {
 }
 
 // Budgets reports whether a tenant is over its budget under cfg, and why.
-// Implemented by broker/budget.Tracker.
+// Implemented by broker/budget.Tracker. A Budgets that also implements
+// Configurer is told the config on New and on every SetConfig.
 type Budgets interface {
 	Exceeded(cfg *config.Config, tenant string) (reason string, exceeded bool)
+}
+
+// Configurer is told the live config (broker/budget.Tracker counts spend
+// only while the config has a budget).
+type Configurer interface {
+	Configure(cfg *config.Config)
 }
 
 // Option configures a Resolver.
@@ -66,14 +73,24 @@ func New(cfg *config.Config, opts ...Option) *Resolver {
 	for _, o := range opts {
 		o(r)
 	}
+	r.configure(cfg)
 	return r
+}
+
+func (r *Resolver) configure(cfg *config.Config) {
+	if c, ok := r.budgets.(Configurer); ok {
+		c.Configure(cfg)
+	}
 }
 
 // Config returns the config the resolver uses now.
 func (r *Resolver) Config() *config.Config { return r.cfg.Load() }
 
 // SetConfig replaces the config (cfg must be valid); later Resolve calls use it.
-func (r *Resolver) SetConfig(cfg *config.Config) { r.cfg.Store(cfg) }
+func (r *Resolver) SetConfig(cfg *config.Config) {
+	r.cfg.Store(cfg)
+	r.configure(cfg)
+}
 
 // Resolve fills job.Route (when a rule or the default picks it) and job.Plan.
 // A job that already has a plan keeps it. Errors are *schemas.FieldError
