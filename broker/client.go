@@ -72,15 +72,10 @@ func (c *Client) Submit(ctx context.Context, job *schemas.Job) (string, error) {
 // low priority jobs to that provider's lane llm.jobs.<provider>.high|.low,
 // see workers/lanes) with the dedup id of its hop.
 func PublishJob(ctx context.Context, js jetstream.JetStream, job *schemas.Job) error {
-	if len(job.Plan) == 0 {
-		return fmt.Errorf("job %s has no target to publish to", job.ID)
-	}
-	data, err := json.Marshal(job)
+	msg, err := jobMsg(job)
 	if err != nil {
-		return fmt.Errorf("encode job: %w", err)
+		return err
 	}
-	msg := &nats.Msg{Subject: streams.JobsLane(job.Plan[0].Provider, job.Priority), Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, streams.HopMsgID(job.ID, job.Hop))
 	if _, err := js.PublishMsg(ctx, msg); err != nil {
 		if streams.IsFull(err) {
 			return fmt.Errorf("publish job %s: %w", job.ID, ErrQueueFull)
@@ -88,6 +83,36 @@ func PublishJob(ctx context.Context, js jetstream.JetStream, job *schemas.Job) e
 		return fmt.Errorf("publish job %s: %w", job.ID, err)
 	}
 	return nil
+}
+
+// PublishJobAsync starts publishing a routed job as PublishJob does,
+// without waiting for the server's confirmation: the caller waits on the
+// future, and a job whose publish failed is published again with
+// PublishJob (the same dedup id, so it is stored once).
+func PublishJobAsync(js jetstream.JetStream, job *schemas.Job) (jetstream.PubAckFuture, error) {
+	msg, err := jobMsg(job)
+	if err != nil {
+		return nil, err
+	}
+	f, err := js.PublishMsgAsync(msg)
+	if err != nil {
+		return nil, fmt.Errorf("publish job %s: %w", job.ID, err)
+	}
+	return f, nil
+}
+
+// jobMsg is the message of job's current hop.
+func jobMsg(job *schemas.Job) (*nats.Msg, error) {
+	if len(job.Plan) == 0 {
+		return nil, fmt.Errorf("job %s has no target to publish to", job.ID)
+	}
+	data, err := json.Marshal(job)
+	if err != nil {
+		return nil, fmt.Errorf("encode job: %w", err)
+	}
+	msg := &nats.Msg{Subject: streams.JobsLane(job.Plan[0].Provider, job.Priority), Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, streams.HopMsgID(job.ID, job.Hop))
+	return msg, nil
 }
 
 // Complete submits a job and waits for its Result until ctx ends or the job's

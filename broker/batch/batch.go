@@ -285,6 +285,17 @@ func submitChunk(ctx context.Context, client *broker.Client, js jetstream.JetStr
 	if err := state.Sync(); err != nil {
 		return fmt.Errorf("sync state: %w", err)
 	}
+	// The chunk's jobs are published pipelined (a synchronous publish per
+	// line waits a round trip each); a line is recorded as sent only once
+	// the server has confirmed it, and one whose async publish failed is
+	// published again synchronously (same dedup id), which reports a full
+	// queue or an outage as before.
+	type inFlight struct {
+		p   *pending
+		job *schemas.Job
+		fut jetstream.PubAckFuture
+	}
+	var sent []inFlight
 	for _, p := range toSend {
 		job := jobFor(p, batchID, opts)
 		if err := client.Prepare(job); err != nil {
@@ -300,15 +311,56 @@ func submitChunk(ctx context.Context, client *broker.Client, js jetstream.JetStr
 			}
 			return err
 		}
-		if err := broker.PublishJob(ctx, js, job); err != nil {
-			return fmt.Errorf("line %d: %w", p.line, err)
+		fut, err := broker.PublishJobAsync(js, job)
+		if err != nil {
+			fut = nil // published synchronously below
 		}
-		p.sent = true
-		if err := enc.Encode(stateLine{CustomID: p.input.CustomID, JobID: p.jobID, Sent: true}); err != nil {
+		sent = append(sent, inFlight{p: p, job: job, fut: fut})
+	}
+	expired := make(chan struct{}) // closed: every later wait ends at once
+	stop := time.AfterFunc(confirmWait, func() { close(expired) })
+	defer stop.Stop()
+	for _, s := range sent {
+		if !confirmed(ctx, s.fut, expired) {
+			if err := broker.PublishJob(ctx, js, s.job); err != nil {
+				return fmt.Errorf("line %d: %w", s.p.line, err)
+			}
+		}
+		s.p.sent = true
+		if err := enc.Encode(stateLine{CustomID: s.p.input.CustomID, JobID: s.p.jobID, Sent: true}); err != nil {
 			return fmt.Errorf("write state: %w", err)
 		}
 	}
 	return state.Sync()
+}
+
+// confirmWait bounds the wait for a chunk's async publishes; those not
+// confirmed by then are published again synchronously.
+const confirmWait = 10 * time.Second
+
+// confirmed waits for an async publish: false when it failed, was never
+// started (nil), or ctx ended or the chunk's wait passed first.
+func confirmed(ctx context.Context, f jetstream.PubAckFuture, timeout <-chan struct{}) bool {
+	if f == nil {
+		return false
+	}
+	select {
+	case <-f.Ok():
+		return true
+	case <-f.Err():
+		return false
+	default:
+	}
+	select {
+	case <-f.Ok():
+		return true
+	case <-f.Err():
+		return false
+	case <-ctx.Done():
+		return false
+	case <-timeout:
+		return false
+	}
 }
 
 // routeHint explains an unknown route that came from a line's body.model
