@@ -5,10 +5,21 @@
 // (route.Budgets) and reroutes or rejects a tenant over budget.
 //
 // Keys: s.<tenant>.d.<YYYYMMDD> and s.<tenant>.m.<YYYYMM> hold
-// {"usd": total, "ids": [last job ids]} (per-key TTL 49 h and 63 days from
-// their last write); j.<job_id> marks a job whose cost was counted, kept as
-// long as its Result can be (re)delivered: twice the RESULTS stream's max
-// age (per-key TTL). Days and months are UTC.
+// {"nano_usd": total, "ids": [counts in flight]} (per-key TTL 49 h and 63
+// days from their last write); j.<job_id> marks a job whose cost is being
+// or was counted, kept as long as its Result can be (re)delivered: twice
+// the RESULTS stream's max age (per-key TTL). Days and months are UTC.
+//
+// Results are counted in flushes of up to 512 (whatever has arrived, so a
+// lone Result is not held back): one marker per job, written in parallel
+// ("p/<flush id>"), then one compare-and-set per tenant day and month
+// adding the flush's total and its id, then the markers set "done" in
+// parallel, then the Results acked. A counter lists the ids of the flushes
+// (and recounted jobs) whose markers are not all done yet, so a count
+// interrupted between its writes is finished without counting twice: a
+// job with a pending marker is counted in a key unless its flush id (or its
+// own id) is listed there. A flush's id leaves the lists on the next write
+// once its markers are all done.
 //
 // Counting costs JetStream work per priced Result, so it runs only while
 // the config has a budget (Configure): with none, the consumer is not read
@@ -19,15 +30,19 @@ package budget
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/broker/config"
@@ -43,9 +58,12 @@ const Bucket = "sb_spend"
 // Consumer is the durable consumer of RESULTS that counts spend.
 const Consumer = "budget-spend"
 
-// recentIDs is how many job ids a counter remembers, to finish a count
-// interrupted between its writes without counting twice.
-const recentIDs = 64
+// maxIDs bounds a counter's list of counts in flight (only interrupted
+// counts stay longer than a flush).
+const maxIDs = 256
+
+// flushMax is the most Results counted in one flush.
+const flushMax = 512
 
 // MarkerTTL returns how long a counted job id is remembered when RESULTS
 // keeps Results for resultsMaxAge: a Result can be redelivered to the
@@ -66,10 +84,25 @@ const (
 	monthTTL = 63 * 24 * time.Hour
 )
 
+// Marker values: "p/<id>" pending under flush (or job) id, "r/<id>" the
+// same claimed by a recount, "done" counted. "pending" is an older
+// version's pending marker (counted under the job's own id).
 const (
 	markerPending = "pending"
 	markerDone    = "done"
 )
+
+// pendingID returns the flush id a pending marker value names ("" for an
+// older version's "pending") and whether the marker is pending at all.
+func pendingID(v string) (string, bool) {
+	switch {
+	case v == markerPending:
+		return "", true
+	case strings.HasPrefix(v, "p/"), strings.HasPrefix(v, "r/"):
+		return v[2:], true
+	}
+	return "", false
+}
 
 // counter is a spend total in nano-USD (integers add up exactly: 0.6 + 0.3
 // + 0.1 is 1, not 0.9999999999999999).
@@ -98,6 +131,10 @@ type Tracker struct {
 	// Run that it changed.
 	off  atomic.Bool
 	wake chan struct{}
+	// finished holds, per counter key, flush ids whose markers are all
+	// done, to drop from the counter's list on its next write (flushes
+	// run one at a time per Tracker).
+	finished map[string][]string
 }
 
 // Open opens the spend bucket and watches its counters until ctx ends.
@@ -118,7 +155,7 @@ func Open(ctx context.Context, js jetstream.JetStream, now func() time.Time) (*T
 	if now == nil {
 		now = time.Now
 	}
-	t := &Tracker{js: js, kv: kv, cache: cache, now: now, wake: make(chan struct{}, 1)}
+	t := &Tracker{js: js, kv: kv, cache: cache, now: now, wake: make(chan struct{}, 1), finished: map[string][]string{}}
 	t.markerTTL.Store(int64(MarkerTTL(0)))
 	return t, nil
 }
@@ -140,14 +177,17 @@ func monthKey(tenant string, t time.Time) string {
 
 // Add counts usd of job jobID for tenant at time at, once: a job id already
 // counted (a redelivered or duplicate Result) changes nothing and returns
-// false.
+// false. A job whose count was interrupted (a pending marker) is finished
+// in the keys that miss it.
 func (t *Tracker) Add(ctx context.Context, jobID, tenant string, usd float64, at time.Time) (bool, error) {
 	if usd <= 0 {
 		return false, nil
 	}
 	marker := kvstate.Key("j", jobID)
 	markerTTL := time.Duration(t.markerTTL.Load())
-	if _, err := t.kv.Create(ctx, marker, []byte(markerPending), jetstream.KeyTTL(markerTTL)); err != nil {
+	flush := jobID
+	rev, err := t.kv.Create(ctx, marker, []byte("p/"+jobID), jetstream.KeyTTL(markerTTL))
+	if err != nil {
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			return false, fmt.Errorf("spend marker %s: %w", jobID, err)
 		}
@@ -155,32 +195,27 @@ func (t *Tracker) Add(ctx context.Context, jobID, tenant string, usd float64, at
 		if gerr != nil {
 			return false, fmt.Errorf("spend marker %s: %w", jobID, gerr)
 		}
-		if string(e.Value()) == markerDone {
-			return false, nil
+		id, pending := pendingID(string(e.Value()))
+		if !pending {
+			return false, nil // counted
 		}
-		// An earlier count stopped half-way: finish it (the counters'
-		// recent ids say which half was done).
+		// An earlier count stopped half-way (or is slow): claim it, so its
+		// flush does not also finish it, then count it where it is missing.
+		if rev, err = t.writeMarker(ctx, marker, "r/"+id, e.Revision()); err != nil {
+			return false, fmt.Errorf("spend marker %s: %w", jobID, err)
+		}
+		flush = id
 	}
+	nano := toNano(usd)
 	applied := false
-	for _, k := range []struct {
-		key string
-		ttl time.Duration
-	}{{dayKey(tenant, at), dayTTL}, {monthKey(tenant, at), monthTTL}} {
-		val, rev, err := kvstate.ModifyTTL(ctx, t.js, t.kv, k.key, k.ttl, func(cur []byte, exists bool) ([]byte, bool, error) {
-			var c counter
-			if exists {
-				if err := json.Unmarshal(cur, &c); err != nil {
-					c = counter{}
-				}
-			}
-			if slices.Contains(c.IDs, jobID) {
+	for _, k := range counterKeys(tenant, at) {
+		val, crev, err := kvstate.ModifyTTL(ctx, t.js, t.kv, k.key, k.ttl, func(cur []byte, exists bool) ([]byte, bool, error) {
+			c := decodeCounter(cur, exists)
+			if (flush != "" && slices.Contains(c.IDs, flush)) || slices.Contains(c.IDs, jobID) {
 				return nil, false, nil
 			}
-			c.NanoUSD += toNano(usd)
-			c.IDs = append(c.IDs, jobID)
-			if len(c.IDs) > recentIDs {
-				c.IDs = c.IDs[len(c.IDs)-recentIDs:]
-			}
+			c.NanoUSD += nano
+			c.IDs = appendID(c.IDs, jobID)
 			b, err := json.Marshal(c)
 			return b, true, err
 		})
@@ -188,14 +223,215 @@ func (t *Tracker) Add(ctx context.Context, jobID, tenant string, usd float64, at
 			return applied, fmt.Errorf("spend of %s: %w", jobID, err)
 		}
 		if val != nil {
-			t.cache.Set(k.key, val, rev)
+			t.cache.Set(k.key, val, crev)
 			applied = true
 		}
 	}
-	if _, err := kvstate.PutTTL(ctx, t.js, t.kv, marker, []byte(markerDone), markerTTL); err != nil {
+	if _, err := t.writeMarker(ctx, marker, markerDone, rev); err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		// A mismatch is a recount that claimed it meanwhile: it finds
+		// this count by the job's id.
 		return applied, fmt.Errorf("spend marker %s: %w", jobID, err)
 	}
 	return applied, nil
+}
+
+type counterKey struct {
+	key string
+	ttl time.Duration
+}
+
+func counterKeys(tenant string, at time.Time) [2]counterKey {
+	return [2]counterKey{{dayKey(tenant, at), dayTTL}, {monthKey(tenant, at), monthTTL}}
+}
+
+func decodeCounter(cur []byte, exists bool) counter {
+	var c counter
+	if exists {
+		if err := json.Unmarshal(cur, &c); err != nil {
+			c = counter{}
+		}
+	}
+	return c
+}
+
+func appendID(ids []string, id string) []string {
+	ids = append(ids, id)
+	if len(ids) > maxIDs {
+		ids = ids[len(ids)-maxIDs:]
+	}
+	return ids
+}
+
+// writeMarker replaces a marker at revision rev, with a fresh TTL.
+func (t *Tracker) writeMarker(ctx context.Context, marker, value string, rev uint64) (uint64, error) {
+	return kvstate.WriteTTL(ctx, t.js, t.kv, marker, []byte(value), time.Duration(t.markerTTL.Load()), rev)
+}
+
+// priced is one job's Result in a flush.
+type priced struct {
+	msgs   []jetstream.Msg // its deliveries in this flush
+	id     string
+	tenant string
+	usd    float64
+	at     time.Time
+	rev    uint64 // its marker's revision
+	fut    jetstream.PubAckFuture
+	ok     bool // counted (or found counted): ack
+}
+
+// flush counts a batch of Results (see the package doc) and acks them; a
+// Result not counted is Nak'd and redelivered.
+func (t *Tracker) flush(ctx context.Context, msgs []jetstream.Msg) {
+	byID := map[string]*priced{}
+	var jobs []*priced
+	for _, msg := range msgs {
+		res, err := schemas.DecodeResult(msg.Data())
+		if err != nil || res.CostUSD == nil || *res.CostUSD <= 0 {
+			_ = msg.Ack()
+			continue
+		}
+		if j := byID[res.ID]; j != nil {
+			j.msgs = append(j.msgs, msg) // the same job twice: counted once
+			continue
+		}
+		at := t.now()
+		if md, err := msg.Metadata(); err == nil {
+			at = md.Timestamp
+		}
+		j := &priced{msgs: []jetstream.Msg{msg}, id: res.ID, tenant: res.Metadata[schemas.MetaTenant], usd: *res.CostUSD, at: at}
+		byID[res.ID] = j
+		jobs = append(jobs, j)
+	}
+	if len(jobs) == 0 {
+		return
+	}
+	defer func() {
+		for _, j := range jobs {
+			for _, m := range j.msgs {
+				if j.ok {
+					_ = m.Ack()
+				} else {
+					_ = m.NakWithDelay(time.Second)
+				}
+			}
+		}
+	}()
+	flush := newFlushID()
+	markerTTL := time.Duration(t.markerTTL.Load())
+	// 1. Pending markers, in parallel.
+	for _, j := range jobs {
+		j.fut, _ = t.js.PublishMsgAsync(&nats.Msg{Subject: t.subject(j.id), Data: []byte("p/" + flush)},
+			jetstream.WithExpectLastSequencePerSubject(0), jetstream.WithMsgTTL(markerTTL))
+	}
+	var fresh []*priced
+	for _, j := range jobs {
+		if ack, err := await(ctx, j.fut); err == nil {
+			j.rev = ack.Sequence
+			fresh = append(fresh, j)
+			continue
+		}
+		// Seen before (a duplicate, or an interrupted count) or the
+		// publish failed: the one-job path sorts it out.
+		if _, err := t.Add(ctx, j.id, j.tenant, j.usd, j.at); err == nil {
+			j.ok = true
+		}
+	}
+	if len(fresh) == 0 {
+		return
+	}
+	// 2. One compare-and-set per counter key. A job a recount has counted
+	// meanwhile (its id listed) is left out.
+	byKey := map[counterKey][]*priced{}
+	var keys []counterKey
+	for _, j := range fresh {
+		for _, k := range counterKeys(j.tenant, j.at) {
+			if byKey[k] == nil {
+				keys = append(keys, k)
+			}
+			byKey[k] = append(byKey[k], j)
+		}
+	}
+	for _, k := range keys {
+		drop := t.finished[k.key]
+		val, rev, err := kvstate.ModifyTTL(ctx, t.js, t.kv, k.key, k.ttl, func(cur []byte, exists bool) ([]byte, bool, error) {
+			c := decodeCounter(cur, exists)
+			for _, j := range byKey[k] {
+				if !slices.Contains(c.IDs, j.id) {
+					c.NanoUSD += toNano(j.usd)
+				}
+			}
+			c.IDs = appendID(slices.DeleteFunc(c.IDs, func(id string) bool { return slices.Contains(drop, id) }), flush)
+			b, err := json.Marshal(c)
+			return b, true, err
+		})
+		if err != nil {
+			// Nothing acked: the markers stay pending and the redelivered
+			// Results finish the count where this flush's id is missing.
+			t.logger().Warn("budget spend counter: flush not counted; its results will be redelivered", "key", k.key, "err", err)
+			return
+		}
+		t.cache.Set(k.key, val, rev)
+		delete(t.finished, k.key)
+	}
+	// 3. Markers done, in parallel; the flush's id can leave the counters
+	// once they all are.
+	for _, j := range fresh {
+		j.fut, _ = t.js.PublishMsgAsync(&nats.Msg{Subject: t.subject(j.id), Data: []byte(markerDone)},
+			jetstream.WithExpectLastSequencePerSubject(j.rev), jetstream.WithMsgTTL(markerTTL))
+	}
+	allDone := true
+	for _, j := range fresh {
+		j.ok = true // counted: a marker left pending is finished by its id
+		if _, err := await(ctx, j.fut); err != nil {
+			allDone = false
+		}
+	}
+	if allDone {
+		for _, k := range keys {
+			t.finished[k.key] = append(t.finished[k.key], flush)
+		}
+	}
+}
+
+func (t *Tracker) logger() *slog.Logger {
+	if t.Log != nil {
+		return t.Log
+	}
+	return slog.Default()
+}
+
+func (t *Tracker) subject(jobID string) string {
+	return "$KV." + Bucket + "." + kvstate.Key("j", jobID)
+}
+
+// await waits for an async publish (nil: not started), at most asyncWait.
+func await(ctx context.Context, f jetstream.PubAckFuture) (*jetstream.PubAck, error) {
+	if f == nil {
+		return nil, errNotPublished
+	}
+	t := time.NewTimer(asyncWait)
+	defer t.Stop()
+	select {
+	case ack := <-f.Ok():
+		return ack, nil
+	case err := <-f.Err():
+		return nil, err
+	case <-t.C:
+		return nil, errNotPublished
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// asyncWait bounds the wait for one confirmation of a flush.
+const asyncWait = 10 * time.Second
+
+var errNotPublished = errors.New("not confirmed")
+
+func newFlushID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "f" + hex.EncodeToString(b[:])
 }
 
 func (t *Tracker) read(key string) float64 {
@@ -305,39 +541,47 @@ func (t *Tracker) consume(ctx context.Context, js jetstream.JetStream) error {
 		return fmt.Errorf("results stream: %w", err)
 	}
 	t.markerTTL.Store(int64(MarkerTTL(stream.CachedInfo().Config.MaxAge)))
-	it, err := cons.Messages(jetstream.PullExpiry(pullExpiry))
+	it, err := cons.Messages(jetstream.PullExpiry(pullExpiry), jetstream.PullMaxMessages(flushMax))
 	if err != nil {
 		return fmt.Errorf("consume results: %w", err)
 	}
 	defer it.Stop()
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
-	for {
-		msg, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+	msgs := make(chan jetstream.Msg, flushMax)
+	failed := make(chan error, 1)
+	go func() {
+		defer close(msgs)
+		for {
+			msg, err := it.Next()
+			if err != nil {
+				failed <- err
+				return
 			}
-			return fmt.Errorf("consume results: %w", err)
+			msgs <- msg
 		}
-		t.handle(ctx, msg)
+	}()
+	batch := make([]jetstream.Msg, 0, flushMax)
+	for msg := range msgs {
+		// Count whatever has arrived, up to flushMax, at once.
+		batch = append(batch[:0], msg)
+	more:
+		for len(batch) < flushMax {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					break more
+				}
+				batch = append(batch, m)
+			default:
+				break more
+			}
+		}
+		t.flush(ctx, batch)
 	}
-}
-
-func (t *Tracker) handle(ctx context.Context, msg jetstream.Msg) {
-	res, err := schemas.DecodeResult(msg.Data())
-	if err != nil || res.CostUSD == nil || *res.CostUSD <= 0 {
-		_ = msg.Ack()
-		return
+	err = <-failed
+	if ctx.Err() != nil {
+		return nil
 	}
-	at := t.now()
-	if md, err := msg.Metadata(); err == nil {
-		at = md.Timestamp
-	}
-	tenant := res.Metadata[schemas.MetaTenant]
-	if _, err := t.Add(ctx, res.ID, tenant, *res.CostUSD, at); err != nil {
-		_ = msg.NakWithDelay(time.Second)
-		return
-	}
-	_ = msg.Ack()
+	return fmt.Errorf("consume results: %w", err)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/internal/kvstate"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/schemas"
 )
@@ -284,5 +285,72 @@ func TestCountsOnlyWhileABudgetIsConfigured(t *testing.T) {
 	})
 	if d, _ := tr.Spent("acme", time.Now()); math.Abs(d-0.6) > 1e-9 {
 		t.Errorf("acme spent %v with no budget configured, want 0.6 still", d)
+	}
+}
+
+// Results counted in flushes: many jobs of several tenants, duplicates
+// (the same job's Result published again, as after a worker crash) and a
+// count interrupted half-way (its flush listed in the day counter only) add
+// up exactly, each job once.
+func TestFlushesCountEachResultOnce(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx := natstest.Context(t)
+	_, js := srv.Connect(t)
+	cfg, err := config.Parse([]byte(cfgYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := streams.Ensure(ctx, js, cfg.Limits); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := Open(ctx, js, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The interrupted count: job jx's marker names flush fX, which reached
+	// the day counter (0.5 in it) but not the month's.
+	now := time.Now()
+	if _, err := tr.kv.Create(ctx, "j.jx", []byte("p/fX")); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := json.Marshal(counter{NanoUSD: 5e8, IDs: []string{"fX"}})
+	if _, err := tr.kv.Put(ctx, dayKey("acme", now), c); err != nil {
+		t.Fatal(err)
+	}
+	pub := func(id, tenant string, usd float64, msgID string) {
+		data, _ := json.Marshal(schemas.Result{V: 1, ID: id, Status: schemas.StatusSucceeded, CostUSD: &usd, Metadata: map[string]string{"tenant": tenant}})
+		msg := &nats.Msg{Subject: streams.Result("", id), Data: data, Header: nats.Header{}}
+		msg.Header.Set("Nats-Msg-Id", msgID)
+		if _, err := js.PublishMsgAsync(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tenants := []string{"acme", "beta", ""}
+	const jobs = 900
+	for i := range jobs {
+		id := fmt.Sprintf("job-%d", i)
+		pub(id, tenants[i%3], 0.001, id)
+		if i%10 == 0 {
+			pub(id, tenants[i%3], 0.001, id+".again")
+		}
+	}
+	pub("jx", "acme", 0.5, "jx")
+	<-js.PublishAsyncComplete()
+	go func() { _ = tr.Run(ctx, js) }()
+	want := map[string][2]float64{"acme": {0.3 + 0.5, 0.3 + 0.5}, "beta": {0.3, 0.3}, "": {0.3, 0.3}}
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		for tenant, w := range want {
+			day, month := tr.Spent(tenant, now)
+			if toNano(day) != toNano(w[0]) || toNano(month) != toNano(w[1]) {
+				return fmt.Errorf("tenant %q spent %v/%v, want %v/%v", tenant, day, month, w[0], w[1])
+			}
+		}
+		return nil
+	})
+	for _, id := range []string{"jx", "job-0", "job-899"} {
+		e, err := tr.kv.Get(ctx, kvstate.Key("j", id))
+		if err != nil || string(e.Value()) != markerDone {
+			t.Errorf("marker of %s: %v, want done", id, err)
+		}
 	}
 }
