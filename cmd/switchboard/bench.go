@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/switchboard-llm/switchboard/internal/loadgen"
+	"github.com/switchboard-llm/switchboard/workers/mock"
+)
+
+// benchReport is `switchboard bench --json`.
+type benchReport struct {
+	Mode    string          `json:"mode"` // "paced" or "flat_out"
+	Rate    float64         `json:"rate_per_target,omitempty"`
+	Targets []loadgen.Stats `json:"targets"`
+	// Added is the gateway's latency over the direct call (paced runs
+	// with both targets).
+	Added *loadgen.Added `json:"added,omitempty"`
+}
+
+// runBench loads a gateway with chat completions, side by side with the
+// same provider called directly, and prints the latencies and what the
+// gateway adds.
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench", stderr)
+	gatewayURL := fs.String("gateway", "http://127.0.0.1:8080", "gateway base URL (its /v1/chat/completions is loaded)")
+	direct := fs.String("direct", "", "the provider's OpenAI-compatible base URL, called directly for comparison (e.g. http://127.0.0.1:9999/v1)")
+	mockAddr := fs.String("mock", "", "start an instant mock provider on this address (the gateway's config must point at it) and use it as --direct")
+	model := fs.String("model", "chat", "model (route) in each request body")
+	rate := fs.Float64("rate", 500, "requests per second per target, open loop; 0 runs flat out (each target alone)")
+	requests := fs.Int("requests", 5000, "requests per target")
+	concurrency := fs.Int("concurrency", 256, "requests in flight per target (flat out: callers)")
+	keyEnv := fs.String("api-key-env", "", "environment variable holding a gateway key (sent as Authorization: Bearer)")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: switchboard bench [--gateway URL] [--direct URL | --mock ADDR] [--rate N] [--requests N] [--json]")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %v", errUsage, fs.Args())
+	}
+	opts := loadgen.Options{Rate: *rate, Requests: *requests, Concurrency: *concurrency}
+	if err := opts.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *mockAddr != "" {
+		if *direct != "" {
+			return fmt.Errorf("%w: give --direct or --mock, not both", errUsage)
+		}
+		srv, err := mock.Listen(*mockAddr, mock.Options{Seed: 1})
+		if err != nil {
+			return err
+		}
+		defer func() { _ = srv.Close() }()
+		*direct = srv.URL() + "/v1"
+		fmt.Fprintf(stderr, "mock provider listening on %s/v1\n", srv.URL())
+	}
+	body := []byte(fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"hi"}]}`, *model))
+	gw := loadgen.Target{Name: "gateway", URL: strings.TrimRight(*gatewayURL, "/") + "/v1/chat/completions", Body: body}
+	if *keyEnv != "" {
+		key := os.Getenv(*keyEnv)
+		if key == "" {
+			return fmt.Errorf("%w: --api-key-env %s: variable is empty or unset", errUsage, *keyEnv)
+		}
+		gw.Header = http.Header{"Authorization": {"Bearer " + key}}
+	}
+	var targets []loadgen.Target
+	if *direct != "" {
+		targets = append(targets, loadgen.Target{Name: "direct", URL: strings.TrimRight(*direct, "/") + "/chat/completions", Body: body})
+	}
+	targets = append(targets, gw)
+	stats, err := loadgen.Run(ctx, opts, targets...)
+	if err != nil {
+		return err
+	}
+	rep := benchReport{Mode: "flat_out", Targets: stats}
+	if *rate > 0 {
+		rep.Mode, rep.Rate = "paced", *rate
+		if len(stats) == 2 {
+			a := loadgen.Diff(stats[0], stats[1])
+			rep.Added = &a
+		}
+	}
+	if *asJSON {
+		return loadgen.JSON(stdout, rep)
+	}
+	printBench(stdout, rep)
+	for _, s := range stats {
+		if s.Errors > 0 {
+			return fmt.Errorf("%s: %d of %d requests failed (first: %s)", s.Name, s.Errors, s.Requests, s.FirstError)
+		}
+	}
+	return nil
+}
+
+func printBench(w io.Writer, rep benchReport) {
+	if rep.Mode == "paced" {
+		fmt.Fprintf(w, "open loop at %.0f req/s per target, side by side\n", rep.Rate)
+	} else {
+		fmt.Fprintln(w, "flat out, each target alone")
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "target\trequests\terrors\treq/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\t")
+	for _, s := range rep.Targets {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t\n", s.Name, s.Requests, s.Errors, s.Throughput, s.P50, s.P90, s.P99, s.Max)
+	}
+	if a := rep.Added; a != nil {
+		fmt.Fprintf(tw, "added\t\t\t\t%.3f\t%.3f\t%.3f\t\t\n", a.P50, a.P90, a.P99)
+	}
+	_ = tw.Flush()
+}
