@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/schemas"
 )
@@ -97,16 +98,42 @@ func (c *Client) Await(ctx context.Context, job *schemas.Job) (*schemas.Result, 
 	var ch chan *nats.Msg
 	job.Reply, ch = mux.register(job.ID)
 	defer mux.unregister(job.ID)
-	pubCtx, pubCancel := context.WithTimeout(context.WithoutCancel(ctx), PublishTimeout)
-	err = PublishJob(pubCtx, c.js, job)
-	pubCancel()
-	if err != nil {
+	publish := func() error {
+		pubCtx, pubCancel := context.WithTimeout(context.WithoutCancel(ctx), PublishTimeout)
+		defer pubCancel()
+		return PublishJob(pubCtx, c.js, job)
+	}
+	// The job is published without waiting for its confirmation, which
+	// overlaps the worker's delivery (a reply can only come from a stored
+	// job); a publish that failed or stayed unconfirmed is made again
+	// synchronously (same dedup id), which reports a full queue or an
+	// outage.
+	var pubOK <-chan *jetstream.PubAck
+	var pubErr <-chan error
+	var pubLate <-chan time.Time
+	if fut, err := PublishJobAsync(c.js, job); err == nil {
+		late := time.NewTimer(PublishTimeout)
+		defer late.Stop()
+		pubOK, pubErr, pubLate = fut.Ok(), fut.Err(), late.C
+	} else if err := publish(); err != nil {
 		return nil, err
 	}
 	recheck := time.NewTicker(resultRecheck)
 	defer recheck.Stop()
 	for {
 		select {
+		case <-pubOK:
+			pubOK, pubErr, pubLate = nil, nil, nil
+		case <-pubErr:
+			pubOK, pubErr, pubLate = nil, nil, nil
+			if err := publish(); err != nil {
+				return nil, err
+			}
+		case <-pubLate:
+			pubOK, pubErr, pubLate = nil, nil, nil
+			if err := publish(); err != nil {
+				return nil, err
+			}
 		case m := <-ch:
 			return schemas.DecodeResult(m.Data)
 		case <-recheck.C:
