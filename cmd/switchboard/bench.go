@@ -37,15 +37,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	concurrency := fs.Int("concurrency", 256, "requests in flight per target (flat out: callers)")
 	keyEnv := fs.String("api-key-env", "", "environment variable holding a gateway key (sent as Authorization: Bearer)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: switchboard bench [--gateway URL] [--direct URL | --mock ADDR] [--rate N] [--requests N] [--json]")
-		fs.PrintDefaults()
-	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %v", errUsage, fs.Args())
 	}
 	opts := loadgen.Options{Rate: *rate, Requests: *requests, Concurrency: *concurrency}
 	if err := opts.Validate(); err != nil {

@@ -66,6 +66,11 @@ var helps = map[string]cmdHelp{
 			"Re-running the same file resumes: lines already answered are kept.",
 		env:   []string{logEnv},
 		notes: "exit status: 0 when every line succeeded; 1 when any line failed or was invalid (each one's\nerror is in the results file) or the run stopped; 2 on a usage error."},
+	"bench": {usage: "bench [--gateway URL] [--direct URL | --mock ADDR] [--rate N] [--requests N] [--json]", noArgs: true,
+		about: "Loads a gateway with chat completions side by side with the same provider called directly (open\n" +
+			"loop at --rate per target, latency counted from each request's scheduled time; --rate 0 runs\n" +
+			"flat out, each target alone) and prints requests, errors, req/s, p50/p90/p99/max and the added latency.",
+		notes: "exit status: 0 when every request was answered with 200; 1 otherwise; 2 on a usage error."},
 	"mock": {usage: "mock [--listen ADDR] [--error-rate P --error-status N --latency D --hang ...]", noArgs: true,
 		about: "Serves the fault-injecting mock provider (OpenAI, Anthropic and Gemini shapes) until stopped."},
 	"dlq": {usage: "dlq list [--limit N] [--json] [flags]\n       switchboard dlq replay SEQ... | --all [flags]",
