@@ -49,8 +49,12 @@ func (c *Client) Prepare(job *schemas.Job) error {
 	}
 	// The request dominates a job's size; JOBS allows twice the limit per
 	// message for the envelope and the attempt history a job gathers.
-	if max := c.resolver.Config().Limits.MaxJobBytes; max > 0 && len(job.Request) > max {
-		return &schemas.FieldError{Field: "request", Msg: fmt.Sprintf("is %d bytes, over the limit of %d", len(job.Request), max)}
+	size := len(job.Request)
+	if job.Native != nil {
+		size += len(job.Native.Body) // a native request travels beside its translation
+	}
+	if max := c.resolver.Config().Limits.MaxJobBytes; max > 0 && size > max {
+		return &schemas.FieldError{Field: "request", Msg: fmt.Sprintf("is %d bytes, over the limit of %d", size, max)}
 	}
 	return nil
 }

@@ -44,7 +44,12 @@ type Job struct {
 	Route string `json:"route,omitempty"`
 	Model string `json:"model,omitempty"`
 	// Request is an OpenAI chat-completions body, passed through untouched.
-	Request  json.RawMessage   `json:"request"`
+	Request json.RawMessage `json:"request"`
+	// Native, when set, is the request as the caller sent it in a vendor's
+	// own API (POST /v1/messages: Anthropic Messages). Request then holds
+	// its translation, used by targets of other kinds and for estimates; a
+	// target of Native's kind gets Native.Body unchanged except its model.
+	Native   *NativeRequest    `json:"native,omitempty"`
 	Metadata map[string]string `json:"metadata,omitempty"`
 	Priority string            `json:"priority,omitempty"`
 	Deadline *time.Time        `json:"deadline,omitempty"`
@@ -82,6 +87,31 @@ type Continuation struct {
 	// FirstChunkAt is when the first chunk reached the caller (the job's
 	// time to first token, whichever target ends up finishing it).
 	FirstChunkAt time.Time `json:"first_chunk_at,omitzero"`
+}
+
+// Request formats of NativeRequest.Format.
+const (
+	// FormatAnthropic is an Anthropic Messages API body.
+	FormatAnthropic = "anthropic"
+)
+
+// Headers of the Anthropic API that NativeRequest.Headers may carry (to
+// Anthropic-kind targets only).
+const (
+	HeaderAnthropicVersion = "anthropic-version"
+	HeaderAnthropicBeta    = "anthropic-beta"
+)
+
+// NativeRequest is a request in a vendor's own API shape, kept beside its
+// OpenAI translation so a target of that vendor's kind gets it verbatim.
+type NativeRequest struct {
+	// Format names the shape: FormatAnthropic.
+	Format string `json:"format"`
+	// Body is the caller's request body.
+	Body json.RawMessage `json:"body"`
+	// Headers are the caller's vendor headers to forward (lower-case
+	// names: anthropic-version, anthropic-beta).
+	Headers map[string]string `json:"headers,omitempty"`
 }
 
 // Tenant returns the job's tenant metadata, or "" when absent.

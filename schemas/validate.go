@@ -116,6 +116,30 @@ func (j *Job) Validate() error {
 			return &FieldError{Field: fmt.Sprintf("request.messages[%d].role", i), Msg: "is required"}
 		}
 	}
+	return j.Native.validate()
+}
+
+// validate checks a native request: a known format, a JSON object body and
+// only the vendor headers that may be forwarded.
+func (n *NativeRequest) validate() error {
+	if n == nil {
+		return nil
+	}
+	if n.Format != FormatAnthropic {
+		return &FieldError{Field: "native.format", Msg: fmt.Sprintf("%s must be %q", Quote(n.Format), FormatAnthropic)}
+	}
+	var body map[string]json.RawMessage
+	if err := json.Unmarshal(n.Body, &body); err != nil || body == nil {
+		return &FieldError{Field: "native.body", Msg: "must be a JSON object (an Anthropic Messages body)"}
+	}
+	for k, v := range n.Headers {
+		if k != HeaderAnthropicVersion && k != HeaderAnthropicBeta {
+			return &FieldError{Field: "native.headers", Msg: fmt.Sprintf("%s is not forwarded (only %s and %s)", Quote(k), HeaderAnthropicVersion, HeaderAnthropicBeta)}
+		}
+		if len(v) > 1024 || strings.ContainsAny(v, "\r\n\x00") {
+			return &FieldError{Field: "native.headers." + k, Msg: "must be one line of at most 1024 bytes"}
+		}
+	}
 	return nil
 }
 

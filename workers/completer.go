@@ -15,6 +15,10 @@ type Request struct {
 	// Body is the caller's OpenAI chat-completions body, passed through;
 	// adapters override its "model" (and "stream") fields.
 	Body json.RawMessage
+	// Native is the caller's request in a vendor's own shape, when it came
+	// in one (POST /v1/messages). An adapter of that vendor sends it
+	// instead of translating Body; every other adapter ignores it.
+	Native *schemas.NativeRequest
 }
 
 // Response is a provider's answer normalised to OpenAI's shape.

@@ -214,7 +214,7 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 	})
 	defer timer.Stop()
 
-	req := &Request{Model: target.Model, Body: job.Request}
+	req := &Request{Model: target.Model, Body: job.Request, Native: job.Native}
 	var filter *contFilter
 	r.sent, r.prefilled = sentText{}, false
 	if c := job.Continuation; c != nil && job.Stream && p.streamer != nil {
@@ -224,7 +224,8 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 			if err != nil {
 				return schemas.Attempt{}, nil, &callError{Type: schemas.ErrInvalidRequest, Message: err.Error()}
 			}
-			req.Body, r.prefilled, filter.trimSpace = body, true, trimmed
+			// The prefill is in the OpenAI body: the native one can't carry it.
+			req.Body, req.Native, r.prefilled, filter.trimSpace = body, nil, true, trimmed
 		} else {
 			filter.pending = c.Text // restart: match the text already sent
 		}

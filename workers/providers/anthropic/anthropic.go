@@ -80,7 +80,7 @@ func (c *Client) Complete(ctx context.Context, req *workers.Request) (*workers.R
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.post(ctx, body)
+	resp, err := c.post(ctx, body, req.Native)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +139,7 @@ func (c *Client) Stream(ctx context.Context, req *workers.Request, emit func(chu
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	resp, err := c.post(ctx, body)
+	resp, err := c.post(ctx, body, req.Native)
 	if err != nil {
 		return nil, err
 	}
@@ -278,6 +278,13 @@ func (c *Client) streamError(status int, ae *apiError, chunks int) *workers.Prov
 }
 
 func (c *Client) body(req *workers.Request, stream bool) ([]byte, bool, error) {
+	if n := req.Native; n != nil && n.Format == schemas.FormatAnthropic {
+		b, err := nativeBody(n.Body, req.Model, stream)
+		if err != nil {
+			return nil, false, oai.InvalidRequest(c.name, "%v", err)
+		}
+		return b, true, nil
+	}
 	mr, includeUsage, err := translate(req.Body, req.Model, stream)
 	if err != nil {
 		return nil, false, oai.InvalidRequest(c.name, "%v", err)
@@ -289,13 +296,40 @@ func (c *Client) body(req *workers.Request, stream bool) ([]byte, bool, error) {
 	return b, includeUsage, nil
 }
 
-func (c *Client) post(ctx context.Context, body []byte) (*http.Response, error) {
+// nativeBody is a caller's Messages body with the target's model and the
+// call's stream flag; every other field passes through unchanged.
+func nativeBody(body json.RawMessage, model string, stream bool) ([]byte, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
+		return nil, fmt.Errorf("native request: not a JSON object")
+	}
+	m, _ := json.Marshal(model)
+	fields["model"] = m
+	if stream {
+		fields["stream"] = json.RawMessage("true")
+	} else {
+		delete(fields, "stream")
+	}
+	return json.Marshal(fields)
+}
+
+// post sends a Messages request. A native request's anthropic-version and
+// anthropic-beta headers are forwarded (the version defaults to APIVersion).
+func (c *Client) post(ctx context.Context, body []byte, native *schemas.NativeRequest) (*http.Response, error) {
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
 		return nil, oai.InvalidRequest(c.name, "building request: %v", err)
 	}
 	hreq.Header.Set("Content-Type", "application/json")
 	hreq.Header.Set("Anthropic-Version", APIVersion)
+	if native != nil && native.Format == schemas.FormatAnthropic {
+		if v := native.Headers[schemas.HeaderAnthropicVersion]; v != "" {
+			hreq.Header.Set("Anthropic-Version", v)
+		}
+		if v := native.Headers[schemas.HeaderAnthropicBeta]; v != "" {
+			hreq.Header.Set("Anthropic-Beta", v)
+		}
+	}
 	if c.key != "" {
 		hreq.Header.Set("X-Api-Key", c.key)
 	}

@@ -240,3 +240,43 @@ func TestStreamErrorEvent(t *testing.T) {
 		}
 	}
 }
+
+// A native (Anthropic-shaped) request is sent unchanged but for its model
+// and stream flag, with the caller's anthropic-version and anthropic-beta.
+func TestNativeRequestPassesThrough(t *testing.T) {
+	g := &golden{body: `{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","usage":{"input_tokens":2,"output_tokens":1}}`}
+	native := `{"model":"chat","max_tokens":50,"system":[{"type":"text","text":"sys","cache_control":{"type":"ephemeral"}}],` +
+		`"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"thinking":{"type":"enabled","budget_tokens":1024},"future_field":{"x":1},"stream":true}`
+	req := &workers.Request{Model: "claude-x", Body: json.RawMessage(`{"messages":[{"role":"user","content":"ignored"}]}`),
+		Native: &schemas.NativeRequest{Format: schemas.FormatAnthropic, Body: json.RawMessage(native),
+			Headers: map[string]string{"anthropic-version": "2099-01-01", "anthropic-beta": "new-thing-2099"}}}
+	if _, err := g.client(t).Complete(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	var got, want map[string]any
+	if err := json.Unmarshal(g.got, &got); err != nil {
+		t.Fatal(err)
+	}
+	_ = json.Unmarshal([]byte(native), &want)
+	want["model"] = "claude-x"
+	delete(want, "stream")
+	gb, _ := json.Marshal(got)
+	wb, _ := json.Marshal(want)
+	if string(gb) != string(wb) {
+		t.Fatalf("sent %s\nwant %s", gb, wb)
+	}
+	if g.header.Get("anthropic-version") != "2099-01-01" || g.header.Get("anthropic-beta") != "new-thing-2099" || g.header.Get("x-api-key") != testKey {
+		t.Fatalf("headers %v", g.header)
+	}
+	// Without the caller's version the adapter's own is sent.
+	req.Native.Headers = nil
+	if _, err := g.client(t).Stream(context.Background(), req, func(json.RawMessage) error { return nil }); err == nil {
+		t.Fatal("a non-stream body answered a stream call")
+	}
+	if g.header.Get("anthropic-version") != APIVersion || g.header.Get("anthropic-beta") != "" {
+		t.Fatalf("headers %v", g.header)
+	}
+	if !strings.Contains(string(g.got), `"stream":true`) {
+		t.Fatalf("stream flag not set: %s", g.got)
+	}
+}
