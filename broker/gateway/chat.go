@@ -43,12 +43,17 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, "chat", s.label(job), fromSubmit(err, "request."))
 		return
 	}
+	s.answer(w, r, job, stream, openAIDialect, start)
+}
+
+// answer runs a prepared job and answers it in dialect d.
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, job *schemas.Job, stream bool, d *dialect, start time.Time) {
 	w.Header().Set(HeaderJobID, job.ID)
 	if stream {
-		s.stream(w, r, job, start)
+		s.stream(w, r, job, d, start)
 		return
 	}
-	s.complete(w, r, job, start)
+	s.complete(w, r, job, d, start)
 }
 
 // waitContext bounds waiting for a job: its own deadline, else
@@ -74,34 +79,41 @@ func (s *Server) done(endpoint, route string, status int, start time.Time) {
 	s.metrics.duration.WithLabelValues(endpoint, route).Observe(time.Since(start).Seconds())
 }
 
-// complete serves a non-streaming chat completion.
-func (s *Server) complete(w http.ResponseWriter, r *http.Request, job *schemas.Job, start time.Time) {
+// complete serves a non-streaming request.
+func (s *Server) complete(w http.ResponseWriter, r *http.Request, job *schemas.Job, d *dialect, start time.Time) {
 	ctx, cancel := s.waitContext(r.Context(), job)
 	defer cancel()
 	res, err := s.run(ctx, r.Context(), job)
 	route := s.label(job)
 	if err != nil {
 		if errors.Is(err, errClientGone) {
-			s.done("chat", route, StatusClientClosed, start)
+			s.done(d.name, route, StatusClientClosed, start)
 			return
 		}
 		e := fromSubmit(err, "request.")
-		writeError(w, e)
-		s.done("chat", route, e.Status, start)
+		d.writeError(w, e)
+		s.done(d.name, route, e.Status, start)
 		return
 	}
 	s.metrics.observeResult(route, res, s.modelLabel)
 	setResultHeaders(w, res)
 	if res.Status != schemas.StatusSucceeded {
 		e := fromResult(res)
-		writeError(w, e)
-		s.done("chat", route, e.Status, start)
+		d.writeError(w, e)
+		s.done(d.name, route, e.Status, start)
+		return
+	}
+	out, err := d.response(res)
+	if err != nil {
+		e := &apiError{Status: http.StatusBadGateway, Type: typeUpstream, Code: schemas.ErrBadResponse, Message: "could not translate the answer: " + err.Error()}
+		d.writeError(w, e)
+		s.done(d.name, route, e.Status, start)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	w.Write(res.Response)
-	s.done("chat", route, http.StatusOK, start)
+	w.Write(out)
+	s.done(d.name, route, http.StatusOK, start)
 }
 
 func setResultHeaders(w http.ResponseWriter, res *schemas.Result) {
@@ -138,6 +150,14 @@ func (e *sse) start(provider, model string) {
 	e.started = true
 }
 
+// event writes a named event ("event: NAME" then its data line).
+func (e *sse) event(name string, payload []byte) error {
+	if _, err := e.w.Write([]byte("event: " + name + "\n")); err != nil {
+		return err
+	}
+	return e.data(payload)
+}
+
 func (e *sse) data(payload []byte) error {
 	if bytes.IndexByte(payload, '\n') >= 0 {
 		var buf bytes.Buffer
@@ -161,7 +181,7 @@ func (e *sse) data(payload []byte) error {
 // chunks and result before publishing the job, holds the response until the
 // first chunk (so failover before it is invisible), relays every chunk and
 // ends with [DONE] when the Result arrives, or with an error event.
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, job *schemas.Job, start time.Time) {
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, job *schemas.Job, d *dialect, start time.Time) {
 	route := s.label(job)
 	job.Stream = true
 	ctx, cancel := s.waitContext(r.Context(), job)
@@ -170,14 +190,14 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, job *schemas.Job
 	msgs := make(chan *nats.Msg, chunkBuffer)
 	chunkSub, err := s.nc.ChanSubscribe(streams.Chunks(job.ID), msgs)
 	if err != nil {
-		s.writeError(w, r, "chat_stream", route, fromSubmit(fmt.Errorf("subscribe to chunks: %w", err), ""))
+		s.writeError(w, r, d.name+"_stream", route, fromSubmit(fmt.Errorf("subscribe to chunks: %w", err), ""))
 		return
 	}
 	defer chunkSub.Unsubscribe()
 	resultSubject := streams.Result(job.Batch, job.ID)
 	resSub, err := s.nc.ChanSubscribe(resultSubject, msgs)
 	if err != nil {
-		s.writeError(w, r, "chat_stream", route, fromSubmit(fmt.Errorf("subscribe to result: %w", err), ""))
+		s.writeError(w, r, d.name+"_stream", route, fromSubmit(fmt.Errorf("subscribe to result: %w", err), ""))
 		return
 	}
 	defer resSub.Unsubscribe()
@@ -187,20 +207,21 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, job *schemas.Job
 	err = broker.PublishJob(pubCtx, s.js, job)
 	pubCancel()
 	if err != nil {
-		s.writeError(w, r, "chat_stream", route, fromSubmit(err, "request."))
+		s.writeError(w, r, d.name+"_stream", route, fromSubmit(err, "request."))
 		return
 	}
 
 	out := &sse{w: w, rc: http.NewResponseController(w)}
+	conv := d.newStream(job)
 	status := http.StatusOK
-	defer func() { s.done("chat_stream", route, status, start) }()
+	defer func() { s.done(d.name+"_stream", route, status, start) }()
 	fail := func(e *apiError) {
 		status = e.Status
 		if !out.started {
-			writeError(w, e)
+			d.writeError(w, e)
 			return
 		}
-		out.data(e.body())
+		conv.fail(out, e)
 	}
 	finish := func(res *schemas.Result) {
 		s.metrics.observeResult(route, res, s.modelLabel)
@@ -214,17 +235,16 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, job *schemas.Job
 		}
 		if !out.started {
 			// The worker answered without streaming: send the whole
-			// completion as one chunk.
-			chunk, err := completionChunk(res.Response)
-			if err != nil {
-				fail(&apiError{Status: http.StatusBadGateway, Type: typeUpstream, Code: schemas.ErrBadResponse, Message: "could not convert the completion to a chunk: " + err.Error()})
+			// completion at once.
+			if err := conv.check(res.Response); err != nil {
+				fail(&apiError{Status: http.StatusBadGateway, Type: typeUpstream, Code: schemas.ErrBadResponse, Message: "could not convert the completion to a stream: " + err.Error()})
 				return
 			}
 			out.start(res.Provider, res.Model)
 			s.metrics.ttft.WithLabelValues(route).Observe(time.Since(start).Seconds())
-			out.data(chunk)
+			conv.whole(out, res.Response)
 		}
-		out.data([]byte("[DONE]"))
+		conv.done(out, res)
 	}
 	// After an error chunk the Result follows at once; wait for it briefly
 	// (for its attempts and metrics), answering from the chunk if it is late.
@@ -301,7 +321,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, job *schemas.Job
 				out.start(msg.Header.Get(streams.HeaderProvider), msg.Header.Get(streams.HeaderModel))
 				s.metrics.ttft.WithLabelValues(route).Observe(time.Since(start).Seconds())
 			}
-			if err := out.data(msg.Data); err != nil {
+			if err := conv.chunk(out, msg.Data); err != nil {
 				s.cancelJob(job.ID, "client disconnected")
 				status = StatusClientClosed
 				return

@@ -174,7 +174,10 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/chat/completions", s.authed(s.withBody(s.limited(s.handleChat))))
 	mux.HandleFunc("POST /v1/jobs", s.authed(s.withBody(s.limited(s.handleSubmit))))
 	mux.HandleFunc("GET /v1/jobs/{id}", s.authed(s.handleGetJob))
+	mux.HandleFunc("POST /v1/messages", s.authed(s.withBody(s.limited(s.handleMessages))))
+	mux.HandleFunc("POST /v1/messages/count_tokens", s.authed(s.handleCountTokens))
 	mux.HandleFunc("GET /v1/models", s.authed(s.handleModels))
+	mux.HandleFunc("GET /v1/models/{id...}", s.authed(s.handleModel))
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.HandleFunc("GET /metrics", s.metricsAccess(s.handleMetrics))
@@ -238,17 +241,22 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// authed checks the bearer key when keys are configured and puts the key's
-// identity in the request context.
+// authed checks the gateway key when keys are configured and puts the key's
+// identity in the request context. The key comes as Authorization: Bearer
+// (OpenAI SDKs) or, without an Authorization header, as x-api-key
+// (Anthropic SDKs, Claude Code).
 func (s *Server) authed(next http.HandlerFunc) http.HandlerFunc {
 	if len(s.keys) == 0 {
 		return next
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		key, ok := s.authenticate(r.Header.Get("Authorization"))
+		if !ok && r.Header.Get("Authorization") == "" {
+			key, ok = s.authenticate("Bearer " + r.Header.Get("X-Api-Key"))
+		}
 		if !ok {
 			s.writeError(w, r, endpointOf(r), "", &apiError{Status: http.StatusUnauthorized, Type: typeAuthentication, Code: "invalid_api_key",
-				Message: "missing or invalid API key: send Authorization: Bearer <key>"})
+				Message: "missing or invalid API key: send Authorization: Bearer <key> (or x-api-key: <key>)"})
 			return
 		}
 		next(w, r.WithContext(context.WithValue(r.Context(), keyCtx{}, key)))
@@ -310,15 +318,18 @@ func endpointOf(r *http.Request) string {
 		return "jobs_submit"
 	case strings.HasPrefix(r.URL.Path, "/v1/jobs/"):
 		return "jobs_get"
-	case r.URL.Path == "/v1/models":
+	case strings.HasPrefix(r.URL.Path, "/v1/models"):
 		return "models"
+	case strings.HasPrefix(r.URL.Path, "/v1/messages"):
+		return "messages"
 	}
 	return "other"
 }
 
 func (s *Server) handleUnknown(w http.ResponseWriter, r *http.Request) {
-	known := map[string]bool{"/v1/chat/completions": true, "/v1/jobs": true, "/v1/models": true, "/healthz": true, "/readyz": true, "/metrics": true}
-	if known[r.URL.Path] || strings.HasPrefix(r.URL.Path, "/v1/jobs/") {
+	known := map[string]bool{"/v1/chat/completions": true, "/v1/messages": true, "/v1/messages/count_tokens": true, "/v1/jobs": true,
+		"/v1/models": true, "/healthz": true, "/readyz": true, "/metrics": true}
+	if known[r.URL.Path] || strings.HasPrefix(r.URL.Path, "/v1/jobs/") || strings.HasPrefix(r.URL.Path, "/v1/models/") {
 		s.writeError(w, r, "other", "", &apiError{Status: http.StatusMethodNotAllowed, Type: typeInvalidRequest, Code: "method_not_allowed",
 			Message: fmt.Sprintf("method %s is not allowed on %s", r.Method, r.URL.Path)})
 		return
@@ -356,15 +367,17 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-// handleModels lists routes (owned by "switchboard") and provider/model
-// pairs (owned by their provider) in OpenAI's list shape.
-func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
-	type model struct {
-		ID      string `json:"id"`
-		Object  string `json:"object"`
-		Created int64  `json:"created"`
-		OwnedBy string `json:"owned_by"`
-	}
+// model is one entry of GET /v1/models in OpenAI's shape.
+type model struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+}
+
+// models lists routes (owned by "switchboard") and provider/model pairs
+// (owned by their provider): every route target and priced model.
+func (s *Server) models() []model {
 	cfg := s.config()
 	var data []model
 	seen := map[string]bool{}
@@ -385,8 +398,28 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 	for _, m := range cfg.Models {
 		add(m.Provider+"/"+m.Name, m.Provider)
 	}
+	return data
+}
+
+// handleModels lists the models in OpenAI's list shape.
+func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 	s.metrics.requests.WithLabelValues("models", "", "200").Inc()
-	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": s.models()})
+}
+
+// handleModel serves GET /v1/models/{id}: one route or provider/model of
+// the list in OpenAI's model shape, 404 for any other id.
+func (s *Server) handleModel(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	for _, m := range s.models() {
+		if m.ID == id {
+			s.metrics.requests.WithLabelValues("models", "", "200").Inc()
+			writeJSON(w, http.StatusOK, m)
+			return
+		}
+	}
+	s.writeError(w, r, "models", "", &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Code: "model_not_found", Param: "model",
+		Message: fmt.Sprintf("model %q is neither a route nor a configured provider/model (GET /v1/models lists them)", id)})
 }
 
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {

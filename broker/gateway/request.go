@@ -285,9 +285,14 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	w.Write(e.body())
 }
 
-// writeError answers e and counts the request.
+// writeError answers e, in Anthropic's shape on /v1/messages and OpenAI's
+// elsewhere, and counts the request.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, endpoint, route string, e *apiError) {
-	writeError(w, e)
+	if isMessages(r) {
+		writeAnthropicError(w, e)
+	} else {
+		writeError(w, e)
+	}
 	s.metrics.requests.WithLabelValues(endpoint, route, fmt.Sprint(e.Status)).Inc()
 	if e.Status >= 500 {
 		s.log.Warn("request failed", "endpoint", endpoint, "route", route, "status", e.Status, "code", e.Code,
