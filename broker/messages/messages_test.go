@@ -258,3 +258,40 @@ func TestErrorStatus(t *testing.T) {
 		t.Errorf("body %s", got)
 	}
 }
+
+// The Anthropic adapter's reasoning chunks become a thinking block with its
+// signature (and redacted blocks stay opaque).
+func TestStreamThinkingSignature(t *testing.T) {
+	s := NewStream("chat")
+	var evs []Event
+	for _, c := range []string{
+		`{"id":"msg_1","model":"claude","choices":[{"index":0,"delta":{"reasoning_content":"hm"}}]}`,
+		`{"id":"msg_1","model":"claude","choices":[{"index":0,"delta":{"thinking_blocks":[{"type":"thinking","signature":"sig"}]}}]}`,
+		`{"id":"msg_1","model":"claude","choices":[{"index":0,"delta":{"thinking_blocks":[{"type":"redacted_thinking","data":"opaque"}]}}]}`,
+		`{"id":"msg_1","model":"claude","choices":[{"index":0,"delta":{"content":"yes"},"finish_reason":"stop"}]}`,
+	} {
+		e, err := s.Chunk([]byte(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, e...)
+	}
+	got := render(append(evs, s.Finish()...))
+	want := `message_start {"message":{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":0}},"type":"message_start"}
+ping {"type":"ping"}
+content_block_start {"content_block":{"signature":"","thinking":"","type":"thinking"},"index":0,"type":"content_block_start"}
+content_block_delta {"delta":{"thinking":"hm","type":"thinking_delta"},"index":0,"type":"content_block_delta"}
+content_block_delta {"delta":{"signature":"sig","type":"signature_delta"},"index":0,"type":"content_block_delta"}
+content_block_stop {"index":0,"type":"content_block_stop"}
+content_block_start {"content_block":{"data":"opaque","type":"redacted_thinking"},"index":1,"type":"content_block_start"}
+content_block_stop {"index":1,"type":"content_block_stop"}
+content_block_start {"content_block":{"text":"","type":"text"},"index":2,"type":"content_block_start"}
+content_block_delta {"delta":{"text":"yes","type":"text_delta"},"index":2,"type":"content_block_delta"}
+content_block_stop {"index":2,"type":"content_block_stop"}
+message_delta {"delta":{"stop_reason":"end_turn","stop_sequence":null},"type":"message_delta","usage":{"input_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":0}}
+message_stop {"type":"message_stop"}
+`
+	if got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+}

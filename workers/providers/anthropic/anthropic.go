@@ -116,6 +116,7 @@ type streamEvent struct {
 	ContentBlock *struct {
 		Type  string          `json:"type"`
 		Text  string          `json:"text"`
+		Data  string          `json:"data"`
 		ID    string          `json:"id"`
 		Name  string          `json:"name"`
 		Input json.RawMessage `json:"input"`
@@ -124,6 +125,8 @@ type streamEvent struct {
 		Type        string `json:"type"`
 		Text        string `json:"text"`
 		PartialJSON string `json:"partial_json"`
+		Thinking    string `json:"thinking"`
+		Signature   string `json:"signature"`
 		StopReason  string `json:"stop_reason"`
 	} `json:"delta"`
 	Usage *usage    `json:"usage"`
@@ -215,6 +218,8 @@ func (c *Client) Stream(ctx context.Context, req *workers.Request, emit func(chu
 					idx := len(tools)
 					tools[se.Index] = idx
 					err = e.ToolCall(idx, cb.ID, cb.Name, "")
+				case "redacted_thinking":
+					err = e.ThinkingBlock(oai.ThinkingBlock{Type: "redacted_thinking", Data: cb.Data})
 				}
 			}
 		case "content_block_delta":
@@ -222,6 +227,12 @@ func (c *Client) Stream(ctx context.Context, req *workers.Request, emit func(chu
 				switch d.Type {
 				case "text_delta":
 					err = e.Text(d.Text)
+				case "thinking_delta":
+					if d.Thinking != "" {
+						err = e.Thinking(d.Thinking)
+					}
+				case "signature_delta":
+					err = e.ThinkingBlock(oai.ThinkingBlock{Type: "thinking", Signature: d.Signature})
 				case "input_json_delta":
 					idx, ok := tools[se.Index]
 					if !ok {

@@ -280,3 +280,43 @@ func TestNativeRequestPassesThrough(t *testing.T) {
 		t.Fatalf("stream flag not set: %s", g.got)
 	}
 }
+
+// Thinking blocks (text, signature, redacted) come back as
+// reasoning_content and thinking_blocks, whole and streamed, so a Messages
+// caller gets them again (Anthropic needs them back on a tool-use turn).
+func TestThinkingBlocks(t *testing.T) {
+	g := &golden{body: `{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[{"type":"thinking","thinking":"let me see","signature":"sig1"},{"type":"redacted_thinking","data":"opaque"},{"type":"text","text":"ok"}],"stop_reason":"end_turn","usage":{"input_tokens":2,"output_tokens":1}}`}
+	resp, err := g.client(t).Complete(context.Background(), &workers.Request{Model: "claude-x", Body: json.RawMessage(`{"messages":[{"role":"user","content":"hi"}]}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantMsg := `"message":{"role":"assistant","content":"ok","reasoning_content":"let me see","thinking_blocks":[{"type":"thinking","thinking":"let me see","signature":"sig1"},{"type":"redacted_thinking","data":"opaque"}]}`
+	if !strings.Contains(string(resp.Body), wantMsg) {
+		t.Fatalf("body %s", resp.Body)
+	}
+
+	g = &golden{body: "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_2\",\"model\":\"claude-x\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n" +
+		"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n" +
+		"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"hm\"}}\n\n" +
+		"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"sig2\"}}\n\n" +
+		"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n" +
+		"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n" +
+		"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"yes\"}}\n\n" +
+		"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":4}}\n\n" +
+		"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"}
+	var chunks []string
+	resp, err = g.client(t).Stream(context.Background(), &workers.Request{Model: "claude-x", Body: json.RawMessage(`{"messages":[{"role":"user","content":"hi"}]}`)},
+		func(c json.RawMessage) error { chunks = append(chunks, string(c)); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(chunks, "\n")
+	for _, w := range []string{`"delta":{"reasoning_content":"hm"}`, `"delta":{"thinking_blocks":[{"type":"thinking","signature":"sig2"}]}`, `"delta":{"content":"yes"}`} {
+		if !strings.Contains(all, w) {
+			t.Errorf("chunks lack %s:\n%s", w, all)
+		}
+	}
+	if !strings.Contains(string(resp.Body), `"reasoning_content":"hm","thinking_blocks":[{"type":"thinking","thinking":"hm","signature":"sig2"}]`) {
+		t.Errorf("assembled %s", resp.Body)
+	}
+}

@@ -209,11 +209,14 @@ type messageResponse struct {
 	Type    string `json:"type"`
 	Model   string `json:"model"`
 	Content []struct {
-		Type  string          `json:"type"`
-		Text  string          `json:"text"`
-		ID    string          `json:"id"`
-		Name  string          `json:"name"`
-		Input json.RawMessage `json:"input"`
+		Type      string          `json:"type"`
+		Text      string          `json:"text"`
+		ID        string          `json:"id"`
+		Name      string          `json:"name"`
+		Input     json.RawMessage `json:"input"`
+		Thinking  string          `json:"thinking"`
+		Signature string          `json:"signature"`
+		Data      string          `json:"data"`
 	} `json:"content"`
 	StopReason string `json:"stop_reason"`
 	Usage      usage  `json:"usage"`
@@ -250,10 +253,15 @@ func finishReason(s string) string {
 // completion converts a Messages response into a chat.completion.
 func (m *messageResponse) completion(created int64) *oai.Completion {
 	msg := oai.Message{Role: "assistant"}
-	var text strings.Builder
+	var text, reasoning strings.Builder
 	hasText := false
 	for _, b := range m.Content {
 		switch b.Type {
+		case "thinking":
+			reasoning.WriteString(b.Thinking)
+			msg.ThinkingBlocks = append(msg.ThinkingBlocks, oai.ThinkingBlock{Type: "thinking", Thinking: b.Thinking, Signature: b.Signature})
+		case "redacted_thinking":
+			msg.ThinkingBlocks = append(msg.ThinkingBlocks, oai.ThinkingBlock{Type: "redacted_thinking", Data: b.Data})
 		case "text":
 			text.WriteString(b.Text)
 			hasText = true
@@ -269,6 +277,9 @@ func (m *messageResponse) completion(created int64) *oai.Completion {
 	}
 	if hasText || len(msg.ToolCalls) == 0 {
 		msg.Content = oai.Str(text.String())
+	}
+	if reasoning.Len() > 0 {
+		msg.ReasoningContent = oai.Str(reasoning.String())
 	}
 	return &oai.Completion{
 		ID: m.ID, Object: oai.ObjectCompletion, Created: created, Model: m.Model,

@@ -36,6 +36,14 @@ func (e *Emitter) Role() error { return e.delta(Delta{Role: "assistant", Content
 // Text sends a content delta.
 func (e *Emitter) Text(s string) error { return e.delta(Delta{Content: Str(s)}, nil) }
 
+// Thinking sends reasoning text (reasoning_content).
+func (e *Emitter) Thinking(s string) error { return e.delta(Delta{ReasoningContent: Str(s)}, nil) }
+
+// ThinkingBlock sends a thinking block's signature, or a redacted block.
+func (e *Emitter) ThinkingBlock(b ThinkingBlock) error {
+	return e.delta(Delta{ThinkingBlocks: []ThinkingBlock{b}}, nil)
+}
+
 // ToolCall sends a tool call delta; id and name are set on a call's first delta.
 func (e *Emitter) ToolCall(index int, id, name, args string) error {
 	tc := ToolCallDelta{Index: index, ID: id, Function: FunctionDelta{Name: name, Arguments: args}}

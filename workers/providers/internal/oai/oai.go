@@ -50,6 +50,20 @@ type Message struct {
 	Content   *string    `json:"content"`
 	Refusal   *string    `json:"refusal,omitempty"`
 	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
+	// ReasoningContent and ThinkingBlocks carry a model's reasoning (the
+	// de-facto extension LiteLLM and others use): the text, and the blocks
+	// with the signatures Anthropic needs back on a later turn.
+	ReasoningContent *string         `json:"reasoning_content,omitempty"`
+	ThinkingBlocks   []ThinkingBlock `json:"thinking_blocks,omitempty"`
+}
+
+// ThinkingBlock is a reasoning block: type "thinking" (text and
+// signature) or "redacted_thinking" (opaque data).
+type ThinkingBlock struct {
+	Type      string `json:"type"`
+	Thinking  string `json:"thinking,omitempty"`
+	Signature string `json:"signature,omitempty"`
+	Data      string `json:"data,omitempty"`
 }
 
 // ToolCall is one function call of an assistant message.
@@ -103,6 +117,10 @@ type Delta struct {
 	Content   *string         `json:"content,omitempty"`
 	Refusal   *string         `json:"refusal,omitempty"`
 	ToolCalls []ToolCallDelta `json:"tool_calls,omitempty"`
+	// ReasoningContent is reasoning text; ThinkingBlocks carry a thinking
+	// block's signature (ending it) or a redacted_thinking block.
+	ReasoningContent *string         `json:"reasoning_content,omitempty"`
+	ThinkingBlocks   []ThinkingBlock `json:"thinking_blocks,omitempty"`
 }
 
 // ToolCallDelta is the increment of one tool call; Index identifies the call.
@@ -155,6 +173,8 @@ type choiceAcc struct {
 	hasContent bool
 	refusal    strings.Builder
 	hasRefusal bool
+	reasoning  strings.Builder
+	thinking   []ThinkingBlock
 	calls      map[int]*ToolCall
 	finish     *string
 }
@@ -198,6 +218,7 @@ func (a *Assembler) Add(c *Chunk) {
 			acc.refusal.WriteString(*d.Refusal)
 			acc.hasRefusal = true
 		}
+		acc.addThinking(d)
 		for _, tc := range d.ToolCalls {
 			call := acc.calls[tc.Index]
 			if call == nil {
@@ -218,6 +239,32 @@ func (a *Assembler) Add(c *Chunk) {
 		if ch.FinishReason != nil && *ch.FinishReason != "" {
 			acc.finish = ch.FinishReason
 		}
+	}
+}
+
+// addThinking folds a delta's reasoning in: text extends the open thinking
+// block (one without a signature yet), a signature ends it.
+func (acc *choiceAcc) addThinking(d Delta) {
+	open := func() *ThinkingBlock {
+		if n := len(acc.thinking); n > 0 && acc.thinking[n-1].Type == "thinking" && acc.thinking[n-1].Signature == "" {
+			return &acc.thinking[n-1]
+		}
+		acc.thinking = append(acc.thinking, ThinkingBlock{Type: "thinking"})
+		return &acc.thinking[len(acc.thinking)-1]
+	}
+	if d.ReasoningContent != nil && *d.ReasoningContent != "" {
+		acc.reasoning.WriteString(*d.ReasoningContent)
+		b := open()
+		b.Thinking += *d.ReasoningContent
+	}
+	for _, tb := range d.ThinkingBlocks {
+		if tb.Type == "redacted_thinking" {
+			acc.thinking = append(acc.thinking, tb)
+			continue
+		}
+		b := open()
+		b.Thinking += tb.Thinking
+		b.Signature = tb.Signature
 	}
 }
 
@@ -258,6 +305,10 @@ func (a *Assembler) Completion() *Completion {
 		if acc.hasRefusal {
 			msg.Refusal = Str(acc.refusal.String())
 		}
+		if acc.reasoning.Len() > 0 {
+			msg.ReasoningContent = Str(acc.reasoning.String())
+		}
+		msg.ThinkingBlocks = acc.thinking
 		ci := make([]int, 0, len(acc.calls))
 		for k := range acc.calls {
 			ci = append(ci, k)
