@@ -202,7 +202,8 @@ type chatToolFunc struct {
 //
 // Dropped on purpose, for every target but Anthropic's: cache_control and
 // citations (hints, not content); thinking (a request for extended thinking:
-// targets without it answer without it) and the thinking blocks of earlier
+// the Gemini adapter reads its budget from the native request, other
+// targets answer without it) and the thinking blocks of earlier
 // assistant turns (reasoning, not conversation). A tool_result with
 // is_error: true reaches the model as its text prefixed with "Error: ".
 func ToChat(body []byte) ([]byte, *Request, []Problem, error) {

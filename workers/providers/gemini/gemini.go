@@ -232,6 +232,9 @@ func (c *Client) body(req *workers.Request) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, oai.InvalidRequest(c.name, "%v", err)
 	}
+	if tc := nativeThinking(req.Native); tc != nil {
+		gr.GenerationConfig.ThinkingConfig = tc
+	}
 	b, err := json.Marshal(gr)
 	if err != nil {
 		return nil, false, oai.InvalidRequest(c.name, "encoding request: %v", err)

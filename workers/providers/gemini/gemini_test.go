@@ -179,3 +179,25 @@ func TestStreamBroken(t *testing.T) {
 		}
 	}
 }
+
+// An Anthropic-shaped request's thinking budget reaches Gemini's
+// thinkingConfig (the OpenAI translation has no field for it); the rest of
+// the call uses the translation.
+func TestNativeThinkingBudget(t *testing.T) {
+	g := &golden{body: `{"candidates":[{"content":{"role":"model","parts":[{"text":"ok"}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":1,"candidatesTokenCount":1,"totalTokenCount":2}}`}
+	req := &workers.Request{Model: "gemini-x", Body: json.RawMessage(`{"messages":[{"role":"user","content":"hi"}],"max_tokens":3000}`),
+		Native: &schemas.NativeRequest{Format: schemas.FormatAnthropic, Body: json.RawMessage(`{"model":"r","max_tokens":3000,"thinking":{"type":"enabled","budget_tokens":2048},"messages":[{"role":"user","content":"hi"}]}`)}}
+	if _, err := g.client(t).Complete(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(g.got), `"maxOutputTokens":3000`) || !strings.Contains(string(g.got), `"thinkingConfig":{"thinkingBudget":2048}`) {
+		t.Fatalf("sent %s", g.got)
+	}
+	req.Native.Body = json.RawMessage(`{"model":"r","max_tokens":30,"thinking":{"type":"disabled"},"messages":[{"role":"user","content":"hi"}]}`)
+	if _, err := g.client(t).Complete(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(g.got), "thinkingConfig") {
+		t.Fatalf("sent %s", g.got)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/workers/providers/internal/oai"
 )
 
@@ -58,6 +59,31 @@ type generationConfig struct {
 	PresencePenalty  *float64 `json:"presencePenalty,omitempty"`
 	FrequencyPenalty *float64 `json:"frequencyPenalty,omitempty"`
 	ResponseMimeType string   `json:"responseMimeType,omitempty"`
+	// ThinkingConfig carries an Anthropic-shaped request's thinking budget.
+	ThinkingConfig *thinkingConfig `json:"thinkingConfig,omitempty"`
+}
+
+type thinkingConfig struct {
+	ThinkingBudget int64 `json:"thinkingBudget"`
+}
+
+// nativeThinking reads the thinking budget of an Anthropic-shaped request
+// ({"thinking":{"type":"enabled","budget_tokens":N}}), which the OpenAI
+// translation cannot carry; nil when there is none.
+func nativeThinking(n *schemas.NativeRequest) *thinkingConfig {
+	if n == nil || n.Format != schemas.FormatAnthropic {
+		return nil
+	}
+	var body struct {
+		Thinking *struct {
+			Type         string `json:"type"`
+			BudgetTokens int64  `json:"budget_tokens"`
+		} `json:"thinking"`
+	}
+	if json.Unmarshal(n.Body, &body) != nil || body.Thinking == nil || body.Thinking.Type != "enabled" || body.Thinking.BudgetTokens <= 0 {
+		return nil
+	}
+	return &thinkingConfig{ThinkingBudget: body.Thinking.BudgetTokens}
 }
 
 type toolDecl struct {
