@@ -1,12 +1,17 @@
 package gateway_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	aoption "github.com/anthropics/anthropic-sdk-go/v2/option"
@@ -360,5 +365,105 @@ func TestModelByID(t *testing.T) {
 	a := e.must("GET", "/v1/models/primary/nope", "", nil)
 	if msg, typ, _ := a.errorBody(t); a.status != 404 || typ != "invalid_request_error" || !strings.Contains(msg, "primary/nope") {
 		t.Errorf("unknown model: %d %s", a.status, a.body)
+	}
+}
+
+// nodeSDK finds node and the node_modules holding @anthropic-ai/sdk
+// ($SWITCHBOARD_NODE_MODULES, default .ci/node/node_modules, which .ci/run
+// installs). It fails the test under CI=true when either is missing, else
+// skips it.
+func nodeSDK(t *testing.T) (node, modules string) {
+	t.Helper()
+	modules = os.Getenv("SWITCHBOARD_NODE_MODULES")
+	if modules == "" {
+		modules, _ = filepath.Abs("../../.ci/node/node_modules")
+	}
+	node, err := exec.LookPath("node")
+	_, serr := os.Stat(filepath.Join(modules, "@anthropic-ai", "sdk", "package.json"))
+	if err == nil && serr == nil {
+		return node, modules
+	}
+	why := "node not installed (apt-get install -y nodejs npm)"
+	if err == nil {
+		why = "@anthropic-ai/sdk not installed (npm install --prefix .ci/node)"
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal(why + "; CI=true requires it")
+	}
+	t.Skip(why)
+	return "", ""
+}
+
+// toolTrip is what anthropic_sdk.js reports of a tool round trip.
+type toolTrip struct {
+	Stop, Tool, Answer string
+	AnswerStop         string `json:"answer_stop"`
+	Input              map[string]string
+}
+
+// The official Anthropic TypeScript SDK: create, stream, a tool round trip
+// with an image block and an error, each with the first target failing so
+// the answer comes from a fallback of the other kind.
+func TestAnthropicTypeScriptSDK(t *testing.T) {
+	node, modules := nodeSDK(t)
+	oa := startMock(t, mock.Options{ModelFaults: map[string]mock.Faults{"gpt-bad": alwaysFail(503)}, ToolArguments: json.RawMessage(`{"city":"Paris"}`)})
+	an := startMock(t, mock.Options{ModelFaults: map[string]mock.Faults{"claude-bad": alwaysFail(529)}, ToolArguments: json.RawMessage(`{"city":"Paris"}`)})
+	e := newEnv(t, kindsConfig(t, oa, an, `
+  - name: to-an
+    targets: [{provider: oa, model: gpt-bad}, {provider: an, model: claude-x}]
+    retries: 0
+  - name: to-oa
+    targets: [{provider: an, model: claude-bad}, {provider: oa, model: gpt-x}]
+    retries: 0
+`), nil)
+	e.startPools()
+	ctx, cancel := context.WithTimeout(natstest.Context(t), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "testdata/anthropic_sdk.js")
+	cmd.Env = append(os.Environ(), "BASE_URL="+e.http.URL, "NODE_PATH="+modules)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	outb, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node: %v\n%s", err, stderr.String())
+	}
+	var out struct {
+		Create struct {
+			Text, Stop, Provider, Attempts string
+			OutputTokens                   int `json:"output_tokens"`
+		}
+		Stream struct {
+			Text, Stop, First, Last string
+			OutputTokens            int `json:"output_tokens"`
+		}
+		ToolsAn toolTrip `json:"tools_an"`
+		ToolsOa toolTrip `json:"tools_oa"`
+		Error struct {
+			Status        int
+			Type, Message string
+		}
+	}
+	if err := json.Unmarshal(outb, &out); err != nil {
+		t.Fatalf("output %s: %v", outb, err)
+	}
+	if c := out.Create; c.Text != "mock reply to: hi" || c.Stop != "end_turn" || c.OutputTokens == 0 || c.Provider != "an" || c.Attempts != "2" {
+		t.Errorf("create %+v", c)
+	}
+	if s := out.Stream; s.Text != "mock reply to: hi" || s.Stop != "end_turn" || s.OutputTokens == 0 || s.First != "message_start" || s.Last != "message_stop" {
+		t.Errorf("stream %+v", s)
+	}
+	for name, tr := range map[string]toolTrip{"to-an": out.ToolsAn, "to-oa": out.ToolsOa} {
+		if tr.Stop != "tool_use" || tr.Tool != "get_weather" || tr.Input["city"] != "Paris" || tr.Answer == "" || tr.AnswerStop != "end_turn" {
+			t.Errorf("%s tools %+v", name, tr)
+		}
+	}
+	if !strings.Contains(string(an.LastRequest().Body), `"media_type":"image/png"`) {
+		t.Errorf("anthropic target's last request %s", an.LastRequest().Body)
+	}
+	if !strings.Contains(string(oa.LastRequest().Body), `"url":"data:image/png;base64,iVBORw0KGgo="`) {
+		t.Errorf("openai target's last request %s", oa.LastRequest().Body)
+	}
+	if er := out.Error; er.Status != 404 || er.Type != "not_found_error" || !strings.Contains(er.Message, "no-such-route") {
+		t.Errorf("error %+v", er)
 	}
 }
