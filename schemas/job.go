@@ -43,6 +43,9 @@ type Job struct {
 	// Route names a configured route; Model ("provider/model") pins one target.
 	Route string `json:"route,omitempty"`
 	Model string `json:"model,omitempty"`
+	// Kind is what the job asks for: "" (a chat completion) or
+	// KindEmbeddings (Request is then an OpenAI embeddings body).
+	Kind string `json:"kind,omitempty"`
 	// Request is an OpenAI chat-completions body, passed through untouched.
 	Request json.RawMessage `json:"request"`
 	// Native, when set, is the request as the caller sent it in a vendor's
@@ -88,6 +91,13 @@ type Continuation struct {
 	// time to first token, whichever target ends up finishing it).
 	FirstChunkAt time.Time `json:"first_chunk_at,omitzero"`
 }
+
+// Job kinds (Job.Kind); the empty kind is a chat completion.
+const (
+	// KindEmbeddings is an OpenAI embeddings request ({"model","input",
+	// "dimensions"?}); its Result's response is OpenAI's embeddings list.
+	KindEmbeddings = "embeddings"
+)
 
 // Request formats of NativeRequest.Format.
 const (

@@ -150,3 +150,53 @@ func FuzzDecodeJob(f *testing.F) {
 		}
 	})
 }
+
+// Embeddings jobs: input is checked instead of messages; kinds and native
+// requests are checked too.
+func TestValidateKindsAndNative(t *testing.T) {
+	base := func() Job {
+		return Job{V: Version, ID: "j1", Route: "r", Kind: KindEmbeddings, Request: []byte(`{"model":"r","input":["a","b"]}`)}
+	}
+	tests := []struct {
+		mod   func(*Job)
+		field string
+	}{
+		{func(*Job) {}, ""},
+		{func(j *Job) { j.Request = []byte(`{"input":"one"}`) }, ""},
+		{func(j *Job) { j.Request = []byte(`{"input":[]}`) }, "request.input"},
+		{func(j *Job) { j.Request = []byte(`{"input":["a",""]}`) }, "request.input[1]"},
+		{func(j *Job) { j.Request = []byte(`{"input":[[1,2]]}`) }, "request.input"},
+		{func(j *Job) { j.Request = []byte(`{"messages":[{"role":"user"}]}`) }, "request.input"},
+		{func(j *Job) { j.Kind = "images" }, "kind"},
+		{func(j *Job) { j.Kind, j.Request = "", []byte(`{"messages":[{"role":"user","content":"x"}]}`) }, ""},
+		{func(j *Job) {
+			j.Kind, j.Request = "", []byte(`{"messages":[{"role":"user","content":"x"}]}`)
+			j.Native = &NativeRequest{Format: "cohere", Body: []byte(`{}`)}
+		}, "native.format"},
+		{func(j *Job) {
+			j.Kind, j.Request = "", []byte(`{"messages":[{"role":"user","content":"x"}]}`)
+			j.Native = &NativeRequest{Format: FormatAnthropic, Body: []byte(`[]`)}
+		}, "native.body"},
+		{func(j *Job) {
+			j.Kind, j.Request = "", []byte(`{"messages":[{"role":"user","content":"x"}]}`)
+			j.Native = &NativeRequest{Format: FormatAnthropic, Body: []byte(`{}`), Headers: map[string]string{"x-api-key": "k"}}
+		}, "native.headers"},
+		{func(j *Job) {
+			j.Kind, j.Request = "", []byte(`{"messages":[{"role":"user","content":"x"}]}`)
+			j.Native = &NativeRequest{Format: FormatAnthropic, Body: []byte(`{}`), Headers: map[string]string{"anthropic-beta": "a\r\nX: y"}}
+		}, "native.headers.anthropic-beta"},
+		{func(j *Job) { j.Native = &NativeRequest{Format: FormatAnthropic, Body: []byte(`{}`)} }, "native"},
+	}
+	for i, tt := range tests {
+		j := base()
+		tt.mod(&j)
+		err := j.Validate()
+		var fe *FieldError
+		switch {
+		case tt.field == "" && err != nil:
+			t.Errorf("%d: %v", i, err)
+		case tt.field != "" && (!errors.As(err, &fe) || fe.Field != tt.field):
+			t.Errorf("%d: error %v, want one on %s", i, err, tt.field)
+		}
+	}
+}

@@ -97,6 +97,16 @@ func (j *Job) Validate() error {
 	if err := json.Unmarshal(j.Request, &body); err != nil || body == nil {
 		return &FieldError{Field: "request", Msg: "must be a JSON object (an OpenAI chat-completions body)"}
 	}
+	switch j.Kind {
+	case "":
+	case KindEmbeddings:
+		if j.Native != nil {
+			return &FieldError{Field: "native", Msg: "is for chat requests only"}
+		}
+		return validateEmbeddings(body)
+	default:
+		return &FieldError{Field: "kind", Msg: fmt.Sprintf("%s must be empty (a chat completion) or %q", Quote(j.Kind), KindEmbeddings)}
+	}
 	raw, ok := body["messages"]
 	if !ok || isJSONNull(raw) {
 		return &FieldError{Field: "request.messages", Msg: "must hold at least one message"}
@@ -117,6 +127,55 @@ func (j *Job) Validate() error {
 		}
 	}
 	return j.Native.validate()
+}
+
+// validateEmbeddings checks an embeddings body: input is a non-empty string
+// or a non-empty array of non-empty strings.
+func validateEmbeddings(body map[string]json.RawMessage) error {
+	raw, ok := body["input"]
+	if !ok || isJSONNull(raw) {
+		return &FieldError{Field: "request.input", Msg: "is required (a string or an array of strings)"}
+	}
+	var one string
+	if json.Unmarshal(raw, &one) == nil {
+		if one == "" {
+			return &FieldError{Field: "request.input", Msg: "must not be empty"}
+		}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(raw, &many); err != nil {
+		return &FieldError{Field: "request.input", Msg: "must be a string or an array of strings (token arrays are not supported)"}
+	}
+	if len(many) == 0 {
+		return &FieldError{Field: "request.input", Msg: "must hold at least one string"}
+	}
+	for i, s := range many {
+		if s == "" {
+			return &FieldError{Field: fmt.Sprintf("request.input[%d]", i), Msg: "must not be empty"}
+		}
+	}
+	return nil
+}
+
+// EmbeddingInputs returns an embeddings body's input as a list of strings
+// (a valid body, see Validate).
+func EmbeddingInputs(body json.RawMessage) ([]string, error) {
+	var b struct {
+		Input json.RawMessage `json:"input"`
+	}
+	if err := json.Unmarshal(body, &b); err != nil {
+		return nil, &FieldError{Field: "request", Msg: "must be a JSON object"}
+	}
+	var one string
+	if json.Unmarshal(b.Input, &one) == nil {
+		return []string{one}, nil
+	}
+	var many []string
+	if err := json.Unmarshal(b.Input, &many); err != nil {
+		return nil, &FieldError{Field: "request.input", Msg: "must be a string or an array of strings"}
+	}
+	return many, nil
 }
 
 // validate checks a native request: a known format, a JSON object body and

@@ -44,6 +44,14 @@ type Completer interface {
 	Complete(ctx context.Context, req *Request) (*Response, error)
 }
 
+// Embedder is implemented by adapters whose provider computes embeddings.
+// Embed makes one call for an OpenAI embeddings body (Request.Body; the
+// adapter sets its model) and returns OpenAI's embeddings list object as the
+// Response body, with the input tokens as usage.
+type Embedder interface {
+	Embed(ctx context.Context, req *Request) (*Response, error)
+}
+
 // Streamer is implemented by adapters that can stream. Stream calls emit with
 // each chunk as an OpenAI chat.completion.chunk object (JSON); when emit
 // returns an error the adapter stops and returns it. The returned Response

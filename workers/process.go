@@ -185,6 +185,20 @@ func (p *Pool) execute(ctx context.Context, job *schemas.Job, pulled time.Time) 
 	}
 }
 
+// invoke makes one non-streaming call of the job's kind: a completion, or
+// embeddings (an adapter without them answers invalid_request).
+func invoke(ctx context.Context, c Completer, job *schemas.Job, req *Request) (*Response, error) {
+	if job.Kind != schemas.KindEmbeddings {
+		return c.Complete(ctx, req)
+	}
+	e, ok := c.(Embedder)
+	if !ok {
+		return nil, &ProviderError{Provider: job.Plan[0].Provider, Type: schemas.ErrInvalidRequest, Status: 400,
+			Message: fmt.Sprintf("%s has no embeddings API (route embeddings to openai or gemini kinds)", job.Plan[0].Provider)}
+	}
+	return e.Embed(ctx, req)
+}
+
 // fail marks the run failed.
 func (r *run) fail(errType, message string, status int, dlq bool) *run {
 	r.status = runFailed
@@ -246,7 +260,7 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 		resp *Response
 		err  error
 	)
-	if job.Stream && p.streamer != nil {
+	if job.Stream && p.streamer != nil && job.Kind == "" {
 		resp, err = p.streamer.Stream(callCtx, req, func(chunk json.RawMessage) error {
 			if callCtx.Err() != nil {
 				return context.Cause(callCtx)
@@ -271,7 +285,7 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 			return nil
 		})
 	} else {
-		resp, err = p.cfg.Completer.Complete(callCtx, req)
+		resp, err = invoke(callCtx, p.cfg.Completer, job, req)
 	}
 	end := time.Now()
 	if err == nil && resp == nil {
@@ -299,7 +313,7 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 		att.StatusCode, att.ErrorType, att.ErrorMessage = ce.Status, ce.Type, shortMessage(ce.Message)
 		return att, nil, ce
 	}
-	if job.Stream && p.streamer == nil {
+	if job.Stream && p.streamer == nil && job.Kind == "" {
 		// The adapter cannot stream: the whole completion is one chunk.
 		if perr := p.publishChunk(job.ID, target, chunkData, completionAsChunk(resp.Body)); perr != nil {
 			p.log.Warn("publish chunk", "job", job.ID, "err", perr)

@@ -533,7 +533,7 @@ func (p *Pool) callOther(jobCtx context.Context, job *schemas.Job, r *run, c Com
 	timer := time.AfterFunc(timeout, func() { cancel(errCallTimeout) })
 	defer timer.Stop()
 	start := time.Now()
-	resp, err := c.Complete(callCtx, &Request{Model: r.target.Model, Body: job.Request, Native: job.Native})
+	resp, err := invoke(callCtx, c, job, &Request{Model: r.target.Model, Body: job.Request, Native: job.Native})
 	end := time.Now()
 	if err == nil && resp == nil {
 		err = &ProviderError{Provider: r.target.Provider, Type: schemas.ErrBadResponse, Message: "adapter returned no response"}

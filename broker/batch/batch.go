@@ -373,9 +373,15 @@ func routeHint(job *schemas.Job, opts Options, err error) string {
 	return fmt.Sprintf(" (the line's body.model %q is taken as a route name: pass --route NAME to send every line through a route, or write body.model as provider/model)", job.Route)
 }
 
+// isEmbeddings reports whether a batch line's url is the embeddings endpoint.
+func isEmbeddings(url string) bool { return url == "/v1/embeddings" || url == "/embeddings" }
+
 func jobFor(p *pending, batchID string, opts Options) *schemas.Job {
 	job := &schemas.Job{ID: p.jobID, Batch: batchID, Request: p.input.Body,
 		Metadata: map[string]string{schemas.MetaCustomID: p.input.CustomID}}
+	if isEmbeddings(p.input.URL) {
+		job.Kind = schemas.KindEmbeddings
+	}
 	for k, v := range opts.Metadata {
 		job.Metadata[k] = v
 	}
@@ -409,10 +415,10 @@ func parseLine(raw []byte) (InputLine, error) {
 		return in, errors.New("custom_id is required")
 	case in.Method != "" && in.Method != "POST":
 		return in, fmt.Errorf("method %q: only POST is supported", in.Method)
-	case in.URL != "" && in.URL != "/v1/chat/completions" && in.URL != "/chat/completions":
-		return in, fmt.Errorf("url %q: only /v1/chat/completions is supported", in.URL)
+	case in.URL != "" && in.URL != "/v1/chat/completions" && in.URL != "/chat/completions" && !isEmbeddings(in.URL):
+		return in, fmt.Errorf("url %q: only /v1/chat/completions and /v1/embeddings are supported", in.URL)
 	case len(in.Body) == 0 || in.Body[0] != '{':
-		return in, errors.New("body must be a JSON object (a chat-completions request)")
+		return in, errors.New("body must be a JSON object (a chat-completions or embeddings request)")
 	}
 	if err := schemas.CheckText("custom_id", in.CustomID, schemas.MaxMetaValueLen, true); err != nil {
 		in.CustomID = "" // the output line names the line instead

@@ -13,15 +13,17 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker/batch"
 	"github.com/switchboard-llm/switchboard/internal/testenv"
+	"github.com/switchboard-llm/switchboard/workers/mock"
 )
 
 const input = `{"custom_id":"r1","method":"POST","url":"/v1/chat/completions","body":{"model":"chat","messages":[{"role":"user","content":"one"}]}}
 {"custom_id":"r2","method":"POST","url":"/v1/chat/completions","body":{"model":"chat","messages":[{"role":"user","content":"two"}]}}
 this is not json
 {"custom_id":"r1","method":"POST","url":"/v1/chat/completions","body":{"model":"chat","messages":[{"role":"user","content":"dup"}]}}
-{"custom_id":"r3","method":"POST","url":"/v1/embeddings","body":{"model":"chat","input":"x"}}
+{"custom_id":"r3","method":"POST","url":"/v1/completions","body":{"model":"chat","prompt":"x"}}
 {"custom_id":"r4","method":"POST","url":"/v1/chat/completions","body":{"model":"nope","messages":[{"role":"user","content":"four"}]}}
 {"custom_id":"r5","method":"POST","url":"/v1/chat/completions","body":{"model":"a/a-model","messages":[{"role":"user","content":"five"}]}}
+{"custom_id":"r6","method":"POST","url":"/v1/embeddings","body":{"model":"chat","input":["six","seven"]}}
 `
 
 func readOutput(t *testing.T, path string) map[string]batch.OutputLine {
@@ -63,7 +65,7 @@ func TestBatchRunsResumesAndNeverSendsALineTwice(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("first run: err = %v", err)
 	}
-	if sum.Total != 7 || sum.Invalid != 3 {
+	if sum.Total != 8 || sum.Invalid != 3 {
 		t.Fatalf("first run summary = %+v", sum)
 	}
 
@@ -76,12 +78,25 @@ func TestBatchRunsResumesAndNeverSendsALineTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	// r4 (unknown route) is answered by whichever run saw its failed Result.
-	if sum.Succeeded != 3 || sum.Invalid != 3 || sum.Failed+sum.Resumed != 1 {
-		t.Errorf("second run summary = %+v, want 3 succeeded, 3 invalid, r4 failed now or earlier", sum)
+	if sum.Succeeded != 4 || sum.Invalid != 3 || sum.Failed+sum.Resumed != 1 {
+		t.Errorf("second run summary = %+v, want 4 succeeded, 3 invalid, r4 failed now or earlier", sum)
 	}
 	lines := readOutput(t, out)
-	if len(lines) != 7 {
-		t.Fatalf("output has %d lines, want 7: %v", len(lines), lines)
+	if len(lines) != 8 {
+		t.Fatalf("output has %d lines, want 8: %v", len(lines), lines)
+	}
+	// An embeddings line: OpenAI's embeddings list, one vector per input.
+	if l := lines["r6"]; l.Response == nil || l.Response.StatusCode != 200 || l.Error != nil {
+		t.Errorf("r6: %+v", l)
+	} else {
+		var body struct {
+			Object string
+			Data   []struct{ Embedding []float64 }
+		}
+		_ = json.Unmarshal(l.Response.Body, &body)
+		if body.Object != "list" || len(body.Data) != 2 || len(body.Data[1].Embedding) != mock.DefaultDimensions {
+			t.Errorf("r6 body = %s", l.Response.Body)
+		}
 	}
 	for _, id := range []string{"r1", "r2", "r5"} {
 		l := lines[id]
@@ -105,15 +120,15 @@ func TestBatchRunsResumesAndNeverSendsALineTwice(t *testing.T) {
 	if l := lines["line-4"]; l.Error == nil || !strings.Contains(l.Error.Message, `duplicate custom_id "r1"`) {
 		t.Errorf("line 4: %+v", l.Error)
 	}
-	if l := lines["r3"]; l.Error == nil || !strings.Contains(l.Error.Message, "only /v1/chat/completions") {
+	if l := lines["r3"]; l.Error == nil || !strings.Contains(l.Error.Message, "only /v1/chat/completions and /v1/embeddings") {
 		t.Errorf("r3: %+v", l.Error)
 	}
 	if l := lines["r4"]; l.Error == nil || l.Response.StatusCode != 400 || !strings.Contains(l.Error.Message, `unknown route "nope"`) ||
 		!strings.Contains(l.Error.Message, "--route") {
 		t.Errorf("r4: %+v %+v", l.Error, l.Response)
 	}
-	if got := env.Mocks["a"].Stats().Requests; got != 3 {
-		t.Errorf("provider saw %d calls, want 3 (each valid line once)", got)
+	if got := env.Mocks["a"].Stats().Requests; got != 4 {
+		t.Errorf("provider saw %d calls, want 4 (each valid line once)", got)
 	}
 
 	// Third run: everything answered, nothing sent again.
@@ -123,10 +138,10 @@ func TestBatchRunsResumesAndNeverSendsALineTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	after, _ := os.ReadFile(out)
-	if string(before) != string(after) || env.Mocks["a"].Stats().Requests != 3 {
+	if string(before) != string(after) || env.Mocks["a"].Stats().Requests != 4 {
 		t.Errorf("re-run changed the output or resent lines (calls=%d)", env.Mocks["a"].Stats().Requests)
 	}
-	if sum.Resumed != 4 {
-		t.Errorf("resumed = %d, want 4", sum.Resumed)
+	if sum.Resumed != 5 {
+		t.Errorf("resumed = %d, want 5", sum.Resumed)
 	}
 }

@@ -91,6 +91,10 @@ type Model struct {
 	// (mid-stream failover by continuation); nil: the provider kind's
 	// default (conduct.go).
 	Prefill *bool `yaml:"prefill"`
+	// Dimensions is an embeddings model's vector length; a route whose
+	// targets declare different dimensions is a config error (failover
+	// must not change the vector space).
+	Dimensions int `yaml:"dimensions"`
 }
 
 // Route is a named, ordered set of targets and the policy for moving on.
@@ -388,6 +392,9 @@ func (c *Config) Validate() error {
 		if m.InputPerMTok < 0 || m.OutputPerMTok < 0 {
 			bad(path, "prices must not be negative")
 		}
+		if m.Dimensions < 0 {
+			bad(path+".dimensions", "must not be negative")
+		}
 	}
 	routes := map[string]bool{}
 	for i, r := range c.Routes {
@@ -425,6 +432,7 @@ func (c *Config) Validate() error {
 				bad(tp+".weight", "must not be negative")
 			}
 		}
+		c.validateDimensions(path, r, bad)
 		if r.Retries != nil && (*r.Retries < 0 || *r.Retries > 10) {
 			bad(path+".retries", "must be between 0 and 10, got %d", *r.Retries)
 		}
@@ -565,6 +573,37 @@ func (c *Config) Route(name string) (*Route, bool) {
 		}
 	}
 	return nil, false
+}
+
+// Dimensions is the declared embedding dimensions of provider/model (0:
+// none declared).
+func (c *Config) Dimensions(provider, model string) int {
+	for _, m := range c.Models {
+		if m.Provider == provider && m.Name == model {
+			return m.Dimensions
+		}
+	}
+	return 0
+}
+
+// validateDimensions refuses a route whose targets declare different
+// embedding dimensions.
+func (c *Config) validateDimensions(path string, r Route, bad func(string, string, ...any)) {
+	first, firstAt := 0, 0
+	for j, t := range r.Targets {
+		d := c.Dimensions(t.Provider, t.Model)
+		if d == 0 {
+			continue
+		}
+		if first == 0 {
+			first, firstAt = d, j
+			continue
+		}
+		if d != first {
+			bad(fmt.Sprintf("%s.targets[%d]", path, j), "%s/%s has %d embedding dimensions but targets[%d] has %d: a route's embedding models must agree",
+				t.Provider, t.Model, d, firstAt, first)
+		}
+	}
 }
 
 // Price returns the price of provider/model, if configured.

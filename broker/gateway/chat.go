@@ -46,6 +46,34 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	s.answer(w, r, job, stream, openAIDialect, start)
 }
 
+// handleEmbeddings serves POST /v1/embeddings (OpenAI's shape): a job of
+// kind embeddings through the same queue, routes and failover, answered
+// with the embeddings list of whichever target served it.
+func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	body := bodyFrom(r)
+	fields, e := topLevel(body)
+	if e != nil {
+		s.writeError(w, r, "embeddings", "", e)
+		return
+	}
+	if raw, ok := fields["stream"]; ok && !isNull(raw) && string(raw) != "false" {
+		s.writeError(w, r, "embeddings", "", invalid("stream", "stream: embeddings are not streamed"))
+		return
+	}
+	job, _, e := s.jobFromChat(r, body, fields)
+	if e != nil {
+		s.writeError(w, r, "embeddings", "", e)
+		return
+	}
+	job.Kind = schemas.KindEmbeddings
+	if err := s.client.Prepare(job); err != nil {
+		s.writeError(w, r, "embeddings", s.label(job), fromSubmit(err, "request."))
+		return
+	}
+	s.answer(w, r, job, false, embeddingsDialect, start)
+}
+
 // answer runs a prepared job and answers it in dialect d.
 func (s *Server) answer(w http.ResponseWriter, r *http.Request, job *schemas.Job, stream bool, d *dialect, start time.Time) {
 	w.Header().Set(HeaderJobID, job.ID)

@@ -67,6 +67,15 @@ func (openAIStream) done(out *sse, _ *schemas.Result) error { return out.data([]
 
 func (openAIStream) fail(out *sse, e *apiError) error { return out.data(e.body()) }
 
+// embeddingsDialect answers POST /v1/embeddings: OpenAI's embeddings list
+// as the worker stored it.
+var embeddingsDialect = &dialect{
+	name:       "embeddings",
+	writeError: writeError,
+	response:   func(res *schemas.Result) ([]byte, error) { return res.Response, nil },
+	newStream:  func(*schemas.Job) streamConv { return openAIStream{} },
+}
+
 var anthropicDialect = &dialect{
 	name:       "messages",
 	writeError: writeAnthropicError,

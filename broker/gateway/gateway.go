@@ -174,6 +174,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/chat/completions", s.authed(s.withBody(s.limited(s.handleChat))))
 	mux.HandleFunc("POST /v1/jobs", s.authed(s.withBody(s.limited(s.handleSubmit))))
 	mux.HandleFunc("GET /v1/jobs/{id}", s.authed(s.handleGetJob))
+	mux.HandleFunc("POST /v1/embeddings", s.authed(s.withBody(s.limited(s.handleEmbeddings))))
 	mux.HandleFunc("POST /v1/messages", s.authed(s.withBody(s.limited(s.handleMessages))))
 	mux.HandleFunc("POST /v1/messages/count_tokens", s.authed(s.handleCountTokens))
 	mux.HandleFunc("GET /v1/models", s.authed(s.handleModels))
@@ -322,12 +323,14 @@ func endpointOf(r *http.Request) string {
 		return "models"
 	case strings.HasPrefix(r.URL.Path, "/v1/messages"):
 		return "messages"
+	case r.URL.Path == "/v1/embeddings":
+		return "embeddings"
 	}
 	return "other"
 }
 
 func (s *Server) handleUnknown(w http.ResponseWriter, r *http.Request) {
-	known := map[string]bool{"/v1/chat/completions": true, "/v1/messages": true, "/v1/messages/count_tokens": true, "/v1/jobs": true,
+	known := map[string]bool{"/v1/chat/completions": true, "/v1/messages": true, "/v1/messages/count_tokens": true, "/v1/embeddings": true, "/v1/jobs": true,
 		"/v1/models": true, "/healthz": true, "/readyz": true, "/metrics": true}
 	if known[r.URL.Path] || strings.HasPrefix(r.URL.Path, "/v1/jobs/") || strings.HasPrefix(r.URL.Path, "/v1/models/") {
 		s.writeError(w, r, "other", "", &apiError{Status: http.StatusMethodNotAllowed, Type: typeInvalidRequest, Code: "method_not_allowed",

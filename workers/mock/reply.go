@@ -33,6 +33,11 @@ type call struct {
 	// prefill is the text of a final assistant message (the start of the
 	// answer, to be continued), "" when the last message is not one.
 	prefill string
+	// embed holds an embeddings call's inputs, dims its vector length,
+	// batch whether Gemini's batch method was called.
+	embed []string
+	dims  int
+	batch bool
 }
 
 // contextWindow is the context window the mock's ContextLength errors name.
@@ -73,6 +78,10 @@ type output struct {
 	stopSeq   string
 	inTokens  int
 	outTokens int
+	// embed, dims and batch are the embeddings call's (see call).
+	embed []string
+	dims  int
+	batch bool
 }
 
 // countWords is the mock's tokenizer: whitespace-separated words.
@@ -80,9 +89,12 @@ func countWords(s string) int { return len(strings.Fields(s)) }
 
 // buildOutput computes the deterministic reply to c.
 func (s *Server) buildOutput(c *call, f Faults, seq int64) *output {
-	out := &output{seq: seq, model: c.model}
+	out := &output{seq: seq, model: c.model, embed: c.embed, dims: c.dims, batch: c.batch}
 	for _, t := range c.texts {
 		out.inTokens += countWords(t)
+	}
+	if c.embed != nil {
+		return out
 	}
 	if name := pickTool(c); name != "" {
 		args := string(s.opts.ToolArguments)

@@ -319,6 +319,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveControl(w, r)
 	case strings.HasSuffix(p, "/chat/completions"):
 		s.serveCall(openAI{}, w, r)
+	case strings.HasSuffix(p, "/embeddings"):
+		s.serveCall(openAIEmbed{}, w, r)
+	case strings.Contains(p, "/models/") && isGeminiEmbed(p):
+		s.serveCall(geminiEmbed{}, w, r)
 	case strings.Contains(p, "/models/") && strings.Contains(p[strings.LastIndex(p, "/"):], ":"):
 		s.serveCall(gemini{}, w, r)
 	case strings.HasSuffix(p, "/messages"):

@@ -26,6 +26,7 @@ import (
 var (
 	_ workers.Completer = (*Client)(nil)
 	_ workers.Streamer  = (*Client)(nil)
+	_ workers.Embedder  = (*Client)(nil)
 )
 
 // DefaultBaseURL is OpenAI's API root.
@@ -47,8 +48,10 @@ type Config struct {
 type Client struct {
 	name string
 	url  string
-	key  string
-	hc   *http.Client
+	// embedURL is the embeddings endpoint (base + "/embeddings").
+	embedURL string
+	key      string
+	hc       *http.Client
 }
 
 // New returns a Client for cfg.
@@ -65,7 +68,8 @@ func New(cfg Config) *Client {
 	if name == "" {
 		name = "openai"
 	}
-	return &Client{name: name, url: strings.TrimRight(base, "/") + "/chat/completions", key: cfg.APIKey, hc: hc}
+	base = strings.TrimRight(base, "/")
+	return &Client{name: name, url: base + "/chat/completions", embedURL: base + "/embeddings", key: cfg.APIKey, hc: hc}
 }
 
 // String describes the client without its key.
@@ -237,7 +241,52 @@ func (c *Client) body(req *workers.Request, stream bool) ([]byte, bool, error) {
 }
 
 func (c *Client) post(ctx context.Context, body []byte, stream bool) (*http.Response, error) {
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	return c.postTo(ctx, c.url, body, stream)
+}
+
+// Embed makes one embeddings call: the body as sent but for its model; the
+// answer is OpenAI's embeddings list, checked to hold one vector per input.
+func (c *Client) Embed(ctx context.Context, req *workers.Request) (*workers.Response, error) {
+	obj, err := jsonobj.Parse(req.Body)
+	if err != nil {
+		return nil, oai.InvalidRequest(c.name, "request: %v", err)
+	}
+	if req.Model != "" {
+		m, _ := json.Marshal(req.Model)
+		obj.Set("model", m)
+	}
+	resp, err := c.postTo(ctx, c.embedURL, obj.Bytes(), false)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := oai.ReadBody(ctx, c.name, resp, oai.MaxBody)
+	if err != nil {
+		return nil, err
+	}
+	var probe struct {
+		Data []struct {
+			Embedding json.RawMessage `json:"embedding"`
+		} `json:"data"`
+		Usage struct {
+			PromptTokens int64 `json:"prompt_tokens"`
+		} `json:"usage"`
+	}
+	if err := json.Unmarshal(raw, &probe); err != nil {
+		return nil, oai.BadResponse(c.name, resp.StatusCode, "unparseable embeddings body: %s", oai.Snippet(raw, c.key))
+	}
+	inputs, err := schemas.EmbeddingInputs(req.Body)
+	if err != nil {
+		return nil, oai.InvalidRequest(c.name, "%v", err)
+	}
+	if len(probe.Data) != len(inputs) {
+		return nil, oai.BadResponse(c.name, resp.StatusCode, "%d embeddings for %d inputs", len(probe.Data), len(inputs))
+	}
+	return &workers.Response{Body: raw, Usage: schemas.Usage{InputTokens: probe.Usage.PromptTokens}, StatusCode: resp.StatusCode}, nil
+}
+
+func (c *Client) postTo(ctx context.Context, url string, body []byte, stream bool) (*http.Response, error) {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return nil, oai.InvalidRequest(c.name, "building request: %v", err)
 	}
