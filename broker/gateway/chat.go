@@ -178,6 +178,24 @@ func (e *sse) start(provider, model string) {
 	e.started = true
 }
 
+// comment writes an SSE comment line (ignored by SSE clients, readable on
+// the wire).
+func (e *sse) comment(text string) error {
+	if _, err := e.w.Write([]byte(": " + text + "\n\n")); err != nil {
+		return err
+	}
+	return e.rc.Flush()
+}
+
+// attemptsComment is the comment that ends a succeeded stream with the
+// attempts count (X-Switchboard-Attempts is only a trailer on streams,
+// which SDKs do not read).
+func attemptsComment(out *sse, res *schemas.Result) {
+	if res != nil {
+		_ = out.comment("x-switchboard-attempts: " + strconv.Itoa(len(res.Attempts)))
+	}
+}
+
 // event writes a named event ("event: NAME" then its data line).
 func (e *sse) event(name string, payload []byte) error {
 	if _, err := e.w.Write([]byte("event: " + name + "\n")); err != nil {

@@ -63,7 +63,10 @@ func (openAIStream) whole(out *sse, resp json.RawMessage) error {
 	return out.data(chunk)
 }
 
-func (openAIStream) done(out *sse, _ *schemas.Result) error { return out.data([]byte("[DONE]")) }
+func (openAIStream) done(out *sse, res *schemas.Result) error {
+	attemptsComment(out, res)
+	return out.data([]byte("[DONE]"))
+}
 
 func (openAIStream) fail(out *sse, e *apiError) error { return out.data(e.body()) }
 
@@ -147,7 +150,14 @@ func (a *anthropicStream) whole(out *sse, resp json.RawMessage) error {
 	return a.chunk(out, resp)
 }
 
-func (a *anthropicStream) done(out *sse, _ *schemas.Result) error { return a.send(out, a.st.Finish()) }
+func (a *anthropicStream) done(out *sse, res *schemas.Result) error {
+	evs := a.st.Finish()
+	if err := a.send(out, evs[:len(evs)-1]); err != nil {
+		return err
+	}
+	attemptsComment(out, res)
+	return a.send(out, evs[len(evs)-1:]) // message_stop
+}
 
 func (a *anthropicStream) fail(out *sse, e *apiError) error {
 	_, typ := messages.ErrorStatus(e.Status)

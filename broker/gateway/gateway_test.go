@@ -170,7 +170,7 @@ func TestErrors(t *testing.T) {
 		{"async full job unknown route", "/v1/jobs", `{"route":"nope","request":{"messages":[{"role":"user","content":"hi"}]}}`, nil, 404, "invalid_request_error", `"nope"`},
 		{"async full job bad deadline", "/v1/jobs", `{"route":"chat","deadline":"soon","request":{"messages":[{"role":"user","content":"hi"}]}}`, nil, 400, "invalid_request_error", "deadline"},
 		{"job id not a uuid", "/v1/jobs/not-a-uuid", "", nil, 404, "not_found_error", `no job with id "not-a-uuid"`},
-		{"unknown endpoint", "/v1/embeddings", "", nil, 404, "not_found_error", "unknown endpoint"},
+		{"unknown endpoint", "/v1/completions", "", nil, 404, "not_found_error", "unknown endpoint"},
 		{"wrong method", "/v1/chat/completions?x=1", "", nil, 405, "invalid_request_error", "method GET is not allowed"},
 	}
 	for _, tc := range cases {

@@ -175,8 +175,9 @@ func TestAnthropicSDKStream(t *testing.T) {
 	a := e.must("POST", "/v1/messages", `{"model":"an-only","max_tokens":50,"stream":true,"messages":[{"role":"user","content":"hi"}]}`, nil)
 	lines := strings.Split(strings.TrimSpace(string(a.body)), "\n\n")
 	if len(lines) < 6 || !strings.HasPrefix(lines[0], "event: message_start\ndata: {") || !strings.HasPrefix(lines[1], "event: ping\ndata: {\"type\":\"ping\"}") ||
-		!strings.HasPrefix(lines[len(lines)-1], "event: message_stop\n") || !strings.Contains(lines[len(lines)-2], `"stop_reason":"end_turn"`) ||
-		!strings.Contains(lines[len(lines)-2], `"output_tokens":4`) || !strings.Contains(lines[0], `"model":"claude-x"`) || !strings.Contains(lines[0], `"id":"msg_`) {
+		!strings.HasPrefix(lines[len(lines)-1], "event: message_stop\n") || lines[len(lines)-2] != ": x-switchboard-attempts: 1" ||
+		!strings.Contains(lines[len(lines)-3], `"stop_reason":"end_turn"`) ||
+		!strings.Contains(lines[len(lines)-3], `"output_tokens":4`) || !strings.Contains(lines[0], `"model":"claude-x"`) || !strings.Contains(lines[0], `"id":"msg_`) {
 		t.Errorf("raw stream:\n%s", a.body)
 	}
 }
@@ -465,5 +466,22 @@ func TestAnthropicTypeScriptSDK(t *testing.T) {
 	}
 	if er := out.Error; er.Status != 404 || er.Type != "not_found_error" || !strings.Contains(er.Message, "no-such-route") {
 		t.Errorf("error %+v", er)
+	}
+}
+
+// A stream carries the job id, provider and model as headers before the
+// first byte, and the attempts count in an SSE comment before its end
+// ([DONE]); SDKs ignore the comment.
+func TestStreamAttemptsComment(t *testing.T) {
+	primary := startMock(t, mock.Options{Faults: alwaysFail(500)})
+	backup := startMock(t, mock.Options{})
+	e := newEnv(t, stackConfig(t, primary, backup, ""), nil)
+	e.startPools()
+	a := e.must("POST", "/v1/chat/completions", `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`, nil)
+	if a.status != 200 || !strings.HasSuffix(string(a.body), ": x-switchboard-attempts: 2\n\ndata: [DONE]\n\n") {
+		t.Fatalf("stream %d:\n%s", a.status, a.body)
+	}
+	if a.header.Get("X-Switchboard-Provider") != "backup" || a.header.Get("X-Switchboard-Model") != "m2" || a.header.Get("X-Switchboard-Job-Id") == "" {
+		t.Errorf("headers %v", a.header)
 	}
 }
