@@ -21,14 +21,16 @@ import (
 	"github.com/switchboard-llm/switchboard/workers/mock"
 )
 
-// kindsConfig has an OpenAI-compatible provider "oa" on oa and an
-// Anthropic-kind provider "an" on an; routes try one kind, then the other.
+// kindsConfig has an OpenAI-compatible provider "oa" and a Gemini-kind one
+// "gm" on oa (the mock speaks every shape), and an Anthropic-kind provider
+// "an" on an; routes try one kind, then another.
 func kindsConfig(t testing.TB, oa, an *mock.Server, extra string) *config.Config {
 	t.Helper()
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`
 providers:
   - {name: oa, kind: openai, base_url: "%s/v1", timeout: 20s}
   - {name: an, kind: anthropic, base_url: "%s", timeout: 20s}
+  - {name: gm, kind: gemini, base_url: "%s/v1beta", timeout: 20s}
 models:
   - {provider: an, name: claude-x, input_per_mtok: 1, output_per_mtok: 2}
 routes:
@@ -41,7 +43,10 @@ routes:
   - name: an-only
     targets: [{provider: an, model: claude-x}]
     retries: 0
-`, oa.URL(), an.URL()) + extra))
+  - name: gm-first
+    targets: [{provider: gm, model: gem-x}, {provider: an, model: claude-x}]
+    retries: 0
+`, oa.URL(), an.URL(), oa.URL()) + extra))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,9 +207,9 @@ func TestAnthropicSDKToolsAndImages(t *testing.T) {
 	tool := anthropic.ToolUnionParam{OfTool: &anthropic.ToolParam{Name: "get_weather", Description: anthropic.String("weather"),
 		InputSchema: anthropic.ToolInputSchemaParam{Properties: map[string]any{"city": map[string]any{"type": "string"}}}}}
 
-	for _, tc := range []struct{ route, target string }{{"oa-first", "oa"}, {"an-first", "an"}} {
+	for _, tc := range []struct{ route, target string }{{"oa-first", "oa"}, {"an-first", "an"}, {"gm-first", "gm"}} {
 		t.Run(tc.target, func(t *testing.T) {
-			srv := map[string]*mock.Server{"oa": oa, "an": an}[tc.target]
+			srv := map[string]*mock.Server{"oa": oa, "an": an, "gm": oa}[tc.target]
 			p := hiParams(tc.route)
 			p.Tools = []anthropic.ToolUnionParam{tool}
 			p.ToolChoice = anthropic.ToolChoiceUnionParam{OfAny: &anthropic.ToolChoiceAnyParam{}}
@@ -231,10 +236,17 @@ func TestAnthropicSDKToolsAndImages(t *testing.T) {
 			}
 			body := string(srv.LastRequest().Body)
 			var want []string
-			if tc.target == "oa" {
+			switch tc.target {
+			case "gm":
+				want = []string{`"systemInstruction"`, `"functionCall":{"name":"get_weather","args":{"city":"Paris"}}`,
+					`"functionResponse":{"name":"get_weather"`, `"inlineData":{"mimeType":"image/png","data":"iVBORw0KGgo="}`, `"mode":"NONE"`}
+				if got := srv.LastRequest(); got.Shape != mock.ShapeGemini || got.Model != "gem-x" {
+					t.Errorf("gemini target got %s %s", got.Shape, got.Model)
+				}
+			case "oa":
 				want = []string{`"role":"tool"`, `"tool_call_id":"` + msg.Content[0].ID + `"`, `"content":"18C and sunny"`,
 					`"url":"data:image/png;base64,iVBORw0KGgo="`, `"arguments":"{\"city\":\"Paris\"}"`, `"tool_choice":"none"`}
-			} else {
+			default:
 				want = []string{`"type":"tool_result"`, `"tool_use_id":"` + msg.Content[0].ID + `"`, `"media_type":"image/png"`, `"type":"tool_use"`}
 			}
 			for _, w := range want {

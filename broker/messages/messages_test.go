@@ -295,3 +295,38 @@ message_stop {"type":"message_stop"}
 		t.Fatalf("got\n%s\nwant\n%s", got, want)
 	}
 }
+
+// FuzzToChat: any body either translates to a JSON object with messages,
+// or fails with an *Error; nothing panics. Seeds cover every block type.
+func FuzzToChat(f *testing.F) {
+	for _, s := range []string{
+		`{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`,
+		`{"model":"m","max_tokens":5,"system":[{"type":"text","text":"s"}],"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"x"}},{"type":"document","source":{"type":"url","url":"u"}}]},{"role":"assistant","content":[{"type":"thinking","thinking":"t"},{"type":"tool_use","id":"a","name":"b","input":{"x":1}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"a","content":[{"type":"text","text":"r"}],"is_error":true}]}],"tools":[{"name":"b","input_schema":{}}],"tool_choice":{"type":"tool","name":"b"},"top_k":3,"stream":true}`,
+		`{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"tool_use"}]}]}`,
+		`{"model":null}`, `[]`, `{}`, `"x"`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		chat, req, problems, err := ToChat(body)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || chat != nil || req != nil || problems != nil {
+				t.Fatalf("error %v (%T) with results", err, err)
+			}
+			return
+		}
+		var out struct {
+			Model    string            `json:"model"`
+			Messages []json.RawMessage `json:"messages"`
+		}
+		if jerr := json.Unmarshal(chat, &out); jerr != nil || out.Model != req.Model || out.Model == "" {
+			t.Fatalf("translation %s: %v", chat, jerr)
+		}
+		for _, p := range problems {
+			if p.Field == "" || p.Msg == "" {
+				t.Fatalf("problem without field or message: %+v", p)
+			}
+		}
+	})
+}

@@ -228,7 +228,11 @@ func ToChat(body []byte) ([]byte, *Request, []Problem, error) {
 	}
 	sort.Strings(extra)
 	for _, k := range extra {
-		problems = append(problems, Problem{Field: k, Msg: "is an Anthropic-only field"})
+		field := k
+		if field == "" {
+			field = `""`
+		}
+		problems = append(problems, Problem{Field: field, Msg: "is an Anthropic-only field"})
 	}
 	switch {
 	case r.Model == nil || *r.Model == "":
