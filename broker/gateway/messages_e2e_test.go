@@ -451,7 +451,7 @@ func TestAnthropicTypeScriptSDK(t *testing.T) {
 		}
 		ToolsAn toolTrip `json:"tools_an"`
 		ToolsOa toolTrip `json:"tools_oa"`
-		Error struct {
+		Error   struct {
 			Status        int
 			Type, Message string
 		}
