@@ -1028,7 +1028,7 @@ func TestGeminiErrors(t *testing.T) {
 		{"wrong key", geminiURL(srv, "g", "generateContent"), map[string]string{"x-goog-api-key": "nope"}, geminiReq, 401, "UNAUTHENTICATED"},
 		{"no contents", geminiURL(srv, "g", "generateContent"), geminiHdr, `{"contents":[]}`, 400, "INVALID_ARGUMENT"},
 		{"bad json", geminiURL(srv, "g", "generateContent"), geminiHdr, `{`, 400, "INVALID_ARGUMENT"},
-		{"unknown method", geminiURL(srv, "g", "embedContent"), geminiHdr, geminiReq, 400, "INVALID_ARGUMENT"},
+		{"unknown method", geminiURL(srv, "g", "countTokens"), geminiHdr, geminiReq, 400, "INVALID_ARGUMENT"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
