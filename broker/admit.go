@@ -50,19 +50,20 @@ func (c *Client) ModelAsRoute(job *schemas.Job) error {
 }
 
 // RejectType maps an error of Admit, Prepare or Submit to the error type of
-// the failed Result a NATS producer gets, and the matching HTTP-like status
-// code (the micro service's error code).
+// the failed Result a NATS producer gets, and its HTTP-like status code (the
+// micro service's error code), schemas.HTTPStatus of that type.
 func RejectType(err error) (errType string, code int) {
 	switch {
 	case errors.Is(err, route.ErrBudgetExceeded):
-		return schemas.ErrBudgetExceeded, 429
+		errType = schemas.ErrBudgetExceeded
 	case errors.Is(err, ErrDeadlineExceeded):
-		return schemas.ErrDeadlineExceeded, 504
+		errType = schemas.ErrDeadlineExceeded
 	case errors.Is(err, ErrQueueFull):
-		return schemas.ErrRateLimited, 429
+		errType = schemas.ErrRateLimited
 	case errors.Is(err, schemas.ErrInvalid):
-		return schemas.ErrInvalidRequest, 400
+		errType = schemas.ErrInvalidRequest
 	default:
-		return schemas.ErrInternal, 500
+		errType = schemas.ErrInternal
 	}
+	return errType, schemas.HTTPStatus(errType)
 }

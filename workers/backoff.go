@@ -1,32 +1,20 @@
 package workers
 
 import (
-	"math/rand/v2"
 	"time"
+
+	backoffpkg "github.com/switchboard-llm/switchboard/internal/backoff"
 )
 
 // backoff is the wait before the retry-th retry (0-based) of a call: a
-// uniform random wait in [base, min(max, base·2^(retry+1))) (not "full
+// uniform random wait in [base, min(max, base·2^(retry+1))] (not "full
 // jitter", which would start at 0: every retry waits at least base), and
 // never less than the provider's Retry-After.
 func backoff(base, max time.Duration, retry int, retryAfter time.Duration) time.Duration {
 	if base <= 0 {
 		base = time.Millisecond
 	}
-	if max < base {
-		max = base
-	}
-	ceil := base
-	for i := 0; i <= retry && ceil < max; i++ {
-		ceil *= 2
-	}
-	if ceil > max {
-		ceil = max
-	}
-	d := base
-	if span := ceil - base; span > 0 {
-		d += rand.N(span)
-	}
+	d := backoffpkg.Jitter(base, backoffpkg.Exp(base, max, retry+1))
 	if retryAfter > d {
 		d = retryAfter
 	}

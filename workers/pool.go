@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/switchboard-llm/switchboard/analytics/pricing"
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/streams"
 )
@@ -43,7 +44,8 @@ type PoolConfig struct {
 	Conn *nats.Conn
 	// JS pulls jobs and publishes results, telemetry, next hops and dead letters.
 	JS jetstream.JetStream
-	// Pricer prices usage; defaults to ConfigPricer over Config.
+	// Pricer prices usage; defaults to pricing.New(Config): the config's
+	// model prices.
 	Pricer Pricer
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -74,7 +76,7 @@ func (c PoolConfig) withDefaults() PoolConfig {
 		c.Provider.Timeout = config.DefaultTimeout
 	}
 	if c.Pricer == nil {
-		c.Pricer = ConfigPricer{Config: c.Config}
+		c.Pricer = pricing.New(c.Config)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-llm/switchboard/analytics/pricing"
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/schemas"
 )
@@ -108,9 +109,9 @@ func TestPoolConfigValidate(t *testing.T) {
 	}
 }
 
-func TestConfigPricer(t *testing.T) {
+func TestDefaultPricer(t *testing.T) {
 	cfg := &config.Config{Models: []config.Model{{Provider: "a", Name: "m", InputPerMTok: 2, OutputPerMTok: 4}}}
-	p := ConfigPricer{Config: cfg}
+	p := PoolConfig{Config: cfg}.withDefaults().Pricer
 	if usd, ok := p.Cost("a", "m", 1_000_000, 500_000); !ok || usd != 4 {
 		t.Errorf("Cost = %v, %v; want 4, true", usd, ok)
 	}
@@ -154,7 +155,7 @@ func TestCompletionAsChunk(t *testing.T) {
 // re-run (different timings) keeps id and ts, a call made again gets a new
 // id, and a DLQ replay (a later hop) records a new outcome.
 func TestTelemetryOfRerunHop(t *testing.T) {
-	p := &Pool{cfg: PoolConfig{Pricer: ConfigPricer{}}}
+	p := &Pool{cfg: PoolConfig{Pricer: pricing.New(nil)}}
 	created := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	job := &schemas.Job{ID: "j", CreatedAt: created, Hop: 1}
 	first := &schemas.Result{Status: schemas.StatusFailed, Timings: schemas.Timings{TotalMS: 900}}

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -28,6 +27,7 @@ import (
 	"github.com/switchboard-llm/switchboard/analytics/store"
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/internal/backoff"
 	"github.com/switchboard-llm/switchboard/schemas"
 )
 
@@ -469,11 +469,7 @@ func (in *Ingester) deadLetter(ctx context.Context, subject, msgID string, paylo
 }
 
 func (in *Ingester) backoff(try int) time.Duration {
-	d := in.cfg.BackoffBase << min(try, 20)
-	if d <= 0 || d > in.cfg.BackoffMax {
-		d = in.cfg.BackoffMax
-	}
-	return d/2 + rand.N(d/2+1)
+	return backoff.Equal(in.cfg.BackoffBase, in.cfg.BackoffMax, try)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -12,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard-llm/switchboard/internal/backoff"
 	"github.com/switchboard-llm/switchboard/internal/supervise"
 )
 
@@ -171,7 +172,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		defer close(out)
 		defer queue.close()
 		it := it
-		wait := supervise.DefaultBackoff.Base
+		b, try := supervise.DefaultBackoff, 0 // re-creations since the last message
 		for {
 			msg, err := it.Next()
 			if err != nil {
@@ -185,13 +186,14 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 				// backoff, until it works or the subscription ends.
 				it.Stop()
 				for {
+					wait := backoff.Exp(b.Base, b.Max, try)
 					s.cfg.Logger.Warn("telemetry consumer stopped; restarting", "err", err, "in", wait)
 					select {
 					case <-stop:
 						return
 					case <-time.After(wait):
 					}
-					wait = min(2*wait, supervise.DefaultBackoff.Max)
+					try++
 					next, cerr := s.consume(ctx, topic)
 					if cerr == nil {
 						if !cur.swap(next) {
@@ -204,7 +206,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 				}
 				continue
 			}
-			wait = supervise.DefaultBackoff.Base
+			try = 0
 			wm := toWatermill(msg)
 			queue.push(inflight{wm: wm, js: msg, seen: time.Now()})
 			select {

@@ -1,7 +1,9 @@
 // Package pricing prices LLM calls in USD: a Table built from the config's
 // models (USD per million tokens), optionally extended by an import of
 // LiteLLM's model_prices_and_context_window.json. Config prices win. An
-// unknown price is reported as unknown, never as zero.
+// unknown price is reported as unknown, never as zero. It owns the cost
+// formula: billing (workers) and lowest-cost routing (broker/route) both
+// price with a Table, so they agree.
 package pricing
 
 import (
@@ -45,13 +47,30 @@ type Table struct {
 	byModel map[string]Price
 	// kinds maps a configured provider name to its LiteLLM provider.
 	kinds map[string]string
+	// cfg is the config the table was built for.
+	cfg *config.Config
 }
+
+// Config returns the config whose model prices the table holds.
+func (t *Table) Config() *config.Config { return t.cfg }
 
 // New builds a table from the config's models and provider kinds.
 func New(cfg *config.Config) *Table {
-	t := &Table{config: map[key]Price{}, litellm: map[key]Price{}, byModel: map[string]Price{}, kinds: map[string]string{}}
+	return (&Table{litellm: map[key]Price{}, byModel: map[string]Price{}}).For(cfg)
+}
+
+// For returns a table with cfg's models and provider kinds in place of t's,
+// sharing t's imported LiteLLM prices: a reloaded config's prices over the
+// import done once at start. t must not import more after For.
+func (t *Table) For(cfg *config.Config) *Table {
+	n := &Table{config: map[key]Price{}, litellm: t.litellm, byModel: t.byModel, kinds: map[string]string{}, cfg: cfg}
+	n.setConfig(cfg)
+	return n
+}
+
+func (t *Table) setConfig(cfg *config.Config) {
 	if cfg == nil {
-		return t
+		return
 	}
 	for _, p := range cfg.Providers {
 		t.kinds[p.Name] = litellmProvider(p.Kind)
@@ -59,7 +78,6 @@ func New(cfg *config.Config) *Table {
 	for _, m := range cfg.Models {
 		t.config[key{m.Provider, m.Name}] = Price{InputPerMTok: m.InputPerMTok, OutputPerMTok: m.OutputPerMTok, Source: "config"}
 	}
-	return t
 }
 
 // Load builds a table from the config and, when analytics.prices_file is
@@ -172,8 +190,9 @@ func (t *Table) Lookup(provider, model string) (Price, bool) {
 }
 
 // Cost prices a call; ok is false when the price is unknown, and the caller
-// must then record the cost as unknown (NULL), not zero. It satisfies
-// workers.Pricer.
+// must then record the cost as unknown (NULL), not zero. It is the one cost
+// of a call: workers bill with it (workers.Pricer) and lowest-cost routing
+// ranks targets with it (route.WithPrices).
 func (t *Table) Cost(provider, model string, in, out int64) (float64, bool) {
 	p, ok := t.Lookup(provider, model)
 	if !ok {

@@ -140,19 +140,39 @@ const (
 // DefaultTripOn is the error types that count against a breaker by default.
 var DefaultTripOn = []string{"server_error", "timeout", "connection"}
 
-// APIKeys returns the provider's non-empty keys, api_key_env first, then
-// api_key_envs in order, without duplicates.
-func (p Provider) APIKeys() []string {
-	var keys []string
-	seen := map[string]bool{}
+// KeyEnvNames lists the provider's API key variables as configured:
+// api_key_env first, then api_key_envs in order, empty names skipped.
+func (p Provider) KeyEnvNames() []string {
+	names := make([]string, 0, 1+len(p.APIKeyEnvs))
 	for _, env := range append([]string{p.APIKeyEnv}, p.APIKeyEnvs...) {
-		if env == "" {
-			continue
+		if env != "" {
+			names = append(names, env)
 		}
+	}
+	return names
+}
+
+// KeyEnvs lists the provider's key variables that hold a key, in
+// KeyEnvNames order, without an unset one or one holding a key an earlier
+// one holds. It is the one de-duplication of API keys: workers/keys rotates
+// over these, and APIKeys (what telemetry redacts) reads them.
+func (p Provider) KeyEnvs() []string {
+	var envs []string
+	seen := map[string]bool{}
+	for _, env := range p.KeyEnvNames() {
 		if k := os.Getenv(env); k != "" && !seen[k] {
 			seen[k] = true
-			keys = append(keys, k)
+			envs = append(envs, env)
 		}
+	}
+	return envs
+}
+
+// APIKeys returns the provider's keys: the values of KeyEnvs.
+func (p Provider) APIKeys() []string {
+	var keys []string
+	for _, env := range p.KeyEnvs() {
+		keys = append(keys, os.Getenv(env))
 	}
 	return keys
 }

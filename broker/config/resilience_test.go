@@ -82,6 +82,18 @@ func TestAPIKeys(t *testing.T) {
 	if strings.Join(got, ",") != "ka,kc" {
 		t.Errorf("keys = %v", got)
 	}
+	p := c.Providers[0]
+	if got := strings.Join(p.KeyEnvNames(), ","); got != "SB_TEST_KEY_A,SB_TEST_KEY_B,SB_TEST_KEY_C" {
+		t.Errorf("key env names = %s", got)
+	}
+	// A variable holding a key an earlier one holds is skipped: one key, one adapter.
+	t.Setenv("SB_TEST_KEY_C", "ka")
+	if got := strings.Join(p.KeyEnvs(), ","); got != "SB_TEST_KEY_A" {
+		t.Errorf("key envs with a duplicate = %s, want SB_TEST_KEY_A", got)
+	}
+	if got := strings.Join(p.APIKeys(), ","); got != "ka" {
+		t.Errorf("keys with a duplicate = %s, want ka", got)
+	}
 }
 
 func TestResilienceErrors(t *testing.T) {

@@ -25,7 +25,7 @@ var (
 
 // StatusClientClosed is the status recorded (and, when anyone still listens,
 // sent) when the client went away before its answer: nginx's 499.
-const StatusClientClosed = 499
+const StatusClientClosed = schemas.StatusClientClosed
 
 // OpenAI error types used in error bodies.
 const (
@@ -82,33 +82,34 @@ func invalid(param, format string, args ...any) *apiError {
 	return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Code: "invalid_request", Param: param, Message: fmt.Sprintf(format, args...)}
 }
 
-// ResultError maps a failed Result's error to an OpenAI-shaped error and an
-// HTTP status. It is the one mapping from Switchboard's error types to
-// statuses: the caller's mistakes are 4xx, upstream trouble is 5xx (an
-// upstream auth failure is the operator's config problem, hence 502).
+// ResultError maps a failed Result's error to an HTTP status (the one
+// mapping, schemas.HTTPStatus) and the OpenAI error type of its body.
 func ResultError(info *schemas.ErrorInfo) (status int, errType string) {
 	if info == nil {
 		return http.StatusBadGateway, typeUpstream
 	}
+	status = schemas.HTTPStatus(info.Type)
 	switch info.Type {
-	case schemas.ErrRateLimited:
-		return http.StatusTooManyRequests, typeRateLimit
 	case schemas.ErrBudgetExceeded:
-		return http.StatusTooManyRequests, typeQuota
-	case schemas.ErrInvalidRequest, schemas.ErrContentFilter, schemas.ErrContextLength:
-		return http.StatusBadRequest, typeInvalidRequest
-	case schemas.ErrNotFound:
-		return http.StatusNotFound, typeNotFound
-	case schemas.ErrTimeout, schemas.ErrDeadlineExceeded:
-		return http.StatusGatewayTimeout, typeTimeout
-	case schemas.ErrCanceled:
-		return StatusClientClosed, typeCanceled
+		return status, typeQuota
 	case schemas.ErrNoTarget:
-		return http.StatusServiceUnavailable, typeUnavailable
-	case schemas.ErrInternal:
-		return http.StatusInternalServerError, typeServer
-	default: // auth, server_error, connection, bad_response, exhausted, unknown
-		return http.StatusBadGateway, typeUpstream
+		return status, typeUnavailable
+	}
+	switch status {
+	case http.StatusTooManyRequests:
+		return status, typeRateLimit
+	case http.StatusBadRequest:
+		return status, typeInvalidRequest
+	case http.StatusNotFound:
+		return status, typeNotFound
+	case http.StatusGatewayTimeout:
+		return status, typeTimeout
+	case StatusClientClosed:
+		return status, typeCanceled
+	case http.StatusInternalServerError:
+		return status, typeServer
+	default:
+		return status, typeUpstream
 	}
 }
 

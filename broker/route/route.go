@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchboard-llm/switchboard/analytics/pricing"
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/schemas"
 )
@@ -53,6 +54,12 @@ func WithLatencies(l Latencies) Option { return func(r *Resolver) { r.latency = 
 // WithBudgets enforces tenant budgets at routing time.
 func WithBudgets(b Budgets) Option { return func(r *Resolver) { r.budgets = b } }
 
+// WithPrices makes lowest-cost routing price targets with t (the table the
+// workers bill with, pricing.Load: config prices, then imported LiteLLM
+// prices), under each config's own model prices (pricing.Table.For).
+// Without it, only the config's model prices count.
+func WithPrices(t *pricing.Table) Option { return func(r *Resolver) { r.base = t } }
+
 // WithClock sets the clock used for deadlines (tests).
 func WithClock(now func() time.Time) Option { return func(r *Resolver) { r.now = now } }
 
@@ -64,6 +71,9 @@ type Resolver struct {
 	latency Latencies
 	budgets Budgets
 	now     func() time.Time
+	// base holds the imported prices; prices is base for the current config.
+	base   *pricing.Table
+	prices atomic.Pointer[pricing.Table]
 }
 
 // New returns a Resolver for cfg.
@@ -78,6 +88,10 @@ func New(cfg *config.Config, opts ...Option) *Resolver {
 }
 
 func (r *Resolver) configure(cfg *config.Config) {
+	if r.base == nil {
+		r.base = pricing.New(nil)
+	}
+	r.prices.Store(r.base.For(cfg))
 	if c, ok := r.budgets.(Configurer); ok {
 		c.Configure(cfg)
 	}
@@ -158,11 +172,20 @@ func (r *Resolver) Order(cfg *config.Config, rt *config.Route, job *schemas.Job)
 		plan = LeastLatency(rt, r.latency)
 	case config.StrategyLowestCost:
 		in, out := EstimateTokens(job.Request, cfg.Routing.DefaultOutputTokens)
-		plan = LowestCost(rt, cfg, in, out)
+		plan = LowestCost(rt, r.pricesFor(cfg), in, out)
 	default:
 		plan = Plan(rt)
 	}
 	return HealthyFirst(plan, r.health)
+}
+
+// pricesFor is the price table of cfg: the current one, or one built for an
+// older or other cfg.
+func (r *Resolver) pricesFor(cfg *config.Config) *pricing.Table {
+	if p := r.prices.Load(); p != nil && p.Config() == cfg {
+		return p
+	}
+	return r.base.For(cfg)
 }
 
 // Match returns the route of the first rule whose conditions all hold, or

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/switchboard-llm/switchboard/analytics/pricing"
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/schemas"
 )
@@ -89,13 +90,13 @@ func LeastLatency(rt *config.Route, l Latencies) []schemas.Target {
 }
 
 // LowestCost orders targets by the estimated cost of the job (price x
-// estimated tokens), cheapest first; targets without a configured price go
-// last; ties keep configuration order.
-func LowestCost(rt *config.Route, cfg *config.Config, inTokens, outTokens int) []schemas.Target {
+// estimated tokens, priced by prices), cheapest first; targets without a
+// known price go last; ties keep configuration order.
+func LowestCost(rt *config.Route, prices *pricing.Table, inTokens, outTokens int) []schemas.Target {
 	plan := Plan(rt)
 	cost := make([]float64, len(plan))
 	for i, t := range plan {
-		cost[i] = EstimateCost(cfg, t, inTokens, outTokens)
+		cost[i] = EstimateCost(prices, t, inTokens, outTokens)
 	}
 	idx := make([]int, len(plan))
 	for i := range idx {
@@ -109,14 +110,14 @@ func LowestCost(rt *config.Route, cfg *config.Config, inTokens, outTokens int) [
 	return out
 }
 
-// EstimateCost is the USD cost of inTokens+outTokens on t, +Inf when t has
-// no configured price.
-func EstimateCost(cfg *config.Config, t schemas.Target, inTokens, outTokens int) float64 {
-	m, ok := cfg.Price(t.Provider, t.Model)
+// EstimateCost is the USD cost of inTokens+outTokens on t, priced by prices
+// (what the workers bill), +Inf when t's price is unknown.
+func EstimateCost(prices *pricing.Table, t schemas.Target, inTokens, outTokens int) float64 {
+	usd, ok := prices.Cost(t.Provider, t.Model, int64(inTokens), int64(outTokens))
 	if !ok {
 		return math.Inf(1)
 	}
-	return (float64(inTokens)*m.InputPerMTok + float64(outTokens)*m.OutputPerMTok) / 1e6
+	return usd
 }
 
 // CharsPerToken is the rough size of a token used to estimate input tokens

@@ -92,7 +92,11 @@ func dlqReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	client := broker.NewClient(nc.Conn, js, route.New(cfg))
+	prices, err := routePrices(cfg)
+	if err != nil {
+		return err
+	}
+	client := broker.NewClient(nc.Conn, js, route.New(cfg, prices))
 	if *all {
 		entries, err := dlq.List(ctx, js, 0, 0)
 		if err != nil {

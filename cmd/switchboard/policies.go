@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard-llm/switchboard/analytics/pricing"
 	"github.com/switchboard-llm/switchboard/broker/budget"
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/route"
@@ -26,13 +27,27 @@ func routingPolicies(ctx context.Context, js jetstream.JetStream, cfg *config.Co
 	if err != nil {
 		return nil, err
 	}
+	prices, err := routePrices(cfg)
+	if err != nil {
+		return nil, err
+	}
 	spend, err := budget.Open(ctx, js, nil)
 	if err != nil {
 		return nil, err
 	}
 	spend.Log = log // it restarts itself until ctx ends, logging each restart
 	go func() { logStopped(log, "budget spend counter stopped", spend.Run(ctx, js)) }()
-	return []route.Option{route.WithHealth(breakers), route.WithLatencies(latency), route.WithBudgets(spend)}, nil
+	return []route.Option{route.WithHealth(breakers), route.WithLatencies(latency), route.WithBudgets(spend), prices}, nil
+}
+
+// routePrices makes lowest-cost routing price with the table the workers
+// bill with (pricing.Load: config prices, then analytics.prices_file).
+func routePrices(cfg *config.Config) (route.Option, error) {
+	prices, err := pricing.Load(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return route.WithPrices(prices), nil
 }
 
 // logStopped logs a background loop's end as an error, unless it ended

@@ -50,7 +50,11 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if !*noProgress && term.IsTerminal(int(os.Stderr.Fd())) {
 		opts.Progress = stderr
 	}
-	sum, err := batch.Run(ctx, broker.NewClient(nc.Conn, js, route.New(cfg)), js, opts)
+	prices, err := routePrices(cfg)
+	if err != nil {
+		return err
+	}
+	sum, err := batch.Run(ctx, broker.NewClient(nc.Conn, js, route.New(cfg, prices)), js, opts)
 	if sum != nil {
 		fmt.Fprintf(stdout, "batch %s: %d lines, %d succeeded, %d failed, %d invalid, %d from an earlier run -> %s\n",
 			sum.BatchID, sum.Total, sum.Succeeded, sum.Failed, sum.Invalid, sum.Resumed, *out)

@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard-llm/switchboard/internal/backoff"
 	"github.com/switchboard-llm/switchboard/internal/supervise"
 )
 
@@ -117,7 +117,7 @@ func modify(ctx context.Context, kv jetstream.KeyValue, key string, f ModifyFunc
 			return nil, 0, fmt.Errorf("kv write %s: %w", key, err)
 		}
 		// Lost a race: back off a little (jittered) and re-read.
-		d := time.Duration(rand.IntN(1+min(try, 8))) * 200 * time.Microsecond
+		d := backoff.Jitter(0, time.Duration(min(try, 8))*200*time.Microsecond)
 		if d > 0 {
 			t := time.NewTimer(d)
 			select {

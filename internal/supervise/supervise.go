@@ -7,8 +7,9 @@ package supervise
 import (
 	"context"
 	"log/slog"
-	"math/rand/v2"
 	"time"
+
+	"github.com/switchboard-llm/switchboard/internal/backoff"
 )
 
 // Backoff bounds the wait between restarts.
@@ -47,7 +48,7 @@ func RunWith(ctx context.Context, log *slog.Logger, name string, b Backoff, f fu
 	if b.Healthy <= 0 {
 		b.Healthy = DefaultBackoff.Healthy
 	}
-	wait := b.Base
+	try := 0 // restarts since the last healthy run
 	for restarts := 1; ; restarts++ {
 		started := time.Now()
 		err := f(ctx)
@@ -55,16 +56,17 @@ func RunWith(ctx context.Context, log *slog.Logger, name string, b Backoff, f fu
 			return
 		}
 		if time.Since(started) >= b.Healthy {
-			wait = b.Base
+			try = 0
 		}
-		// Full jitter in [wait/2, wait): processes restarting together after
-		// one outage do not hit the server in lockstep.
-		d := wait/2 + rand.N(wait/2+1)
+		// Equal jitter in [wait/2, wait] for wait = Base·2^try capped at
+		// Max: processes restarting together after one outage do not hit
+		// the server in lockstep.
+		d := backoff.Equal(b.Base, b.Max, try)
 		log.Warn(name+" stopped; restarting", "err", err, "restart", restarts, "in", d.Round(time.Millisecond))
 		if !Sleep(ctx, d) {
 			return
 		}
-		wait = min(2*wait, b.Max)
+		try++
 	}
 }
 

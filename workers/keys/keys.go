@@ -16,7 +16,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -61,19 +60,12 @@ func New(provider string, adapters []workers.Completer) *Rotator {
 }
 
 // Build makes p's adapter. With several keys (api_key_env, then
-// api_key_envs; unset and duplicate values skipped) it builds one adapter
+// api_key_envs; unset and duplicate values skipped: config.Provider.KeyEnvs) it builds one adapter
 // per key — newAdapter gets a copy of p whose APIKeyEnv names that key's
 // variable, e.g. providers.New — and wraps them in a Rotator. With one key
 // or none it returns newAdapter(p): no rotation needed.
 func Build(p config.Provider, newAdapter func(config.Provider) (workers.Completer, error)) (workers.Completer, error) {
-	var envs []string
-	seen := map[string]bool{}
-	for _, env := range append([]string{p.APIKeyEnv}, p.APIKeyEnvs...) {
-		if k := os.Getenv(env); env != "" && k != "" && !seen[k] {
-			seen[k] = true
-			envs = append(envs, env)
-		}
-	}
+	envs := p.KeyEnvs()
 	if len(envs) <= 1 {
 		return newAdapter(p)
 	}

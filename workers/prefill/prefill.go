@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/internal/kvstate"
+	"github.com/switchboard-llm/switchboard/internal/redact"
 )
 
 // Bucket is the KV bucket of learned refusals.
@@ -74,9 +75,7 @@ func (s *Store) Learn(ctx context.Context, provider, model, reason string) error
 	if s == nil {
 		return nil
 	}
-	if len(reason) > 200 {
-		reason = reason[:200]
-	}
+	reason = redact.Clip(reason, 200) // never splits a UTF-8 character
 	b, err := json.Marshal(entry{At: time.Now().UTC(), Reason: reason})
 	if err != nil {
 		return err

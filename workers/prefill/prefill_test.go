@@ -2,10 +2,14 @@ package prefill
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
+	"github.com/switchboard-llm/switchboard/internal/kvstate"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 )
 
@@ -57,5 +61,31 @@ func TestIsRefusal(t *testing.T) {
 		if got := IsRefusal(msg); got != want {
 			t.Errorf("IsRefusal(%q) = %v, want %v", msg, got, want)
 		}
+	}
+}
+
+// TestLearnClipsReasonOnACharacter: a long upstream reason is stored cut to
+// 200 bytes without splitting a UTF-8 character.
+func TestLearnClipsReasonOnACharacter(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := srv.Connect(t)
+	ctx := natstest.Context(t)
+	s, err := Open(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Learn(ctx, "an", "m", "x"+strings.Repeat("é", 200)); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := s.kv.Get(ctx, kvstate.Key("an", "m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e entry
+	if err := json.Unmarshal(kv.Value(), &e); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.Reason) > 200 || !utf8.ValidString(e.Reason) || !strings.HasPrefix(e.Reason, "xé") {
+		t.Errorf("stored reason %q (%d bytes): want at most 200 bytes of whole characters", e.Reason, len(e.Reason))
 	}
 }

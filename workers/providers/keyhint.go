@@ -15,8 +15,8 @@ import (
 // a key fail with auth errors; callers warn at start naming them.
 func UnsetKeyEnvs(p config.Provider) []string {
 	var out []string
-	for _, env := range append([]string{p.APIKeyEnv}, p.APIKeyEnvs...) {
-		if env != "" && os.Getenv(env) == "" {
+	for _, env := range p.KeyEnvNames() {
+		if os.Getenv(env) == "" {
 			out = append(out, env)
 		}
 	}
