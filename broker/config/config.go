@@ -48,6 +48,8 @@ type Config struct {
 	RateLimits RateLimits `yaml:"rate_limits"`
 	Lanes      Lanes      `yaml:"lanes"`
 	Routing    Routing    `yaml:"routing"`
+	// NATS configures JetStream provisioning (nats.go).
+	NATS NATS `yaml:"nats"`
 }
 
 // Provider is one upstream endpoint and its limits.
@@ -317,6 +319,7 @@ func (c *Config) ApplyDefaults() {
 	setIfZero(&c.Analytics.BatchInterval, DefaultBatchInterval)
 	setIfZero(&c.Analytics.LogBodyBytes, DefaultLogBodyBytes)
 	c.applyResilienceDefaults()
+	c.applyNATSDefaults()
 }
 
 func setIfZero[T comparable](dst *T, v T) {
@@ -481,6 +484,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Analytics.validate()...)
 	errs = append(errs, c.Gateway.validate()...)
 	c.validateResilience(providers, routes, bad)
+	c.validateNATS(bad)
 	c.validateConduct(bad)
 	if len(errs) > 0 {
 		return &Error{Problems: errs}

@@ -80,12 +80,73 @@ func orDefaultDur(v, d time.Duration) time.Duration {
 // Ensure creates the streams, or updates them to the given limits; re-running
 // it against a provisioned server changes nothing and loses nothing.
 func Ensure(ctx context.Context, js jetstream.JetStream, l config.Limits) error {
+	_, err := Provision(ctx, js, l)
+	return err
+}
+
+// Change is a replica change provisioning made to a stream (a KV bucket's
+// stream is KV_<bucket>); From is 0 for a stream it created.
+type Change struct {
+	Stream   string
+	From, To int
+}
+
+func (c Change) String() string {
+	if c.From == 0 {
+		return fmt.Sprintf("created stream %s with %d replicas", c.Stream, c.To)
+	}
+	return fmt.Sprintf("raised stream %s from %d to %d replicas", c.Stream, c.From, c.To)
+}
+
+// Provision is Ensure, also raising every existing sb_* KV bucket to js's
+// replica count (see Replicated; a plain js provisions with 1 and keeps
+// what each stream has). Replicas change in place: JetStream copies the
+// stored messages to the new peers, nothing is deleted. It returns what it
+// changed.
+func Provision(ctx context.Context, js jetstream.JetStream, l config.Limits) ([]Change, error) {
+	n := ReplicasOf(js)
+	rjs := Replicated(js, n)
+	var changes []Change
 	for _, spec := range Specs(l) {
-		if _, err := js.CreateOrUpdateStream(ctx, spec); err != nil {
-			return fmt.Errorf("provision stream %s: %w", spec.Name, err)
+		from := 0
+		if s, err := js.Stream(ctx, spec.Name); err == nil {
+			from = s.CachedInfo().Config.Replicas
+		}
+		s, err := rjs.CreateOrUpdateStream(ctx, spec)
+		if err != nil {
+			return changes, fmt.Errorf("provision stream %s: %w", spec.Name, err)
+		}
+		if to := s.CachedInfo().Config.Replicas; to != from {
+			changes = append(changes, Change{Stream: spec.Name, From: from, To: to})
 		}
 	}
-	return nil
+	names := js.StreamNames(ctx)
+	var buckets []string
+	for name := range names.Name() {
+		if strings.HasPrefix(name, "KV_sb_") {
+			buckets = append(buckets, name)
+		}
+	}
+	if err := names.Err(); err != nil {
+		return changes, fmt.Errorf("list kv buckets: %w", err)
+	}
+	for _, name := range buckets {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return changes, fmt.Errorf("provision stream %s: %w", name, err)
+		}
+		cfg := s.CachedInfo().Config
+		if cfg.Replicas >= n {
+			continue
+		}
+		from := cfg.Replicas
+		cfg.Replicas = n
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return changes, fmt.Errorf("provision stream %s: %w", name, replicaErr(err, name, n))
+		}
+		changes = append(changes, Change{Stream: name, From: from, To: n})
+	}
+	return changes, nil
 }
 
 // AckWait is the ack deadline of a provider's consumer: longer than one call
@@ -146,16 +207,24 @@ func EnsureDispatcherConsumer(ctx context.Context, js jetstream.JetStream) (jets
 
 // EnsureAll provisions the streams and one worker consumer per provider.
 func EnsureAll(ctx context.Context, js jetstream.JetStream, cfg *config.Config) error {
-	if err := Ensure(ctx, js, cfg.Limits); err != nil {
-		return err
+	_, err := ProvisionAll(ctx, js, cfg)
+	return err
+}
+
+// ProvisionAll is EnsureAll returning Provision's changes; js should be
+// Replicated with the config's nats.replicas.
+func ProvisionAll(ctx context.Context, js jetstream.JetStream, cfg *config.Config) ([]Change, error) {
+	changes, err := Provision(ctx, js, cfg.Limits)
+	if err != nil {
+		return changes, err
 	}
 	for _, p := range cfg.Providers {
 		if _, err := EnsureWorkerConsumer(ctx, js, p); err != nil {
-			return err
+			return changes, err
 		}
 	}
-	_, err := EnsureDispatcherConsumer(ctx, js)
-	return err
+	_, err = EnsureDispatcherConsumer(ctx, js)
+	return changes, err
 }
 
 // IsFull reports whether a publish failed because JOBS is at its limits
