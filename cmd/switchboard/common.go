@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/natsconn"
+	"github.com/switchboard-llm/switchboard/broker/streams"
 )
 
 // commonFlags are the flags shared by the long-running commands.
@@ -152,7 +153,10 @@ func connectNATS(ctx context.Context, o natsconn.Options) (*natsconn.Conn, jetst
 		nc.Close()
 		return nil, nil, fmt.Errorf("jetstream: %w", err)
 	}
-	return nc, js, nil
+	// Never shrinks a replicated stream; retries publishes across a
+	// cluster's leader elections. Commands with a config re-wrap it with
+	// nats.replicas (provision).
+	return nc, streams.Replicated(js, 1), nil
 }
 
 // newLogger returns the process logger (JSON to stderr when SWITCHBOARD_LOG=json).

@@ -10,7 +10,6 @@ import (
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/gateway"
 	"github.com/switchboard-llm/switchboard/broker/route"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 )
 
 // runGateway serves the broker's front doors: the OpenAI-compatible HTTP API,
@@ -40,7 +39,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	defer nc.Drain()
 	defer func() { err = nc.Cause(err) }() // a lost connection is the failure, whatever noticed it
 	// Streams only: jobs queue durably even before any worker pool runs.
-	if err := streams.Ensure(ctx, js, cfg.Limits); err != nil {
+	if js, err = provision(ctx, js, cfg, false, log); err != nil {
 		return err
 	}
 	// Routes, providers and models reload on SIGHUP; the gateway section

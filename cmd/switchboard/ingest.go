@@ -56,10 +56,10 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	}
 	defer nc.Close()
 	defer func() { err = nc.Cause(err) }() // a lost connection is the failure, whatever noticed it
-	if err := streams.Ensure(ctx, js, cfg.Limits); err != nil {
+	log := newLogger()
+	if js, err = provision(ctx, js, cfg, false, log); err != nil {
 		return err
 	}
-	log := newLogger()
 	in, err := ingest.New(ingest.Config{JS: js, DSN: c.clickhouse, Logger: log}.FromConfig(analytics))
 	if err != nil {
 		return err

@@ -22,7 +22,6 @@ import (
 	"github.com/switchboard-llm/switchboard/broker/gateway"
 	"github.com/switchboard-llm/switchboard/broker/natsconn"
 	"github.com/switchboard-llm/switchboard/broker/route"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/workers"
 )
 
@@ -71,6 +70,9 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 			return err
 		}
 	} else {
+		if cfg.NATS.Replicas > 1 {
+			return fmt.Errorf("%w: nats.replicas is %d, but the embedded NATS server is one node: use 1, or a cluster with --nats", errUsage, cfg.NATS.Replicas)
+		}
 		var stopNATS func()
 		nopts, stopNATS, err = startEmbeddedNATS(fset, &c, *natsListen, *natsNoAuth, stdout, log)
 		if err != nil {
@@ -85,7 +87,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 	}
 	defer nc.Close()
 	defer func() { err = nc.Cause(err) }() // a lost connection is the failure, whatever noticed it
-	if err := streams.EnsureAll(ctx, js, cfg); err != nil {
+	if js, err = provision(ctx, js, cfg, true, log); err != nil {
 		return err
 	}
 

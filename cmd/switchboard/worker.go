@@ -12,7 +12,6 @@ import (
 
 	"github.com/switchboard-llm/switchboard/analytics/pricing"
 	"github.com/switchboard-llm/switchboard/broker/config"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/workers"
 	"github.com/switchboard-llm/switchboard/workers/keys"
 	"github.com/switchboard-llm/switchboard/workers/providers"
@@ -45,10 +44,10 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	}
 	defer nc.Close()
 	defer func() { err = nc.Cause(err) }() // a lost connection is the failure, whatever noticed it
-	if err := streams.Ensure(ctx, js, cfg.Limits); err != nil {
+	log := newLogger()
+	if js, err = provision(ctx, js, cfg, false, log); err != nil {
 		return err
 	}
-	log := newLogger()
 	prices, err := pricing.Load(cfg)
 	if err != nil {
 		return err
