@@ -36,7 +36,10 @@ type Provider struct {
 
 // Env is a running environment.
 type Env struct {
-	NATS   *natstest.Server
+	// NATS is the server (nil on a cluster: see Cluster).
+	NATS *natstest.Server
+	// Cluster is the JetStream cluster of StartCluster.
+	Cluster *natstest.Cluster
 	NC     *nats.Conn
 	JS     jetstream.JetStream
 	Config *config.Config
@@ -51,7 +54,35 @@ func Start(t testing.TB, ps []Provider, routes ...config.Route) *Env {
 	t.Helper()
 	e := &Env{NATS: natstest.Start(t), Mocks: map[string]*mock.Server{}}
 	e.NC, e.JS = e.NATS.Connect(t)
-	cfg := &config.Config{}
+	return e.start(t, &config.Config{}, ps, routes)
+}
+
+// StartCluster is Start on a real JetStream cluster of nodes servers, with
+// nats.replicas set to replicas; connections fail over between nodes.
+func StartCluster(t testing.TB, nodes, replicas int, ps []Provider, routes ...config.Route) *Env {
+	t.Helper()
+	e := &Env{Cluster: natstest.StartCluster(t, nodes), Mocks: map[string]*mock.Server{}}
+	e.NC, e.JS = e.connect(t)
+	return e.start(t, &config.Config{NATS: config.NATS{Replicas: replicas}}, ps, routes)
+}
+
+// connect opens a connection to the server or the cluster; its JetStream
+// context provisions with the config's replicas (streams.Replicated).
+func (e *Env) connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	if e.Cluster != nil {
+		nc, js := e.Cluster.Connect(t)
+		n := 1
+		if e.Config != nil {
+			n = e.Config.NATS.Replicas
+		}
+		return nc, streams.Replicated(js, n)
+	}
+	return e.NATS.Connect(t)
+}
+
+func (e *Env) start(t testing.TB, cfg *config.Config, ps []Provider, routes []config.Route) *Env {
+	t.Helper()
 	var chat []config.RouteTarget
 	for _, p := range ps {
 		srv, err := mock.Listen("127.0.0.1:0", mock.Options{Faults: p.Faults})
@@ -83,6 +114,9 @@ func Start(t testing.TB, ps []Provider, routes ...config.Route) *Env {
 		t.Fatal(err)
 	}
 	e.Config = cfg
+	if e.Cluster != nil {
+		e.JS = streams.Replicated(e.JS, cfg.NATS.Replicas)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := streams.EnsureAll(ctx, e.JS, cfg); err != nil {
@@ -108,7 +142,7 @@ func (e *Env) StartPool(t testing.TB, name string) (stop func()) {
 	if !ok {
 		t.Fatalf("no provider %q", name)
 	}
-	nc, js := e.NATS.Connect(t)
+	nc, js := e.connect(t)
 	completer, err := providers.New(p, providers.NewHTTPClient())
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,212 @@
+package broker_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/broker"
+	"github.com/switchboard-llm/switchboard/broker/gateway"
+	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/internal/testenv"
+	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/workers/mock"
+)
+
+// TestNodeLossLosesNothing runs jobs through HTTP and llm.submit on a real
+// 3-node JetStream cluster with R3 streams, shuts one node down mid-load
+// (the one leading JOBS, so the stream and its consumers elect new
+// leaders), lets the load go on without it, and starts it again: every job
+// has exactly one Result, no HTTP caller or producer saw an error, and the
+// mock saw at most one extra call per job in flight at the kill. The
+// longest gap between two finished jobs around the kill is the stall.
+func TestNodeLossLosesNothing(t *testing.T) {
+	const (
+		httpJobs, submitJobs = 1000, 1000
+		concurrency          = 16
+	)
+	env := testenv.StartCluster(t, 3, 3, []testenv.Provider{{Name: "p", Concurrency: concurrency, Timeout: 5 * time.Second,
+		Faults: mock.Faults{Latency: 40 * time.Millisecond}}})
+	env.StartPools(t)
+	ctx := natstest.Context(t)
+	log := slog.New(slog.DiscardHandler)
+	go func() { _ = broker.NewDispatcher(env.Client, env.JS, log).Run(ctx) }()
+	gw, err := gateway.New(gateway.Options{Config: env.Config, Conn: env.NC, JS: env.JS, Logger: log, Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gw.Handler())
+	t.Cleanup(srv.Close)
+
+	var (
+		mu       sync.Mutex
+		finished []time.Time // when each HTTP job answered or a submitted job's Result arrived
+		errs     []string
+		ids      = map[string]bool{}
+	)
+	done := func(id string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if id != "" {
+			ids[id] = true
+		}
+		finished = append(finished, time.Now())
+	}
+	fail := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		errs = append(errs, fmt.Sprintf(format, args...))
+	}
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(finished)
+	}
+	// Submitted jobs finish when their Result is on RESULTS.
+	subResults, err := env.NC.Subscribe("llm.results.>", func(m *nats.Msg) {
+		if strings.HasPrefix(m.Subject, "llm.results.sub.") {
+			done("")
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = subResults.Unsubscribe() }()
+
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	client := &http.Client{Timeout: 60 * time.Second}
+	for range concurrency {
+		wg.Go(func() {
+			for next.Add(1) <= httpJobs {
+				resp, err := client.Post(srv.URL+"/v1/chat/completions", "application/json",
+					bytes.NewReader([]byte(`{"model":"chat","messages":[{"role":"user","content":"hi"}]}`)))
+				if err != nil {
+					fail("http: %v", err)
+					continue
+				}
+				body, _ := io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					fail("http %d: %s", resp.StatusCode, body)
+					continue
+				}
+				done(resp.Header.Get("X-Switchboard-Job-Id"))
+			}
+		})
+	}
+	subIDs := make([]string, submitJobs)
+	wg.Go(func() {
+		for i := range submitJobs {
+			id := schemas.NewJobID()
+			subIDs[i] = id
+			msg := &nats.Msg{Subject: streams.SubjectSubmit, Header: nats.Header{}, Data: fmt.Appendf(nil,
+				`{"id":%q,"batch":"sub","route":"chat","request":{"messages":[{"role":"user","content":"hi"}]}}`, id)}
+			msg.Header.Set(jetstream.MsgIDHeader, id)
+			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			if _, err := env.JS.PublishMsg(pctx, msg); err != nil {
+				fail("submit %s: %v", id, err)
+			}
+			cancel()
+			time.Sleep(2 * time.Millisecond) // pace the producer over the whole run
+		}
+	})
+
+	// Kill the JOBS leader a quarter in, let a quarter more finish without
+	// it, then start it again.
+	const total = httpJobs + submitJobs
+	natstest.CheckFor(t, 60*time.Second, 10*time.Millisecond, func() error {
+		if n := count(); n < total/4 {
+			return fmt.Errorf("%d of %d jobs finished", n, total)
+		}
+		return nil
+	})
+	s, err := env.JS.Stream(ctx, streams.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := env.Cluster.Index(s.CachedInfo().Cluster.Leader)
+	if leader < 0 {
+		t.Fatalf("JOBS leader %q is not a node", s.CachedInfo().Cluster.Leader)
+	}
+	before := env.Mocks["p"].Stats().Requests
+	killedAt := time.Now()
+	env.Cluster.Stop(leader)
+	t.Logf("stopped node %s (JOBS leader) after %d finished jobs", env.Cluster.Nodes[leader].Name(), count())
+	natstest.CheckFor(t, 90*time.Second, 10*time.Millisecond, func() error {
+		if n := count(); n < total/2 {
+			return fmt.Errorf("%d of %d jobs finished with a node down", n, total)
+		}
+		return nil
+	})
+	env.Cluster.Start(t, leader)
+	t.Logf("restarted node %s %.1fs after the kill", env.Cluster.Nodes[leader].Name(), time.Since(killedAt).Seconds())
+	wg.Wait()
+	natstest.CheckFor(t, 90*time.Second, 50*time.Millisecond, func() error {
+		if n := count(); n < total {
+			return fmt.Errorf("%d of %d jobs finished", n, total)
+		}
+		return nil
+	})
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(errs) > 0 {
+		t.Fatalf("%d callers saw errors, first: %s", len(errs), errs[0])
+	}
+	sort.Slice(finished, func(i, j int) bool { return finished[i].Before(finished[j]) })
+	var stall time.Duration
+	for i := 1; i < len(finished); i++ {
+		if finished[i].After(killedAt.Add(-time.Second)) {
+			stall = max(stall, finished[i].Sub(finished[i-1]))
+		}
+	}
+	t.Logf("stall after the node loss: %.2fs (longest gap between two finished jobs)", stall.Seconds())
+
+	// Exactly one Result per job, on RESULTS.
+	for _, id := range subIDs {
+		ids[id] = true
+	}
+	if len(ids) != total {
+		t.Fatalf("%d distinct job ids, want %d", len(ids), total)
+	}
+	rs, err := env.JS.Stream(ctx, streams.StreamResults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := rs.Info(ctx, jetstream.WithSubjectFilter("llm.results.>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	perJob := map[string]uint64{}
+	for subj, n := range info.State.Subjects {
+		perJob[subj[strings.LastIndexByte(subj, '.')+1:]] += n
+	}
+	for id := range ids {
+		if perJob[id] != 1 {
+			t.Errorf("job %s has %d Results, want 1", id, perJob[id])
+		}
+	}
+	if len(perJob) != total {
+		t.Errorf("RESULTS holds Results of %d jobs, want %d", len(perJob), total)
+	}
+	calls := env.Mocks["p"].Stats().Requests
+	if extra := calls - total; extra > concurrency {
+		t.Errorf("mock saw %d calls for %d jobs: %d extra, more than the %d in flight at the kill (%d calls before it)", calls, total, extra, concurrency, before)
+	}
+	t.Logf("%d jobs, %d provider calls", total, calls)
+}
