@@ -17,6 +17,7 @@ import (
 	"github.com/switchboard-llm/switchboard/analytics/pricing"
 	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/workers/lanes"
 )
 
 // Pool defaults.
@@ -156,6 +157,7 @@ type Pool struct {
 
 	running  atomic.Bool
 	stopping atomic.Bool
+	slots    atomic.Pointer[lanes.Slots] // the provider's concurrency tokens (messages)
 	// jobsBase parents every job context; it is cancelled (errShutdown)
 	// when the drain timeout passes.
 	jobsBase context.Context
@@ -270,7 +272,7 @@ func (p *Pool) Run(ctx context.Context) error {
 func (p *Pool) consume(ctx context.Context, it jetstream.MessagesContext) {
 	var g errgroup.Group
 	for range p.concurrency {
-		g.Go(func() error { p.worker(it); return nil })
+		g.Go(func() error { p.worker(ctx, it); return nil })
 	}
 	done := make(chan struct{})
 	go func() { _ = g.Wait(); close(done) }()
@@ -293,8 +295,11 @@ func (p *Pool) consume(ctx context.Context, it jetstream.MessagesContext) {
 	}
 }
 
-// worker processes messages one at a time until the iterator closes.
-func (p *Pool) worker(it jetstream.MessagesContext) {
+// worker processes messages one at a time until the iterator closes, each
+// under one of the provider's concurrency tokens (lanes.Slots): a job is
+// pulled by lane weight first, then waits for a token, so tokens only go
+// to processes that have work.
+func (p *Pool) worker(ctx context.Context, it jetstream.MessagesContext) {
 	for {
 		msg, err := it.Next()
 		if err != nil {
@@ -312,7 +317,13 @@ func (p *Pool) worker(it jetstream.MessagesContext) {
 			_ = msg.Nak()
 			continue
 		}
+		slot, err := p.slots.Load().Acquire(ctx, func() { _ = msg.InProgress() })
+		if err != nil {
+			_ = msg.Nak() // shutting down: the job goes back
+			continue
+		}
 		p.handle(msg)
+		slot.Release()
 	}
 }
 

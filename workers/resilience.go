@@ -87,6 +87,12 @@ func (p *Pool) messages(ctx context.Context) (jetstream.MessagesContext, error) 
 	if err != nil {
 		return nil, err
 	}
+	// The provider's global in-flight cap over lanes and processes.
+	slots, err := lanes.EnsureSlots(ctx, p.cfg.JS, p.cfg.Provider)
+	if err != nil {
+		return nil, err
+	}
+	p.slots.Store(slots)
 	// Holding a few ready jobs per lane saves a pull round trip per job;
 	// held jobs count against MaxAckPending, so keep it a small share.
 	batch := min(16, p.concurrency/8)

@@ -12,7 +12,7 @@ import (
 	"github.com/switchboard-llm/switchboard/broker/config"
 )
 
-// Specs returns the configurations of the four streams for the given limits.
+// Specs returns the configurations of the five streams for the given limits.
 func Specs(l config.Limits) []jetstream.StreamConfig {
 	dedup := l.DedupWindow
 	if dedup < 2*time.Minute {
@@ -59,6 +59,14 @@ func Specs(l config.Limits) []jetstream.StreamConfig {
 			MaxAge:      orDefaultDur(l.DLQMaxAge, config.DefaultDLQMaxAge),
 			MaxBytes:    orDefault(l.DLQMaxBytes, config.DefaultDLQMaxBytes),
 			Duplicates:  dedup,
+		},
+		{
+			Name:              StreamSlots,
+			Description:       "per-provider concurrency tokens: one message per slot, held (unacked) while a call runs",
+			Subjects:          []string{"llm.slots.>"},
+			Retention:         jetstream.LimitsPolicy,
+			Storage:           jetstream.FileStorage,
+			MaxMsgsPerSubject: 1,
 		},
 	}
 }

@@ -30,8 +30,8 @@ func TestProvisionRaisesReplicasInPlace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(changes) != 4 || changes[0].From != 0 || changes[0].To != 1 {
-		t.Fatalf("first provisioning changes = %v, want 4 streams created with 1 replica", changes)
+	if len(changes) != 5 || changes[0].From != 0 || changes[0].To != 1 {
+		t.Fatalf("first provisioning changes = %v, want 5 streams created with 1 replica", changes)
 	}
 	if _, err := lanes.Ensure(ctx, r1, cfg.Providers[0]); err != nil {
 		t.Fatal(err)
@@ -84,7 +84,7 @@ func TestProvisionRaisesReplicasInPlace(t *testing.T) {
 		t.Log(c)
 		got[c.Stream] = c
 	}
-	for _, name := range []string{streams.StreamJobs, streams.StreamResults, streams.StreamTelemetry, streams.StreamDLQ, "KV_sb_breakers"} {
+	for _, name := range []string{streams.StreamJobs, streams.StreamResults, streams.StreamTelemetry, streams.StreamDLQ, streams.StreamSlots, "KV_sb_breakers"} {
 		if c := got[name]; c.From != 1 || c.To != 3 {
 			t.Errorf("change of %s = %+v, want 1 -> 3", name, c)
 		}

@@ -14,6 +14,8 @@ const (
 	StreamResults   = "RESULTS"
 	StreamTelemetry = "TELEMETRY"
 	StreamDLQ       = "DLQ"
+	// StreamSlots holds each provider's concurrency tokens (workers/lanes).
+	StreamSlots = "SLOTS"
 )
 
 // Subjects.
@@ -46,6 +48,16 @@ func JobsLane(provider, priority string) string {
 	}
 	return Jobs(provider)
 }
+
+// Slot is the subject of concurrency token i of a provider (one message
+// per subject, see workers/lanes).
+func Slot(provider string, i int) string { return "llm.slots." + provider + "." + strconv.Itoa(i) }
+
+// Slots is the subject filter of a provider's concurrency tokens.
+func Slots(provider string) string { return "llm.slots." + provider + ".>" }
+
+// SlotsConsumer is the durable consumer handing out a provider's tokens.
+func SlotsConsumer(provider string) string { return "slots-" + provider }
 
 // WorkerConsumer is the durable consumer name of a provider's worker pool.
 func WorkerConsumer(provider string) string { return "workers-" + provider }

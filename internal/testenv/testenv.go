@@ -40,11 +40,11 @@ type Env struct {
 	NATS *natstest.Server
 	// Cluster is the JetStream cluster of StartCluster.
 	Cluster *natstest.Cluster
-	NC     *nats.Conn
-	JS     jetstream.JetStream
-	Config *config.Config
-	Client *broker.Client
-	Mocks  map[string]*mock.Server
+	NC      *nats.Conn
+	JS      jetstream.JetStream
+	Config  *config.Config
+	Client  *broker.Client
+	Mocks   map[string]*mock.Server
 }
 
 // Start builds the environment: one route "chat" over the providers in order

@@ -1,0 +1,118 @@
+package lanes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/broker/streams"
+)
+
+// Slots is a provider's in-flight cap over every lane and every worker
+// process: a semaphore of `concurrency` tokens, one message per token on
+// stream SLOTS (llm.slots.<provider>.<i>), handed out by the durable
+// consumer slots-<provider> whose MaxAckPending is the concurrency. A
+// worker holds a token (the message, unacked, with InProgress heartbeats)
+// while its call runs and gives it back with Nak, which makes it
+// deliverable again at once. A crashed worker's token comes back after
+// the consumer's AckWait, like its job.
+type Slots struct {
+	cons jetstream.Consumer
+	hb   time.Duration
+}
+
+// SlotsConsumerConfig is the durable consumer of p's tokens.
+func SlotsConsumerConfig(p config.Provider) jetstream.ConsumerConfig {
+	w := streams.WorkerConsumerConfig(p)
+	return jetstream.ConsumerConfig{
+		Durable:       streams.SlotsConsumer(p.Name),
+		Description:   "concurrency tokens of provider " + p.Name,
+		FilterSubject: streams.Slots(p.Name),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       w.AckWait,
+		MaxAckPending: w.MaxAckPending,
+		MaxDeliver:    -1,
+		MaxWaiting:    4096,
+	}
+}
+
+// EnsureSlots creates p's tokens that do not exist yet (never replacing
+// one: a held token stays held) and its consumer.
+func EnsureSlots(ctx context.Context, js jetstream.JetStream, p config.Provider) (*Slots, error) {
+	cfg := SlotsConsumerConfig(p)
+	for i := range cfg.MaxAckPending {
+		_, err := js.Publish(ctx, streams.Slot(p.Name, i), nil, jetstream.WithExpectLastSequencePerSubject(0))
+		var apiErr *jetstream.APIError
+		if err != nil && !(errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)) {
+			return nil, fmt.Errorf("provision concurrency token %d of %s: %w", i, p.Name, err)
+		}
+	}
+	c, err := js.CreateOrUpdateConsumer(ctx, streams.StreamSlots, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("provision consumer %s: %w", cfg.Durable, err)
+	}
+	return &Slots{cons: c, hb: cfg.AckWait / 3}, nil
+}
+
+// Slot is a held token.
+type Slot struct {
+	msg  jetstream.Msg
+	stop chan struct{}
+	once sync.Once
+}
+
+// Acquire waits for a free token until ctx ends, calling wait (if not
+// nil) about every heartbeat meanwhile, e.g. to keep the job it is for
+// from being redelivered. The token is kept alive until Release.
+func (s *Slots) Acquire(ctx context.Context, wait func()) (*Slot, error) {
+	for {
+		fctx, cancel := context.WithTimeout(ctx, s.hb)
+		m, err := s.cons.Next(jetstream.FetchContext(fctx))
+		cancel()
+		if err == nil {
+			sl := &Slot{msg: m, stop: make(chan struct{})}
+			go sl.keepAlive(s.hb)
+			return sl, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
+			select { // the server is away: retry soon
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+		if wait != nil {
+			wait()
+		}
+	}
+}
+
+func (sl *Slot) keepAlive(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-sl.stop:
+			return
+		case <-t.C:
+			_ = sl.msg.InProgress()
+		}
+	}
+}
+
+// Release gives the token back (safe to call more than once).
+func (sl *Slot) Release() {
+	sl.once.Do(func() {
+		close(sl.stop)
+		_ = sl.msg.Nak()
+	})
+}
