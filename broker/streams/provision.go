@@ -165,7 +165,8 @@ func AckWait(timeout time.Duration) time.Duration {
 }
 
 // WorkerConsumerConfig is the durable pull consumer of a provider's pool.
-// MaxAckPending is the provider's global in-flight cap over all processes.
+// MaxAckPending bounds the jobs delivered and not yet acked; the calls in
+// flight are capped over lanes and processes by workers/lanes.Slots.
 func WorkerConsumerConfig(p config.Provider) jetstream.ConsumerConfig {
 	concurrency := p.Concurrency
 	if concurrency <= 0 {

@@ -41,8 +41,8 @@ func ConsumerName(provider, priority string) string {
 
 // ConsumerConfig is the durable pull consumer of one lane: the provider's
 // worker consumer with the lane's name and subject. Each lane's
-// MaxAckPending is the provider's concurrency (see "Priority lanes" in
-// broker/route/README.md for the trade-off against one global cap).
+// MaxAckPending is the provider's concurrency: it bounds the jobs pulled
+// ahead; calls are capped over all lanes and processes by Slots.
 func ConsumerConfig(p config.Provider, priority string) jetstream.ConsumerConfig {
 	c := streams.WorkerConsumerConfig(p)
 	c.Durable = ConsumerName(p.Name, priority)
