@@ -88,7 +88,7 @@ func dlqReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer nc.Close()
-	cfg, err := loadConfig(c.config)
+	cfg, err := c.sharedConfig(ctx, fs, js, stderr)
 	if err != nil {
 		return err
 	}

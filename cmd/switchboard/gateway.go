@@ -42,6 +42,10 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	if js, err = provision(ctx, js, cfg, false, log); err != nil {
 		return err
 	}
+	// Other commands (worker, submit, dlq, ingest) read it from the cluster.
+	if err := publishConfig(ctx, js, cfg, log); err != nil {
+		return err
+	}
 	// Routes, providers and models reload on SIGHUP; the gateway section
 	// (keys, limits) is read once at start.
 	policies, err := routingPolicies(ctx, js, cfg, log) // breakers, latency, budgets

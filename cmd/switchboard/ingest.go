@@ -36,26 +36,22 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 		return fmt.Errorf("%w: --clickhouse: %v", errUsage, err)
 	}
 	tuneGC()
-	analytics := config.Analytics{}
-	cfg, err := loadConfig(c.config)
-	switch {
-	case err == nil:
-		analytics = cfg.Analytics
-	case errors.Is(err, os.ErrNotExist) && !flagGiven(fs, "config"):
-		// No config file: the ingester needs none; use the defaults.
-		var def config.Config
-		def.ApplyDefaults()
-		analytics = def.Analytics
-		cfg = &def
-	default:
-		return err
-	}
 	nc, js, err := c.connect(ctx, fs, "switchboard-ingest")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 	defer func() { err = nc.Cause(err) }() // a lost connection is the failure, whatever noticed it
+	cfg, err := c.sharedConfig(ctx, fs, js, stderr)
+	if errors.Is(err, config.ErrNoSharedConfig) {
+		// No config anywhere: the ingester needs none; use the defaults.
+		fmt.Fprintln(stderr, "config: none in the cluster or here; using the defaults")
+		cfg = &config.Config{}
+		cfg.ApplyDefaults()
+	} else if err != nil {
+		return err
+	}
+	analytics := cfg.Analytics
 	log := newLogger()
 	if js, err = provision(ctx, js, cfg, false, log); err != nil {
 		return err

@@ -31,6 +31,7 @@ type command struct {
 // commands is the explicit registry of subcommands.
 var commands = map[string]command{
 	"bench":   {summary: "load a gateway with chat completions beside the same provider called directly (latency, throughput)", run: runBench},
+	"config":  {summary: "push a config file to the cluster (KV sb_config) or show the one there", run: runConfig},
 	"dlq":     {summary: "list or replay dead-lettered jobs", run: runDLQ},
 	"ingest":  {summary: "load telemetry from NATS into ClickHouse (batched, deduplicated)", run: runIngest},
 	"migrate": {summary: "create or upgrade the ClickHouse schema (idempotent)", run: runMigrate},

@@ -2,7 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
 	"log/slog"
+	"os"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -26,4 +31,49 @@ func provision(ctx context.Context, js jetstream.JetStream, cfg *config.Config, 
 		log.Info("provisioned", "change", c.String())
 	}
 	return js, err
+}
+
+// sharedConfig picks the config of a command connected to NATS: the
+// --config file when given; else the cluster's, in KV sb_config; else the
+// default file when it exists. It tells stderr where the config came from.
+func (c *commonFlags) sharedConfig(ctx context.Context, fs *flag.FlagSet, js jetstream.JetStream, stderr io.Writer) (*config.Config, error) {
+	if flagGiven(fs, "config") {
+		cfg, err := loadConfig(c.config)
+		if err == nil {
+			fmt.Fprintf(stderr, "config: file %s\n", c.config)
+		}
+		return cfg, err
+	}
+	cfg, _, rev, err := config.LoadKV(ctx, js)
+	if err == nil {
+		fmt.Fprintf(stderr, "config: kv %s/%s rev %d (the cluster's; --config FILE to use a file)\n", config.ConfigBucket, config.ConfigKey, rev)
+		return cfg, nil
+	}
+	if !errors.Is(err, config.ErrNoSharedConfig) {
+		return nil, err
+	}
+	if _, statErr := os.Stat(c.config); statErr != nil {
+		return nil, fmt.Errorf("%w, and no %s here (pass --config FILE)", err, c.config)
+	}
+	if cfg, err = loadConfig(c.config); err == nil {
+		fmt.Fprintf(stderr, "config: file %s (kv %s holds none)\n", c.config, config.ConfigBucket)
+	}
+	return cfg, err
+}
+
+// publishConfig shares cfg in KV sb_config (up and gateway), unless it
+// holds exactly this config already.
+func publishConfig(ctx context.Context, js jetstream.JetStream, cfg *config.Config, log *slog.Logger) error {
+	data, err := config.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	rev, wrote, err := config.PublishIfChanged(ctx, js, data)
+	if err != nil {
+		return err
+	}
+	if wrote {
+		log.Info("config published", "kv", config.ConfigBucket+"/"+config.ConfigKey, "rev", rev)
+	}
+	return nil
 }

@@ -34,15 +34,15 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *out == "" {
 		*out = input + ".results.jsonl"
 	}
-	cfg, err := loadConfig(c.config)
-	if err != nil {
-		return err
-	}
 	nc, js, err := c.connect(ctx, fs, "switchboard-submit")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
+	cfg, err := c.sharedConfig(ctx, fs, js, stderr)
+	if err != nil {
+		return err
+	}
 	opts := batch.Options{Input: input, Output: *out, Route: *routeName, BatchID: *batchID}
 	if *tenant != "" {
 		opts.Metadata = map[string]string{"tenant": *tenant}

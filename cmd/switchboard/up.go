@@ -90,6 +90,10 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 	if js, err = provision(ctx, js, cfg, true, log); err != nil {
 		return err
 	}
+	// Other commands (worker, submit, dlq, ingest) read it from the cluster.
+	if err := publishConfig(ctx, js, cfg, log); err != nil {
+		return err
+	}
 
 	// Components stop on SIGTERM (ctx); the shared state they watch lives
 	// until they all have.

@@ -30,7 +30,13 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	if *provider == "" {
 		return fmt.Errorf("%w: --provider is required", errUsage)
 	}
-	cfg, err := loadConfig(c.config)
+	nc, js, err := c.connect(ctx, fs, "switchboard-worker-"+*provider)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	defer func() { err = nc.Cause(err) }() // a lost connection is the failure, whatever noticed it
+	cfg, err := c.sharedConfig(ctx, fs, js, stderr)
 	if err != nil {
 		return err
 	}
@@ -38,12 +44,6 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	if !ok {
 		return fmt.Errorf("%w: unknown provider %q (the config has %v)", errUsage, *provider, providerNames(cfg))
 	}
-	nc, js, err := c.connect(ctx, fs, "switchboard-worker-"+p.Name)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	defer func() { err = nc.Cause(err) }() // a lost connection is the failure, whatever noticed it
 	log := newLogger()
 	if js, err = provision(ctx, js, cfg, false, log); err != nil {
 		return err
