@@ -3,9 +3,11 @@ package broker_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -19,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/broker"
+	"github.com/switchboard-llm/switchboard/broker/budget"
 	"github.com/switchboard-llm/switchboard/broker/gateway"
 	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
@@ -28,22 +31,55 @@ import (
 )
 
 // TestNodeLossLosesNothing runs jobs through HTTP and llm.submit on a real
-// 3-node JetStream cluster with R3 streams, shuts one node down mid-load
-// (the one leading JOBS, so the stream and its consumers elect new
-// leaders), lets the load go on without it, and starts it again: every job
-// has exactly one Result, no HTTP caller or producer saw an error, and the
-// mock saw at most one extra call per job in flight at the kill. The
-// longest gap between two finished jobs around the kill is the stall.
+// 3-node JetStream cluster with R3 streams, shuts one node down mid-load,
+// lets the load go on without it, and starts it again: every job has
+// exactly one Result, no HTTP caller or producer saw an error, the mock
+// saw at most one extra call per job in flight at the kill, and the budget
+// counter counted every job's spend once. The longest gap between two
+// finished jobs around the kill is the stall. The node is the one leading
+// JOBS (the stream and its consumers elect new leaders), or the one
+// leading the budget counter's consumer.
 func TestNodeLossLosesNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		leaderOf func(ctx context.Context, js jetstream.JetStream) (string, error)
+	}{
+		{"JOBS leader", func(ctx context.Context, js jetstream.JetStream) (string, error) {
+			s, err := js.Stream(ctx, streams.StreamJobs)
+			if err != nil {
+				return "", err
+			}
+			return s.CachedInfo().Cluster.Leader, nil
+		}},
+		{"budget-spend leader", func(ctx context.Context, js jetstream.JetStream) (string, error) {
+			c, err := js.Consumer(ctx, streams.StreamResults, budget.Consumer)
+			if err != nil {
+				return "", err
+			}
+			return c.CachedInfo().Cluster.Leader, nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { nodeLoss(t, tc.leaderOf) })
+	}
+}
+
+func nodeLoss(t *testing.T, leaderOf func(context.Context, jetstream.JetStream) (string, error)) {
 	const (
 		httpJobs, submitJobs = 1000, 1000
 		concurrency          = 16
 	)
+	// Priced so the budget counter has spend to count.
 	env := testenv.StartCluster(t, 3, 3, []testenv.Provider{{Name: "p", Concurrency: concurrency, Timeout: 5 * time.Second,
-		Faults: mock.Faults{Latency: 40 * time.Millisecond}}})
+		Faults: mock.Faults{Latency: 40 * time.Millisecond}, InputPerMTok: 50_000, OutputPerMTok: 50_000}})
 	env.StartPools(t)
 	ctx := natstest.Context(t)
 	log := slog.New(slog.DiscardHandler)
+	tr, err := budget.Open(ctx, env.JS, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Log = log
+	go func() { _ = tr.Run(ctx, env.JS) }()
 	go func() { _ = broker.NewDispatcher(env.Client, env.JS, log).Run(ctx) }()
 	gw, err := gateway.New(gateway.Options{Config: env.Config, Conn: env.NC, JS: env.JS, Logger: log, Getenv: func(string) string { return "" }})
 	if err != nil {
@@ -57,6 +93,7 @@ func TestNodeLossLosesNothing(t *testing.T) {
 		finished []time.Time // when each HTTP job answered or a submitted job's Result arrived
 		errs     []string
 		ids      = map[string]bool{}
+		costs    = map[string]float64{} // job id -> cost of its Result
 	)
 	done := func(id string) {
 		mu.Lock()
@@ -78,7 +115,16 @@ func TestNodeLossLosesNothing(t *testing.T) {
 	}
 	// Submitted jobs finish when their Result is on RESULTS.
 	subResults, err := env.NC.Subscribe("llm.results.>", func(m *nats.Msg) {
-		if strings.HasPrefix(m.Subject, "llm.results.sub.") {
+		var res schemas.Result
+		if err := json.Unmarshal(m.Data, &res); err != nil || res.CostUSD == nil {
+			fail("result on %s without a cost (%v)", m.Subject, err)
+			return
+		}
+		mu.Lock()
+		_, seen := costs[res.ID]
+		costs[res.ID] = *res.CostUSD
+		mu.Unlock()
+		if !seen && strings.HasPrefix(m.Subject, "llm.results.sub.") {
 			done("")
 		}
 	})
@@ -93,8 +139,15 @@ func TestNodeLossLosesNothing(t *testing.T) {
 	for range concurrency {
 		wg.Go(func() {
 			for next.Add(1) <= httpJobs {
-				resp, err := client.Post(srv.URL+"/v1/chat/completions", "application/json",
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/v1/chat/completions",
 					bytes.NewReader([]byte(`{"model":"chat","messages":[{"role":"user","content":"hi"}]}`)))
+				if err != nil {
+					fail("http: %v", err)
+					continue
+				}
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("X-Switchboard-Tenant", "load")
+				resp, err := client.Do(req)
 				if err != nil {
 					fail("http: %v", err)
 					continue
@@ -115,7 +168,7 @@ func TestNodeLossLosesNothing(t *testing.T) {
 			id := schemas.NewJobID()
 			subIDs[i] = id
 			msg := &nats.Msg{Subject: streams.SubjectSubmit, Header: nats.Header{}, Data: fmt.Appendf(nil,
-				`{"id":%q,"batch":"sub","route":"chat","request":{"messages":[{"role":"user","content":"hi"}]}}`, id)}
+				`{"id":%q,"batch":"sub","route":"chat","request":{"messages":[{"role":"user","content":"hi"}]},"metadata":{"tenant":"load"}}`, id)}
 			msg.Header.Set(jetstream.MsgIDHeader, id)
 			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			if _, err := env.JS.PublishMsg(pctx, msg); err != nil {
@@ -126,8 +179,8 @@ func TestNodeLossLosesNothing(t *testing.T) {
 		}
 	})
 
-	// Kill the JOBS leader a quarter in, let a quarter more finish without
-	// it, then start it again.
+	// Kill the leader a quarter in, let a quarter more finish without it,
+	// then start it again.
 	const total = httpJobs + submitJobs
 	natstest.CheckFor(t, 60*time.Second, 10*time.Millisecond, func() error {
 		if n := count(); n < total/4 {
@@ -135,18 +188,18 @@ func TestNodeLossLosesNothing(t *testing.T) {
 		}
 		return nil
 	})
-	s, err := env.JS.Stream(ctx, streams.StreamJobs)
+	name, err := leaderOf(ctx, env.JS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	leader := env.Cluster.Index(s.CachedInfo().Cluster.Leader)
+	leader := env.Cluster.Index(name)
 	if leader < 0 {
-		t.Fatalf("JOBS leader %q is not a node", s.CachedInfo().Cluster.Leader)
+		t.Fatalf("leader %q is not a node", name)
 	}
 	before := env.Mocks["p"].Stats().Requests
 	killedAt := time.Now()
 	env.Cluster.Stop(leader)
-	t.Logf("stopped node %s (JOBS leader) after %d finished jobs", env.Cluster.Nodes[leader].Name(), count())
+	t.Logf("stopped node %s (the leader) after %d finished jobs", env.Cluster.Nodes[leader].Name(), count())
 	natstest.CheckFor(t, 90*time.Second, 10*time.Millisecond, func() error {
 		if n := count(); n < total/2 {
 			return fmt.Errorf("%d of %d jobs finished with a node down", n, total)
@@ -209,4 +262,17 @@ func TestNodeLossLosesNothing(t *testing.T) {
 		t.Errorf("mock saw %d calls for %d jobs: %d extra, more than the %d in flight at the kill (%d calls before it)", calls, total, extra, concurrency, before)
 	}
 	t.Logf("%d jobs, %d provider calls", total, calls)
+
+	// The budget counter counted each job's cost once, across the election.
+	var want float64
+	for _, c := range costs {
+		want += c
+	}
+	natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if day, _ := tr.Spent("load", time.Now()); math.Abs(day-want) > 1e-6 {
+			return fmt.Errorf("tenant load spent $%v, want $%v (the sum of the Results' costs)", day, want)
+		}
+		return nil
+	})
+	t.Logf("budget counted $%v over %d jobs", want, total)
 }

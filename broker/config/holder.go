@@ -41,8 +41,8 @@ func (h *Holder) OnChange(f func(old, cur *Config)) {
 	h.subs = append(h.subs, f)
 }
 
-// Apply parses and validates data; when valid it becomes the live config
-// and the OnChange callbacks run. An invalid config returns an error
+// Apply parses and validates data; when valid and different from the live
+// config it becomes the live config and the OnChange callbacks run. An invalid config returns an error
 // (wrapping ErrInvalid, naming source) and changes nothing.
 func (h *Holder) Apply(data []byte, source string) (*Config, error) {
 	cfg, err := Parse(data)
@@ -55,6 +55,9 @@ func (h *Holder) Apply(data []byte, source string) (*Config, error) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if cur := h.cur.Load(); sameConfig(cur, cfg) {
+		return cur, nil // e.g. the version this process published itself
+	}
 	old := h.cur.Swap(cfg)
 	for _, f := range h.subs {
 		f(old, cfg)

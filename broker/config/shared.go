@@ -80,3 +80,13 @@ func (o OnExceed) MarshalYAML() (any, error) {
 	}
 	return "reject", nil
 }
+
+// sameConfig reports whether a and b encode to the same YAML.
+func sameConfig(a, b *Config) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	x, err1 := yaml.Marshal(a)
+	y, err2 := yaml.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(x, y)
+}

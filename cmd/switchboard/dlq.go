@@ -83,12 +83,16 @@ func dlqReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(seqs) == 0 && !*all {
 		return fmt.Errorf("%w: name the sequence numbers to replay, or --all", errUsage)
 	}
+	given, err := c.givenConfig(fs, stderr)
+	if err != nil {
+		return err
+	}
 	nc, js, err := c.connect(ctx, fs, "switchboard-dlq")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	cfg, err := c.sharedConfig(ctx, fs, js, stderr)
+	cfg, err := c.sharedConfig(ctx, given, js, stderr)
 	if err != nil {
 		return err
 	}

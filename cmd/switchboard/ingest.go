@@ -36,13 +36,17 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 		return fmt.Errorf("%w: --clickhouse: %v", errUsage, err)
 	}
 	tuneGC()
+	given, err := c.givenConfig(fs, stderr)
+	if err != nil {
+		return err
+	}
 	nc, js, err := c.connect(ctx, fs, "switchboard-ingest")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 	defer func() { err = nc.Cause(err) }() // a lost connection is the failure, whatever noticed it
-	cfg, err := c.sharedConfig(ctx, fs, js, stderr)
+	cfg, err := c.sharedConfig(ctx, given, js, stderr)
 	if errors.Is(err, config.ErrNoSharedConfig) {
 		// No config anywhere: the ingester needs none; use the defaults.
 		fmt.Fprintln(stderr, "config: none in the cluster or here; using the defaults")

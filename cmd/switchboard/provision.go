@@ -33,16 +33,25 @@ func provision(ctx context.Context, js jetstream.JetStream, cfg *config.Config, 
 	return js, err
 }
 
-// sharedConfig picks the config of a command connected to NATS: the
-// --config file when given; else the cluster's, in KV sb_config; else the
-// default file when it exists. It tells stderr where the config came from.
-func (c *commonFlags) sharedConfig(ctx context.Context, fs *flag.FlagSet, js jetstream.JetStream, stderr io.Writer) (*config.Config, error) {
-	if flagGiven(fs, "config") {
-		cfg, err := loadConfig(c.config)
-		if err == nil {
-			fmt.Fprintf(stderr, "config: file %s\n", c.config)
-		}
-		return cfg, err
+// givenConfig loads the --config file when one is given (before
+// connecting, so a bad file fails at once), or returns nil.
+func (c *commonFlags) givenConfig(fs *flag.FlagSet, stderr io.Writer) (*config.Config, error) {
+	if !flagGiven(fs, "config") {
+		return nil, nil
+	}
+	cfg, err := loadConfig(c.config)
+	if err == nil {
+		fmt.Fprintf(stderr, "config: file %s\n", c.config)
+	}
+	return cfg, err
+}
+
+// sharedConfig returns given (from givenConfig) when not nil; else the
+// cluster's config, in KV sb_config; else the default file when it
+// exists. It tells stderr where the config came from.
+func (c *commonFlags) sharedConfig(ctx context.Context, given *config.Config, js jetstream.JetStream, stderr io.Writer) (*config.Config, error) {
+	if given != nil {
+		return given, nil
 	}
 	cfg, _, rev, err := config.LoadKV(ctx, js)
 	if err == nil {

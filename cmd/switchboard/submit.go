@@ -34,12 +34,16 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *out == "" {
 		*out = input + ".results.jsonl"
 	}
+	given, err := c.givenConfig(fs, stderr)
+	if err != nil {
+		return err
+	}
 	nc, js, err := c.connect(ctx, fs, "switchboard-submit")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	cfg, err := c.sharedConfig(ctx, fs, js, stderr)
+	cfg, err := c.sharedConfig(ctx, given, js, stderr)
 	if err != nil {
 		return err
 	}

@@ -30,13 +30,17 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	if *provider == "" {
 		return fmt.Errorf("%w: --provider is required", errUsage)
 	}
+	given, err := c.givenConfig(fs, stderr)
+	if err != nil {
+		return err
+	}
 	nc, js, err := c.connect(ctx, fs, "switchboard-worker-"+*provider)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 	defer func() { err = nc.Cause(err) }() // a lost connection is the failure, whatever noticed it
-	cfg, err := c.sharedConfig(ctx, fs, js, stderr)
+	cfg, err := c.sharedConfig(ctx, given, js, stderr)
 	if err != nil {
 		return err
 	}
