@@ -3,11 +3,23 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/broker/natsconn"
+	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/workers/mock"
 )
 
 // After `up`, `submit` needs no config file: it reads the cluster's from
@@ -64,4 +76,100 @@ func TestCommandsReadConfigFromCluster(t *testing.T) {
 	if code := run([]string{"config", "show", "--data-dir", dataDir}, &show, &showErr); code != exitOK || !strings.Contains(show.String(), "chat2") {
 		t.Fatalf("config show after push: exit %d\n%s", code, show.String())
 	}
+}
+
+// A provider added to the cluster's config gets a worker pool in `up`
+// without a restart and serves its route; removed, its pool drains.
+func TestUpPoolsFollowTheConfig(t *testing.T) {
+	cfg := mockConfig(t)
+	dataDir := t.TempDir()
+	url, upOut, _ := startUp(t, cfg, dataDir)
+	addr := upHTTPAddr(t, upOut.String())
+
+	q, err := mock.Listen("127.0.0.1:0", mock.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = q.Close() })
+	data, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := strings.Replace(string(data), "routes:\n", fmt.Sprintf("  - {name: q, kind: mock, base_url: '%s/v1', timeout: 5s}\nroutes:\n", q.URL()), 1) +
+		"  - {name: viaq, targets: [{provider: q, model: m}]}\n"
+	next := filepath.Join(t.TempDir(), "next.yaml")
+	if err := os.WriteFile(next, []byte(added), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"config", "push", next, "--data-dir", dataDir}, &out, &errOut); code != exitOK {
+		t.Fatalf("config push: exit %d\n%s", code, errOut.String())
+	}
+	natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		resp, err := http.Post("http://"+addr+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"model":"viaq","messages":[{"role":"user","content":"hi"}]}`))
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Switchboard-Provider") != "q" {
+			return fmt.Errorf("route viaq: %d %s", resp.StatusCode, body)
+		}
+		return nil
+	})
+	if q.Stats().Succeeded == 0 {
+		t.Fatal("the added provider served no call")
+	}
+
+	// Removed again: q's pool drains and stops pulling from its lanes.
+	out.Reset()
+	if code := run([]string{"config", "push", cfg, "--data-dir", dataDir}, &out, &errOut); code != exitOK {
+		t.Fatalf("config push: exit %d\n%s", code, errOut.String())
+	}
+	token, err := natsconn.ReadToken(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(url, nats.Token(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		for _, name := range []string{streams.WorkerConsumer("q"), streams.SlotsConsumer("q")} {
+			stream := streams.StreamJobs
+			if name == streams.SlotsConsumer("q") {
+				stream = streams.StreamSlots
+			}
+			c, err := js.Consumer(natstest.Context(t), stream, name)
+			if err != nil {
+				return err
+			}
+			info, err := c.Info(natstest.Context(t))
+			if err != nil {
+				return err
+			}
+			// (A token given back with Nak counts as unacked until it is
+			// delivered again, so only the pulls tell.)
+			if info.NumWaiting > 0 {
+				return fmt.Errorf("%s: %d pulls waiting: q's pool still runs", name, info.NumWaiting)
+			}
+		}
+		return nil
+	})
+}
+
+// upHTTPAddr finds the API address in up's banner.
+func upHTTPAddr(t *testing.T, banner string) string {
+	t.Helper()
+	m := regexp.MustCompile(`API at http://([^/]+)/v1`).FindStringSubmatch(banner)
+	if m == nil {
+		t.Fatalf("no API address in %q", banner)
+	}
+	return m[1]
 }

@@ -115,18 +115,17 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 	if err != nil {
 		return err
 	}
-	prices, err := pricing.Load(cfg)
-	if err != nil {
+	if _, err := pricing.Load(cfg); err != nil {
 		return err
 	}
-	var pools []*workers.Pool
-	for _, p := range cfg.Providers {
-		pool, err := newPool(stateCtx, cfg, p, nc.Conn, js, prices, log)
+	// One pool per provider, following reloads (added, removed, changed).
+	fleet := workers.NewFleet(func(_ context.Context, cur *config.Config, p config.Provider) (*workers.Pool, error) {
+		prices, err := pricing.Load(cur)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		pools = append(pools, pool)
-	}
+		return newPool(stateCtx, cur, p, nc.Conn, js, prices, log)
+	}, log)
 	an, err := startAnalytics(stateCtx, cfg, js, c.clickhouse, c.dataDir, log)
 	if err != nil {
 		return err
@@ -147,9 +146,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 	holder := config.NewHolder(cfg)
 	holder.OnChange(func(_, cur *config.Config) {
 		resolver.SetConfig(cur)
-		for _, pool := range pools {
-			pool.SetConfig(cur)
-		}
+		fleet.Apply(cur)
 	})
 	if !*demo && stopDemo == nil {
 		go holder.WatchSignals(stateCtx, c.config, log)
@@ -165,9 +162,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 	g.Go(func() error { return gw.Serve(gctx, httpLn) })
 	g.Go(func() error { return broker.NewDispatcher(client, js, log).Run(gctx) })
 	g.Go(func() error { return broker.NewService(client, cfg.Gateway.RequestTimeout, log).Run(gctx) })
-	for _, pool := range pools {
-		g.Go(func() error { return pool.Run(gctx) })
-	}
+	g.Go(func() error { return fleet.Run(gctx, cfg) })
 	g.Go(func() error { return an.Run(gctx) })
 
 	fmt.Fprintf(stdout, "switchboard is up: OpenAI-compatible API at http://%s/v1 (routes: %v), NATS at %s\n", c.httpAddr, routeNames(cfg), natsURL)
