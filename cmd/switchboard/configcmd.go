@@ -17,10 +17,6 @@ func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlags("config", stderr)
 	var c commonFlags
 	c.register(fs, false, false)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: switchboard config push FILE | config show [flags]")
-		fs.PrintDefaults()
-	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -28,7 +24,6 @@ func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	switch {
 	case sub == "push" && fs.NArg() == 2, sub == "show" && fs.NArg() == 1:
 	default:
-		fs.Usage()
 		return fmt.Errorf("%w: want `config push FILE` or `config show`", errUsage)
 	}
 	var data []byte

@@ -86,6 +86,10 @@ var helps = map[string]cmdHelp{
 			"dead-lettered telemetry to its subject, and deletes each dead letter once it is queued again.",
 		env:   []string{logEnv},
 		notes: "exit status: 0 when every dead letter was replayed, 1 when any was not, 2 on a usage error."},
+	"config": {usage: "config push FILE | config show [flags]",
+		about: "Shares the config through the cluster (KV sb_config): push validates FILE and stores it (every\n" +
+			"running process reloads it; worker, submit, dlq and ingest without --config read it); show prints it.",
+		env: []string{logEnv}},
 }
 
 // flagEnv names the variable each flag falls back to.
