@@ -24,6 +24,7 @@ import (
 	"github.com/switchboard-llm/switchboard/broker/budget"
 	"github.com/switchboard-llm/switchboard/broker/gateway"
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/internal/kvstate"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/schemas"
@@ -282,11 +283,23 @@ func nodeLoss(t *testing.T, leaderOf func(context.Context, jetstream.JetStream) 
 		}
 		want += c
 	}
-	natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	spendKV, err := env.JS.KeyValue(ctx, budget.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spendStart := time.Now()
+	natstest.CheckFor(t, 120*time.Second, 50*time.Millisecond, func() error {
 		if day, _ := tr.Spent("load", time.Now()); math.Abs(day-want) > 1e-6 {
-			return fmt.Errorf("tenant load spent $%v, want $%v (the sum of the Results' costs)", day, want)
+			stored := "?"
+			if e, err := spendKV.Get(ctx, kvstate.Key("s", "load", "d", time.Now().UTC().Format("20060102"))); err == nil {
+				stored = string(e.Value())
+				if len(stored) > 60 {
+					stored = stored[:60]
+				}
+			}
+			return fmt.Errorf("tenant load spent $%v (stored: %s), want $%v (the sum of the Results' costs)", day, stored, want)
 		}
 		return nil
 	})
-	t.Logf("budget counted $%v over %d jobs", want, total)
+	t.Logf("budget counted $%v over %d jobs (%.1fs after the last Result)", want, total, time.Since(spendStart).Seconds())
 }
