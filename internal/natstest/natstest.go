@@ -112,8 +112,15 @@ func (s *Server) Connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {
 // TLS), closed with the test.
 func (s *Server) ConnectWith(t testing.TB, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
+	return connect(t, s.ClientURL(), opts...)
+}
+
+// connect opens a client connection to url (a comma-separated list fails
+// over between its servers) that reconnects forever, closed with the test.
+func connect(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
 	opts = append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}, opts...)
-	nc, err := nats.Connect(s.ClientURL(), opts...)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
