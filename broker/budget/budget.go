@@ -115,7 +115,7 @@ func toNano(usd float64) int64 { return int64(math.Round(usd * 1e9)) }
 
 // pullExpiry bounds one pull request of the counter; its heartbeats (half
 // of it) tell a dead server or consumer within twice that.
-const pullExpiry = 10 * time.Second
+const pullExpiry = 3 * time.Second
 
 // Tracker counts and reads tenants' spend.
 type Tracker struct {
