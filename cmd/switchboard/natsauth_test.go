@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,26 +22,9 @@ import (
 	"github.com/switchboard-llm/switchboard/broker/natsconn"
 	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/internal/syncbuf"
 	"github.com/switchboard-llm/switchboard/workers/mock"
 )
-
-// syncBuffer is an output sink safe for a command running in a goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // mockConfig writes a config with one mock provider "p" (a real mock
 // server over HTTP) and a route "chat" over it.
@@ -85,11 +67,11 @@ func submitOne(t *testing.T, args ...string) {
 
 // startUp runs `up` with the mock config until the test ends (or stop is
 // called) and returns the NATS URL it recorded.
-func startUp(t *testing.T, cfg, dataDir string) (url string, stdout *syncBuffer, stop func()) {
+func startUp(t *testing.T, cfg, dataDir string) (url string, stdout *syncbuf.Buffer, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var stderr syncBuffer
-	stdout = &syncBuffer{}
+	var stderr syncbuf.Buffer
+	stdout = &syncbuf.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- runUp(ctx, []string{"--config", cfg, "--data-dir", dataDir, "--http", freeAddr(t),
@@ -203,7 +185,7 @@ func TestWorkerAndSubmitTakeTokenFromDataDir(t *testing.T) {
 	cfg := mockConfig(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- runWorker(ctx, []string{"--config", cfg, "--provider", "p", "--data-dir", dataDir}, &stderr, &stderr)
@@ -309,7 +291,7 @@ func TestLongRunningCommandsExitWhenNATSIsLostForGood(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.args[0], func(t *testing.T) {
-			var stdout, stderr syncBuffer
+			var stdout, stderr syncbuf.Buffer
 			done := make(chan error, 1)
 			code := make(chan int, 1)
 			args := append(tc.args, "--nats", ns.ClientURL(), "--nats-token", tok)
