@@ -10,9 +10,9 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/budget"
-	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/schemas"

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/route"
+	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/workers/prefill"
 )

@@ -7,7 +7,7 @@ import (
 	"reflect"
 	"sync"
 
-	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/config"
 )
 
 // Fleet runs one Pool per provider of the live config and follows its

@@ -9,8 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/route"
+	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/workers/breaker"
 	"github.com/switchboard-llm/switchboard/workers/lanes"

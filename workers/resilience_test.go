@@ -12,9 +12,10 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/budget"
-	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/config"
+	"github.com/switchboard-llm/switchboard/config/live"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/workers"
@@ -528,7 +529,7 @@ func TestBudgetRerouteEndToEnd(t *testing.T) {
 
 func TestReloadKeepsJobs(t *testing.T) {
 	e := newEnv(t, 0, provider{name: "a", faults: mock.Faults{Latency: 5 * time.Millisecond}}, provider{name: "b"})
-	holder := config.NewHolder(e.cfg)
+	holder := live.NewHolder(e.cfg)
 	resolver := route.New(e.cfg)
 	e.client = broker.NewClient(e.nc, e.js, resolver)
 	var pools []*workers.Pool

@@ -14,8 +14,8 @@ import (
 
 	"github.com/switchboard-llm/switchboard/analytics/dashboard"
 	"github.com/switchboard-llm/switchboard/analytics/ingest"
-	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/gateway"
+	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/chtest"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/internal/redact"

@@ -10,7 +10,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/switchboard-llm/switchboard/analytics/stats"
-	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/config"
 )
 
 // Analytics says whether ClickHouse answered; when it did not, telemetry

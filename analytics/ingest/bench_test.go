@@ -18,8 +18,8 @@ import (
 
 	"github.com/switchboard-llm/switchboard/analytics/ingest"
 	"github.com/switchboard-llm/switchboard/analytics/store"
-	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/chtest"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/schemas"

@@ -17,9 +17,9 @@ import (
 
 	"github.com/switchboard-llm/switchboard/analytics/ingest"
 	"github.com/switchboard-llm/switchboard/analytics/pricing"
-	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/dlq"
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/chtest"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/schemas"

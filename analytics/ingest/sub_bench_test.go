@@ -8,8 +8,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/switchboard-llm/switchboard/analytics/ingest"
-	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/schemas"
 )

@@ -15,7 +15,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/config"
 )
 
 // ErrPrices wraps a prices file that cannot be read or parsed.

@@ -45,8 +45,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/kvstate"
 	"github.com/switchboard-llm/switchboard/internal/supervise"
 	"github.com/switchboard-llm/switchboard/schemas"

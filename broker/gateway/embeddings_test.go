@@ -9,7 +9,7 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
-	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/workers/mock"
 )

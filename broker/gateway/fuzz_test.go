@@ -8,9 +8,9 @@ import (
 	"testing"
 
 	"github.com/switchboard-llm/switchboard/broker"
-	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/kvstate"
 	"github.com/switchboard-llm/switchboard/schemas"
 )

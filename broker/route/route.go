@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard-llm/switchboard/analytics/pricing"
-	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/schemas"
 )
 

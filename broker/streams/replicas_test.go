@@ -8,8 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/workers/breaker"
 	"github.com/switchboard-llm/switchboard/workers/lanes"

@@ -10,9 +10,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/natsconn"
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/config"
 )
 
 // commonFlags are the flags shared by the long-running commands.

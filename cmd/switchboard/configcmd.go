@@ -6,7 +6,8 @@ import (
 	"io"
 	"os"
 
-	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/config"
+	"github.com/switchboard-llm/switchboard/config/live"
 )
 
 // runConfig shares a config through the cluster: `config push FILE`
@@ -42,22 +43,22 @@ func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer nc.Close()
 	if sub == "show" {
-		_, cur, rev, err := config.LoadKV(ctx, js)
+		_, cur, rev, err := live.Load(ctx, js)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "config: kv %s/%s rev %d\n", config.ConfigBucket, config.ConfigKey, rev)
+		fmt.Fprintf(stderr, "config: kv %s/%s rev %d\n", live.Bucket, live.Key, rev)
 		_, err = stdout.Write(cur)
 		return err
 	}
-	rev, wrote, err := config.PublishIfChanged(ctx, js, data)
+	rev, wrote, err := live.Publish(ctx, js, data)
 	if err != nil {
 		return err
 	}
 	if !wrote {
-		fmt.Fprintf(stdout, "kv %s/%s rev %d already holds %s\n", config.ConfigBucket, config.ConfigKey, rev, fs.Arg(1))
+		fmt.Fprintf(stdout, "kv %s/%s rev %d already holds %s\n", live.Bucket, live.Key, rev, fs.Arg(1))
 		return nil
 	}
-	fmt.Fprintf(stdout, "pushed %s to kv %s/%s rev %d\n", fs.Arg(1), config.ConfigBucket, config.ConfigKey, rev)
+	fmt.Fprintf(stdout, "pushed %s to kv %s/%s rev %d\n", fs.Arg(1), live.Bucket, live.Key, rev)
 	return nil
 }

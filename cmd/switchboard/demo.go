@@ -5,7 +5,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/workers/mock"
 )
 

@@ -7,9 +7,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/switchboard-llm/switchboard/broker"
-	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/gateway"
 	"github.com/switchboard-llm/switchboard/broker/route"
+	"github.com/switchboard-llm/switchboard/config"
+	"github.com/switchboard-llm/switchboard/config/live"
 )
 
 // runGateway serves the broker's front doors: the OpenAI-compatible HTTP API,
@@ -53,7 +54,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 		return err
 	}
 	resolver := route.New(cfg, policies...)
-	holder := config.NewHolder(cfg)
+	holder := live.NewHolder(cfg)
 	holder.OnChange(func(_, cur *config.Config) { resolver.SetConfig(cur) })
 	go holder.WatchSignals(ctx, c.config, log)
 	dash, err := newDashboard(ctx, js, resolver, c.clickhouse, log)

@@ -16,8 +16,9 @@ import (
 	"github.com/switchboard-llm/switchboard/analytics/chserver"
 	"github.com/switchboard-llm/switchboard/analytics/ingest"
 	"github.com/switchboard-llm/switchboard/analytics/store"
-	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/config"
+	"github.com/switchboard-llm/switchboard/config/live"
 )
 
 // runIngest loads telemetry from JetStream into ClickHouse until stopped.
@@ -47,7 +48,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	defer nc.Close()
 	defer func() { err = nc.Cause(err) }() // a lost connection is the failure, whatever noticed it
 	cfg, err := c.sharedConfig(ctx, given, js, stderr)
-	if errors.Is(err, config.ErrNoSharedConfig) {
+	if errors.Is(err, live.ErrNoSharedConfig) {
 		// No config anywhere: the ingester needs none; use the defaults.
 		fmt.Fprintln(stderr, "config: none in the cluster or here; using the defaults")
 		cfg = &config.Config{}

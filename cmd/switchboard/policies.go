@@ -9,8 +9,8 @@ import (
 
 	"github.com/switchboard-llm/switchboard/analytics/pricing"
 	"github.com/switchboard-llm/switchboard/broker/budget"
-	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/route"
+	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/workers/breaker"
 )
 

@@ -11,8 +11,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/config"
+	"github.com/switchboard-llm/switchboard/config/live"
 )
 
 // provision returns js replicated as cfg's nats.replicas says and
@@ -53,19 +54,19 @@ func (c *commonFlags) sharedConfig(ctx context.Context, given *config.Config, js
 	if given != nil {
 		return given, nil
 	}
-	cfg, _, rev, err := config.LoadKV(ctx, js)
+	cfg, _, rev, err := live.Load(ctx, js)
 	if err == nil {
-		fmt.Fprintf(stderr, "config: kv %s/%s rev %d (the cluster's; --config FILE to use a file)\n", config.ConfigBucket, config.ConfigKey, rev)
+		fmt.Fprintf(stderr, "config: kv %s/%s rev %d (the cluster's; --config FILE to use a file)\n", live.Bucket, live.Key, rev)
 		return cfg, nil
 	}
-	if !errors.Is(err, config.ErrNoSharedConfig) {
+	if !errors.Is(err, live.ErrNoSharedConfig) {
 		return nil, err
 	}
 	if _, statErr := os.Stat(c.config); statErr != nil {
 		return nil, fmt.Errorf("%w, and no %s here (pass --config FILE)", err, c.config)
 	}
 	if cfg, err = loadConfig(c.config); err == nil {
-		fmt.Fprintf(stderr, "config: file %s (kv %s holds none)\n", c.config, config.ConfigBucket)
+		fmt.Fprintf(stderr, "config: file %s (kv %s holds none)\n", c.config, live.Bucket)
 	}
 	return cfg, err
 }
@@ -77,12 +78,12 @@ func publishConfig(ctx context.Context, js jetstream.JetStream, cfg *config.Conf
 	if err != nil {
 		return err
 	}
-	rev, wrote, err := config.PublishIfChanged(ctx, js, data)
+	rev, wrote, err := live.Publish(ctx, js, data)
 	if err != nil {
 		return err
 	}
 	if wrote {
-		log.Info("config published", "kv", config.ConfigBucket+"/"+config.ConfigKey, "rev", rev)
+		log.Info("config published", "kv", live.Bucket+"/"+live.Key, "rev", rev)
 	}
 	return nil
 }

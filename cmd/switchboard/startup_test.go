@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/switchboard-llm/switchboard/analytics/chserver"
-	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 )
 

@@ -17,11 +17,12 @@ import (
 
 	"github.com/switchboard-llm/switchboard/analytics/pricing"
 	"github.com/switchboard-llm/switchboard/broker"
-	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/embedded"
 	"github.com/switchboard-llm/switchboard/broker/gateway"
 	"github.com/switchboard-llm/switchboard/broker/natsconn"
 	"github.com/switchboard-llm/switchboard/broker/route"
+	"github.com/switchboard-llm/switchboard/config"
+	"github.com/switchboard-llm/switchboard/config/live"
 	"github.com/switchboard-llm/switchboard/workers"
 )
 
@@ -143,7 +144,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 
 	// Routes, retries, breakers and limits reload on SIGHUP or from KV
 	// sb_config; an invalid config is refused and the running one stays.
-	holder := config.NewHolder(cfg)
+	holder := live.NewHolder(cfg)
 	holder.OnChange(func(_, cur *config.Config) {
 		resolver.SetConfig(cur)
 		fleet.Apply(cur)

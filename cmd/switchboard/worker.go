@@ -11,7 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/analytics/pricing"
-	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/config"
+	"github.com/switchboard-llm/switchboard/config/live"
 	"github.com/switchboard-llm/switchboard/workers"
 	"github.com/switchboard-llm/switchboard/workers/keys"
 	"github.com/switchboard-llm/switchboard/workers/providers"
@@ -67,7 +68,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	defer stopMetrics()
 	// Routes' retries/fallback/thresholds, breaker settings and the rate
 	// window reload on SIGHUP or from KV sb_config; a bad config is refused.
-	holder := config.NewHolder(cfg)
+	holder := live.NewHolder(cfg)
 	holder.OnChange(func(_, cur *config.Config) { pool.SetConfig(cur) })
 	go holder.WatchSignals(ctx, c.config, log)
 	go func() {

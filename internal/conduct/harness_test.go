@@ -15,9 +15,9 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/switchboard-llm/switchboard/analytics/ingest"
-	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/gateway"
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/chtest"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/workers"

@@ -14,9 +14,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/broker"
-	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/workers"
 	"github.com/switchboard-llm/switchboard/workers/mock"

@@ -22,7 +22,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/kvstate"
 )
 

@@ -20,7 +20,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/workers"
 )

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/workers"
 	"github.com/switchboard-llm/switchboard/workers/mock"

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/workers"
 	"github.com/switchboard-llm/switchboard/workers/providers/anthropic"
 	"github.com/switchboard-llm/switchboard/workers/providers/gemini"

@@ -19,9 +19,10 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/budget"
-	"github.com/switchboard-llm/switchboard/broker/config"
 	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/config"
+	"github.com/switchboard-llm/switchboard/config/live"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/workers"
@@ -310,7 +311,7 @@ func TestSimulation(t *testing.T) {
 	go func() { _ = s.tracker.Run(ctx, js) }()
 	resolver := route.New(cfg, route.WithHealth(routerRes.Breakers), route.WithLatencies(routerRes.Latency), route.WithBudgets(s.tracker))
 	s.client = broker.NewClient(nc, js, resolver)
-	holder := config.NewHolder(cfg)
+	holder := live.NewHolder(cfg)
 	holder.OnChange(func(_, cur *config.Config) {
 		resolver.SetConfig(cur)
 		for _, p := range s.pools {

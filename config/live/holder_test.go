@@ -1,4 +1,4 @@
-package config_test
+package live_test
 
 import (
 	"context"
@@ -14,7 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/config"
+	"github.com/switchboard-llm/switchboard/config/live"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 )
 
@@ -30,14 +31,14 @@ providers: [{name: a, kind: mock}]
 routes: [{name: chat, targets: [{provider: nope, model: m}]}]
 `
 
-func concurrency(h *config.Holder) int { return h.Load().Providers[0].Concurrency }
+func concurrency(h *live.Holder) int { return h.Load().Providers[0].Concurrency }
 
 func TestHolderApply(t *testing.T) {
 	first, err := config.Parse([]byte(cfgYAML(1)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := config.NewHolder(first)
+	h := live.NewHolder(first)
 	var seen []int
 	h.OnChange(func(old, cur *config.Config) {
 		seen = append(seen, old.Providers[0].Concurrency, cur.Providers[0].Concurrency)
@@ -70,7 +71,7 @@ func TestHolderSIGHUP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := config.NewHolder(first)
+	h := live.NewHolder(first)
 	ctx := natstest.Context(t)
 	go h.WatchSignals(ctx, path, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := os.WriteFile(path, []byte(invalidYAML), 0o600); err != nil {
@@ -94,8 +95,8 @@ func TestHolderKV(t *testing.T) {
 	_, js := srv.Connect(t)
 	ctx := natstest.Context(t)
 	first, _ := config.Parse([]byte(cfgYAML(1)))
-	h := config.NewHolder(first)
-	if err := config.Publish(ctx, js, []byte(cfgYAML(3))); err != nil {
+	h := live.NewHolder(first)
+	if _, _, err := live.Publish(ctx, js, []byte(cfgYAML(3))); err != nil {
 		t.Fatal(err)
 	}
 	ready := make(chan struct{})
@@ -104,18 +105,18 @@ func TestHolderKV(t *testing.T) {
 	if c := concurrency(h); c != 3 {
 		t.Fatalf("stored config not applied at start: %d", c)
 	}
-	if err := config.Publish(context.Background(), js, []byte(invalidYAML)); !errors.Is(err, config.ErrInvalid) {
+	if _, _, err := live.Publish(context.Background(), js, []byte(invalidYAML)); !errors.Is(err, config.ErrInvalid) {
 		t.Fatalf("publish invalid: %v", err)
 	}
 	// Someone bypasses Publish and stores garbage: refused, old one stays.
-	kv, err := config.ConfigKV(ctx, js)
+	kv, err := js.KeyValue(ctx, live.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Put(ctx, config.ConfigKey, []byte(invalidYAML)); err != nil {
+	if _, err := kv.Put(ctx, live.Key, []byte(invalidYAML)); err != nil {
 		t.Fatal(err)
 	}
-	if err := config.Publish(ctx, js, []byte(cfgYAML(9))); err != nil {
+	if _, _, err := live.Publish(ctx, js, []byte(cfgYAML(9))); err != nil {
 		t.Fatal(err)
 	}
 	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {

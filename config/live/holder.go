@@ -1,4 +1,8 @@
-package config
+// Package live holds the running config of a process and keeps it current:
+// a Holder swaps in a new config only when it parses and validates, from the
+// config file on SIGHUP or from the cluster's shared copy in KV sb_config.
+// This package does the I/O; package config itself is pure.
+package live
 
 import (
 	"context"
@@ -12,30 +16,32 @@ import (
 	"syscall"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/config"
 )
 
 // Holder holds the live config behind an atomic pointer: readers call Load
 // on every use and never see a half-applied config; Apply swaps in a new
 // one only if it parses and validates, otherwise the old one stays.
 type Holder struct {
-	cur  atomic.Pointer[Config]
+	cur  atomic.Pointer[config.Config]
 	mu   sync.Mutex // serialises Apply and the OnChange callbacks
-	subs []func(old, cur *Config)
+	subs []func(old, cur *config.Config)
 }
 
 // NewHolder returns a Holder serving cfg.
-func NewHolder(cfg *Config) *Holder {
+func NewHolder(cfg *config.Config) *Holder {
 	h := &Holder{}
 	h.cur.Store(cfg)
 	return h
 }
 
 // Load returns the live config. Treat it as read-only.
-func (h *Holder) Load() *Config { return h.cur.Load() }
+func (h *Holder) Load() *config.Config { return h.cur.Load() }
 
 // OnChange registers f, called (serially, after the swap) with the old and
 // new config on every successful reload.
-func (h *Holder) OnChange(f func(old, cur *Config)) {
+func (h *Holder) OnChange(f func(old, cur *config.Config)) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.subs = append(h.subs, f)
@@ -43,11 +49,11 @@ func (h *Holder) OnChange(f func(old, cur *Config)) {
 
 // Apply parses and validates data; when valid and different from the live
 // config it becomes the live config and the OnChange callbacks run. An invalid config returns an error
-// (wrapping ErrInvalid, naming source) and changes nothing.
-func (h *Holder) Apply(data []byte, source string) (*Config, error) {
-	cfg, err := Parse(data)
+// (wrapping config.ErrInvalid, naming source) and changes nothing.
+func (h *Holder) Apply(data []byte, source string) (*config.Config, error) {
+	cfg, err := config.Parse(data)
 	if err != nil {
-		var ce *Error
+		var ce *config.Error
 		if errors.As(err, &ce) {
 			ce.Source = source
 		}
@@ -55,7 +61,7 @@ func (h *Holder) Apply(data []byte, source string) (*Config, error) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if cur := h.cur.Load(); sameConfig(cur, cfg) {
+	if cur := h.cur.Load(); config.Equal(cur, cfg) {
 		return cur, nil // e.g. the version this process published itself
 	}
 	old := h.cur.Swap(cfg)
@@ -66,7 +72,7 @@ func (h *Holder) Apply(data []byte, source string) (*Config, error) {
 }
 
 // ReloadFile applies the config file at path.
-func (h *Holder) ReloadFile(path string) (*Config, error) {
+func (h *Holder) ReloadFile(path string) (*config.Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reload refused, keeping the running config: read %s: %w", path, err)
@@ -96,38 +102,21 @@ func (h *Holder) WatchSignals(ctx context.Context, path string, log *slog.Logger
 
 // KV location of a config shared by every process.
 const (
-	// ConfigBucket is the KV bucket holding the shared config.
-	ConfigBucket = "sb_config"
-	// ConfigKey is the key of the config YAML in ConfigBucket.
-	ConfigKey = "switchboard.yaml"
+	// Bucket is the KV bucket holding the shared config.
+	Bucket = "sb_config"
+	// Key is the key of the config YAML in Bucket.
+	Key = "switchboard.yaml"
 )
 
-// ConfigKV opens (creating if needed) the shared config bucket.
-func ConfigKV(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+// openKV opens (creating if needed) the shared config bucket.
+func openKV(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: ConfigBucket, Description: "switchboard: shared config (YAML)", History: 5,
+		Bucket: Bucket, Description: "switchboard: shared config (YAML)", History: 5,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("kv bucket %s: %w", ConfigBucket, err)
+		return nil, fmt.Errorf("kv bucket %s: %w", Bucket, err)
 	}
 	return kv, nil
-}
-
-// Publish validates data and stores it as the shared config; every process
-// watching the bucket reloads it. An invalid config is refused before it is
-// stored.
-func Publish(ctx context.Context, js jetstream.JetStream, data []byte) error {
-	if _, err := Parse(data); err != nil {
-		return err
-	}
-	kv, err := ConfigKV(ctx, js)
-	if err != nil {
-		return err
-	}
-	if _, err := kv.Put(ctx, ConfigKey, data); err != nil {
-		return fmt.Errorf("store config: %w", err)
-	}
-	return nil
 }
 
 // WatchKV applies every new version of the shared config in sb_config
@@ -135,13 +124,13 @@ func Publish(ctx context.Context, js jetstream.JetStream, data []byte) error {
 // process started with a stale file converges). Invalid versions are
 // logged and skipped; ready is closed once the current version is handled.
 func (h *Holder) WatchKV(ctx context.Context, js jetstream.JetStream, log *slog.Logger, ready chan<- struct{}) error {
-	kv, err := ConfigKV(ctx, js)
+	kv, err := openKV(ctx, js)
 	if err != nil {
 		return err
 	}
-	w, err := kv.Watch(ctx, ConfigKey)
+	w, err := kv.Watch(ctx, Key)
 	if err != nil {
-		return fmt.Errorf("watch %s: %w", ConfigBucket, err)
+		return fmt.Errorf("watch %s: %w", Bucket, err)
 	}
 	defer func() { _ = w.Stop() }()
 	for {
@@ -162,7 +151,7 @@ func (h *Holder) WatchKV(ctx context.Context, js jetstream.JetStream, log *slog.
 			if e.Operation() != jetstream.KeyValuePut {
 				continue
 			}
-			source := fmt.Sprintf("kv %s/%s rev %d", ConfigBucket, ConfigKey, e.Revision())
+			source := fmt.Sprintf("kv %s/%s rev %d", Bucket, Key, e.Revision())
 			if _, err := h.Apply(e.Value(), source); err != nil {
 				log.Error("config reload", "source", source, "err", err)
 				continue

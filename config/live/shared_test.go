@@ -1,10 +1,11 @@
-package config_test
+package live_test
 
 import (
 	"errors"
 	"testing"
 
-	"github.com/switchboard-llm/switchboard/broker/config"
+	"github.com/switchboard-llm/switchboard/config"
+	"github.com/switchboard-llm/switchboard/config/live"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 )
 
@@ -15,7 +16,7 @@ func TestSharedConfigRoundTrip(t *testing.T) {
 	srv := natstest.Start(t)
 	ctx := natstest.Context(t)
 	_, js := srv.Connect(t)
-	if _, _, _, err := config.LoadKV(ctx, js); !errors.Is(err, config.ErrNoSharedConfig) {
+	if _, _, _, err := live.Load(ctx, js); !errors.Is(err, live.ErrNoSharedConfig) {
 		t.Fatalf("empty cluster: %v, want ErrNoSharedConfig", err)
 	}
 	want, err := config.Load("../../deploy/switchboard.example.yaml")
@@ -26,11 +27,11 @@ func TestSharedConfigRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rev, wrote, err := config.PublishIfChanged(ctx, js, data)
+	rev, wrote, err := live.Publish(ctx, js, data)
 	if err != nil || !wrote {
 		t.Fatalf("publish: rev %d, wrote %v, %v", rev, wrote, err)
 	}
-	got, _, gotRev, err := config.LoadKV(ctx, js)
+	got, _, gotRev, err := live.Load(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,10 +42,10 @@ func TestSharedConfigRoundTrip(t *testing.T) {
 	if gotRev != rev || string(again) != string(data) || len(got.Budgets) != 2 || got.Budgets[0].OnExceed.Route != "cheap" || !got.Budgets[1].OnExceed.Reject {
 		t.Fatalf("read back rev %d (want %d):\n%s\nwant\n%s", gotRev, rev, again, data)
 	}
-	if rev2, wrote, err := config.PublishIfChanged(ctx, js, data); err != nil || wrote || rev2 != rev {
+	if rev2, wrote, err := live.Publish(ctx, js, data); err != nil || wrote || rev2 != rev {
 		t.Fatalf("same config again: rev %d, wrote %v, %v; want rev %d unwritten", rev2, wrote, err, rev)
 	}
-	if _, _, err := config.PublishIfChanged(ctx, js, []byte("providers: [")); !errors.Is(err, config.ErrInvalid) {
+	if _, _, err := live.Publish(ctx, js, []byte("providers: [")); !errors.Is(err, config.ErrInvalid) {
 		t.Fatalf("invalid config: %v, want ErrInvalid", err)
 	}
 }

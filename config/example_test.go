@@ -4,7 +4,7 @@ import "testing"
 
 // The shipped example config must stay valid as the schema evolves.
 func TestExampleConfigLoads(t *testing.T) {
-	c, err := Load("../../deploy/switchboard.example.yaml")
+	c, err := Load("../deploy/switchboard.example.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
