@@ -7,6 +7,7 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // AutoModel is the model name that lets rules and default_route pick the
@@ -58,7 +59,7 @@ func RejectType(err error) (errType string, code int) {
 		errType = schemas.ErrBudgetExceeded
 	case errors.Is(err, ErrDeadlineExceeded):
 		errType = schemas.ErrDeadlineExceeded
-	case errors.Is(err, ErrQueueFull):
+	case errors.Is(err, topology.ErrQueueFull):
 		errType = schemas.ErrRateLimited
 	case errors.Is(err, schemas.ErrInvalid):
 		errType = schemas.ErrInvalidRequest

@@ -12,11 +12,11 @@ import (
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/budget"
 	"github.com/switchboard-llm/switchboard/broker/route"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // natsFront runs the two NATS entrances (the llm.submit dispatcher and the
@@ -60,7 +60,7 @@ func (f *natsFront) submit(t *testing.T, raw string) *schemas.Result {
 		t.Fatalf("test job without id: %s", raw)
 	}
 	ctx := natstest.Context(t)
-	if _, err := f.JS.Publish(ctx, streams.SubjectSubmit, []byte(raw)); err != nil {
+	if _, err := f.JS.Publish(ctx, topology.SubjectSubmit, []byte(raw)); err != nil {
 		t.Fatal(err)
 	}
 	var res *schemas.Result
@@ -80,8 +80,8 @@ func (f *natsFront) settled(t *testing.T) {
 	t.Helper()
 	ctx := natstest.Context(t)
 	natstest.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
-		for _, name := range []string{streams.DispatcherConsumer, streams.WorkerConsumer("a"), streams.WorkerConsumer("b")} {
-			c, err := f.JS.Consumer(ctx, streams.StreamJobs, name)
+		for _, name := range []string{topology.DispatcherConsumer, topology.WorkerConsumer("a"), topology.WorkerConsumer("b")} {
+			c, err := f.JS.Consumer(ctx, topology.StreamJobs, name)
 			if err != nil {
 				return err
 			}
@@ -129,13 +129,13 @@ func TestSubmitIgnoresBrokerOwnedFields(t *testing.T) {
 	t.Run("reply into RESULTS does not forge another job's Result", func(t *testing.T) {
 		victim := f.submit(t, rawJob(schemas.NewJobID(), ""))
 		forger := schemas.NewJobID()
-		f.submit(t, rawJob(forger, fmt.Sprintf(`,"reply":%q`, streams.Result("", victim.ID))))
+		f.submit(t, rawJob(forger, fmt.Sprintf(`,"reply":%q`, topology.Result("", victim.ID))))
 		f.settled(t)
 		got, err := f.client.Result(natstest.Context(t), victim.ID)
 		if err != nil || got.ID != victim.ID {
 			t.Fatalf("the victim's stored Result is now %+v (%v)", got, err)
 		}
-		if n := f.StreamCount(t, streams.StreamResults, streams.Result("", victim.ID)); n != 1 {
+		if n := f.StreamCount(t, topology.StreamResults, topology.Result("", victim.ID)); n != 1 {
 			t.Fatalf("%d Results stored under the victim's subject, want 1", n)
 		}
 	})
@@ -156,11 +156,11 @@ func TestSubmitIgnoresBrokerOwnedFields(t *testing.T) {
 		id := schemas.NewJobID()
 		first := f.submit(t, rawJob(id, ""))
 		calls := f.Mocks["a"].Stats().Requests
-		if _, err := f.JS.Publish(natstest.Context(t), streams.SubjectSubmit, []byte(rawJob(id, `,"hop":7`))); err != nil {
+		if _, err := f.JS.Publish(natstest.Context(t), topology.SubjectSubmit, []byte(rawJob(id, `,"hop":7`))); err != nil {
 			t.Fatal(err)
 		}
 		f.settled(t)
-		if n := f.StreamCount(t, streams.StreamResults, streams.Result("", id)); n != 1 {
+		if n := f.StreamCount(t, topology.StreamResults, topology.Result("", id)); n != 1 {
 			t.Fatalf("%d Results for the job, want 1", n)
 		}
 		if got := f.Mocks["a"].Stats().Requests - calls; got != 1 { // the sentinel's call only
@@ -173,7 +173,7 @@ func TestSubmitIgnoresBrokerOwnedFields(t *testing.T) {
 
 	t.Run("stream and created_at are the broker's", func(t *testing.T) {
 		id := schemas.NewJobID()
-		chunks, err := f.NC.SubscribeSync(streams.Chunks(id))
+		chunks, err := f.NC.SubscribeSync(topology.Chunks(id))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -201,7 +201,7 @@ func TestCompleteIgnoresBrokerOwnedFields(t *testing.T) {
 	body := `{"route":"chat","reply":"attacker.inbox","plan":[{"provider":"b","model":"forged"}],"hop":3,"request":{"messages":[{"role":"user","content":"hi"}]}}`
 	var reply *nats.Msg
 	natstest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
-		reply, err = nc.Request(streams.SubjectComplete, []byte(body), 5*time.Second)
+		reply, err = nc.Request(topology.SubjectComplete, []byte(body), 5*time.Second)
 		return err
 	})
 	res, err := schemas.DecodeResult(reply.Data)
@@ -210,16 +210,16 @@ func TestCompleteIgnoresBrokerOwnedFields(t *testing.T) {
 	}
 
 	victim := f.submit(t, rawJob(schemas.NewJobID(), ""))
-	if err := nc.PublishRequest(streams.SubjectComplete, streams.Result("", victim.ID), []byte(rawJob(schemas.NewJobID(), ""))); err != nil {
+	if err := nc.PublishRequest(topology.SubjectComplete, topology.Result("", victim.ID), []byte(rawJob(schemas.NewJobID(), ""))); err != nil {
 		t.Fatal(err)
 	}
 	// The service handles one requester's messages in order: once this
 	// answer is back, the forged request was handled.
-	if _, err := nc.Request(streams.SubjectComplete, []byte(body), 5*time.Second); err != nil {
+	if _, err := nc.Request(topology.SubjectComplete, []byte(body), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	f.settled(t)
-	if n := f.StreamCount(t, streams.StreamResults, streams.Result("", victim.ID)); n != 1 {
+	if n := f.StreamCount(t, topology.StreamResults, topology.Result("", victim.ID)); n != 1 {
 		t.Fatalf("%d Results stored under the victim's subject, want 1", n)
 	}
 	if got, err := f.client.Result(natstest.Context(t), victim.ID); err != nil || got.ID != victim.ID {
@@ -240,7 +240,7 @@ func TestOverBudgetOnNATSIsBudgetExceeded(t *testing.T) {
 	var reply *nats.Msg
 	natstest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
 		var err error
-		reply, err = f.NC.Request(streams.SubjectComplete, []byte(rawJob(schemas.NewJobID(), `,"metadata":{"tenant":"broke"}`)), 5*time.Second)
+		reply, err = f.NC.Request(topology.SubjectComplete, []byte(rawJob(schemas.NewJobID(), `,"metadata":{"tenant":"broke"}`)), 5*time.Second)
 		return err
 	})
 	if code := reply.Header.Get("Nats-Service-Error-Code"); code != "429" {
@@ -269,7 +269,7 @@ func TestNATSIdentifierLimits(t *testing.T) {
 		if len(res.Error.Message) > 400 || res.Metadata[schemas.MetaTenant] != "" {
 			t.Errorf("case %d: the value is echoed back (%d bytes)", i, len(res.Error.Message))
 		}
-		reply, err := f.NC.Request(streams.SubjectComplete, []byte(rawJob(schemas.NewJobID(), tc.extra)), 5*time.Second)
+		reply, err := f.NC.Request(topology.SubjectComplete, []byte(rawJob(schemas.NewJobID(), tc.extra)), 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -278,7 +278,7 @@ func TestNATSIdentifierLimits(t *testing.T) {
 		}
 	}
 	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		if n := f.StreamCount(t, streams.StreamDLQ, streams.DLQ(streams.DLQPoison)); n != len(cases) {
+		if n := f.StreamCount(t, topology.StreamDLQ, topology.DLQ(topology.DLQPoison)); n != len(cases) {
 			return fmt.Errorf("%d poison dead letters, want %d", n, len(cases))
 		}
 		return nil
@@ -304,14 +304,14 @@ func TestNATSModelAsRouteAndClearErrors(t *testing.T) {
 	if res.Status != schemas.StatusFailed || !strings.Contains(res.Error.Message, `a route is named with "route"`) {
 		t.Fatalf("route and model without '/': %+v", res.Error)
 	}
-	reply, err := f.NC.Request(streams.SubjectComplete, []byte(`{"model":"chat","request":{"messages":[{"role":"user","content":"hi"}]}}`), 5*time.Second)
+	reply, err := f.NC.Request(topology.SubjectComplete, []byte(`{"model":"chat","request":{"messages":[{"role":"user","content":"hi"}]}}`), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r, err := schemas.DecodeResult(reply.Data); err != nil || r.Status != schemas.StatusSucceeded || r.Route != "chat" {
 		t.Fatalf("model \"chat\" on llm.complete: %s", reply.Data)
 	}
-	reply, err = f.NC.Request(streams.SubjectComplete, []byte(`{"route":"chat","request":{"messages":"hi"}}`), 5*time.Second)
+	reply, err = f.NC.Request(topology.SubjectComplete, []byte(`{"route":"chat","request":{"messages":"hi"}}`), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

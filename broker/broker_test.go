@@ -12,10 +12,10 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/switchboard-llm/switchboard/broker"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers/mock"
 )
 
@@ -69,7 +69,7 @@ func TestSubmitRejectsBadInput(t *testing.T) {
 			}
 		})
 	}
-	if n := env.StreamCount(t, streams.StreamJobs, "llm.jobs.>"); n != 0 {
+	if n := env.StreamCount(t, topology.StreamJobs, "llm.jobs.>"); n != 0 {
 		t.Errorf("rejected jobs reached the queue: %d", n)
 	}
 }
@@ -78,17 +78,17 @@ func TestQueueFullIsBackpressure(t *testing.T) {
 	env := testenv.Start(t, []testenv.Provider{{Name: "a"}})
 	env.Config.Limits.JobsMaxMsgs = 3
 	ctx := natstest.Context(t)
-	if err := streams.Ensure(ctx, env.JS, env.Config.Limits); err != nil {
+	if err := topology.Ensure(ctx, env.JS, env.Config.Limits); err != nil {
 		t.Fatal(err)
 	}
 	var full error
 	for i := 0; i < 5 && full == nil; i++ {
 		_, full = env.Client.Submit(ctx, &schemas.Job{Request: testenv.Chat("x")})
 	}
-	if !errors.Is(full, broker.ErrQueueFull) {
-		t.Fatalf("want ErrQueueFull, got %v", full)
+	if !errors.Is(full, topology.ErrQueueFull) {
+		t.Fatalf("want topology.ErrQueueFull, got %v", full)
 	}
-	if n := env.StreamCount(t, streams.StreamJobs, "llm.jobs.>"); n != 3 {
+	if n := env.StreamCount(t, topology.StreamJobs, "llm.jobs.>"); n != 3 {
 		t.Errorf("queue holds %d jobs, want the 3 accepted", n)
 	}
 }
@@ -99,13 +99,13 @@ func TestDispatcherRoutesRawJobs(t *testing.T) {
 	go func() { _ = broker.NewDispatcher(env.Client, env.JS, nil).Run(ctx) }()
 
 	id := schemas.NewJobID()
-	sub, err := env.NC.SubscribeSync(streams.Result("", id))
+	sub, err := env.NC.SubscribeSync(topology.Result("", id))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A raw producer: plain JSON on llm.submit, as `nats pub` would send.
 	raw := fmt.Sprintf(`{"id":%q,"request":{"messages":[{"role":"user","content":"from nats pub"}]},"metadata":{"tenant":"acme"}}`, id)
-	if _, err := env.JS.Publish(ctx, streams.SubjectSubmit, []byte(raw)); err != nil {
+	if _, err := env.JS.Publish(ctx, topology.SubjectSubmit, []byte(raw)); err != nil {
 		t.Fatal(err)
 	}
 	msg, err := sub.NextMsg(10 * time.Second)
@@ -118,27 +118,27 @@ func TestDispatcherRoutesRawJobs(t *testing.T) {
 	}
 
 	// A broken one: dead-lettered with its reason, and the dispatcher goes on.
-	if _, err := env.JS.Publish(ctx, streams.SubjectSubmit, []byte(`{"request": nope`)); err != nil {
+	if _, err := env.JS.Publish(ctx, topology.SubjectSubmit, []byte(`{"request": nope`)); err != nil {
 		t.Fatal(err)
 	}
 	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		if n := env.StreamCount(t, streams.StreamDLQ, streams.DLQ(streams.DLQPoison)); n != 1 {
+		if n := env.StreamCount(t, topology.StreamDLQ, topology.DLQ(topology.DLQPoison)); n != 1 {
 			return fmt.Errorf("poison dead letters = %d", n)
 		}
 		return nil
 	})
-	s, _ := env.JS.Stream(ctx, streams.StreamDLQ)
-	dl, err := s.GetLastMsgForSubject(ctx, streams.DLQ(streams.DLQPoison))
+	s, _ := env.JS.Stream(ctx, topology.StreamDLQ)
+	dl, err := s.GetLastMsgForSubject(ctx, topology.DLQ(topology.DLQPoison))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if reason := dl.Header.Get(streams.HeaderError); !strings.Contains(reason, "invalid JSON") || string(dl.Data) != `{"request": nope` {
+	if reason := dl.Header.Get(topology.HeaderError); !strings.Contains(reason, "invalid JSON") || string(dl.Data) != `{"request": nope` {
 		t.Errorf("dead letter reason %q payload %q", reason, dl.Data)
 	}
 
 	// An unroutable job with an id gets a failed Result its producer can read.
 	bad := schemas.NewJobID()
-	if _, err := env.JS.Publish(ctx, streams.SubjectSubmit, []byte(fmt.Sprintf(`{"id":%q,"route":"nope","request":{"messages":[{"role":"user","content":"x"}]}}`, bad))); err != nil {
+	if _, err := env.JS.Publish(ctx, topology.SubjectSubmit, []byte(fmt.Sprintf(`{"id":%q,"route":"nope","request":{"messages":[{"role":"user","content":"x"}]}}`, bad))); err != nil {
 		t.Fatal(err)
 	}
 	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
@@ -162,7 +162,7 @@ func TestServiceRequestReply(t *testing.T) {
 	var reply *nats.Msg
 	natstest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
 		var err error
-		reply, err = nc.Request(streams.SubjectComplete, []byte(`{"route":"chat","request":{"messages":[{"role":"user","content":"sync over nats"}]}}`), 5*time.Second)
+		reply, err = nc.Request(topology.SubjectComplete, []byte(`{"route":"chat","request":{"messages":[{"role":"user","content":"sync over nats"}]}}`), 5*time.Second)
 		return err
 	})
 	var res schemas.Result
@@ -174,7 +174,7 @@ func TestServiceRequestReply(t *testing.T) {
 	}
 
 	// Bad input: a failed Result naming the field, with micro's error headers.
-	reply, err := nc.Request(streams.SubjectComplete, []byte(`{"route":"chat","request":{"messages":[]}}`), 5*time.Second)
+	reply, err := nc.Request(topology.SubjectComplete, []byte(`{"route":"chat","request":{"messages":[]}}`), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -12,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/broker/route"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // Client submits jobs to JetStream and waits for their results.
@@ -66,57 +65,10 @@ func (c *Client) Submit(ctx context.Context, job *schemas.Job) (string, error) {
 	if err := c.Prepare(job); err != nil {
 		return "", err
 	}
-	if err := PublishJob(ctx, c.js, job); err != nil {
+	if err := topology.PublishJob(ctx, c.js, job); err != nil {
 		return "", err
 	}
 	return job.ID, nil
-}
-
-// PublishJob publishes a routed job to llm.jobs.<Plan[0].provider> (high and
-// low priority jobs to that provider's lane llm.jobs.<provider>.high|.low,
-// see workers/lanes) with the dedup id of its hop.
-func PublishJob(ctx context.Context, js jetstream.JetStream, job *schemas.Job) error {
-	msg, err := jobMsg(job)
-	if err != nil {
-		return err
-	}
-	if _, err := js.PublishMsg(ctx, msg); err != nil {
-		if streams.IsFull(err) {
-			return fmt.Errorf("publish job %s: %w", job.ID, ErrQueueFull)
-		}
-		return fmt.Errorf("publish job %s: %w", job.ID, err)
-	}
-	return nil
-}
-
-// PublishJobAsync starts publishing a routed job as PublishJob does,
-// without waiting for the server's confirmation: the caller waits on the
-// future, and a job whose publish failed is published again with
-// PublishJob (the same dedup id, so it is stored once).
-func PublishJobAsync(js jetstream.JetStream, job *schemas.Job) (jetstream.PubAckFuture, error) {
-	msg, err := jobMsg(job)
-	if err != nil {
-		return nil, err
-	}
-	f, err := js.PublishMsgAsync(msg)
-	if err != nil {
-		return nil, fmt.Errorf("publish job %s: %w", job.ID, err)
-	}
-	return f, nil
-}
-
-// jobMsg is the message of job's current hop.
-func jobMsg(job *schemas.Job) (*nats.Msg, error) {
-	if len(job.Plan) == 0 {
-		return nil, fmt.Errorf("job %s has no target to publish to", job.ID)
-	}
-	data, err := json.Marshal(job)
-	if err != nil {
-		return nil, fmt.Errorf("encode job: %w", err)
-	}
-	msg := &nats.Msg{Subject: streams.JobsLane(job.Plan[0].Provider, job.Priority), Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, streams.HopMsgID(job.ID, job.Hop))
-	return msg, nil
 }
 
 // Complete submits a job and waits for its Result until ctx ends or the job's
@@ -142,11 +94,11 @@ func (c *Client) Complete(ctx context.Context, job *schemas.Job) (*schemas.Resul
 func (c *Client) Result(ctx context.Context, jobID string) (*schemas.Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	stream, err := c.js.Stream(ctx, streams.StreamResults)
+	stream, err := c.js.Stream(ctx, topology.StreamResults)
 	if err != nil {
 		return nil, fmt.Errorf("results stream: %w", err)
 	}
-	msg, err := stream.GetLastMsgForSubject(ctx, streams.ResultByID(jobID))
+	msg, err := stream.GetLastMsgForSubject(ctx, topology.ResultByID(jobID))
 	if err != nil {
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil, fmt.Errorf("job %s: %w", jobID, ErrResultNotFound)

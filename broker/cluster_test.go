@@ -23,11 +23,11 @@ import (
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/budget"
 	"github.com/switchboard-llm/switchboard/broker/gateway"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/internal/kvstate"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers/mock"
 )
 
@@ -46,14 +46,14 @@ func TestNodeLossLosesNothing(t *testing.T) {
 		leaderOf func(ctx context.Context, js jetstream.JetStream) (string, error)
 	}{
 		{"JOBS leader", func(ctx context.Context, js jetstream.JetStream) (string, error) {
-			s, err := js.Stream(ctx, streams.StreamJobs)
+			s, err := js.Stream(ctx, topology.StreamJobs)
 			if err != nil {
 				return "", err
 			}
 			return s.CachedInfo().Cluster.Leader, nil
 		}},
 		{"budget-spend leader", func(ctx context.Context, js jetstream.JetStream) (string, error) {
-			c, err := js.Consumer(ctx, streams.StreamResults, budget.Consumer)
+			c, err := js.Consumer(ctx, topology.StreamResults, budget.Consumer)
 			if err != nil {
 				return "", err
 			}
@@ -168,7 +168,7 @@ func nodeLoss(t *testing.T, leaderOf func(context.Context, jetstream.JetStream) 
 		for i := range submitJobs {
 			id := schemas.NewJobID()
 			subIDs[i] = id
-			msg := &nats.Msg{Subject: streams.SubjectSubmit, Header: nats.Header{}, Data: fmt.Appendf(nil,
+			msg := &nats.Msg{Subject: topology.SubjectSubmit, Header: nats.Header{}, Data: fmt.Appendf(nil,
 				`{"id":%q,"batch":"sub","route":"chat","request":{"messages":[{"role":"user","content":"hi"}]},"metadata":{"tenant":"load"}}`, id)}
 			msg.Header.Set(jetstream.MsgIDHeader, id)
 			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -212,7 +212,7 @@ func nodeLoss(t *testing.T, leaderOf func(context.Context, jetstream.JetStream) 
 	wg.Wait()
 	// Done when RESULTS holds a Result of every job (the subscription may
 	// miss a few while its client fails over to another node).
-	rs, err := env.JS.Stream(ctx, streams.StreamResults)
+	rs, err := env.JS.Stream(ctx, topology.StreamResults)
 	if err != nil {
 		t.Fatal(err)
 	}

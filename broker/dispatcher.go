@@ -9,9 +9,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/internal/supervise"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // Dispatcher routes raw jobs published on llm.submit to their first
@@ -41,7 +41,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	g := new(errgroup.Group)
 	g.SetLimit(d.Workers)
 	supervise.Run(ctx, d.log, "dispatcher", func(ctx context.Context) error {
-		cons, err := streams.EnsureDispatcherConsumer(ctx, d.js)
+		cons, err := topology.EnsureDispatcherConsumer(ctx, d.js)
 		if err != nil {
 			return err
 		}
@@ -82,7 +82,7 @@ func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg) {
 		d.reject(ctx, msg, job, err)
 		return
 	}
-	if err := PublishJob(ctx, d.js, job); err != nil {
+	if err := topology.PublishJob(ctx, d.js, job); err != nil {
 		d.log.Warn("dispatcher: publish job", "job", job.ID, "err", err)
 		_ = msg.NakWithDelay(time.Second)
 		return
@@ -98,7 +98,7 @@ func (d *Dispatcher) reject(ctx context.Context, msg jetstream.Msg, job *schemas
 	if meta, err := msg.Metadata(); err == nil {
 		msgID = fmt.Sprintf("submit.%d", meta.Sequence.Stream)
 	}
-	if err := DeadLetter(ctx, d.js, streams.DLQPoison, msg.Subject(), cause.Error(), msgID, msg.Data()); err != nil {
+	if err := DeadLetter(ctx, d.js, topology.DLQPoison, msg.Subject(), cause.Error(), msgID, msg.Data()); err != nil {
 		d.log.Warn("dispatcher: dead-letter", "err", err)
 		_ = msg.NakWithDelay(time.Second)
 		return

@@ -7,8 +7,6 @@ import "errors"
 
 // Sentinel errors of the client.
 var (
-	// ErrQueueFull means JOBS is at its limits; retry later (backpressure).
-	ErrQueueFull = errors.New("job queue is full")
 	// ErrDeadlineExceeded means the job's deadline passed before a result.
 	ErrDeadlineExceeded = errors.New("deadline exceeded")
 	// ErrResultNotFound means no result is stored for the job (yet).

@@ -11,11 +11,11 @@ import (
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/budget"
 	"github.com/switchboard-llm/switchboard/broker/route"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // TestConsumersSurviveServerRestart shuts the NATS server down and starts
@@ -93,7 +93,7 @@ func submitRaw(t *testing.T, ctx context.Context, env *testenv.Env, tenant strin
 	natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		_, err := env.JS.Publish(pctx, streams.SubjectSubmit, []byte(raw))
+		_, err := env.JS.Publish(pctx, topology.SubjectSubmit, []byte(raw))
 		return err
 	})
 	natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
@@ -127,7 +127,7 @@ func TestConsumersRecreateDeletedConsumers(t *testing.T) {
 	go func() { _ = broker.NewDispatcher(client, env.JS, slog.New(slog.DiscardHandler)).Run(ctx) }()
 	submitRaw(t, ctx, env, "beta")
 
-	for _, c := range []struct{ stream, name string }{{streams.StreamJobs, streams.DispatcherConsumer}, {streams.StreamResults, budget.Consumer}} {
+	for _, c := range []struct{ stream, name string }{{topology.StreamJobs, topology.DispatcherConsumer}, {topology.StreamResults, budget.Consumer}} {
 		if err := env.JS.DeleteConsumer(ctx, c.stream, c.name); err != nil {
 			t.Fatalf("delete consumer %s: %v", c.name, err)
 		}

@@ -9,8 +9,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // PublishResult stores a job's Result on RESULTS (deduplicated per job) and,
@@ -20,8 +20,8 @@ func PublishResult(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, j
 	if err != nil {
 		return fmt.Errorf("encode result: %w", err)
 	}
-	msg := &nats.Msg{Subject: streams.Result(job.Batch, job.ID), Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, streams.ResultMsgID(job.ID, job.Hop))
+	msg := &nats.Msg{Subject: topology.Result(job.Batch, job.ID), Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, topology.ResultMsgID(job.ID, job.Hop))
 	if _, err := js.PublishMsg(ctx, msg); err != nil {
 		return fmt.Errorf("publish result of job %s: %w", job.ID, err)
 	}
@@ -56,7 +56,7 @@ func FailedResult(job *schemas.Job, errType, message string, now time.Time) *sch
 // DeadLetter publishes a payload to llm.dlq.<reason> with the reason and the
 // source subject in headers. msgID, when set, deduplicates redeliveries.
 func DeadLetter(ctx context.Context, js jetstream.JetStream, class, source, reason, msgID string, payload []byte) error {
-	msg := streams.DeadLetterMsg(class, source, reason, msgID, payload)
+	msg := topology.DeadLetterMsg(class, source, reason, msgID, payload)
 	if _, err := js.PublishMsg(ctx, msg); err != nil {
 		return fmt.Errorf("dead-letter to %s: %w", msg.Subject, err)
 	}

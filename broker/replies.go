@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // resultRecheck is how often a waiting caller also reads the stored Result,
@@ -101,7 +102,7 @@ func (c *Client) Await(ctx context.Context, job *schemas.Job) (*schemas.Result, 
 	publish := func() error {
 		pubCtx, pubCancel := context.WithTimeout(context.WithoutCancel(ctx), PublishTimeout)
 		defer pubCancel()
-		return PublishJob(pubCtx, c.js, job)
+		return topology.PublishJob(pubCtx, c.js, job)
 	}
 	// The job is published without waiting for its confirmation, which
 	// overlaps the worker's delivery (a reply can only come from a stored
@@ -111,7 +112,7 @@ func (c *Client) Await(ctx context.Context, job *schemas.Job) (*schemas.Result, 
 	var pubOK <-chan *jetstream.PubAck
 	var pubErr <-chan error
 	var pubLate <-chan time.Time
-	if fut, err := PublishJobAsync(c.js, job); err == nil {
+	if fut, err := topology.PublishJobAsync(c.js, job); err == nil {
 		late := time.NewTimer(PublishTimeout)
 		defer late.Stop()
 		pubOK, pubErr, pubLate = fut.Ok(), fut.Err(), late.C

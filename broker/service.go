@@ -11,8 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go/micro"
 
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // ServiceName is the NATS micro service name.
@@ -49,7 +49,7 @@ func (s *Service) Run(ctx context.Context) error {
 		Version:     ServiceVersion,
 		Description: "LLM completion broker: request = Job JSON, reply = Result JSON",
 		Endpoint: &micro.EndpointConfig{
-			Subject: streams.SubjectComplete,
+			Subject: topology.SubjectComplete,
 			Handler: micro.HandlerFunc(s.handle),
 			Metadata: map[string]string{
 				"request": "schemas/v1/job.json", "reply": "schemas/v1/result.json",
@@ -95,7 +95,7 @@ func (s *Service) handle(req micro.Request) {
 		defer func() { <-s.sem }()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := PublishJob(ctx, s.client.js, job); err != nil {
+		if err := topology.PublishJob(ctx, s.client.js, job); err != nil {
 			s.fail(req, job, err)
 		}
 	}()

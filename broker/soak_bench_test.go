@@ -18,10 +18,10 @@ import (
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/budget"
 	"github.com/switchboard-llm/switchboard/broker/route"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
 	"github.com/switchboard-llm/switchboard/workers/breaker"
 	"github.com/switchboard-llm/switchboard/workers/providers"
@@ -65,7 +65,7 @@ func soak(b *testing.B) {
 	defer cancel()
 	cfg := *env.Config
 	cfg.Limits.ResultsMaxAge, cfg.Limits.TelemetryMaxAge, cfg.Limits.DedupWindow = 2*time.Minute, 2*time.Minute, 2*time.Minute
-	if err := streams.Ensure(ctx, env.JS, cfg.Limits); err != nil {
+	if err := topology.Ensure(ctx, env.JS, cfg.Limits); err != nil {
 		b.Fatal(err)
 	}
 	cfg.Budgets = []config.Budget{{Tenant: "*", DailyUSD: 1e6, OnExceed: config.OnExceed{Reject: true}}}
@@ -169,13 +169,13 @@ func soak(b *testing.B) {
 			return info.State.Msgs
 		}
 		var lag uint64
-		if c, err := env.JS.Consumer(ctx, streams.StreamResults, budget.Consumer); err == nil {
+		if c, err := env.JS.Consumer(ctx, topology.StreamResults, budget.Consumer); err == nil {
 			if info, err := c.Info(ctx); err == nil {
 				lag = info.NumPending + uint64(info.NumAckPending)
 			}
 		}
 		b.Logf("%7d %8.1f %8.1f %9d %8d %9d %6d %9d %10d %11d %10d", mark, rss[mark], float64(ms.HeapInuse)/(1<<20),
-			count(streams.StreamResults), count(streams.StreamJobs), count(streams.StreamTelemetry), count(streams.StreamDLQ),
+			count(topology.StreamResults), count(topology.StreamJobs), count(topology.StreamTelemetry), count(topology.StreamDLQ),
 			count("KV_"+budget.Bucket), count("KV_"+route.LatencyBucket), count("KV_"+breaker.Bucket), lag)
 		b.StartTimer()
 	}

@@ -12,8 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
 )
 
@@ -135,7 +135,7 @@ func BenchmarkAsyncThroughput(b *testing.B) {
 	})
 	// Poll the stream's message count, not per-subject totals: listing
 	// b.N subjects every poll would cost more than the work measured.
-	results, err := e.js.Stream(ctx, streams.StreamResults)
+	results, err := e.js.Stream(ctx, topology.StreamResults)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -9,9 +9,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/internal/redact"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // poison dead-letters a message that is not a job this pool can run (raw
@@ -19,7 +19,7 @@ import (
 // is never redelivered. If the dead letter cannot be stored the message is
 // Nak'd instead: nothing is dropped.
 func (p *Pool) poison(msg jetstream.Msg, reason string) {
-	dl := streams.DeadLetterMsg(streams.DLQPoison, msg.Subject(), reason, poisonMsgID(msg), msg.Data())
+	dl := topology.DeadLetterMsg(topology.DLQPoison, msg.Subject(), reason, poisonMsgID(msg), msg.Data())
 	if err := p.publishAll([]*nats.Msg{dl}); err != nil {
 		p.log.Warn("dead-letter poison message", "err", err)
 		_ = msg.NakWithDelay(p.cfg.NakDelay)
@@ -55,5 +55,5 @@ func (p *Pool) deadLetter(msg jetstream.Msg, job *schemas.Job, res *schemas.Resu
 	if res.Error.Message != "" {
 		reason += ": " + res.Error.Message
 	}
-	return streams.DeadLetterMsg(streams.DLQExhausted, msg.Subject(), reason, streams.DLQMsgID(job.ID, job.Hop), data), nil
+	return topology.DeadLetterMsg(topology.DLQExhausted, msg.Subject(), reason, topology.DLQMsgID(job.ID, job.Hop), data), nil
 }

@@ -21,10 +21,10 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/route"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
 	"github.com/switchboard-llm/switchboard/workers/mock"
 	"github.com/switchboard-llm/switchboard/workers/providers"
@@ -160,7 +160,7 @@ func newEnv(t testing.TB, retries int, provs ...provider) *env {
 	e.cfg = cfg
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := streams.EnsureAll(ctx, e.js, cfg); err != nil {
+	if err := topology.EnsureAll(ctx, e.js, cfg); err != nil {
 		t.Fatal(err)
 	}
 	e.client = broker.NewClient(e.nc, e.js, route.New(cfg))
@@ -364,7 +364,7 @@ func (e *env) jobsLeft() int {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := e.js.Stream(ctx, streams.StreamJobs)
+	s, err := e.js.Stream(ctx, topology.StreamJobs)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -391,7 +391,7 @@ func (e *env) events(jobID string) (attempts, completions []schemas.Event) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	cons, err := e.js.OrderedConsumer(ctx, streams.StreamTelemetry, jetstream.OrderedConsumerConfig{})
+	cons, err := e.js.OrderedConsumer(ctx, topology.StreamTelemetry, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -404,7 +404,7 @@ func (e *env) events(jobID string) (attempts, completions []schemas.Event) {
 		for m := range batch.Messages() {
 			n++
 			var evs []schemas.Event
-			if m.Subject() != streams.TelemetryBatch {
+			if m.Subject() != topology.TelemetryBatch {
 				evs = append(evs, schemas.Event{})
 				err = json.Unmarshal(m.Data(), &evs[0])
 			} else {

@@ -15,8 +15,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/switchboard-llm/switchboard/analytics/pricing"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
+	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers/lanes"
 )
 
@@ -189,7 +189,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		name:        cfg.Provider.Name,
 		concurrency: cfg.Provider.Concurrency,
 		timeout:     cfg.Provider.Timeout,
-		ackWait:     streams.AckWait(cfg.Provider.Timeout),
+		ackWait:     topology.AckWait(cfg.Provider.Timeout),
 		maxJobBytes: 2 * orInt(cfg.Config.Limits.MaxJobBytes, config.DefaultMaxJobBytes),
 		policies:    map[string]policy{},
 		defPolicy:   newPolicy(nil, cfg.Provider),
@@ -232,9 +232,9 @@ func (p *Pool) Run(ctx context.Context) error {
 		return ErrPoolRunning
 	}
 	defer p.stopJobs(errShutdown)
-	sub, err := p.cfg.Conn.Subscribe(streams.CancelAll, p.onCancel)
+	sub, err := p.cfg.Conn.Subscribe(topology.CancelAll, p.onCancel)
 	if err != nil {
-		return fmt.Errorf("subscribe to %s: %w", streams.CancelAll, err)
+		return fmt.Errorf("subscribe to %s: %w", topology.CancelAll, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 
@@ -250,7 +250,7 @@ func (p *Pool) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("pull from %s: %w", streams.WorkerConsumer(p.name), err)
+			return fmt.Errorf("pull from %s: %w", topology.WorkerConsumer(p.name), err)
 		}
 		p.log.Info("worker pool started", "concurrency", p.concurrency, "timeout", p.timeout)
 		p.consume(ctx, it)
@@ -437,7 +437,7 @@ func (p *Pool) resultsStream(ctx context.Context) (jetstream.Stream, error) {
 	if p.results != nil {
 		return p.results, nil
 	}
-	s, err := p.cfg.JS.Stream(ctx, streams.StreamResults)
+	s, err := p.cfg.JS.Stream(ctx, topology.StreamResults)
 	if err != nil {
 		return nil, err
 	}

@@ -11,10 +11,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-llm/switchboard/broker"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
 	"github.com/switchboard-llm/switchboard/workers/mock"
 )
@@ -79,8 +78,8 @@ func TestSuccess(t *testing.T) {
 		t.Errorf("completion event = %+v", c)
 	}
 	// Both travel in one message, deduplicated by job and hop.
-	if m := e.lastMsg(streams.StreamTelemetry, streams.TelemetryBatch); m.Header.Get(jetstream.MsgIDHeader) != streams.TelemetryMsgID(id, 0, a.TS) {
-		t.Errorf("telemetry Nats-Msg-Id = %q, want %q", m.Header.Get(jetstream.MsgIDHeader), streams.TelemetryMsgID(id, 0, a.TS))
+	if m := e.lastMsg(topology.StreamTelemetry, topology.TelemetryBatch); m.Header.Get(jetstream.MsgIDHeader) != topology.TelemetryMsgID(id, 0, a.TS) {
+		t.Errorf("telemetry Nats-Msg-Id = %q, want %q", m.Header.Get(jetstream.MsgIDHeader), topology.TelemetryMsgID(id, 0, a.TS))
 	}
 
 	// A pinned job on an unpriced model has no cost (nil, not 0), and uses
@@ -253,7 +252,7 @@ func TestAllTargetsFail(t *testing.T) {
 			// Nothing lost: the job left JOBS, one Result, and (for
 			// exhausted targets) one dead letter holding the whole history.
 			e.waitEmpty(5 * time.Second)
-			if n := e.count(streams.StreamResults, streams.ResultByID(id)); n != 1 {
+			if n := e.count(topology.StreamResults, topology.ResultByID(id)); n != 1 {
 				t.Errorf("%d results stored, want 1", n)
 			}
 			wantDLQ := 0
@@ -261,7 +260,7 @@ func TestAllTargetsFail(t *testing.T) {
 				wantDLQ = 1
 			}
 			natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
-				if n := e.count(streams.StreamDLQ, streams.DLQ(streams.DLQExhausted)); n != wantDLQ {
+				if n := e.count(topology.StreamDLQ, topology.DLQ(topology.DLQExhausted)); n != wantDLQ {
 					return fmt.Errorf("%d dead letters, want %d", n, wantDLQ)
 				}
 				return nil
@@ -269,19 +268,19 @@ func TestAllTargetsFail(t *testing.T) {
 			if !tc.deadLtr {
 				return
 			}
-			m := e.lastMsg(streams.StreamDLQ, streams.DLQ(streams.DLQExhausted))
+			m := e.lastMsg(topology.StreamDLQ, topology.DLQ(topology.DLQExhausted))
 			dead, err := schemas.DecodeJob(m.Data, 0)
 			if err != nil || dead.ID != id || len(dead.Attempts) != 4 {
 				t.Fatalf("dead letter = %s (%v), want the job with 4 attempts", m.Data, err)
 			}
-			if r := m.Header.Get(streams.HeaderError); !strings.HasPrefix(r, schemas.ErrServerError) {
+			if r := m.Header.Get(topology.HeaderError); !strings.HasPrefix(r, schemas.ErrServerError) {
 				t.Errorf("reason header = %q", r)
 			}
-			if s := m.Header.Get(streams.HeaderSource); s != streams.Jobs("b") {
-				t.Errorf("source header = %q, want %s", s, streams.Jobs("b"))
+			if s := m.Header.Get(topology.HeaderSource); s != topology.Jobs("b") {
+				t.Errorf("source header = %q, want %s", s, topology.Jobs("b"))
 			}
-			if got := m.Header.Get(jetstream.MsgIDHeader); got != streams.DLQMsgID(id, 1) {
-				t.Errorf("dead letter id = %q, want %q", got, streams.DLQMsgID(id, 1))
+			if got := m.Header.Get(jetstream.MsgIDHeader); got != topology.DLQMsgID(id, 1) {
+				t.Errorf("dead letter id = %q, want %q", got, topology.DLQMsgID(id, 1))
 			}
 			_, comps := e.events(id)
 			if len(comps) != 1 || comps[0].Status != schemas.StatusFailed || comps[0].ErrorType != schemas.ErrServerError {
@@ -300,7 +299,7 @@ func TestDuplicatePublishRunsOnce(t *testing.T) {
 	}
 	ctx := natstest.Context(t)
 	for range 2 {
-		if err := broker.PublishJob(ctx, e.js, job); err != nil {
+		if err := topology.PublishJob(ctx, e.js, job); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -340,18 +339,18 @@ func TestPoisonToDLQ(t *testing.T) {
 		{"wrong provider", enc(other), `"zzz"`},
 	}
 	for _, c := range cases {
-		if _, err := e.js.Publish(natstest.Context(t), streams.Jobs("a"), []byte(c.payload)); err != nil {
+		if _, err := e.js.Publish(natstest.Context(t), topology.Jobs("a"), []byte(c.payload)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	natstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if n := e.count(streams.StreamDLQ, streams.DLQ(streams.DLQPoison)); n != len(cases) {
+		if n := e.count(topology.StreamDLQ, topology.DLQ(topology.DLQPoison)); n != len(cases) {
 			return fmt.Errorf("%d poison letters, want %d", n, len(cases))
 		}
 		return nil
 	})
 	e.waitEmpty(5 * time.Second)
-	stream, err := e.js.Stream(natstest.Context(t), streams.StreamDLQ)
+	stream, err := e.js.Stream(natstest.Context(t), topology.StreamDLQ)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,10 +369,10 @@ func TestPoisonToDLQ(t *testing.T) {
 			t.Errorf("%s: no dead letter holds the raw message", c.name)
 			continue
 		}
-		if r := m.Header.Get(streams.HeaderError); !strings.Contains(r, c.reason) {
+		if r := m.Header.Get(topology.HeaderError); !strings.Contains(r, c.reason) {
 			t.Errorf("%s: reason = %q, want it to mention %q", c.name, r, c.reason)
 		}
-		if s := m.Header.Get(streams.HeaderSource); s != streams.Jobs("a") {
+		if s := m.Header.Get(topology.HeaderSource); s != topology.Jobs("a") {
 			t.Errorf("%s: source = %q", c.name, s)
 		}
 		if m.Header.Get(jetstream.MsgIDHeader) == "" {
@@ -394,7 +393,7 @@ func TestDeadlinePassedBeforeStart(t *testing.T) {
 	}
 	dl := time.Now().Add(50 * time.Millisecond)
 	job.Deadline = &dl
-	if err := broker.PublishJob(natstest.Context(t), e.js, job); err != nil {
+	if err := topology.PublishJob(natstest.Context(t), e.js, job); err != nil {
 		t.Fatal(err)
 	}
 	natstest.CheckFor(t, time.Second, 10*time.Millisecond, func() error {
@@ -411,7 +410,7 @@ func TestDeadlinePassedBeforeStart(t *testing.T) {
 	if n := e.mocks["a"].Stats().Requests; n != 0 {
 		t.Errorf("provider called %d times past the deadline", n)
 	}
-	if n := e.count(streams.StreamDLQ, ">"); n != 0 {
+	if n := e.count(topology.StreamDLQ, ">"); n != 0 {
 		t.Errorf("%d dead letters for an expired job, want 0", n)
 	}
 }
@@ -428,7 +427,7 @@ func TestCancel(t *testing.T) {
 		}
 		return nil
 	})
-	if err := e.nc.Publish(streams.Cancel(id), nil); err != nil {
+	if err := e.nc.Publish(topology.Cancel(id), nil); err != nil {
 		t.Fatal(err)
 	}
 	res := e.result(id, 10*time.Second)
@@ -448,7 +447,7 @@ func TestCancel(t *testing.T) {
 	if n := e.mocks["b"].Stats().Requests; n != 0 {
 		t.Errorf("b called %d times", n)
 	}
-	if n := e.count(streams.StreamDLQ, ">"); n != 0 {
+	if n := e.count(topology.StreamDLQ, ">"); n != 0 {
 		t.Errorf("%d dead letters for a canceled job", n)
 	}
 }
@@ -460,7 +459,7 @@ type chunkLog struct {
 
 func (e *env) subscribeChunks(id string) *chunkLog {
 	e.t.Helper()
-	sub, err := e.nc.SubscribeSync(streams.Chunks(id))
+	sub, err := e.nc.SubscribeSync(topology.Chunks(id))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -496,9 +495,9 @@ func streamingJob(t *testing.T, e *env) *schemas.Job {
 func chunkText(t *testing.T, msgs []*nats.Msg) (text string, providers map[string]int, kinds string) {
 	providers = map[string]int{}
 	for _, m := range msgs {
-		kinds += m.Header.Get(streams.HeaderChunkKind)[:1]
-		providers[m.Header.Get(streams.HeaderProvider)]++
-		if m.Header.Get(streams.HeaderChunkKind) != "data" {
+		kinds += m.Header.Get(topology.HeaderChunkKind)[:1]
+		providers[m.Header.Get(topology.HeaderProvider)]++
+		if m.Header.Get(topology.HeaderChunkKind) != "data" {
 			continue
 		}
 		var c struct {
@@ -665,14 +664,14 @@ func TestRedeliveredFinishedJobIsNotCalledAgain(t *testing.T) {
 		Attempts: []schemas.Attempt{{Provider: "a", Model: "m-a", StartedAt: time.Now().UTC(), Outcome: schemas.OutcomeOK, StatusCode: 200}},
 		Response: json.RawMessage(`{"object":"chat.completion","choices":[]}`)}
 	data, _ := json.Marshal(res)
-	msg := &nats.Msg{Subject: streams.Result("", id), Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, streams.ResultMsgID(id, 0))
+	msg := &nats.Msg{Subject: topology.Result("", id), Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, topology.ResultMsgID(id, 0))
 	ctx := natstest.Context(t)
 	if _, err := e.js.PublishMsg(ctx, msg); err != nil {
 		t.Fatal(err)
 	}
 	p, _ := e.cfg.Provider("a")
-	cons, err := streams.EnsureWorkerConsumer(ctx, e.js, p)
+	cons, err := e.js.CreateOrUpdateConsumer(ctx, topology.StreamJobs, topology.LaneConsumerConfig(p, schemas.PriorityNormal))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -690,7 +689,7 @@ func TestRedeliveredFinishedJobIsNotCalledAgain(t *testing.T) {
 	if n := e.mocks["a"].Stats().Requests; n != 0 {
 		t.Errorf("provider called %d times for a job already finished", n)
 	}
-	if n := e.count(streams.StreamResults, streams.ResultByID(id)); n != 1 {
+	if n := e.count(topology.StreamResults, topology.ResultByID(id)); n != 1 {
 		t.Errorf("%d results, want 1", n)
 	}
 	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
@@ -708,7 +707,7 @@ func TestPublishFailureLosesNothing(t *testing.T) {
 	ctx := natstest.Context(t)
 	// Without the RESULTS stream, storing the result fails: the job must
 	// stay queued and complete once the stream is back.
-	if err := e.js.DeleteStream(ctx, streams.StreamResults); err != nil {
+	if err := e.js.DeleteStream(ctx, topology.StreamResults); err != nil {
 		t.Fatal(err)
 	}
 	id := e.submit(newJob())
@@ -722,7 +721,7 @@ func TestPublishFailureLosesNothing(t *testing.T) {
 	if n := e.jobsLeft(); n != 1 {
 		t.Fatalf("%d jobs queued while results cannot be stored, want 1", n)
 	}
-	if err := streams.Ensure(ctx, e.js, e.cfg.Limits); err != nil {
+	if err := topology.Ensure(ctx, e.js, e.cfg.Limits); err != nil {
 		t.Fatal(err)
 	}
 	res := e.result(id, 10*time.Second)

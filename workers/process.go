@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // Run statuses of one delivery of a job.
@@ -358,14 +358,14 @@ func (p *Pool) finishedBefore(msg jetstream.Msg, job *schemas.Job) bool {
 		p.log.Warn("results stream", "err", err)
 		return false
 	}
-	stored, err := results.GetLastMsgForSubject(ctx, streams.ResultByID(job.ID))
+	stored, err := results.GetLastMsgForSubject(ctx, topology.ResultByID(job.ID))
 	if err != nil {
 		if !errors.Is(err, jetstream.ErrMsgNotFound) {
 			p.log.Warn("look up stored result", "job", job.ID, "err", err)
 		}
 		return false
 	}
-	if stored.Header.Get(jetstream.MsgIDHeader) != streams.ResultMsgID(job.ID, job.Hop) {
+	if stored.Header.Get(jetstream.MsgIDHeader) != topology.ResultMsgID(job.ID, job.Hop) {
 		return false // an earlier run's result (e.g. before a DLQ replay)
 	}
 	res, err := schemas.DecodeResult(stored.Data)

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers/mock"
 )
 
@@ -33,7 +33,7 @@ func TestWorkerKilledMidCall(t *testing.T) {
 	if err := w.wait(t, 10*time.Second); err == nil {
 		t.Fatal("killed worker exited cleanly")
 	}
-	if n := e.count(streams.StreamResults, streams.ResultByID(id)); n != 0 {
+	if n := e.count(topology.StreamResults, topology.ResultByID(id)); n != 0 {
 		t.Fatalf("%d results before redelivery: the worker was not killed mid-call", n)
 	}
 	e.startWorker("a", time.Second)
@@ -42,7 +42,7 @@ func TestWorkerKilledMidCall(t *testing.T) {
 		t.Fatalf("result %s %+v", res.Status, res.Error)
 	}
 	e.waitEmpty(5 * time.Second)
-	if n := e.count(streams.StreamResults, streams.ResultByID(id)); n != 1 {
+	if n := e.count(topology.StreamResults, topology.ResultByID(id)); n != 1 {
 		t.Errorf("%d results for the job, want exactly 1", n)
 	}
 	if n := e.mocks["a"].Stats().Requests; n != 2 {
@@ -91,7 +91,7 @@ func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
 		ids[i] = e.submit(newJob())
 	}
 	natstest.CheckFor(t, 20*time.Second, 5*time.Millisecond, func() error {
-		if n := e.count(streams.StreamResults, ">"); n < 8 {
+		if n := e.count(topology.StreamResults, ">"); n < 8 {
 			return fmt.Errorf("%d results so far", n)
 		}
 		return nil
@@ -104,7 +104,7 @@ func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
 	}
 	e.waitEmpty(5 * time.Second)
 	for _, id := range ids {
-		if n := e.count(streams.StreamResults, streams.ResultByID(id)); n != 1 {
+		if n := e.count(topology.StreamResults, topology.ResultByID(id)); n != 1 {
 			t.Errorf("job %s has %d results, want exactly 1", id, n)
 		}
 	}

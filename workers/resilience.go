@@ -12,6 +12,7 @@ import (
 	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers/breaker"
 	"github.com/switchboard-llm/switchboard/workers/lanes"
 	"github.com/switchboard-llm/switchboard/workers/prefill"
@@ -83,7 +84,7 @@ const runDelayed = 100
 // messages opens the pool's job source: the three priority lanes of the
 // provider, picked by the configured lane weights.
 func (p *Pool) messages(ctx context.Context) (jetstream.MessagesContext, error) {
-	cons, err := lanes.Ensure(ctx, p.cfg.JS, p.cfg.Provider)
+	cons, err := topology.EnsureLaneConsumers(ctx, p.cfg.JS, p.cfg.Provider)
 	if err != nil {
 		return nil, err
 	}

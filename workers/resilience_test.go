@@ -13,11 +13,11 @@ import (
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/budget"
 	"github.com/switchboard-llm/switchboard/broker/route"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/config/live"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
 	"github.com/switchboard-llm/switchboard/workers/breaker"
 	"github.com/switchboard-llm/switchboard/workers/keys"
@@ -345,7 +345,7 @@ func TestRetryRefusedByOpenBreakerFails(t *testing.T) {
 	if n := e.mocks["a"].Stats().Requests; n != 1 {
 		t.Errorf("%d calls, want 1 (the breaker opened on the first)", n)
 	}
-	if n := e.count(streams.StreamDLQ, streams.DLQ(streams.DLQExhausted)); n != 1 {
+	if n := e.count(topology.StreamDLQ, topology.DLQ(topology.DLQExhausted)); n != 1 {
 		t.Errorf("%d dead letters, want 1 (a provider-side failure)", n)
 	}
 	e.waitEmpty(10 * time.Second)

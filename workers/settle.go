@@ -8,9 +8,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-llm/switchboard/broker"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // settle makes a run's effects durable, then acknowledges the job: the
@@ -50,8 +49,8 @@ func (p *Pool) settle(msg jetstream.Msg, job *schemas.Job, r *run) {
 		// before the Result, which ends the stream for the client.
 		_ = p.cfg.Conn.FlushTimeout(p.cfg.PublishTimeout)
 	}
-	resMsg := &nats.Msg{Subject: streams.Result(job.Batch, job.ID), Data: data, Header: nats.Header{}}
-	resMsg.Header.Set(jetstream.MsgIDHeader, streams.ResultMsgID(job.ID, job.Hop))
+	resMsg := &nats.Msg{Subject: topology.Result(job.Batch, job.ID), Data: data, Header: nats.Header{}}
+	resMsg.Header.Set(jetstream.MsgIDHeader, topology.ResultMsgID(job.ID, job.Hop))
 	msgs := []*nats.Msg{resMsg}
 	telemetry, err := p.eventMsg(job, res, len(job.Attempts))
 	if err != nil {
@@ -109,7 +108,7 @@ func (p *Pool) fallback(msg jetstream.Msg, job *schemas.Job, r *run) {
 	}
 	futs := p.publishAsync(events)
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.PublishTimeout)
-	err := broker.PublishJob(ctx, p.cfg.JS, &next)
+	err := topology.PublishJob(ctx, p.cfg.JS, &next)
 	cancel()
 	if err == nil {
 		err = p.await(events, futs)

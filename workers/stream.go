@@ -5,11 +5,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
-// Chunk kinds (header streams.HeaderChunkKind).
+// Chunk kinds (header topology.HeaderChunkKind).
 const (
 	chunkData  = "data"
 	chunkError = "error"
@@ -17,10 +17,10 @@ const (
 
 // publishChunk core-publishes one chunk of a streaming job.
 func (p *Pool) publishChunk(jobID string, target schemas.Target, kind string, data []byte) error {
-	m := &nats.Msg{Subject: streams.Chunks(jobID), Data: data, Header: nats.Header{}}
-	m.Header.Set(streams.HeaderChunkKind, kind)
-	m.Header.Set(streams.HeaderProvider, target.Provider)
-	m.Header.Set(streams.HeaderModel, target.Model)
+	m := &nats.Msg{Subject: topology.Chunks(jobID), Data: data, Header: nats.Header{}}
+	m.Header.Set(topology.HeaderChunkKind, kind)
+	m.Header.Set(topology.HeaderProvider, target.Provider)
+	m.Header.Set(topology.HeaderModel, target.Model)
 	return p.cfg.Conn.PublishMsg(m)
 }
 

@@ -6,10 +6,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/redact"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // attemptEvent is the telemetry event of the n-th (1-based, across all hops)
@@ -153,7 +153,7 @@ func telemetryMsg(jobID string, hop int, events []schemas.Event) (*nats.Msg, err
 	if err != nil {
 		return nil, err
 	}
-	m := &nats.Msg{Subject: streams.TelemetryBatch, Data: data, Header: nats.Header{}}
-	m.Header.Set(jetstream.MsgIDHeader, streams.TelemetryMsgID(jobID, hop, events[0].TS))
+	m := &nats.Msg{Subject: topology.TelemetryBatch, Data: data, Header: nats.Header{}}
+	m.Header.Set(jetstream.MsgIDHeader, topology.TelemetryMsgID(jobID, hop, events[0].TS))
 	return m, nil
 }

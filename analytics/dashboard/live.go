@@ -9,8 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/analytics/ingest"
-	"github.com/switchboard-llm/switchboard/broker/streams"
-	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // Lane is one provider lane's live queue, from its JetStream consumer.
@@ -48,41 +47,30 @@ type Queue struct {
 	Errors []string `json:"errors,omitempty"`
 }
 
-var lanes = []string{schemas.PriorityHigh, schemas.PriorityNormal, schemas.PriorityLow}
-
-// laneConsumer is the durable consumer of a provider's lane (the naming of
-// workers/lanes.ConsumerName).
-func laneConsumer(provider, lane string) string {
-	if lane == schemas.PriorityNormal {
-		return streams.WorkerConsumer(provider)
-	}
-	return streams.WorkerConsumer(provider) + "-" + lane
-}
-
 func (d *Dashboard) queue(ctx context.Context, q query) (any, error) {
 	out := &Queue{At: q.to, Lanes: []Lane{}, DLQSubject: map[string]uint64{}}
 	_, out.Analytics = d.analytics(ctx)
 	js := d.opts.JS
-	jobs, err := js.Stream(ctx, streams.StreamJobs)
+	jobs, err := js.Stream(ctx, topology.StreamJobs)
 	if err != nil {
-		out.Errors = append(out.Errors, "stream "+streams.StreamJobs+": "+err.Error())
+		out.Errors = append(out.Errors, "stream "+topology.StreamJobs+": "+err.Error())
 	} else {
 		for _, p := range d.opts.Config().Providers {
-			for _, lane := range lanes {
+			for _, lane := range topology.Priorities {
 				l := Lane{Provider: p.Name, Lane: lane}
-				if c, err := jobs.Consumer(ctx, laneConsumer(p.Name, lane)); err == nil {
+				if c, err := jobs.Consumer(ctx, topology.LaneConsumer(p.Name, lane)); err == nil {
 					if info, err := c.Info(ctx); err == nil {
 						l.Consumer = true
 						l.Pending, l.InProgress, l.Waiting = info.NumPending, info.NumAckPending, info.NumWaiting
 					}
 				}
-				if msg, err := jobs.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(streams.JobsLane(p.Name, lane))); err == nil {
+				if msg, err := jobs.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(topology.JobsLane(p.Name, lane))); err == nil {
 					t := msg.Time.UTC()
 					l.Oldest = &t
 					l.OldestAgeS = max(0, q.to.Sub(t).Seconds())
 					if !l.Consumer {
 						// No consumer yet: count what waits on the subject.
-						if info, err := jobs.Info(ctx, jetstream.WithSubjectFilter(streams.JobsLane(p.Name, lane))); err == nil {
+						if info, err := jobs.Info(ctx, jetstream.WithSubjectFilter(topology.JobsLane(p.Name, lane))); err == nil {
 							l.Pending = info.State.Msgs
 						}
 					}
@@ -93,16 +81,16 @@ func (d *Dashboard) queue(ctx context.Context, q query) (any, error) {
 				out.Lanes = append(out.Lanes, l)
 			}
 		}
-		if c, err := jobs.Consumer(ctx, streams.DispatcherConsumer); err == nil {
+		if c, err := jobs.Consumer(ctx, topology.DispatcherConsumer); err == nil {
 			if info, err := c.Info(ctx); err == nil {
 				out.Submitted = info.NumPending + uint64(info.NumAckPending)
 			}
 		}
 	}
-	if dlq, err := js.Stream(ctx, streams.StreamDLQ); err != nil {
-		out.Errors = append(out.Errors, "stream "+streams.StreamDLQ+": "+err.Error())
+	if dlq, err := js.Stream(ctx, topology.StreamDLQ); err != nil {
+		out.Errors = append(out.Errors, "stream "+topology.StreamDLQ+": "+err.Error())
 	} else if info, err := dlq.Info(ctx, jetstream.WithSubjectFilter(">")); err != nil {
-		out.Errors = append(out.Errors, "stream "+streams.StreamDLQ+": "+err.Error())
+		out.Errors = append(out.Errors, "stream "+topology.StreamDLQ+": "+err.Error())
 	} else {
 		out.DLQ = info.State.Msgs
 		for s, n := range info.State.Subjects {
@@ -116,7 +104,7 @@ func (d *Dashboard) queue(ctx context.Context, q query) (any, error) {
 // telemetryBacklog counts telemetry messages the ingester has not acked
 // (all of TELEMETRY's messages when no ingester ever ran), -1 if unknown.
 func (d *Dashboard) telemetryBacklog(ctx context.Context) int64 {
-	s, err := d.opts.JS.Stream(ctx, streams.StreamTelemetry)
+	s, err := d.opts.JS.Stream(ctx, topology.StreamTelemetry)
 	if err != nil {
 		return -1
 	}

@@ -18,11 +18,11 @@ import (
 
 	"github.com/switchboard-llm/switchboard/analytics/ingest"
 	"github.com/switchboard-llm/switchboard/analytics/store"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/chtest"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 func benchEvent(i int, ts time.Time) schemas.Event {
@@ -57,10 +57,10 @@ func publishAsync(b *testing.B, js jetstream.JetStream, evs []schemas.Event, per
 		var m *nats.Msg
 		if perMsg == 1 {
 			data, _ := json.Marshal(chunk[0])
-			m = &nats.Msg{Subject: streams.Telemetry(chunk[0].Kind), Data: data, Header: nats.Header{}}
+			m = &nats.Msg{Subject: topology.Telemetry(chunk[0].Kind), Data: data, Header: nats.Header{}}
 		} else {
 			data, _ := json.Marshal(chunk)
-			m = &nats.Msg{Subject: streams.TelemetryBatch, Data: data, Header: nats.Header{}}
+			m = &nats.Msg{Subject: topology.TelemetryBatch, Data: data, Header: nats.Header{}}
 		}
 		m.Header.Set(jetstream.MsgIDHeader, chunk[0].EventID.String())
 		if _, err := js.PublishMsgAsync(m); err != nil {
@@ -127,7 +127,7 @@ func benchIngest(b *testing.B, batchRows, perMsg int) {
 	ns := natstest.Start(b)
 	_, js := ns.Connect(b)
 	ctx := natstest.Context(b)
-	if err := streams.Ensure(ctx, js, config.Limits{}); err != nil {
+	if err := topology.Ensure(ctx, js, config.Limits{}); err != nil {
 		b.Fatal(err)
 	}
 	evs := benchEvents(rows, time.Now().UTC())
@@ -168,8 +168,8 @@ func benchIngest(b *testing.B, batchRows, perMsg int) {
 		b.StopTimer()
 		cancel()
 		waitRun(b, done)
-		_ = js.DeleteConsumer(ctx, streams.StreamTelemetry, fmt.Sprintf("bench-%d", n))
-		if st, err := js.Stream(ctx, streams.StreamTelemetry); err == nil {
+		_ = js.DeleteConsumer(ctx, topology.StreamTelemetry, fmt.Sprintf("bench-%d", n))
+		if st, err := js.Stream(ctx, topology.StreamTelemetry); err == nil {
 			_ = st.Purge(ctx)
 		}
 		b.StartTimer()
@@ -205,7 +205,7 @@ func BenchmarkTelemetryLag(b *testing.B) {
 			ns := natstest.Start(b)
 			nc, js := ns.Connect(b)
 			ctx := natstest.Context(b)
-			if err := streams.Ensure(ctx, js, config.Limits{}); err != nil {
+			if err := topology.Ensure(ctx, js, config.Limits{}); err != nil {
 				b.Fatal(err)
 			}
 			var mu sync.Mutex
@@ -240,7 +240,7 @@ func BenchmarkTelemetryLag(b *testing.B) {
 					for j := 0; j < 10; j++ {
 						job := benchEvents(2, time.Now().UTC())
 						data, _ := json.Marshal(job)
-						m := &nats.Msg{Subject: streams.TelemetryBatch, Data: data, Header: nats.Header{}}
+						m := &nats.Msg{Subject: topology.TelemetryBatch, Data: data, Header: nats.Header{}}
 						m.Header.Set(jetstream.MsgIDHeader, job[0].EventID.String())
 						mu.Lock()
 						for _, ev := range job {

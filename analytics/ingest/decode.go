@@ -10,8 +10,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 var (
@@ -63,7 +63,7 @@ type BadEvent struct {
 // ErrBadEvent; the bad elements of a readable batch come back in bad, beside
 // the good events, so one bad event never holds back the others.
 func DecodeMessage(subject string, data []byte) (events []*schemas.Event, bad []BadEvent, err error) {
-	if subject != streams.TelemetryBatch {
+	if subject != topology.TelemetryBatch {
 		ev, err := Decode(subject, data)
 		if err != nil {
 			return nil, nil, err
@@ -362,7 +362,7 @@ func checkEvent(subject string, ev *schemas.Event) error {
 		return fmt.Errorf("%w: unsupported version v=%d (want %d)", ErrBadEvent, ev.V, schemas.Version)
 	case ev.Kind != schemas.EventAttempt && ev.Kind != schemas.EventCompletion:
 		return fmt.Errorf("%w: unknown kind %q", ErrBadEvent, ev.Kind)
-	case subject != "" && strings.HasPrefix(subject, streams.TelemetryPrefix) && subject != streams.Telemetry(ev.Kind):
+	case subject != "" && strings.HasPrefix(subject, topology.TelemetryPrefix) && subject != topology.Telemetry(ev.Kind):
 		return fmt.Errorf("%w: kind %q published on %s", ErrBadEvent, ev.Kind, subject)
 	case ev.EventID == uuid.Nil:
 		return fmt.Errorf("%w: event_id is required", ErrBadEvent)

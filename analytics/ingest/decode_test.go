@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/switchboard-llm/switchboard/analytics/ingest"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // Decode reads back exactly what the workers encode.
@@ -77,7 +77,7 @@ func TestDecodeMessageBatch(t *testing.T) {
 	}
 	badRaw := `{"v":9,"kind":"attempt"}`
 	data := "[" + raws[0] + "," + badRaw + "," + strings.Join(raws[1:], ",") + "]"
-	events, bad, err := ingest.DecodeMessage(streams.TelemetryBatch, []byte(data))
+	events, bad, err := ingest.DecodeMessage(topology.TelemetryBatch, []byte(data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestDecodeMessageBatch(t *testing.T) {
 		t.Fatalf("bad = %+v", bad)
 	}
 	// A single event on its kind's subject is a batch of one.
-	events, bad, err = ingest.DecodeMessage(streams.Telemetry(good[0].Kind), []byte(raws[0]))
+	events, bad, err = ingest.DecodeMessage(topology.Telemetry(good[0].Kind), []byte(raws[0]))
 	if err != nil || len(bad) != 0 || len(events) != 1 || events[0].EventID != good[0].EventID {
 		t.Fatalf("single: %v %v %v", events, bad, err)
 	}
@@ -104,7 +104,7 @@ func TestDecodeMessageBatch(t *testing.T) {
 		{"empty", `[]`, "empty batch"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := ingest.DecodeMessage(streams.TelemetryBatch, []byte(tt.data))
+			_, _, err := ingest.DecodeMessage(topology.TelemetryBatch, []byte(tt.data))
 			if !errors.Is(err, ingest.ErrBadEvent) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want ErrBadEvent mentioning %q", err, tt.want)
 			}

@@ -7,8 +7,8 @@ import (
 	"github.com/bytedance/sonic"
 	gojson "github.com/goccy/go-json"
 
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // The library decoders measured against the hand-written one
@@ -50,7 +50,7 @@ func libDecoder(unmarshal unmarshaler) func(subject string, data []byte) ([]*sch
 		return ev, nil
 	}
 	return func(subject string, data []byte) ([]*schemas.Event, []BadEvent, error) {
-		if subject != streams.TelemetryBatch {
+		if subject != topology.TelemetryBatch {
 			ev, err := one(subject, data)
 			if err != nil {
 				return nil, nil, err

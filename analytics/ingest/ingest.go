@@ -25,16 +25,16 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/switchboard-llm/switchboard/analytics/store"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/backoff"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // Defaults.
 const (
 	DefaultDurable     = "ingest"
-	DefaultTopic       = streams.TelemetryAll
+	DefaultTopic       = topology.TelemetryAll
 	DefaultBackoffBase = 100 * time.Millisecond
 	DefaultBackoffMax  = 5 * time.Second
 )
@@ -48,7 +48,7 @@ const GCPercent = 200
 
 // Config configures an Ingester.
 type Config struct {
-	// JS is the JetStream context (TELEMETRY must exist: streams.Ensure).
+	// JS is the JetStream context (TELEMETRY must exist: topology.Ensure).
 	JS jetstream.JetStream
 	// DSN is the ClickHouse native DSN; the ingester connects (and runs the
 	// migrations) when ClickHouse answers, retrying with backoff until then.
@@ -170,7 +170,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 		}
 	}()
 	sub, err := NewSubscriber(SubscriberConfig{
-		JS: in.cfg.JS, Stream: streams.StreamTelemetry, Durable: in.cfg.Durable, AckWait: in.cfg.AckWait,
+		JS: in.cfg.JS, Stream: topology.StreamTelemetry, Durable: in.cfg.Durable, AckWait: in.cfg.AckWait,
 		MaxAckPending: 2*in.cfg.BatchRows + 1000, PullBatch: min(max(in.cfg.BatchRows, 256), 5000),
 		Logger: in.cfg.Logger,
 	})
@@ -451,7 +451,7 @@ func (in *Ingester) decode(ctx context.Context, m *message.Message) ([]*schemas.
 // deadLetter publishes a bad event's raw payload to llm.dlq.telemetry with
 // the reason. It retries the publish until ctx ends.
 func (in *Ingester) deadLetter(ctx context.Context, subject, msgID string, payload []byte, reason error) error {
-	msg := streams.DeadLetterMsg(streams.DLQTelemetry, subject, reason.Error(), msgID, payload)
+	msg := topology.DeadLetterMsg(topology.DLQTelemetry, subject, reason.Error(), msgID, payload)
 	for try := 0; ; try++ {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := in.cfg.JS.PublishMsg(pctx, msg)

@@ -18,11 +18,11 @@ import (
 	"github.com/switchboard-llm/switchboard/analytics/ingest"
 	"github.com/switchboard-llm/switchboard/analytics/pricing"
 	"github.com/switchboard-llm/switchboard/broker/dlq"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/chtest"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 func TestMain(m *testing.M) { chtest.Main(m) }
@@ -42,7 +42,7 @@ func newEnv(t *testing.T) *env {
 	ns := natstest.Start(t)
 	nc, js := ns.Connect(t)
 	ctx := natstest.Context(t)
-	if err := streams.Ensure(ctx, js, config.Limits{}); err != nil {
+	if err := topology.Ensure(ctx, js, config.Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	return &env{t: t, db: db, nc: nc, js: js, ns: ns, ctx: ctx}
@@ -80,7 +80,7 @@ func (e *env) publish(ev schemas.Event, msgID string) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	m := &nats.Msg{Subject: streams.Telemetry(ev.Kind), Data: data, Header: nats.Header{}}
+	m := &nats.Msg{Subject: topology.Telemetry(ev.Kind), Data: data, Header: nats.Header{}}
 	if msgID == "" {
 		msgID = ev.EventID.String()
 	}
@@ -103,7 +103,7 @@ func (e *env) publishBatch(events []schemas.Event, extra ...string) {
 		parts = append(parts, string(data))
 	}
 	parts = append(parts, extra...)
-	if _, err := e.js.Publish(e.ctx, streams.TelemetryBatch, []byte("["+strings.Join(parts, ",")+"]")); err != nil {
+	if _, err := e.js.Publish(e.ctx, topology.TelemetryBatch, []byte("["+strings.Join(parts, ",")+"]")); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -264,7 +264,7 @@ func TestIngestJobsWithFallbacks(t *testing.T) {
 	}
 	// Everything acked: nothing pending on the consumer.
 	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		ci, err := e.js.Consumer(e.ctx, streams.StreamTelemetry, ingest.DefaultDurable)
+		ci, err := e.js.Consumer(e.ctx, topology.StreamTelemetry, ingest.DefaultDurable)
 		if err != nil {
 			return err
 		}
@@ -333,7 +333,7 @@ func TestClickHouseDownMidIngest(t *testing.T) {
 		}
 		return nil
 	})
-	ci, err := e.js.Consumer(e.ctx, streams.StreamTelemetry, ingest.DefaultDurable)
+	ci, err := e.js.Consumer(e.ctx, topology.StreamTelemetry, ingest.DefaultDurable)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,13 +391,13 @@ func TestBadTelemetryGoesToDLQ(t *testing.T) {
 		}
 	}
 	base := time.Now().UTC()
-	pub(streams.Telemetry(schemas.EventAttempt), `{"v":1,"kind":"attempt",`)
+	pub(topology.Telemetry(schemas.EventAttempt), `{"v":1,"kind":"attempt",`)
 	future := jobEvents(1, base)[0]
 	future.V = 2
 	data, _ := json.Marshal(future)
-	pub(streams.Telemetry(schemas.EventAttempt), string(data))
-	pub(streams.Telemetry(schemas.EventCompletion), `{"v":1,"kind":"completion","job_id":"x","ts":"2025-01-01T00:00:00Z"}`)
-	pub(streams.TelemetryBatch, `{"v":1}`)
+	pub(topology.Telemetry(schemas.EventAttempt), string(data))
+	pub(topology.Telemetry(schemas.EventCompletion), `{"v":1,"kind":"completion","job_id":"x","ts":"2025-01-01T00:00:00Z"}`)
+	pub(topology.TelemetryBatch, `{"v":1}`)
 	// A batch with one bad element: the element alone is dead-lettered,
 	// the job's good events are stored.
 	e.publishBatch(jobEvents(10, base), `{"v":1,"kind":"attempt","event_id":"nope"}`)
@@ -413,7 +413,7 @@ func TestBadTelemetryGoesToDLQ(t *testing.T) {
 		}
 		return nil
 	})
-	stream, err := e.js.Stream(e.ctx, streams.StreamDLQ)
+	stream, err := e.js.Stream(e.ctx, topology.StreamDLQ)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,10 +429,10 @@ func TestBadTelemetryGoesToDLQ(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.Subject != streams.DLQ(streams.DLQTelemetry) {
+		if m.Subject != topology.DLQ(topology.DLQTelemetry) {
 			t.Fatalf("dead letter on %s", m.Subject)
 		}
-		reason := m.Header.Get(streams.HeaderError)
+		reason := m.Header.Get(topology.HeaderError)
 		if !strings.Contains(reason, want.reason) {
 			t.Fatalf("dead letter %d reason %q, want it to mention %q", i+1, reason, want.reason)
 		}
@@ -478,11 +478,11 @@ func TestReplayTelemetryDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	// As an older ingester dead-lettered the batch: readable now.
-	if _, err := e.js.PublishMsg(e.ctx, streams.DeadLetterMsg(streams.DLQTelemetry, streams.TelemetryBatch,
+	if _, err := e.js.PublishMsg(e.ctx, topology.DeadLetterMsg(topology.DLQTelemetry, topology.TelemetryBatch,
 		"bad telemetry event: invalid JSON: not an object", "old.1", data)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.js.Publish(e.ctx, streams.Telemetry(schemas.EventAttempt), []byte(`{"v":7}`)); err != nil {
+	if _, err := e.js.Publish(e.ctx, topology.Telemetry(schemas.EventAttempt), []byte(`{"v":7}`)); err != nil {
 		t.Fatal(err)
 	}
 	// One bad element of a batch: dead-lettered alone, replayed as a batch

@@ -6,7 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/switchboard-llm/switchboard/broker/streams"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 var (
@@ -55,7 +55,7 @@ func (c ingestCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(failuresDesc, s.Failures)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	cons, err := c.in.cfg.JS.Consumer(ctx, streams.StreamTelemetry, c.in.cfg.Durable)
+	cons, err := c.in.cfg.JS.Consumer(ctx, topology.StreamTelemetry, c.in.cfg.Durable)
 	if err != nil {
 		return
 	}

@@ -19,8 +19,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/switchboard-llm/switchboard/analytics/ingest"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // validEvent is a well-formed attempt event, written as encoding/json does.
@@ -232,7 +232,7 @@ func TestDecodeMatchesEncodingJSON(t *testing.T) {
 		if err := json.Unmarshal(data, &want); err != nil {
 			t.Fatalf("%d: %s: %v", i, data, err)
 		}
-		got, err := ingest.Decode(streams.Telemetry(ev.Kind), data)
+		got, err := ingest.Decode(topology.Telemetry(ev.Kind), data)
 		if err != nil {
 			t.Fatalf("%d: Decode(%s): %v", i, data, err)
 		}
@@ -272,7 +272,7 @@ func TestDecodeMessageMatchesEncodingJSON(t *testing.T) {
 		}
 		sep := []string{",", " , ", "\n,\t"}[r.IntN(3)]
 		data := []byte(" [" + string(bytes.Join(elems, []byte(sep))) + "]\n")
-		events, bad, err := ingest.DecodeMessage(streams.TelemetryBatch, data)
+		events, bad, err := ingest.DecodeMessage(topology.TelemetryBatch, data)
 		if err != nil {
 			t.Fatalf("%d: %s: %v", i, data, err)
 		}
@@ -458,7 +458,7 @@ func TestDecodeStrictJSON(t *testing.T) {
 			t.Fatalf("Decode(%.200q): err = %v, want invalid JSON", in, err)
 		}
 		batch := "[" + validEvent + "," + in + "]"
-		if _, _, err := ingest.DecodeMessage(streams.TelemetryBatch, []byte(batch)); !errors.Is(err, ingest.ErrBadEvent) ||
+		if _, _, err := ingest.DecodeMessage(topology.TelemetryBatch, []byte(batch)); !errors.Is(err, ingest.ErrBadEvent) ||
 			!strings.HasSuffix(err.Error(), ": invalid JSON") {
 			t.Fatalf("DecodeMessage(%.200q): err = %v, want invalid JSON", batch, err)
 		}
@@ -474,7 +474,7 @@ func TestDecodeStrictJSON(t *testing.T) {
 		if _, err := ingest.Decode("", []byte(in)); err != nil {
 			t.Fatalf("Decode(%q): %v", in, err)
 		}
-		if _, _, err := ingest.DecodeMessage(streams.TelemetryBatch, []byte("["+in+"]")); err != nil {
+		if _, _, err := ingest.DecodeMessage(topology.TelemetryBatch, []byte("["+in+"]")); err != nil {
 			t.Fatalf("DecodeMessage([%q]): %v", in, err)
 		}
 	}
@@ -485,7 +485,7 @@ func TestDecodeStrictJSON(t *testing.T) {
 		t.Fatalf("10000 levels: %v", err)
 	}
 	batch := "[" + in + "]"
-	if _, _, err := ingest.DecodeMessage(streams.TelemetryBatch, []byte(batch)); json.Valid([]byte(batch)) ||
+	if _, _, err := ingest.DecodeMessage(topology.TelemetryBatch, []byte(batch)); json.Valid([]byte(batch)) ||
 		!strings.HasSuffix(fmt.Sprint(err), ": invalid JSON") {
 		t.Fatalf("10001 levels: %v", err)
 	}
@@ -548,7 +548,7 @@ func checkDecode(t *testing.T, data []byte) {
 		t.Fatalf("Decode: %v, but encoding/json reads %+v", err, want)
 	}
 
-	events, bad, err := ingest.DecodeMessage(streams.TelemetryBatch, data)
+	events, bad, err := ingest.DecodeMessage(topology.TelemetryBatch, data)
 	if err != nil && !errors.Is(err, ingest.ErrBadEvent) {
 		t.Fatalf("DecodeMessage: %v does not wrap ErrBadEvent", err)
 	}
@@ -629,7 +629,7 @@ func BenchmarkDecode(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Run("event", func(b *testing.B) {
-		subject := streams.Telemetry(schemas.EventAttempt)
+		subject := topology.Telemetry(schemas.EventAttempt)
 		b.SetBytes(int64(len(one)))
 		b.ReportAllocs()
 		for b.Loop() {
@@ -642,7 +642,7 @@ func BenchmarkDecode(b *testing.B) {
 		b.SetBytes(int64(len(batch)))
 		b.ReportAllocs()
 		for b.Loop() {
-			events, bad, err := ingest.DecodeMessage(streams.TelemetryBatch, batch)
+			events, bad, err := ingest.DecodeMessage(topology.TelemetryBatch, batch)
 			if err != nil || len(bad) != 0 || len(events) != 2 {
 				b.Fatal(events, bad, err)
 			}
@@ -665,7 +665,7 @@ func BenchmarkDecoders(b *testing.B) {
 		name, subject string
 		data          []byte
 		n             int
-	}{{"event", streams.Telemetry(schemas.EventAttempt), one, 1}, {"batch2", streams.TelemetryBatch, batch, 2}} {
+	}{{"event", topology.Telemetry(schemas.EventAttempt), one, 1}, {"batch2", topology.TelemetryBatch, batch, 2}} {
 		for _, name := range []string{"hand", "sonic", "go_json", "encoding_json"} {
 			decode := decoders[name]
 			b.Run(shape.name+"/"+name, func(b *testing.B) {

@@ -8,10 +8,10 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/switchboard-llm/switchboard/analytics/ingest"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // BenchmarkSubscriberThroughput: messages/s through the subscriber alone
@@ -23,7 +23,7 @@ func BenchmarkSubscriberThroughput(b *testing.B) {
 	ns := natstest.Start(b)
 	_, js := ns.Connect(b)
 	ctx := natstest.Context(b)
-	if err := streams.Ensure(ctx, js, config.Limits{}); err != nil {
+	if err := topology.Ensure(ctx, js, config.Limits{}); err != nil {
 		b.Fatal(err)
 	}
 	now := time.Now().UTC()
@@ -38,7 +38,7 @@ func BenchmarkSubscriberThroughput(b *testing.B) {
 		}
 		publishAsync(b, js, evs, 1)
 		start := time.Now()
-		sub, err := ingest.NewSubscriber(ingest.SubscriberConfig{JS: js, Stream: streams.StreamTelemetry,
+		sub, err := ingest.NewSubscriber(ingest.SubscriberConfig{JS: js, Stream: topology.StreamTelemetry,
 			Durable: fmt.Sprintf("sub-%d", n), MaxAckPending: 2*batch + 1000, PullBatch: 5000})
 		if err != nil {
 			b.Fatal(err)
@@ -62,7 +62,7 @@ func BenchmarkSubscriberThroughput(b *testing.B) {
 			}
 		}
 		natstest.CheckFor(b, time.Minute, 5*time.Millisecond, func() error {
-			c, err := js.Consumer(ctx, streams.StreamTelemetry, fmt.Sprintf("sub-%d", n))
+			c, err := js.Consumer(ctx, topology.StreamTelemetry, fmt.Sprintf("sub-%d", n))
 			if err != nil {
 				return err
 			}
@@ -77,7 +77,7 @@ func BenchmarkSubscriberThroughput(b *testing.B) {
 		})
 		total += time.Since(start)
 		_ = sub.Close()
-		if st, err := js.Stream(ctx, streams.StreamTelemetry); err == nil {
+		if st, err := js.Stream(ctx, topology.StreamTelemetry); err == nil {
 			_ = st.Purge(ctx)
 		}
 	}

@@ -12,9 +12,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/analytics/ingest"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // subEnv is a TELEMETRY stream holding n messages.
@@ -23,11 +23,11 @@ func subEnv(t *testing.T, n int) (jetstream.JetStream, context.Context) {
 	ns := natstest.Start(t)
 	_, js := ns.Connect(t)
 	ctx := natstest.Context(t)
-	if err := streams.Ensure(ctx, js, config.Limits{}); err != nil {
+	if err := topology.Ensure(ctx, js, config.Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 1; i <= n; i++ {
-		if _, err := js.Publish(ctx, streams.TelemetryBatch, []byte(strconv.Itoa(i))); err != nil {
+		if _, err := js.Publish(ctx, topology.TelemetryBatch, []byte(strconv.Itoa(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -36,7 +36,7 @@ func subEnv(t *testing.T, n int) (jetstream.JetStream, context.Context) {
 
 func subscribe(t *testing.T, js jetstream.JetStream, ctx context.Context, ackWait time.Duration) (*ingest.Subscriber, <-chan *message.Message) {
 	t.Helper()
-	sub, err := ingest.NewSubscriber(ingest.SubscriberConfig{JS: js, Stream: streams.StreamTelemetry, Durable: "sub",
+	sub, err := ingest.NewSubscriber(ingest.SubscriberConfig{JS: js, Stream: topology.StreamTelemetry, Durable: "sub",
 		AckWait: ackWait, MaxAckPending: 100, NakDelay: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +66,7 @@ func receive(t *testing.T, msgs <-chan *message.Message, n int) []*message.Messa
 
 func consumerInfo(t *testing.T, js jetstream.JetStream, ctx context.Context) *jetstream.ConsumerInfo {
 	t.Helper()
-	c, err := js.Consumer(ctx, streams.StreamTelemetry, "sub")
+	c, err := js.Consumer(ctx, topology.StreamTelemetry, "sub")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestSubscriberAcksAndHandsBackOnClose(t *testing.T) {
 	got := receive(t, msgs, 10)
 	for i, m := range got {
 		if m.Metadata.Get(ingest.MetaStreamSeq) != strconv.Itoa(i+1) || string(m.Payload) != strconv.Itoa(i+1) ||
-			m.Metadata.Get(ingest.MetaSubject) != streams.TelemetryBatch || m.Metadata.Get(ingest.MetaNumDelivered) != "1" {
+			m.Metadata.Get(ingest.MetaSubject) != topology.TelemetryBatch || m.Metadata.Get(ingest.MetaNumDelivered) != "1" {
 			t.Fatalf("message %d: payload %s metadata %v", i, m.Payload, m.Metadata)
 		}
 	}
@@ -167,12 +167,12 @@ func TestSubscriberRecreatesDeletedConsumer(t *testing.T) {
 		}
 		return nil
 	})
-	if err := js.DeleteConsumer(ctx, streams.StreamTelemetry, "sub"); err != nil {
+	if err := js.DeleteConsumer(ctx, topology.StreamTelemetry, "sub"); err != nil {
 		t.Fatal(err)
 	}
 	// The re-created consumer starts from the stream's start: 1-3 come
 	// again (the ingester drops redelivered events by id), then 4.
-	if _, err := js.Publish(ctx, streams.TelemetryBatch, []byte("4")); err != nil {
+	if _, err := js.Publish(ctx, topology.TelemetryBatch, []byte("4")); err != nil {
 		t.Fatal(err)
 	}
 	timeout := time.After(30 * time.Second)

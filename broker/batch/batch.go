@@ -21,8 +21,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/broker"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // Options configure one batch run.
@@ -189,8 +189,8 @@ func Run(ctx context.Context, client *broker.Client, js jetstream.JetStream, opt
 
 	// Collect results first, so none is missed while submitting.
 	results := make(chan *schemas.Result, 1024)
-	cons, err := js.OrderedConsumer(ctx, streams.StreamResults, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{streams.BatchResults(sum.BatchID)},
+	cons, err := js.OrderedConsumer(ctx, topology.StreamResults, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{topology.BatchResults(sum.BatchID)},
 	})
 	if err != nil {
 		return sum, fmt.Errorf("read results: %w", err)
@@ -311,7 +311,7 @@ func submitChunk(ctx context.Context, client *broker.Client, js jetstream.JetStr
 			}
 			return err
 		}
-		fut, err := broker.PublishJobAsync(js, job)
+		fut, err := topology.PublishJobAsync(js, job)
 		if err != nil {
 			fut = nil // published synchronously below
 		}
@@ -322,7 +322,7 @@ func submitChunk(ctx context.Context, client *broker.Client, js jetstream.JetStr
 	defer stop.Stop()
 	for _, s := range sent {
 		if !confirmed(ctx, s.fut, expired) {
-			if err := broker.PublishJob(ctx, js, s.job); err != nil {
+			if err := topology.PublishJob(ctx, js, s.job); err != nil {
 				return fmt.Errorf("line %d: %w", s.p.line, err)
 			}
 		}

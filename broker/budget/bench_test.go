@@ -9,10 +9,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // BenchmarkCountResults measures how fast the spend counter drains a
@@ -29,7 +29,7 @@ func BenchmarkCountResults(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := streams.Ensure(ctx, js, cfg.Limits); err != nil {
+		if err := topology.Ensure(ctx, js, cfg.Limits); err != nil {
 			b.Fatal(err)
 		}
 		tr, err := Open(ctx, js, nil)
@@ -40,7 +40,7 @@ func BenchmarkCountResults(b *testing.B) {
 			usd := 0.001
 			id := fmt.Sprintf("job-%d", i)
 			data, _ := json.Marshal(schemas.Result{V: 1, ID: id, Status: schemas.StatusSucceeded, CostUSD: &usd, Metadata: map[string]string{"tenant": fmt.Sprint("t", i%4)}})
-			if _, err := js.PublishMsgAsync(&nats.Msg{Subject: streams.Result("", id), Data: data}); err != nil {
+			if _, err := js.PublishMsgAsync(&nats.Msg{Subject: topology.Result("", id), Data: data}); err != nil {
 				b.Fatal(err)
 			}
 		}

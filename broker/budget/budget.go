@@ -45,11 +45,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/kvstate"
 	"github.com/switchboard-llm/switchboard/internal/supervise"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // Bucket is the KV bucket holding spend counters.
@@ -524,7 +524,7 @@ func (t *Tracker) Run(ctx context.Context, js jetstream.JetStream) error {
 
 // consume counts Results until ctx ends (nil) or the consumer fails.
 func (t *Tracker) consume(ctx context.Context, js jetstream.JetStream) error {
-	cons, err := js.CreateOrUpdateConsumer(ctx, streams.StreamResults, jetstream.ConsumerConfig{
+	cons, err := js.CreateOrUpdateConsumer(ctx, topology.StreamResults, jetstream.ConsumerConfig{
 		Durable:       Consumer,
 		Description:   "counts results' cost into tenant budgets",
 		FilterSubject: "llm.results.>",
@@ -536,7 +536,7 @@ func (t *Tracker) consume(ctx context.Context, js jetstream.JetStream) error {
 	if err != nil {
 		return fmt.Errorf("provision consumer %s: %w", Consumer, err)
 	}
-	stream, err := js.Stream(ctx, streams.StreamResults)
+	stream, err := js.Stream(ctx, topology.StreamResults)
 	if err != nil {
 		return fmt.Errorf("results stream: %w", err)
 	}

@@ -13,11 +13,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/broker/route"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/kvstate"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 const cfgYAML = `
@@ -118,7 +118,7 @@ func TestRunCountsResultsAndRoutingReacts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := streams.Ensure(ctx, js, cfg.Limits); err != nil {
+	if err := topology.Ensure(ctx, js, cfg.Limits); err != nil {
 		t.Fatal(err)
 	}
 	tr, err := Open(ctx, js, nil)
@@ -137,7 +137,7 @@ func TestRunCountsResultsAndRoutingReacts(t *testing.T) {
 	pub := func(id, tenant string, usd float64, msgID string) {
 		res := schemas.Result{V: 1, ID: id, Status: schemas.StatusSucceeded, CostUSD: &usd, Metadata: map[string]string{"tenant": tenant}}
 		data, _ := json.Marshal(res)
-		msg := &nats.Msg{Subject: streams.Result("", id), Data: data, Header: nats.Header{}}
+		msg := &nats.Msg{Subject: topology.Result("", id), Data: data, Header: nats.Header{}}
 		msg.Header.Set("Nats-Msg-Id", msgID)
 		if _, err := js.PublishMsg(ctx, msg); err != nil {
 			t.Fatal(err)
@@ -191,7 +191,7 @@ func TestPoisonTenantResultKeepsTheCounterConnected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := streams.Ensure(ctx, js, cfg.Limits); err != nil {
+	if err := topology.Ensure(ctx, js, cfg.Limits); err != nil {
 		t.Fatal(err)
 	}
 	tr, err := Open(ctx, js, nil)
@@ -204,7 +204,7 @@ func TestPoisonTenantResultKeepsTheCounterConnected(t *testing.T) {
 		usd := 0.25
 		id := fmt.Sprintf("r%d", i)
 		data, _ := json.Marshal(schemas.Result{V: 1, ID: id, Status: schemas.StatusSucceeded, CostUSD: &usd, Metadata: map[string]string{"tenant": tenant}})
-		if _, err := js.Publish(ctx, streams.Result("", id), data); err != nil {
+		if _, err := js.Publish(ctx, topology.Result("", id), data); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -237,7 +237,7 @@ func TestCountsOnlyWhileABudgetIsConfigured(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := streams.Ensure(ctx, js, withBudgets.Limits); err != nil {
+	if err := topology.Ensure(ctx, js, withBudgets.Limits); err != nil {
 		t.Fatal(err)
 	}
 	tr, err := Open(ctx, js, nil)
@@ -248,12 +248,12 @@ func TestCountsOnlyWhileABudgetIsConfigured(t *testing.T) {
 	go func() { _ = tr.Run(ctx, js) }()
 	pub := func(id string, usd float64) {
 		data, _ := json.Marshal(schemas.Result{V: 1, ID: id, Status: schemas.StatusSucceeded, CostUSD: &usd, Metadata: map[string]string{"tenant": "acme"}})
-		if _, err := js.Publish(ctx, streams.Result("", id), data); err != nil {
+		if _, err := js.Publish(ctx, topology.Result("", id), data); err != nil {
 			t.Fatal(err)
 		}
 	}
 	pub("r1", 0.6)
-	if _, err := js.Consumer(ctx, streams.StreamResults, Consumer); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if _, err := js.Consumer(ctx, topology.StreamResults, Consumer); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		t.Fatalf("no budget configured: consumer lookup %v, want not found", err)
 	}
 	r.SetConfig(withBudgets)
@@ -264,7 +264,7 @@ func TestCountsOnlyWhileABudgetIsConfigured(t *testing.T) {
 		return nil
 	})
 	r.SetConfig(none)
-	cons, err := js.Consumer(ctx, streams.StreamResults, Consumer)
+	cons, err := js.Consumer(ctx, topology.StreamResults, Consumer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +300,7 @@ func TestFlushesCountEachResultOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := streams.Ensure(ctx, js, cfg.Limits); err != nil {
+	if err := topology.Ensure(ctx, js, cfg.Limits); err != nil {
 		t.Fatal(err)
 	}
 	tr, err := Open(ctx, js, nil)
@@ -319,7 +319,7 @@ func TestFlushesCountEachResultOnce(t *testing.T) {
 	}
 	pub := func(id, tenant string, usd float64, msgID string) {
 		data, _ := json.Marshal(schemas.Result{V: 1, ID: id, Status: schemas.StatusSucceeded, CostUSD: &usd, Metadata: map[string]string{"tenant": tenant}})
-		msg := &nats.Msg{Subject: streams.Result("", id), Data: data, Header: nats.Header{}}
+		msg := &nats.Msg{Subject: topology.Result("", id), Data: data, Header: nats.Header{}}
 		msg.Header.Set("Nats-Msg-Id", msgID)
 		if _, err := js.PublishMsgAsync(msg); err != nil {
 			t.Fatal(err)

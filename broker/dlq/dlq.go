@@ -16,8 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/broker"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // Sentinel errors of dead-letter handling.
@@ -62,7 +62,7 @@ func (r Replayed) String() string {
 // List returns up to limit dead letters, oldest first, starting at sequence
 // from (0 = the first).
 func List(ctx context.Context, js jetstream.JetStream, from uint64, limit int) ([]Entry, error) {
-	stream, err := js.Stream(ctx, streams.StreamDLQ)
+	stream, err := js.Stream(ctx, topology.StreamDLQ)
 	if err != nil {
 		return nil, fmt.Errorf("dlq stream: %w", err)
 	}
@@ -95,8 +95,8 @@ func get(ctx context.Context, stream jetstream.Stream, seq uint64) (*Entry, erro
 	}
 	e := &Entry{Seq: m.Sequence, Subject: m.Subject, Time: m.Time, Size: len(m.Data), data: m.Data}
 	if m.Header != nil {
-		e.Reason = m.Header.Get(streams.HeaderError)
-		e.Source = m.Header.Get(streams.HeaderSource)
+		e.Reason = m.Header.Get(topology.HeaderError)
+		e.Source = m.Header.Get(topology.HeaderSource)
 	}
 	if job, err := schemas.DecodeJob(m.Data, 0); err == nil && job.ID != "" {
 		e.JobID, e.Route, e.Tenant, e.job = job.ID, job.Route, job.Tenant(), job
@@ -110,7 +110,7 @@ func get(ctx context.Context, stream jetstream.Stream, seq uint64) (*Entry, erro
 // (after an ingester upgrade, say): what is still bad is dead-lettered again
 // by the ingester with its reason.
 func Replay(ctx context.Context, js jetstream.JetStream, client *broker.Client, seq uint64) (Replayed, error) {
-	stream, err := js.Stream(ctx, streams.StreamDLQ)
+	stream, err := js.Stream(ctx, topology.StreamDLQ)
 	if err != nil {
 		return Replayed{}, fmt.Errorf("dlq stream: %w", err)
 	}
@@ -133,13 +133,13 @@ func Replay(ctx context.Context, js jetstream.JetStream, client *broker.Client, 
 		if err := client.Prepare(job); err != nil {
 			return Replayed{}, fmt.Errorf("dead letter %d: %w", seq, err)
 		}
-		if err := broker.PublishJob(ctx, js, job); err != nil {
+		if err := topology.PublishJob(ctx, js, job); err != nil {
 			return Replayed{}, err
 		}
 		done.JobID = job.ID
-	case e.Subject == streams.DLQ(streams.DLQTelemetry) && strings.HasPrefix(e.Source, streams.TelemetryPrefix):
+	case e.Subject == topology.DLQ(topology.DLQTelemetry) && strings.HasPrefix(e.Source, topology.TelemetryPrefix):
 		data := e.data
-		if e.Source == streams.TelemetryBatch && !bytes.HasPrefix(bytes.TrimSpace(data), []byte("[")) {
+		if e.Source == topology.TelemetryBatch && !bytes.HasPrefix(bytes.TrimSpace(data), []byte("[")) {
 			// One bad element of a batch: it goes back as a batch of one.
 			data = append(append([]byte("["), data...), ']')
 		}

@@ -12,10 +12,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/broker/dlq"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers/mock"
 )
 
@@ -49,12 +49,12 @@ func TestListAndReplay(t *testing.T) {
 		return nil
 	})
 	e := entries[0]
-	if e.JobID != res.ID || e.Route != "chat" || e.Tenant != "acme" || e.Subject != streams.DLQ(streams.DLQExhausted) || e.Reason == "" {
+	if e.JobID != res.ID || e.Route != "chat" || e.Tenant != "acme" || e.Subject != topology.DLQ(topology.DLQExhausted) || e.Reason == "" {
 		t.Fatalf("entry = %+v", e)
 	}
 
 	// A poison message is listed but cannot be replayed.
-	if _, err := env.JS.Publish(ctx, streams.DLQ(streams.DLQPoison), []byte("not a job")); err != nil {
+	if _, err := env.JS.Publish(ctx, topology.DLQ(topology.DLQPoison), []byte("not a job")); err != nil {
 		t.Fatal(err)
 	}
 	entries, _ = dlq.List(ctx, env.JS, 0, 0)
@@ -112,7 +112,7 @@ func completions(t *testing.T, env *testenv.Env, jobID string) []schemas.Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	cons, err := env.JS.OrderedConsumer(ctx, streams.StreamTelemetry, jetstream.OrderedConsumerConfig{})
+	cons, err := env.JS.OrderedConsumer(ctx, topology.StreamTelemetry, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func completions(t *testing.T, env *testenv.Env, jobID string) []schemas.Event {
 	var out []schemas.Event
 	for m := range batch.Messages() {
 		var evs []schemas.Event
-		if m.Subject() != streams.TelemetryBatch || json.Unmarshal(m.Data(), &evs) != nil {
+		if m.Subject() != topology.TelemetryBatch || json.Unmarshal(m.Data(), &evs) != nil {
 			continue
 		}
 		for _, ev := range evs {

@@ -13,8 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/switchboard-llm/switchboard/broker"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // chunkBuffer bounds the chunks buffered per stream between NATS and a slow
@@ -97,7 +97,7 @@ func (s *Server) waitContext(ctx context.Context, job *schemas.Job) (context.Con
 
 // cancelJob asks the worker running a job to cancel its upstream call.
 func (s *Server) cancelJob(id, reason string) {
-	if err := s.nc.Publish(streams.Cancel(id), []byte(reason)); err != nil {
+	if err := s.nc.Publish(topology.Cancel(id), []byte(reason)); err != nil {
 		s.log.Warn("publish cancel", "job_id", id, "err", err)
 	}
 }
@@ -234,13 +234,13 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, job *schemas.Job
 	defer cancel()
 
 	msgs := make(chan *nats.Msg, chunkBuffer)
-	chunkSub, err := s.nc.ChanSubscribe(streams.Chunks(job.ID), msgs)
+	chunkSub, err := s.nc.ChanSubscribe(topology.Chunks(job.ID), msgs)
 	if err != nil {
 		s.writeError(w, r, d.name+"_stream", route, fromSubmit(fmt.Errorf("subscribe to chunks: %w", err), ""))
 		return
 	}
 	defer chunkSub.Unsubscribe()
-	resultSubject := streams.Result(job.Batch, job.ID)
+	resultSubject := topology.Result(job.Batch, job.ID)
 	resSub, err := s.nc.ChanSubscribe(resultSubject, msgs)
 	if err != nil {
 		s.writeError(w, r, d.name+"_stream", route, fromSubmit(fmt.Errorf("subscribe to result: %w", err), ""))
@@ -250,7 +250,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, job *schemas.Job
 	// A publish under way when the client leaves may still store the job:
 	// finish it, then cancel the job below if nobody waits any more.
 	pubCtx, pubCancel := context.WithTimeout(context.WithoutCancel(ctx), broker.PublishTimeout)
-	err = broker.PublishJob(pubCtx, s.js, job)
+	err = topology.PublishJob(pubCtx, s.js, job)
 	pubCancel()
 	if err != nil {
 		s.writeError(w, r, d.name+"_stream", route, fromSubmit(err, "request."))
@@ -348,7 +348,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, job *schemas.Job
 			if errChunk != nil {
 				continue // the stream is over; only the Result matters now
 			}
-			if msg.Header.Get(streams.HeaderChunkKind) == "error" {
+			if msg.Header.Get(topology.HeaderChunkKind) == "error" {
 				var info schemas.ErrorInfo
 				if err := json.Unmarshal(msg.Data, &info); err != nil || info.Type == "" {
 					info = schemas.ErrorInfo{Type: schemas.ErrBadResponse, Message: "the stream failed"}
@@ -357,14 +357,14 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, job *schemas.Job
 				if out.started {
 					fail(errChunk)
 				} else {
-					w.Header().Set(HeaderProvider, msg.Header.Get(streams.HeaderProvider))
-					w.Header().Set(HeaderModel, msg.Header.Get(streams.HeaderModel))
+					w.Header().Set(HeaderProvider, msg.Header.Get(topology.HeaderProvider))
+					w.Header().Set(HeaderModel, msg.Header.Get(topology.HeaderModel))
 				}
 				grace = time.After(errorChunkGrace)
 				continue
 			}
 			if !out.started {
-				out.start(msg.Header.Get(streams.HeaderProvider), msg.Header.Get(streams.HeaderModel))
+				out.start(msg.Header.Get(topology.HeaderProvider), msg.Header.Get(topology.HeaderModel))
 				s.metrics.ttft.WithLabelValues(route).Observe(time.Since(start).Seconds())
 			}
 			if err := conv.chunk(out, msg.Data); err != nil {

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/switchboard-llm/switchboard/broker/gateway"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // dashStub stands in for analytics/dashboard (tested there): these tests
@@ -23,7 +23,7 @@ func dashGateway(t *testing.T, extra string, getenv func(string) string, dash ht
 	cfg := parseConfig(t, extra)
 	srv := natstest.Start(t)
 	nc, js := srv.Connect(t)
-	if err := streams.EnsureAll(natstest.Context(t), js, cfg); err != nil {
+	if err := topology.EnsureAll(natstest.Context(t), js, cfg); err != nil {
 		t.Fatal(err)
 	}
 	gw, err := gateway.New(gateway.Options{Config: cfg, Conn: nc, JS: js, Getenv: getenv, QueueDepthTTL: time.Millisecond, Dashboard: dash})

@@ -11,6 +11,7 @@ import (
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // Sentinel errors of the gateway.
@@ -167,7 +168,7 @@ func plural(n int) string {
 func fromSubmit(err error, prefix string) *apiError {
 	var fe *schemas.FieldError
 	switch {
-	case errors.Is(err, broker.ErrQueueFull):
+	case errors.Is(err, topology.ErrQueueFull):
 		return &apiError{Status: http.StatusTooManyRequests, Type: typeRateLimit, Code: "queue_full", RetryAfter: 1,
 			Message: "the job queue is full; retry later"}
 	case errors.Is(err, route.ErrBudgetExceeded):

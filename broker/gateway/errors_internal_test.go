@@ -9,6 +9,7 @@ import (
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 func TestResultErrorMapping(t *testing.T) {
@@ -49,7 +50,7 @@ func TestSubmitErrorMapping(t *testing.T) {
 		status int
 		code   string
 	}{
-		{fmt.Errorf("publish: %w", broker.ErrQueueFull), http.StatusTooManyRequests, "queue_full"},
+		{fmt.Errorf("publish: %w", topology.ErrQueueFull), http.StatusTooManyRequests, "queue_full"},
 		{fmt.Errorf("job: %w", broker.ErrDeadlineExceeded), http.StatusGatewayTimeout, "deadline_exceeded"},
 		{&route.BudgetError{Tenant: "a", Reason: "daily"}, http.StatusTooManyRequests, "budget_exceeded"},
 		{&schemas.FieldError{Field: "request.messages", Msg: "must hold at least one message"}, 400, "invalid_request"},

@@ -9,10 +9,10 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/route"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/kvstate"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // kvKeyRe is JetStream KV's key syntax.
@@ -88,7 +88,7 @@ rules:
 		if len(job.Plan) == 0 {
 			t.Fatal("accepted job without a plan")
 		}
-		for _, subject := range []string{streams.Result(job.Batch, job.ID), streams.Chunks(job.ID), streams.JobsLane(job.Plan[0].Provider, job.Priority)} {
+		for _, subject := range []string{topology.Result(job.Batch, job.ID), topology.Chunks(job.ID), topology.JobsLane(job.Plan[0].Provider, job.Priority)} {
 			if len(subject) > 512 || strings.ContainsAny(subject, " \t\r\n*>") {
 				t.Fatalf("invalid subject %q", subject)
 			}

@@ -24,9 +24,8 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/route"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
-	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // Defaults of Options.
@@ -361,7 +360,7 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
-	for _, name := range []string{streams.StreamJobs, streams.StreamResults, streams.StreamTelemetry, streams.StreamDLQ} {
+	for _, name := range []string{topology.StreamJobs, topology.StreamResults, topology.StreamTelemetry, topology.StreamDLQ} {
 		if _, err := s.js.Stream(ctx, name); err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": fmt.Sprintf("stream %s: %v", name, err)})
 			return
@@ -437,18 +436,6 @@ type depthCache struct {
 	last time.Time
 }
 
-// lanes are the priority lanes of a provider's jobs (see workers/lanes).
-var lanes = []string{schemas.PriorityHigh, schemas.PriorityNormal, schemas.PriorityLow}
-
-// laneConsumer is the durable consumer of a provider's lane (the same
-// naming as workers/lanes.ConsumerName).
-func laneConsumer(provider, lane string) string {
-	if lane == schemas.PriorityNormal {
-		return streams.WorkerConsumer(provider)
-	}
-	return streams.WorkerConsumer(provider) + "-" + lane
-}
-
 // refreshDepth updates the queue gauges of every provider lane from its
 // consumer (or, before the consumer exists, the stream's per-subject count).
 func (s *Server) refreshDepth(ctx context.Context) {
@@ -460,15 +447,15 @@ func (s *Server) refreshDepth(ctx context.Context) {
 	s.depth.last = time.Now()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	stream, err := s.js.Stream(ctx, streams.StreamJobs)
+	stream, err := s.js.Stream(ctx, topology.StreamJobs)
 	if err != nil {
 		s.log.Warn("metrics: jobs stream", "err", err)
 		return
 	}
 	var counts map[string]uint64
 	for _, p := range s.config().Providers {
-		for _, lane := range lanes {
-			c, err := stream.Consumer(ctx, laneConsumer(p.Name, lane))
+		for _, lane := range topology.Priorities {
+			c, err := stream.Consumer(ctx, topology.LaneConsumer(p.Name, lane))
 			if err == nil {
 				if info, err := c.Info(ctx); err == nil {
 					s.metrics.queueDepth.WithLabelValues(p.Name, lane).Set(float64(info.NumPending))
@@ -482,7 +469,7 @@ func (s *Server) refreshDepth(ctx context.Context) {
 					counts = info.State.Subjects
 				}
 			}
-			s.metrics.queueDepth.WithLabelValues(p.Name, lane).Set(float64(counts[streams.JobsLane(p.Name, lane)]))
+			s.metrics.queueDepth.WithLabelValues(p.Name, lane).Set(float64(counts[topology.JobsLane(p.Name, lane)]))
 		}
 	}
 }

@@ -16,10 +16,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/broker/gateway"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // env is a gateway over a real in-process NATS server.
@@ -63,7 +63,7 @@ func newEnv(t testing.TB, cfg *config.Config, getenv func(string) string) *env {
 	t.Helper()
 	srv := natstest.Start(t)
 	nc, js := srv.Connect(t)
-	if err := streams.EnsureAll(natstest.Context(t), js, cfg); err != nil {
+	if err := topology.EnsureAll(natstest.Context(t), js, cfg); err != nil {
 		t.Fatal(err)
 	}
 	e := &env{t: t, nats: srv, nc: nc, js: js, cfg: cfg}
@@ -250,7 +250,7 @@ gateway:
 	}
 
 	// A good key is accepted and its tenant/tier override the request's.
-	sub, err := e.nc.SubscribeSync(streams.Jobs("primary"))
+	sub, err := e.nc.SubscribeSync(topology.Jobs("primary"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +351,7 @@ func TestAsyncFullJobAndGet(t *testing.T) {
 	if a := e.must("POST", "/v1/jobs", full, nil); a.status != http.StatusAccepted {
 		t.Fatalf("resubmit: %d %s", a.status, a.body)
 	}
-	stream, _ := e.js.Stream(natstest.Context(t), streams.StreamJobs)
+	stream, _ := e.js.Stream(natstest.Context(t), topology.StreamJobs)
 	info, _ := stream.Info(natstest.Context(t))
 	if info.State.Msgs != 1 {
 		t.Errorf("jobs stored = %d, want 1", info.State.Msgs)
@@ -402,7 +402,7 @@ func TestModelsHealthReady(t *testing.T) {
 		t.Errorf("readyz %d %s", a.status, a.body)
 	}
 	// Without the streams the gateway is not ready, and says why.
-	if err := e.js.DeleteStream(natstest.Context(t), streams.StreamDLQ); err != nil {
+	if err := e.js.DeleteStream(natstest.Context(t), topology.StreamDLQ); err != nil {
 		t.Fatal(err)
 	}
 	if a := e.must("GET", "/readyz", "", nil); a.status != 503 || !strings.Contains(string(a.body), "DLQ") {
@@ -424,7 +424,7 @@ func TestModelsHealthReady(t *testing.T) {
 
 func TestInFlightLimitAndDisconnectCancels(t *testing.T) {
 	e := newEnv(t, parseConfig(t, "gateway: {max_in_flight: 1}\n"), nil)
-	cancels, err := e.nc.SubscribeSync(streams.CancelAll)
+	cancels, err := e.nc.SubscribeSync(topology.CancelAll)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -466,8 +466,8 @@ func TestInFlightLimitAndDisconnectCancels(t *testing.T) {
 		if err != nil {
 			t.Fatalf("no cancel published: %v", err)
 		}
-		if c.Subject != streams.Cancel(job.ID) {
-			t.Errorf("cancel on %s, want %s", c.Subject, streams.Cancel(job.ID))
+		if c.Subject != topology.Cancel(job.ID) {
+			t.Errorf("cancel on %s, want %s", c.Subject, topology.Cancel(job.ID))
 		}
 		// The slot is free again.
 		natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
@@ -634,7 +634,7 @@ func TestAutoModelUsesRules(t *testing.T) {
 
 func TestRequestTimeoutAnswers504AndCancels(t *testing.T) {
 	e := newEnv(t, parseConfig(t, "gateway: {request_timeout: 300ms}\n"), nil)
-	cancels, err := e.nc.SubscribeSync(streams.CancelAll)
+	cancels, err := e.nc.SubscribeSync(topology.CancelAll)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -648,7 +648,7 @@ func TestRequestTimeoutAnswers504AndCancels(t *testing.T) {
 			t.Errorf("error %s", a.body)
 		}
 		c, err := cancels.NextMsg(5 * time.Second)
-		if err != nil || c.Subject != streams.Cancel(a.header.Get("X-Switchboard-Job-Id")) {
+		if err != nil || c.Subject != topology.Cancel(a.header.Get("X-Switchboard-Job-Id")) {
 			t.Errorf("cancel %v %v", c, err)
 		}
 	}

@@ -14,9 +14,9 @@ import (
 	"github.com/switchboard-llm/switchboard/broker/budget"
 	"github.com/switchboard-llm/switchboard/broker/gateway"
 	"github.com/switchboard-llm/switchboard/broker/route"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
 	"github.com/switchboard-llm/switchboard/workers/mock"
 	"github.com/switchboard-llm/switchboard/workers/providers"
@@ -50,7 +50,7 @@ gateway: {request_timeout: 10s}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	t.Cleanup(func() { cancel(); <-done })
-	if err := streams.EnsureAll(ctx, js, cfg); err != nil {
+	if err := topology.EnsureAll(ctx, js, cfg); err != nil {
 		t.Fatal(err)
 	}
 	spend, err := budget.Open(ctx, js, nil)

@@ -15,10 +15,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/broker/gateway"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/internal/syncbuf"
+	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
 	"github.com/switchboard-llm/switchboard/workers/mock"
 	"github.com/switchboard-llm/switchboard/workers/providers"
@@ -80,7 +80,7 @@ routes:
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv := natstest.Start(t)
 	nc, js := srv.Connect(t)
-	if err := streams.EnsureAll(natstest.Context(t), js, cfg); err != nil {
+	if err := topology.EnsureAll(natstest.Context(t), js, cfg); err != nil {
 		t.Fatal(err)
 	}
 	gw, err := gateway.New(gateway.Options{Config: cfg, Conn: nc, JS: js, Logger: log})
@@ -143,13 +143,13 @@ routes:
 	var dlq string
 	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		var n int
-		if dlq, n = streamText(t, js, streams.StreamDLQ); n < 2 {
+		if dlq, n = streamText(t, js, topology.StreamDLQ); n < 2 {
 			return fmt.Errorf("%d dead letters, want both jobs", n)
 		}
 		return nil
 	})
-	results, _ := streamText(t, js, streams.StreamResults)
-	telemetry, _ := streamText(t, js, streams.StreamTelemetry)
+	results, _ := streamText(t, js, topology.StreamResults)
+	telemetry, _ := streamText(t, js, topology.StreamTelemetry)
 	if !strings.Contains(dlq, strings.Repeat("x", 100)) || !strings.Contains(results, strings.Repeat("x", 100)) {
 		t.Fatalf("the upstream body is not quoted where it is kept:\nDLQ %.400s\nRESULTS %.400s", dlq, results)
 	}

@@ -16,11 +16,11 @@ import (
 
 	"github.com/switchboard-llm/switchboard/analytics/chserver"
 	"github.com/switchboard-llm/switchboard/analytics/store"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/chtest"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // TestAnalyticsCommands: `up`'s analytics path starts a managed ClickHouse,
@@ -33,7 +33,7 @@ func TestAnalyticsCommands(t *testing.T) {
 	cfg := &config.Config{}
 	cfg.ApplyDefaults()
 	cfg.Analytics.BatchInterval = 20 * time.Millisecond
-	if err := streams.Ensure(ctx, js, cfg.Limits); err != nil {
+	if err := topology.Ensure(ctx, js, cfg.Limits); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -56,7 +56,7 @@ func TestAnalyticsCommands(t *testing.T) {
 		TS: now, Attempt: 1, Route: "chat", Provider: "p", Model: "m", Status: schemas.StatusSucceeded,
 		InputTokens: 7, OutputTokens: 3, CostUSD: &cost, TotalMS: 42}
 	data, _ := json.Marshal(ev)
-	msg := &nats.Msg{Subject: streams.Telemetry(ev.Kind), Data: data, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: topology.Telemetry(ev.Kind), Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, ev.EventID.String())
 	if _, err := js.PublishMsg(ctx, msg); err != nil {
 		t.Fatal(err)

@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/broker/natsconn"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // commonFlags are the flags shared by the long-running commands.
@@ -156,7 +156,7 @@ func connectNATS(ctx context.Context, o natsconn.Options) (*natsconn.Conn, jetst
 	// Never shrinks a replicated stream; retries publishes across a
 	// cluster's leader elections. Commands with a config re-wrap it with
 	// nats.replicas (provision).
-	return nc, streams.Replicated(js, 1), nil
+	return nc, topology.Replicated(js, 1), nil
 }
 
 // newLogger returns the process logger (JSON to stderr when SWITCHBOARD_LOG=json).

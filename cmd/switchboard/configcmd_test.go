@@ -17,8 +17,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/broker/natsconn"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers/mock"
 )
 
@@ -141,10 +141,10 @@ func TestUpPoolsFollowTheConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
-		for _, name := range []string{streams.WorkerConsumer("q"), streams.SlotsConsumer("q")} {
-			stream := streams.StreamJobs
-			if name == streams.SlotsConsumer("q") {
-				stream = streams.StreamSlots
+		for _, name := range []string{topology.WorkerConsumer("q"), topology.SlotsConsumer("q")} {
+			stream := topology.StreamJobs
+			if name == topology.SlotsConsumer("q") {
+				stream = topology.StreamSlots
 			}
 			c, err := js.Consumer(natstest.Context(t), stream, name)
 			if err != nil {

@@ -16,9 +16,9 @@ import (
 	"github.com/switchboard-llm/switchboard/analytics/chserver"
 	"github.com/switchboard-llm/switchboard/analytics/ingest"
 	"github.com/switchboard-llm/switchboard/analytics/store"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/config/live"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // runIngest loads telemetry from JetStream into ClickHouse until stopped.
@@ -129,7 +129,7 @@ func startAnalytics(ctx context.Context, cfg *config.Config, js jetstream.JetStr
 		switch {
 		case errors.Is(err, chserver.ErrNotInstalled):
 			log.Warn("analytics: clickhouse-server is not installed; telemetry is buffering in the NATS stream "+
-				streams.StreamTelemetry+" (kept for limits.telemetry_max_age); install ClickHouse or run "+
+				topology.StreamTelemetry+" (kept for limits.telemetry_max_age); install ClickHouse or run "+
 				"`switchboard ingest --clickhouse clickhouse://host:9000/db` to load it", "err", err)
 			return a, nil
 		case err != nil:

@@ -19,10 +19,10 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/switchboard-llm/switchboard/broker/natsconn"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/internal/syncbuf"
+	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers/mock"
 )
 
@@ -195,7 +195,7 @@ func TestWorkerAndSubmitTakeTokenFromDataDir(t *testing.T) {
 	// consumer next, and submit needs them.
 	_, js := ns.ConnectWith(t, nats.Token(token))
 	natstest.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
-		_, err := js.Consumer(natstest.Context(t), streams.StreamJobs, streams.WorkerConsumer("p"))
+		_, err := js.Consumer(natstest.Context(t), topology.StreamJobs, topology.WorkerConsumer("p"))
 		return err
 	})
 	submitOne(t, "--config", cfg, "--data-dir", dataDir)
@@ -214,10 +214,10 @@ func deadLetter(t *testing.T, nc *nats.Conn) {
 		t.Fatal(err)
 	}
 	ctx := natstest.Context(t)
-	if err := streams.Ensure(ctx, js, config.Limits{}); err != nil {
+	if err := topology.Ensure(ctx, js, config.Limits{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.Publish(ctx, streams.DLQ("poison"), []byte("not a job")); err != nil {
+	if _, err := js.Publish(ctx, topology.DLQ("poison"), []byte("not a job")); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -254,7 +254,7 @@ func TestLongRunningCommandsExitWhenNATSIsLostForGood(t *testing.T) {
 	_, js := ns.ConnectWith(t, nats.Token(tok))
 	// running: the command got past its setup and serves.
 	workerPulling := func() error {
-		info, err := js.Consumer(natstest.Context(t), streams.StreamJobs, streams.WorkerConsumer("p"))
+		info, err := js.Consumer(natstest.Context(t), topology.StreamJobs, topology.WorkerConsumer("p"))
 		if err != nil {
 			return err
 		}

@@ -10,9 +10,9 @@ import (
 	"testing"
 
 	"github.com/switchboard-llm/switchboard/analytics/chserver"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // Without clickhouse-server, `up` says so once, with what happens to the
@@ -23,7 +23,7 @@ func TestOneWarningWithoutClickHouse(t *testing.T) {
 	_, js := ns.Connect(t)
 	cfg := &config.Config{}
 	cfg.ApplyDefaults()
-	if err := streams.Ensure(natstest.Context(t), js, cfg.Limits); err != nil {
+	if err := topology.Ensure(natstest.Context(t), js, cfg.Limits); err != nil {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer

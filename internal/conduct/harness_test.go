@@ -16,10 +16,10 @@ import (
 
 	"github.com/switchboard-llm/switchboard/analytics/ingest"
 	"github.com/switchboard-llm/switchboard/broker/gateway"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/chtest"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
 	"github.com/switchboard-llm/switchboard/workers/mock"
 	"github.com/switchboard-llm/switchboard/workers/providers"
@@ -113,7 +113,7 @@ func start(t *testing.T, routeYAML string, targets ...target) *stack {
 	srv := natstest.Start(t)
 	nc, js := srv.Connect(t)
 	ctx := natstest.Context(t)
-	if err := streams.EnsureAll(ctx, js, cfg); err != nil {
+	if err := topology.EnsureAll(ctx, js, cfg); err != nil {
 		t.Fatal(err)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())

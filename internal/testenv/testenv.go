@@ -15,9 +15,9 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/route"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
 	"github.com/switchboard-llm/switchboard/workers/mock"
 	"github.com/switchboard-llm/switchboard/workers/providers"
@@ -67,7 +67,7 @@ func StartCluster(t testing.TB, nodes, replicas int, ps []Provider, routes ...co
 }
 
 // connect opens a connection to the server or the cluster; its JetStream
-// context provisions with the config's replicas (streams.Replicated).
+// context provisions with the config's replicas (topology.Replicated).
 func (e *Env) connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	if e.Cluster != nil {
@@ -76,7 +76,7 @@ func (e *Env) connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {
 		if e.Config != nil {
 			n = e.Config.NATS.Replicas
 		}
-		return nc, streams.Replicated(js, n)
+		return nc, topology.Replicated(js, n)
 	}
 	return e.NATS.Connect(t)
 }
@@ -115,11 +115,11 @@ func (e *Env) start(t testing.TB, cfg *config.Config, ps []Provider, routes []co
 	}
 	e.Config = cfg
 	if e.Cluster != nil {
-		e.JS = streams.Replicated(e.JS, cfg.NATS.Replicas)
+		e.JS = topology.Replicated(e.JS, cfg.NATS.Replicas)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := streams.EnsureAll(ctx, e.JS, cfg); err != nil {
+	if err := topology.EnsureAll(ctx, e.JS, cfg); err != nil {
 		t.Fatal(err)
 	}
 	e.Client = broker.NewClient(e.NC, e.JS, route.New(cfg))

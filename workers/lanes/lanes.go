@@ -15,56 +15,14 @@ package lanes
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
-	"github.com/switchboard-llm/switchboard/schemas"
 )
-
-// Priorities in lane order.
-var Priorities = []string{schemas.PriorityHigh, schemas.PriorityNormal, schemas.PriorityLow}
-
-// ConsumerName is the durable consumer of provider's lane for priority.
-func ConsumerName(provider, priority string) string {
-	switch priority {
-	case schemas.PriorityHigh, schemas.PriorityLow:
-		return streams.WorkerConsumer(provider) + "-" + priority
-	}
-	return streams.WorkerConsumer(provider)
-}
-
-// ConsumerConfig is the durable pull consumer of one lane: the provider's
-// worker consumer with the lane's name and subject. Each lane's
-// MaxAckPending is the provider's concurrency: it bounds the jobs pulled
-// ahead; calls are capped over all lanes and processes by Slots.
-func ConsumerConfig(p config.Provider, priority string) jetstream.ConsumerConfig {
-	c := streams.WorkerConsumerConfig(p)
-	c.Durable = ConsumerName(p.Name, priority)
-	c.FilterSubject = streams.JobsLane(p.Name, priority)
-	if priority != schemas.PriorityNormal {
-		c.Description += " (" + priority + " priority lane)"
-	}
-	return c
-}
-
-// Ensure creates or updates the three lane consumers of p.
-func Ensure(ctx context.Context, js jetstream.JetStream, p config.Provider) ([]jetstream.Consumer, error) {
-	out := make([]jetstream.Consumer, 0, len(Priorities))
-	for _, prio := range Priorities {
-		c, err := js.CreateOrUpdateConsumer(ctx, streams.StreamJobs, ConsumerConfig(p, prio))
-		if err != nil {
-			return nil, fmt.Errorf("provision consumer %s: %w", ConsumerName(p.Name, prio), err)
-		}
-		out = append(out, c)
-	}
-	return out, nil
-}
 
 // Weights returns the lane weights in Priorities order.
 func Weights(l config.Lanes) []int {

@@ -9,9 +9,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 func setup(t *testing.T, perLane int) (jetstream.JetStream, []jetstream.Consumer) {
@@ -19,19 +19,19 @@ func setup(t *testing.T, perLane int) (jetstream.JetStream, []jetstream.Consumer
 	srv := natstest.Start(t)
 	_, js := srv.Connect(t)
 	ctx := context.Background()
-	if err := streams.Ensure(ctx, js, config.Limits{}); err != nil {
+	if err := topology.Ensure(ctx, js, config.Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	// AckWait = timeout + 5s = 6s: a message the server sent to a pull that
 	// Stop cancelled mid-flight comes back within the tests' 10s waits.
 	p := config.Provider{Name: "p", Concurrency: 100, Timeout: time.Second}
-	cons, err := Ensure(ctx, js, p)
+	cons, err := topology.EnsureLaneConsumers(ctx, js, p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, prio := range Priorities {
+	for _, prio := range topology.Priorities {
 		for i := 0; i < perLane; i++ {
-			msg := &nats.Msg{Subject: streams.JobsLane("p", prio), Data: []byte(prio)}
+			msg := &nats.Msg{Subject: topology.JobsLane("p", prio), Data: []byte(prio)}
 			if _, err := js.PublishMsg(ctx, msg); err != nil {
 				t.Fatal(err)
 			}
@@ -51,8 +51,8 @@ func TestSaturatedPicksByWeight(t *testing.T) {
 		// has a message pulled and waiting.
 		natstest.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
 			for j, w := range src.held() {
-				if left[Priorities[j]] > 0 && !w {
-					return fmt.Errorf("lane %s not ready", Priorities[j])
+				if left[topology.Priorities[j]] > 0 && !w {
+					return fmt.Errorf("lane %s not ready", topology.Priorities[j])
 				}
 			}
 			return nil
@@ -134,7 +134,7 @@ func TestDrainAndStop(t *testing.T) {
 		cancel()
 	}
 	natstest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
-		s, err := js.Stream(context.Background(), streams.StreamJobs)
+		s, err := js.Stream(context.Background(), topology.StreamJobs)
 		if err != nil {
 			return err
 		}
@@ -150,25 +150,5 @@ func TestDrainAndStop(t *testing.T) {
 	src2.Drain()
 	if _, err := src2.Next(); err != jetstream.ErrMsgIteratorClosed {
 		t.Fatalf("Next after Drain of an empty source = %v", err)
-	}
-}
-
-func TestSubjects(t *testing.T) {
-	cases := []struct{ prio, subj, cons string }{
-		{"high", "llm.jobs.p.high", "workers-p-high"},
-		{"normal", "llm.jobs.p", "workers-p"},
-		{"", "llm.jobs.p", "workers-p"},
-		{"low", "llm.jobs.p.low", "workers-p-low"},
-	}
-	for _, c := range cases {
-		if got := streams.JobsLane("p", c.prio); got != c.subj {
-			t.Errorf("JobsLane(%q) = %q", c.prio, got)
-		}
-		if got := ConsumerName("p", c.prio); got != c.cons {
-			t.Errorf("ConsumerName(%q) = %q", c.prio, got)
-		}
-		if got := streams.ProviderFromSubject(c.subj); got != "p" {
-			t.Errorf("ProviderFromSubject(%q) = %q", c.subj, got)
-		}
 	}
 }

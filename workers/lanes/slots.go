@@ -9,8 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // Slots is a provider's in-flight cap over every lane and every worker
@@ -28,11 +28,11 @@ type Slots struct {
 
 // SlotsConsumerConfig is the durable consumer of p's tokens.
 func SlotsConsumerConfig(p config.Provider) jetstream.ConsumerConfig {
-	w := streams.WorkerConsumerConfig(p)
+	w := topology.WorkerConsumerConfig(p)
 	return jetstream.ConsumerConfig{
-		Durable:       streams.SlotsConsumer(p.Name),
+		Durable:       topology.SlotsConsumer(p.Name),
 		Description:   "concurrency tokens of provider " + p.Name,
-		FilterSubject: streams.Slots(p.Name),
+		FilterSubject: topology.Slots(p.Name),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       w.AckWait,
 		MaxAckPending: w.MaxAckPending,
@@ -46,14 +46,14 @@ func SlotsConsumerConfig(p config.Provider) jetstream.ConsumerConfig {
 func EnsureSlots(ctx context.Context, js jetstream.JetStream, p config.Provider) (*Slots, error) {
 	cfg := SlotsConsumerConfig(p)
 	for i := range cfg.MaxAckPending {
-		_, err := js.Publish(ctx, streams.Slot(p.Name, i), nil, jetstream.WithExpectLastSequencePerSubject(0))
+		_, err := js.Publish(ctx, topology.Slot(p.Name, i), nil, jetstream.WithExpectLastSequencePerSubject(0))
 		var apiErr *jetstream.APIError
 		if err != nil && !(errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)) {
 			return nil, fmt.Errorf("provision concurrency token %d of %s: %w", i, p.Name, err)
 		}
 	}
-	c, err := js.CreateOrUpdateConsumer(ctx, streams.StreamSlots, cfg)
+	c, err := js.CreateOrUpdateConsumer(ctx, topology.StreamSlots, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("provision consumer %s: %w", cfg.Durable, err)
 	}

@@ -20,11 +20,11 @@ import (
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/budget"
 	"github.com/switchboard-llm/switchboard/broker/route"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/config/live"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/schemas"
+	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
 	"github.com/switchboard-llm/switchboard/workers/breaker"
 	"github.com/switchboard-llm/switchboard/workers/mock"
@@ -242,7 +242,7 @@ func TestSimulation(t *testing.T) {
 		startProvider(t, "p3", faults(mock.Faults{})),
 	}
 	cfg := simConfig(t, ps, time.Minute)
-	if err := streams.EnsureAll(ctx, js, cfg); err != nil {
+	if err := topology.EnsureAll(ctx, js, cfg); err != nil {
 		t.Fatal(err)
 	}
 	s := &sim{t: t, srv: srv, cfg: cfg, results: map[string]*schemas.Result{}, ps: map[string]*provider{}}

@@ -1,4 +1,4 @@
-package streams
+package topology
 
 import (
 	"context"
@@ -188,15 +188,6 @@ func WorkerConsumerConfig(p config.Provider) jetstream.ConsumerConfig {
 	}
 }
 
-// EnsureWorkerConsumer creates or updates a provider's durable consumer.
-func EnsureWorkerConsumer(ctx context.Context, js jetstream.JetStream, p config.Provider) (jetstream.Consumer, error) {
-	c, err := js.CreateOrUpdateConsumer(ctx, StreamJobs, WorkerConsumerConfig(p))
-	if err != nil {
-		return nil, fmt.Errorf("provision consumer %s: %w", WorkerConsumer(p.Name), err)
-	}
-	return c, nil
-}
-
 // EnsureDispatcherConsumer creates the durable consumer of llm.submit.
 func EnsureDispatcherConsumer(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
 	c, err := js.CreateOrUpdateConsumer(ctx, StreamJobs, jetstream.ConsumerConfig{
@@ -228,7 +219,7 @@ func ProvisionAll(ctx context.Context, js jetstream.JetStream, cfg *config.Confi
 		return changes, err
 	}
 	for _, p := range cfg.Providers {
-		if _, err := EnsureWorkerConsumer(ctx, js, p); err != nil {
+		if _, err := EnsureLaneConsumers(ctx, js, p); err != nil {
 			return changes, err
 		}
 	}

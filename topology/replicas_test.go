@@ -1,4 +1,4 @@
-package streams_test
+package topology_test
 
 import (
 	"fmt"
@@ -8,11 +8,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers/breaker"
-	"github.com/switchboard-llm/switchboard/workers/lanes"
 )
 
 // TestProvisionRaisesReplicasInPlace provisions an R1 deployment on a real
@@ -25,15 +24,15 @@ func TestProvisionRaisesReplicasInPlace(t *testing.T) {
 	_, raw := cl.Connect(t)
 	cfg := &config.Config{Providers: []config.Provider{{Name: "p", Concurrency: 4, Timeout: time.Second}}}
 
-	r1 := streams.Replicated(raw, 1)
-	changes, err := streams.ProvisionAll(ctx, r1, cfg)
+	r1 := topology.Replicated(raw, 1)
+	changes, err := topology.ProvisionAll(ctx, r1, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(changes) != 5 || changes[0].From != 0 || changes[0].To != 1 {
 		t.Fatalf("first provisioning changes = %v, want 5 streams created with 1 replica", changes)
 	}
-	if _, err := lanes.Ensure(ctx, r1, cfg.Providers[0]); err != nil {
+	if _, err := topology.EnsureLaneConsumers(ctx, r1, cfg.Providers[0]); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := breaker.New(ctx, r1, config.Breaker{Cooldown: time.Second, Window: time.Second}, breaker.Options{}); err != nil {
@@ -41,17 +40,17 @@ func TestProvisionRaisesReplicasInPlace(t *testing.T) {
 	}
 	const jobs, results = 300, 200
 	for i := range jobs {
-		if _, err := r1.Publish(ctx, streams.Jobs("p"), []byte(fmt.Sprintf(`{"n":%d}`, i))); err != nil {
+		if _, err := r1.Publish(ctx, topology.Jobs("p"), []byte(fmt.Sprintf(`{"n":%d}`, i))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := range results {
-		if _, err := r1.Publish(ctx, streams.Result("b", fmt.Sprintf("j%d", i)), []byte("{}")); err != nil {
+		if _, err := r1.Publish(ctx, topology.Result("b", fmt.Sprintf("j%d", i)), []byte("{}")); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Consumer progress: 10 jobs delivered and acked.
-	cons, err := raw.Consumer(ctx, streams.StreamJobs, streams.WorkerConsumer("p"))
+	cons, err := raw.Consumer(ctx, topology.StreamJobs, topology.WorkerConsumer("p"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,24 +73,24 @@ func TestProvisionRaisesReplicasInPlace(t *testing.T) {
 
 	// A process configured with the default (1) does not shrink anything,
 	// and a plain js neither.
-	r3 := streams.Replicated(raw, 3)
-	changes, err = streams.ProvisionAll(ctx, r3, cfg)
+	r3 := topology.Replicated(raw, 3)
+	changes, err = topology.ProvisionAll(ctx, r3, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]streams.Change{}
+	got := map[string]topology.Change{}
 	for _, c := range changes {
 		t.Log(c)
 		got[c.Stream] = c
 	}
-	for _, name := range []string{streams.StreamJobs, streams.StreamResults, streams.StreamTelemetry, streams.StreamDLQ, streams.StreamSlots, "KV_sb_breakers"} {
+	for _, name := range []string{topology.StreamJobs, topology.StreamResults, topology.StreamTelemetry, topology.StreamDLQ, topology.StreamSlots, "KV_sb_breakers"} {
 		if c := got[name]; c.From != 1 || c.To != 3 {
 			t.Errorf("change of %s = %+v, want 1 -> 3", name, c)
 		}
 	}
 	natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
-		want := map[string]uint64{streams.StreamJobs: jobs - 10, streams.StreamResults: results, "KV_sb_breakers": 1}
-		for _, name := range []string{streams.StreamJobs, streams.StreamResults, streams.StreamTelemetry, streams.StreamDLQ, "KV_sb_breakers"} {
+		want := map[string]uint64{topology.StreamJobs: jobs - 10, topology.StreamResults: results, "KV_sb_breakers": 1}
+		for _, name := range []string{topology.StreamJobs, topology.StreamResults, topology.StreamTelemetry, topology.StreamDLQ, "KV_sb_breakers"} {
 			s, err := raw.Stream(ctx, name)
 			if err != nil {
 				return err
@@ -112,8 +111,8 @@ func TestProvisionRaisesReplicasInPlace(t *testing.T) {
 				return fmt.Errorf("%s holds %d messages, want %d", name, info.State.Msgs, want[name])
 			}
 		}
-		for _, prio := range lanes.Priorities {
-			c, err := raw.Consumer(ctx, streams.StreamJobs, lanes.ConsumerName("p", prio))
+		for _, prio := range topology.Priorities {
+			c, err := raw.Consumer(ctx, topology.StreamJobs, topology.LaneConsumer("p", prio))
 			if err != nil {
 				return err
 			}
@@ -130,10 +129,10 @@ func TestProvisionRaisesReplicasInPlace(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := streams.ProvisionAll(ctx, raw, cfg); err != nil {
+	if _, err := topology.ProvisionAll(ctx, raw, cfg); err != nil {
 		t.Fatal(err)
 	}
-	if changes, err := streams.ProvisionAll(ctx, streams.Replicated(raw, 1), cfg); err != nil || len(changes) != 0 {
+	if changes, err := topology.ProvisionAll(ctx, topology.Replicated(raw, 1), cfg); err != nil || len(changes) != 0 {
 		t.Fatalf("provisioning with 1 over R3 changed %v, %v; want nothing", changes, err)
 	}
 
@@ -158,7 +157,7 @@ func TestReplicasOnSingleServerIsAClearError(t *testing.T) {
 	srv := natstest.Start(t)
 	ctx := natstest.Context(t)
 	_, js := srv.Connect(t)
-	err := streams.Ensure(ctx, streams.Replicated(js, 3), config.Limits{})
+	err := topology.Ensure(ctx, topology.Replicated(js, 3), config.Limits{})
 	if err == nil || !strings.Contains(err.Error(), "nats.replicas is 3") {
 		t.Fatalf("err = %v, want one naming nats.replicas", err)
 	}

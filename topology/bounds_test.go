@@ -1,4 +1,4 @@
-package streams_test
+package topology_test
 
 import (
 	"testing"
@@ -8,9 +8,9 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker/budget"
 	"github.com/switchboard-llm/switchboard/broker/route"
-	"github.com/switchboard-llm/switchboard/broker/streams"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers/breaker"
 )
 
@@ -21,7 +21,7 @@ func TestEveryBucketAndStreamIsBounded(t *testing.T) {
 	ctx := natstest.Context(t)
 	_, js := srv.Connect(t)
 	// As provisioned before: a DLQ and per-model buckets without limits.
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: streams.StreamDLQ, Subjects: []string{"llm.dlq.>"}, Storage: jetstream.FileStorage}); err != nil {
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: topology.StreamDLQ, Subjects: []string{"llm.dlq.>"}, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
 	for _, b := range []string{route.LatencyBucket, breaker.Bucket} {
@@ -31,7 +31,7 @@ func TestEveryBucketAndStreamIsBounded(t *testing.T) {
 	}
 
 	cfg := &config.Config{Limits: config.Limits{DLQMaxAge: 48 * time.Hour, DLQMaxBytes: 64 << 20}}
-	if err := streams.Ensure(ctx, js, cfg.Limits); err != nil {
+	if err := topology.Ensure(ctx, js, cfg.Limits); err != nil {
 		t.Fatal(err)
 	}
 	bc := config.Breaker{Cooldown: 15 * time.Second, Window: 30 * time.Second}
@@ -56,13 +56,13 @@ func TestEveryBucketAndStreamIsBounded(t *testing.T) {
 		}
 		return i.Config
 	}
-	if c := info(streams.StreamDLQ); c.MaxAge != 48*time.Hour || c.MaxBytes != 64<<20 || c.Discard != jetstream.DiscardOld {
+	if c := info(topology.StreamDLQ); c.MaxAge != 48*time.Hour || c.MaxBytes != 64<<20 || c.Discard != jetstream.DiscardOld {
 		t.Errorf("DLQ: max_age %s max_bytes %d discard %v, want 48h, 64 MiB, old", c.MaxAge, c.MaxBytes, c.Discard)
 	}
-	if c := info(streams.StreamJobs); c.MaxMsgs <= 0 || c.MaxBytes <= 0 {
+	if c := info(topology.StreamJobs); c.MaxMsgs <= 0 || c.MaxBytes <= 0 {
 		t.Errorf("JOBS: max_msgs %d max_bytes %d", c.MaxMsgs, c.MaxBytes)
 	}
-	for _, name := range []string{streams.StreamResults, streams.StreamTelemetry} {
+	for _, name := range []string{topology.StreamResults, topology.StreamTelemetry} {
 		if c := info(name); c.MaxAge <= 0 {
 			t.Errorf("%s: no max age", name)
 		}

@@ -1,4 +1,4 @@
-package streams
+package topology
 
 import (
 	"github.com/nats-io/nats.go"

@@ -1,6 +1,6 @@
-// Package streams names Switchboard's NATS subjects and provisions its
+// Package topology names Switchboard's NATS subjects and provisions its
 // JetStream streams, consumers and KV buckets idempotently.
-package streams
+package topology
 
 import (
 	"strconv"

@@ -1,0 +1,63 @@
+package topology
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/schemas"
+)
+
+// ErrQueueFull means JOBS is at its limits; retry later (backpressure).
+var ErrQueueFull = errors.New("job queue is full")
+
+// PublishJob publishes a routed job to llm.jobs.<Plan[0].provider> (high and
+// low priority jobs to that provider's lane llm.jobs.<provider>.high|.low,
+// see workers/lanes) with the dedup id of its hop.
+func PublishJob(ctx context.Context, js jetstream.JetStream, job *schemas.Job) error {
+	msg, err := jobMsg(job)
+	if err != nil {
+		return err
+	}
+	if _, err := js.PublishMsg(ctx, msg); err != nil {
+		if IsFull(err) {
+			return fmt.Errorf("publish job %s: %w", job.ID, ErrQueueFull)
+		}
+		return fmt.Errorf("publish job %s: %w", job.ID, err)
+	}
+	return nil
+}
+
+// PublishJobAsync starts publishing a routed job as PublishJob does,
+// without waiting for the server's confirmation: the caller waits on the
+// future, and a job whose publish failed is published again with
+// PublishJob (the same dedup id, so it is stored once).
+func PublishJobAsync(js jetstream.JetStream, job *schemas.Job) (jetstream.PubAckFuture, error) {
+	msg, err := jobMsg(job)
+	if err != nil {
+		return nil, err
+	}
+	f, err := js.PublishMsgAsync(msg)
+	if err != nil {
+		return nil, fmt.Errorf("publish job %s: %w", job.ID, err)
+	}
+	return f, nil
+}
+
+// jobMsg is the message of job's current hop.
+func jobMsg(job *schemas.Job) (*nats.Msg, error) {
+	if len(job.Plan) == 0 {
+		return nil, fmt.Errorf("job %s has no target to publish to", job.ID)
+	}
+	data, err := json.Marshal(job)
+	if err != nil {
+		return nil, fmt.Errorf("encode job: %w", err)
+	}
+	msg := &nats.Msg{Subject: JobsLane(job.Plan[0].Provider, job.Priority), Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, HopMsgID(job.ID, job.Hop))
+	return msg, nil
+}
