@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/switchboard-llm/switchboard/broker/route"
+	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
 )
@@ -55,7 +55,7 @@ func (c *Client) ModelAsRoute(job *schemas.Job) error {
 // micro service's error code), schemas.HTTPStatus of that type.
 func RejectType(err error) (errType string, code int) {
 	switch {
-	case errors.Is(err, route.ErrBudgetExceeded):
+	case errors.Is(err, router.ErrBudgetExceeded):
 		errType = schemas.ErrBudgetExceeded
 	case errors.Is(err, ErrDeadlineExceeded):
 		errType = schemas.ErrDeadlineExceeded

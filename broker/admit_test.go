@@ -10,11 +10,11 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/switchboard-llm/switchboard/broker"
-	"github.com/switchboard-llm/switchboard/broker/budget"
-	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/internal/testenv"
+	"github.com/switchboard-llm/switchboard/policy/budget"
+	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
 )
@@ -44,7 +44,7 @@ func startNATSFront(t *testing.T) *natsFront {
 	if _, err := spend.Add(ctx, schemas.NewJobID(), "broke", 5, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	client := broker.NewClient(env.NC, env.JS, route.New(env.Config, route.WithBudgets(spend)))
+	client := broker.NewClient(env.NC, env.JS, router.New(env.Config, router.WithBudgets(spend)))
 	go func() { _ = broker.NewDispatcher(client, env.JS, nil).Run(ctx) }()
 	go func() { _ = broker.NewService(client, 10*time.Second, nil).Run(ctx) }()
 	return &natsFront{Env: env, client: client}

@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-llm/switchboard/broker/route"
+	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
 )
@@ -19,7 +19,7 @@ import (
 type Client struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
-	resolver *route.Resolver
+	resolver *router.Resolver
 
 	muxOnce sync.Once
 	mux     *replyMux
@@ -27,7 +27,7 @@ type Client struct {
 }
 
 // NewClient returns a client that routes jobs with resolver.
-func NewClient(nc *nats.Conn, js jetstream.JetStream, resolver *route.Resolver) *Client {
+func NewClient(nc *nats.Conn, js jetstream.JetStream, resolver *router.Resolver) *Client {
 	return &Client{nc: nc, js: js, resolver: resolver}
 }
 

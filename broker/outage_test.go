@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/switchboard-llm/switchboard/broker"
-	"github.com/switchboard-llm/switchboard/broker/budget"
-	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/internal/testenv"
+	"github.com/switchboard-llm/switchboard/policy/budget"
+	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
 )
@@ -42,7 +42,7 @@ func TestConsumersSurviveServerRestart(t *testing.T) {
 	tr.Log = log
 	cfg := *env.Config
 	cfg.Budgets = []config.Budget{{Tenant: "acme", DailyUSD: 1e-9, OnExceed: config.OnExceed{Reject: true}}}
-	client := broker.NewClient(env.NC, env.JS, route.New(&cfg, route.WithBudgets(tr)))
+	client := broker.NewClient(env.NC, env.JS, router.New(&cfg, router.WithBudgets(tr)))
 	counterDone := make(chan error, 1)
 	go func() { counterDone <- tr.Run(ctx, env.JS) }()
 	dispDone := make(chan error, 1)
@@ -76,7 +76,7 @@ func TestConsumersSurviveServerRestart(t *testing.T) {
 	submitRaw(t, ctx, env, "acme")
 	natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		_, err := client.Submit(ctx, &schemas.Job{Route: "chat", Request: testenv.Chat("more"), Metadata: map[string]string{"tenant": "acme"}})
-		if !errors.Is(err, route.ErrBudgetExceeded) {
+		if !errors.Is(err, router.ErrBudgetExceeded) {
 			day, _ := tr.Spent("acme", time.Now())
 			return fmt.Errorf("acme (spent $%v) submit: %v, want budget exceeded", day, err)
 		}
@@ -122,7 +122,7 @@ func TestConsumersRecreateDeletedConsumers(t *testing.T) {
 	tr.Log = slog.New(slog.DiscardHandler)
 	cfg := *env.Config
 	cfg.Budgets = []config.Budget{{Tenant: "acme", DailyUSD: 1e-9, OnExceed: config.OnExceed{Reject: true}}}
-	client := broker.NewClient(env.NC, env.JS, route.New(&cfg, route.WithBudgets(tr)))
+	client := broker.NewClient(env.NC, env.JS, router.New(&cfg, router.WithBudgets(tr)))
 	go func() { _ = tr.Run(ctx, env.JS) }()
 	go func() { _ = broker.NewDispatcher(client, env.JS, slog.New(slog.DiscardHandler)).Run(ctx) }()
 	submitRaw(t, ctx, env, "beta")
@@ -135,7 +135,7 @@ func TestConsumersRecreateDeletedConsumers(t *testing.T) {
 	submitRaw(t, ctx, env, "acme")
 	natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		_, err := client.Submit(ctx, &schemas.Job{Route: "chat", Request: testenv.Chat("more"), Metadata: map[string]string{"tenant": "acme"}})
-		if !errors.Is(err, route.ErrBudgetExceeded) {
+		if !errors.Is(err, router.ErrBudgetExceeded) {
 			return fmt.Errorf("acme submit: %v, want budget exceeded", err)
 		}
 		return nil

@@ -16,14 +16,15 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/switchboard-llm/switchboard/broker"
-	"github.com/switchboard-llm/switchboard/broker/budget"
-	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/testenv"
+	"github.com/switchboard-llm/switchboard/policy/breaker"
+	"github.com/switchboard-llm/switchboard/policy/budget"
+	"github.com/switchboard-llm/switchboard/policy/latency"
+	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
-	"github.com/switchboard-llm/switchboard/workers/breaker"
 	"github.com/switchboard-llm/switchboard/workers/providers"
 )
 
@@ -93,8 +94,8 @@ func soak(b *testing.B) {
 	}
 	spend.Log = log
 	go func() { _ = spend.Run(ctx, env.JS) }()
-	client := broker.NewClient(env.NC, env.JS, route.New(&cfg, route.WithBudgets(spend),
-		route.WithHealth(res.Breakers), route.WithLatencies(res.Latency)))
+	client := broker.NewClient(env.NC, env.JS, router.New(&cfg, router.WithBudgets(spend),
+		router.WithHealth(res.Breakers), router.WithLatencies(res.Latency)))
 
 	// Results come back on core NATS (a JetStream publish is also one); a
 	// window of jobs in flight keeps JOBS from filling.
@@ -176,7 +177,7 @@ func soak(b *testing.B) {
 		}
 		b.Logf("%7d %8.1f %8.1f %9d %8d %9d %6d %9d %10d %11d %10d", mark, rss[mark], float64(ms.HeapInuse)/(1<<20),
 			count(topology.StreamResults), count(topology.StreamJobs), count(topology.StreamTelemetry), count(topology.StreamDLQ),
-			count("KV_"+budget.Bucket), count("KV_"+route.LatencyBucket), count("KV_"+breaker.Bucket), lag)
+			count("KV_"+budget.Bucket), count("KV_"+latency.Bucket), count("KV_"+breaker.Bucket), lag)
 		b.StartTimer()
 	}
 	wg.Wait()

@@ -6,12 +6,12 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-llm/switchboard/broker/budget"
-	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/policy/breaker"
+	"github.com/switchboard-llm/switchboard/policy/budget"
+	"github.com/switchboard-llm/switchboard/policy/latency"
 	"github.com/switchboard-llm/switchboard/topology"
-	"github.com/switchboard-llm/switchboard/workers/breaker"
 )
 
 // TestEveryBucketAndStreamIsBounded provisions over streams and buckets made
@@ -24,7 +24,7 @@ func TestEveryBucketAndStreamIsBounded(t *testing.T) {
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: topology.StreamDLQ, Subjects: []string{"llm.dlq.>"}, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range []string{route.LatencyBucket, breaker.Bucket} {
+	for _, b := range []string{latency.Bucket, breaker.Bucket} {
 		if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b, History: 1}); err != nil {
 			t.Fatal(err)
 		}
@@ -38,7 +38,7 @@ func TestEveryBucketAndStreamIsBounded(t *testing.T) {
 	if _, err := breaker.New(ctx, js, bc, breaker.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := route.OpenLatency(ctx, js, config.Routing{}); err != nil {
+	if _, err := latency.Open(ctx, js, config.Routing{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := budget.Open(ctx, js, nil); err != nil {
@@ -70,7 +70,7 @@ func TestEveryBucketAndStreamIsBounded(t *testing.T) {
 	for _, c := range []struct {
 		bucket string
 		ttl    time.Duration
-	}{{"KV_" + route.LatencyBucket, route.LatencyTTL}, {"KV_" + breaker.Bucket, time.Hour}} {
+	}{{"KV_" + latency.Bucket, latency.TTL}, {"KV_" + breaker.Bucket, time.Hour}} {
 		if got := info(c.bucket); got.MaxAge != c.ttl || got.SubjectDeleteMarkerTTL <= 0 || !got.AllowMsgTTL {
 			t.Errorf("%s: max_age %s (want %s), delete markers %s, per-key TTL %v", c.bucket, got.MaxAge, c.ttl, got.SubjectDeleteMarkerTTL, got.AllowMsgTTL)
 		}

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/config"
+	"github.com/switchboard-llm/switchboard/pricing"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/workers/prefill"
 )
@@ -93,7 +93,7 @@ func (p *Pool) continuation(job *schemas.Job, r *run) (*schemas.Continuation, sc
 	if c := job.Continuation; c != nil {
 		*next = *c
 	}
-	in, _ := route.EstimateTokens(job.Request, 0)
+	in, _ := pricing.EstimateTokens(job.Request, 0)
 	est := schemas.Usage{InputTokens: int64(in), OutputTokens: r.sent.content}
 	if next.FirstChunkAt.IsZero() {
 		next.FirstChunkAt = r.firstTokenAt.UTC()

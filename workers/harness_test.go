@@ -20,9 +20,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/broker"
-	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
@@ -163,7 +163,7 @@ func newEnv(t testing.TB, retries int, provs ...provider) *env {
 	if err := topology.EnsureAll(ctx, e.js, cfg); err != nil {
 		t.Fatal(err)
 	}
-	e.client = broker.NewClient(e.nc, e.js, route.New(cfg))
+	e.client = broker.NewClient(e.nc, e.js, router.New(cfg))
 	return e
 }
 

@@ -2,7 +2,7 @@ package workers
 
 // Pricer prices a call's tokens. ok is false when the price of provider/model
 // is unknown; callers then record no cost (nil), never a silent zero.
-// Implemented by *pricing.Table (analytics/pricing), the one cost formula,
+// Implemented by *pricing.Table (pricing), the one cost formula,
 // which lowest-cost routing ranks targets with too.
 type Pricer interface {
 	Cost(provider, model string, inputTokens, outputTokens int64) (usd float64, ok bool)

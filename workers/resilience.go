@@ -9,14 +9,15 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/config"
+	"github.com/switchboard-llm/switchboard/policy/breaker"
+	"github.com/switchboard-llm/switchboard/policy/latency"
+	"github.com/switchboard-llm/switchboard/policy/ratelimit"
+	"github.com/switchboard-llm/switchboard/pricing"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
-	"github.com/switchboard-llm/switchboard/workers/breaker"
 	"github.com/switchboard-llm/switchboard/workers/lanes"
 	"github.com/switchboard-llm/switchboard/workers/prefill"
-	"github.com/switchboard-llm/switchboard/workers/ratelimit"
 )
 
 // Resilience is the shared policy state a pool consults around each call.
@@ -30,7 +31,7 @@ type Resilience struct {
 	Limiter *ratelimit.Limiter
 	// Latency receives every call's latency (least-latency routing,
 	// deadline-aware skipping).
-	Latency *route.LatencyStore
+	Latency *latency.Store
 	// Completers returns the Completer of another provider, used to hedge
 	// a slow call on the plan's next target (mode: hedge). Nil, or a nil
 	// Completer, degrades hedging to cancel mode.
@@ -54,7 +55,7 @@ func OpenResilience(ctx context.Context, js jetstream.JetStream, cfg *config.Con
 	if err != nil {
 		return Resilience{}, err
 	}
-	lat, err := route.OpenLatency(ctx, js, cfg.Routing)
+	lat, err := latency.Open(ctx, js, cfg.Routing)
 	if err != nil {
 		return Resilience{}, err
 	}
@@ -196,7 +197,7 @@ func (p *Pool) gate(ctx context.Context, job *schemas.Job, r *run, call int) (en
 			r.probe = probe
 			return nil, nil
 		}
-		in, out := route.EstimateTokens(job.Request, p.liveConfig().Routing.DefaultOutputTokens)
+		in, out := pricing.EstimateTokens(job.Request, p.liveConfig().Routing.DefaultOutputTokens)
 		rv, err := res.Limiter.Reserve(ctx, p.cfg.Provider, in+out)
 		if err != nil {
 			p.log.Warn("rate limit state unavailable; calling", "err", err)
@@ -515,7 +516,7 @@ func (p *Pool) hedgeAllowed(ctx context.Context, job *schemas.Job, t schemas.Tar
 	if res.Limiter != nil {
 		prov, ok := p.providerConfig(t.Provider)
 		if ok {
-			in, out := route.EstimateTokens(job.Request, p.liveConfig().Routing.DefaultOutputTokens)
+			in, out := pricing.EstimateTokens(job.Request, p.liveConfig().Routing.DefaultOutputTokens)
 			rv, err := res.Limiter.Reserve(ctx, prov, in+out)
 			if err == nil && !rv.OK {
 				return nil, false

@@ -11,15 +11,15 @@ import (
 	"time"
 
 	"github.com/switchboard-llm/switchboard/broker"
-	"github.com/switchboard-llm/switchboard/broker/budget"
-	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/config/live"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/policy/breaker"
+	"github.com/switchboard-llm/switchboard/policy/budget"
+	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
-	"github.com/switchboard-llm/switchboard/workers/breaker"
 	"github.com/switchboard-llm/switchboard/workers/keys"
 	"github.com/switchboard-llm/switchboard/workers/mock"
 	"github.com/switchboard-llm/switchboard/workers/providers/openai"
@@ -53,8 +53,8 @@ func (e *env) tune(f func(c *config.Config)) {
 	}
 }
 
-func (e *env) resolveWith(opts ...route.Option) {
-	e.client = broker.NewClient(e.nc, e.js, route.New(e.cfg, opts...))
+func (e *env) resolveWith(opts ...router.Option) {
+	e.client = broker.NewClient(e.nc, e.js, router.New(e.cfg, opts...))
 }
 
 func TestBreakerOpensThenProbeCloses(t *testing.T) {
@@ -65,7 +65,7 @@ func TestBreakerOpensThenProbeCloses(t *testing.T) {
 		c.Breaker = config.Breaker{Failures: 3, Cooldown: 300 * time.Millisecond, Probes: 1}
 	})
 	resA, resB := e.openRes(), e.openRes()
-	e.resolveWith(route.WithHealth(resA.Breakers))
+	e.resolveWith(router.WithHealth(resA.Breakers))
 	e.startPool("a", withRes(resA))
 	e.startPool("b", withRes(resB))
 	var ids []string
@@ -411,7 +411,7 @@ func TestDeadlineSkipsSlowTarget(t *testing.T) {
 		t.Errorf("slow target called %d times", n)
 	}
 	// Routing drops it up front, too.
-	e.resolveWith(route.WithLatencies(res.Latency))
+	e.resolveWith(router.WithLatencies(res.Latency))
 	job = newJob()
 	dl = time.Now().Add(2 * time.Second)
 	job.Deadline = &dl
@@ -505,7 +505,7 @@ func TestBudgetRerouteEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { _ = tr.Run(ctx, e.js) }()
-	e.resolveWith(route.WithBudgets(tr))
+	e.resolveWith(router.WithBudgets(tr))
 	e.startPool("a")
 	e.startPool("b")
 	var via []string
@@ -530,7 +530,7 @@ func TestBudgetRerouteEndToEnd(t *testing.T) {
 func TestReloadKeepsJobs(t *testing.T) {
 	e := newEnv(t, 0, provider{name: "a", faults: mock.Faults{Latency: 5 * time.Millisecond}}, provider{name: "b"})
 	holder := live.NewHolder(e.cfg)
-	resolver := route.New(e.cfg)
+	resolver := router.New(e.cfg)
 	e.client = broker.NewClient(e.nc, e.js, resolver)
 	var pools []*workers.Pool
 	for _, name := range []string{"a", "b"} {

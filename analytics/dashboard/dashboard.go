@@ -46,11 +46,11 @@ const (
 var ErrNoJetStream = errors.New("dashboard: a JetStream context is required")
 
 // BreakerReader reads a target's shared circuit-breaker state
-// (workers/breaker.Set satisfies it through BreakerFunc).
+// (policy/breaker.Set satisfies it through BreakerFunc).
 type BreakerReader func(provider, model string) string
 
 // SpendReader reads a tenant's spend in the UTC day and month holding at
-// (broker/budget.Tracker.Spent).
+// (policy/budget.Tracker.Spent).
 type SpendReader func(tenant string, at time.Time) (day, month float64)
 
 // Options configure a Dashboard.

@@ -10,11 +10,11 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/batch"
-	"github.com/switchboard-llm/switchboard/broker/budget"
-	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/internal/testenv"
+	"github.com/switchboard-llm/switchboard/policy/budget"
+	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/schemas"
 )
 
@@ -64,7 +64,7 @@ func TestBatchOverBudgetLines(t *testing.T) {
 	if _, err := spend.Add(ctx, schemas.NewJobID(), "broke", 5, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	client := broker.NewClient(env.NC, env.JS, route.New(env.Config, route.WithBudgets(spend)))
+	client := broker.NewClient(env.NC, env.JS, router.New(env.Config, router.WithBudgets(spend)))
 	dir := t.TempDir()
 	in, out := filepath.Join(dir, "in.jsonl"), filepath.Join(dir, "out.jsonl")
 	if err := os.WriteFile(in, []byte(`{"custom_id":"r1","body":{"model":"chat","messages":[{"role":"user","content":"x"}]}}

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/switchboard-llm/switchboard/broker"
-	"github.com/switchboard-llm/switchboard/broker/route"
+	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
 )
@@ -171,7 +171,7 @@ func fromSubmit(err error, prefix string) *apiError {
 	case errors.Is(err, topology.ErrQueueFull):
 		return &apiError{Status: http.StatusTooManyRequests, Type: typeRateLimit, Code: "queue_full", RetryAfter: 1,
 			Message: "the job queue is full; retry later"}
-	case errors.Is(err, route.ErrBudgetExceeded):
+	case errors.Is(err, router.ErrBudgetExceeded):
 		return &apiError{Status: http.StatusTooManyRequests, Type: typeQuota, Code: schemas.ErrBudgetExceeded, RetryAfter: 60,
 			Message: err.Error()}
 	case errors.Is(err, broker.ErrDeadlineExceeded):

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/switchboard-llm/switchboard/broker"
-	"github.com/switchboard-llm/switchboard/broker/route"
+	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
 )
@@ -52,7 +52,7 @@ func TestSubmitErrorMapping(t *testing.T) {
 	}{
 		{fmt.Errorf("publish: %w", topology.ErrQueueFull), http.StatusTooManyRequests, "queue_full"},
 		{fmt.Errorf("job: %w", broker.ErrDeadlineExceeded), http.StatusGatewayTimeout, "deadline_exceeded"},
-		{&route.BudgetError{Tenant: "a", Reason: "daily"}, http.StatusTooManyRequests, "budget_exceeded"},
+		{&router.BudgetError{Tenant: "a", Reason: "daily"}, http.StatusTooManyRequests, "budget_exceeded"},
 		{&schemas.FieldError{Field: "request.messages", Msg: "must hold at least one message"}, 400, "invalid_request"},
 		{&schemas.FieldError{Field: "request", Msg: "job is 9 bytes, over the limit of 8"}, 413, "request_too_large"},
 		{&schemas.FieldError{Field: "route", Msg: `unknown route "x"`}, 404, "model_not_found"},

@@ -8,9 +8,9 @@ import (
 	"testing"
 
 	"github.com/switchboard-llm/switchboard/broker"
-	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/kvstate"
+	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
 )
@@ -38,7 +38,7 @@ rules:
 	if err != nil {
 		f.Fatal(err)
 	}
-	resolver := route.New(cfg)
+	resolver := router.New(cfg)
 	s := &Server{resolver: resolver, client: broker.NewClient(nil, nil, resolver)}
 	seeds := []struct{ body, tenant, tier, priority, deadline string }{
 		{`{"model":"chat","messages":[{"role":"user","content":"hi"}]}`, "acme", "", "", ""},

@@ -23,8 +23,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/broker"
-	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/config"
+	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/topology"
 )
 
@@ -41,8 +41,8 @@ type Options struct {
 	Config *config.Config
 	// Resolver routes jobs (breakers, latencies, budgets); its live config
 	// (SetConfig on reload) serves routes, providers and /v1/models. Default:
-	// route.New(Config).
-	Resolver *route.Resolver
+	// router.New(Config).
+	Resolver *router.Resolver
 	// Conn and JS reach NATS; the caller owns and closes them.
 	Conn *nats.Conn
 	JS   jetstream.JetStream
@@ -61,7 +61,7 @@ type Options struct {
 // Server is the HTTP front door. It is safe for concurrent use.
 type Server struct {
 	gwCfg    config.Gateway
-	resolver *route.Resolver
+	resolver *router.Resolver
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	client   *broker.Client
@@ -96,7 +96,7 @@ func New(opts Options) (*Server, error) {
 	}
 	resolver := opts.Resolver
 	if resolver == nil {
-		resolver = route.New(opts.Config)
+		resolver = router.New(opts.Config)
 	}
 	if opts.Conn == nil {
 		return nil, ErrNoConn

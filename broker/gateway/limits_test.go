@@ -11,11 +11,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/switchboard-llm/switchboard/broker/budget"
 	"github.com/switchboard-llm/switchboard/broker/gateway"
-	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/policy/budget"
+	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
 	"github.com/switchboard-llm/switchboard/workers/mock"
@@ -75,7 +75,7 @@ gateway: {request_timeout: 10s}
 		go func() { _ = spend.Run(ctx, js) }()
 		_ = pool.Run(ctx)
 	}()
-	resolver := route.New(cfg, route.WithHealth(res.Breakers), route.WithLatencies(res.Latency), route.WithBudgets(spend))
+	resolver := router.New(cfg, router.WithHealth(res.Breakers), router.WithLatencies(res.Latency), router.WithBudgets(spend))
 	gw, err := gateway.New(gateway.Options{Resolver: resolver, Conn: nc, JS: js})
 	if err != nil {
 		t.Fatal(err)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/dlq"
-	"github.com/switchboard-llm/switchboard/broker/route"
+	"github.com/switchboard-llm/switchboard/router"
 )
 
 func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -100,7 +100,7 @@ func dlqReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	client := broker.NewClient(nc.Conn, js, route.New(cfg, prices))
+	client := broker.NewClient(nc.Conn, js, router.New(cfg, prices))
 	if *all {
 		entries, err := dlq.List(ctx, js, 0, 0)
 		if err != nil {

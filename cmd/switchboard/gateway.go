@@ -8,9 +8,9 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/gateway"
-	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/config/live"
+	"github.com/switchboard-llm/switchboard/router"
 )
 
 // runGateway serves the broker's front doors: the OpenAI-compatible HTTP API,
@@ -53,7 +53,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	if err != nil {
 		return err
 	}
-	resolver := route.New(cfg, policies...)
+	resolver := router.New(cfg, policies...)
 	holder := live.NewHolder(cfg)
 	holder.OnChange(func(_, cur *config.Config) { resolver.SetConfig(cur) })
 	go holder.WatchSignals(ctx, c.config, log)

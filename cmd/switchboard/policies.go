@@ -7,23 +7,24 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-llm/switchboard/analytics/pricing"
-	"github.com/switchboard-llm/switchboard/broker/budget"
-	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/config"
-	"github.com/switchboard-llm/switchboard/workers/breaker"
+	"github.com/switchboard-llm/switchboard/policy/breaker"
+	"github.com/switchboard-llm/switchboard/policy/budget"
+	"github.com/switchboard-llm/switchboard/policy/latency"
+	"github.com/switchboard-llm/switchboard/pricing"
+	"github.com/switchboard-llm/switchboard/router"
 )
 
 // routingPolicies opens the shared state routing reads — breakers (open
 // targets last), latency (least-latency, deadlines) and tenant spend
 // (budgets) — and counts Results' cost into spend until ctx ends (the
 // budget-spend consumer is shared by every process that runs it).
-func routingPolicies(ctx context.Context, js jetstream.JetStream, cfg *config.Config, log *slog.Logger) ([]route.Option, error) {
+func routingPolicies(ctx context.Context, js jetstream.JetStream, cfg *config.Config, log *slog.Logger) ([]router.Option, error) {
 	breakers, err := breaker.New(ctx, js, cfg.Breaker, breaker.Options{})
 	if err != nil {
 		return nil, err
 	}
-	latency, err := route.OpenLatency(ctx, js, cfg.Routing)
+	latency, err := latency.Open(ctx, js, cfg.Routing)
 	if err != nil {
 		return nil, err
 	}
@@ -37,17 +38,17 @@ func routingPolicies(ctx context.Context, js jetstream.JetStream, cfg *config.Co
 	}
 	spend.Log = log // it restarts itself until ctx ends, logging each restart
 	go func() { logStopped(log, "budget spend counter stopped", spend.Run(ctx, js)) }()
-	return []route.Option{route.WithHealth(breakers), route.WithLatencies(latency), route.WithBudgets(spend), prices}, nil
+	return []router.Option{router.WithHealth(breakers), router.WithLatencies(latency), router.WithBudgets(spend), prices}, nil
 }
 
 // routePrices makes lowest-cost routing price with the table the workers
 // bill with (pricing.Load: config prices, then analytics.prices_file).
-func routePrices(cfg *config.Config) (route.Option, error) {
+func routePrices(cfg *config.Config) (router.Option, error) {
 	prices, err := pricing.Load(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return route.WithPrices(prices), nil
+	return router.WithPrices(prices), nil
 }
 
 // logStopped logs a background loop's end as an error, unless it ended

@@ -12,7 +12,7 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/batch"
-	"github.com/switchboard-llm/switchboard/broker/route"
+	"github.com/switchboard-llm/switchboard/router"
 )
 
 func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -58,7 +58,7 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	sum, err := batch.Run(ctx, broker.NewClient(nc.Conn, js, route.New(cfg, prices)), js, opts)
+	sum, err := batch.Run(ctx, broker.NewClient(nc.Conn, js, router.New(cfg, prices)), js, opts)
 	if sum != nil {
 		fmt.Fprintf(stdout, "batch %s: %d lines, %d succeeded, %d failed, %d invalid, %d from an earlier run -> %s\n",
 			sum.BatchID, sum.Total, sum.Succeeded, sum.Failed, sum.Invalid, sum.Resumed, *out)

@@ -15,14 +15,14 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/switchboard-llm/switchboard/analytics/pricing"
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/embedded"
 	"github.com/switchboard-llm/switchboard/broker/gateway"
 	"github.com/switchboard-llm/switchboard/broker/natsconn"
-	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/config/live"
+	"github.com/switchboard-llm/switchboard/pricing"
+	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/workers"
 )
 
@@ -104,7 +104,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 	if err != nil {
 		return err
 	}
-	resolver := route.New(cfg, opts...)
+	resolver := router.New(cfg, opts...)
 	client := broker.NewClient(nc.Conn, js, resolver)
 	defer client.Close()
 	dash, err := newDashboard(stateCtx, js, resolver, c.clickhouse, log)

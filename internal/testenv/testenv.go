@@ -14,9 +14,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/broker"
-	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
 	"github.com/switchboard-llm/switchboard/workers/mock"
@@ -122,7 +122,7 @@ func (e *Env) start(t testing.TB, cfg *config.Config, ps []Provider, routes []co
 	if err := topology.EnsureAll(ctx, e.JS, cfg); err != nil {
 		t.Fatal(err)
 	}
-	e.Client = broker.NewClient(e.NC, e.JS, route.New(cfg))
+	e.Client = broker.NewClient(e.NC, e.JS, router.New(cfg))
 	return e
 }
 

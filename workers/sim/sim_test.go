@@ -18,15 +18,15 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/switchboard-llm/switchboard/broker"
-	"github.com/switchboard-llm/switchboard/broker/budget"
-	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/config/live"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/policy/breaker"
+	"github.com/switchboard-llm/switchboard/policy/budget"
+	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
-	"github.com/switchboard-llm/switchboard/workers/breaker"
 	"github.com/switchboard-llm/switchboard/workers/mock"
 	"github.com/switchboard-llm/switchboard/workers/providers/openai"
 )
@@ -309,7 +309,7 @@ func TestSimulation(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { _ = s.tracker.Run(ctx, js) }()
-	resolver := route.New(cfg, route.WithHealth(routerRes.Breakers), route.WithLatencies(routerRes.Latency), route.WithBudgets(s.tracker))
+	resolver := router.New(cfg, router.WithHealth(routerRes.Breakers), router.WithLatencies(routerRes.Latency), router.WithBudgets(s.tracker))
 	s.client = broker.NewClient(nc, js, resolver)
 	holder := live.NewHolder(cfg)
 	holder.OnChange(func(_, cur *config.Config) {

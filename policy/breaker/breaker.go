@@ -169,7 +169,7 @@ func (s *Set) Get(provider, model string) State {
 }
 
 // Open reports whether the target's breaker is open and still cooling down
-// (route.Health): routing puts such targets last. Once the cooldown is over
+// (router.Health): routing puts such targets last. Once the cooldown is over
 // it reports false so the target gets traffic again and the pool's Allow
 // hands out probes.
 func (s *Set) Open(provider, model string) bool {

@@ -1,11 +1,11 @@
-package route
+package router
 
 import (
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/switchboard-llm/switchboard/analytics/pricing"
+	"github.com/switchboard-llm/switchboard/pricing"
 	"github.com/switchboard-llm/switchboard/schemas"
 )
 
@@ -34,7 +34,7 @@ func TestLowestCostPricesLikeBilling(t *testing.T) {
 	if got := resolve(r); got != "c,b,a" {
 		t.Errorf("billing prices: plan %s, want c,b,a (c priced by the import)", got)
 	}
-	in, out := EstimateTokens(req("hi", 4000), cfg.Routing.DefaultOutputTokens)
+	in, out := pricing.EstimateTokens(req("hi", 4000), cfg.Routing.DefaultOutputTokens)
 	for _, tg := range []schemas.Target{{Provider: "a", Model: "m"}, {Provider: "b", Model: "m"}, {Provider: "c", Model: "m"}} {
 		billed, ok := table.Cost(tg.Provider, tg.Model, int64(in), int64(out))
 		if est := EstimateCost(r.pricesFor(cfg), tg, in, out); !ok || est != billed {

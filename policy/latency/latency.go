@@ -1,4 +1,7 @@
-package route
+// Package latency keeps each target's latency average, shared by every
+// process through KV sb_latency: the least-latency strategy ranks targets
+// with it, and workers feed it.
+package latency
 
 import (
 	"context"
@@ -13,13 +16,13 @@ import (
 	"github.com/switchboard-llm/switchboard/internal/kvstate"
 )
 
-// LatencyBucket is the KV bucket holding each target's latency EWMA.
-const LatencyBucket = "sb_latency"
+// Bucket is the KV bucket holding each target's latency EWMA.
+const Bucket = "sb_latency"
 
-// LatencyTTL is how long a target's average outlives its last update: a
+// TTL is how long a target's average outlives its last update: a
 // model not called for that long (a one-off pinned model) loses its key,
 // and every process's cache drops it with the expiry's delete marker.
-const LatencyTTL = 24 * time.Hour
+const TTL = 24 * time.Hour
 
 // latencyValue is one target's shared moving average.
 type latencyValue struct {
@@ -33,11 +36,11 @@ type pendingLatency struct {
 	n   int
 }
 
-// LatencyStore keeps an EWMA of observed latency per provider/model, shared
+// Store keeps an EWMA of observed latency per provider/model, shared
 // by every process through the sb_latency KV bucket. Workers Observe calls
 // (cheap, in memory); a flush loop merges each process's batch into the
 // shared value with a revision-checked update; readers use a watched cache.
-type LatencyStore struct {
+type Store struct {
 	kv    jetstream.KeyValue
 	cache *kvstate.Cache
 	alpha float64
@@ -47,14 +50,14 @@ type LatencyStore struct {
 	done    chan struct{}
 }
 
-// OpenLatency opens the shared latency store and, when flush > 0, flushes
+// Open opens the shared latency store and, when flush > 0, flushes
 // observations every flush until ctx ends.
-func OpenLatency(ctx context.Context, js jetstream.JetStream, rc config.Routing) (*LatencyStore, error) {
+func Open(ctx context.Context, js jetstream.JetStream, rc config.Routing) (*Store, error) {
 	kv, err := kvstate.Bucket(ctx, js, jetstream.KeyValueConfig{
-		Bucket:         LatencyBucket,
+		Bucket:         Bucket,
 		Description:    "switchboard: latency EWMA per provider/model",
 		History:        1,
-		TTL:            LatencyTTL,
+		TTL:            TTL,
 		LimitMarkerTTL: time.Minute,
 	})
 	if err != nil {
@@ -68,12 +71,12 @@ func OpenLatency(ctx context.Context, js jetstream.JetStream, rc config.Routing)
 	if alpha <= 0 || alpha > 1 {
 		alpha = config.DefaultEWMAAlpha
 	}
-	s := &LatencyStore{kv: kv, cache: cache, alpha: alpha, pending: map[string]*pendingLatency{}, done: make(chan struct{})}
+	s := &Store{kv: kv, cache: cache, alpha: alpha, pending: map[string]*pendingLatency{}, done: make(chan struct{})}
 	go s.loop(ctx, rc.LatencyFlush)
 	return s, nil
 }
 
-func (s *LatencyStore) loop(ctx context.Context, every time.Duration) {
+func (s *Store) loop(ctx context.Context, every time.Duration) {
 	defer close(s.done)
 	if every <= 0 {
 		<-ctx.Done()
@@ -95,12 +98,12 @@ func (s *LatencyStore) loop(ctx context.Context, every time.Duration) {
 }
 
 // Done is closed when the flush loop has stopped (after a last flush).
-func (s *LatencyStore) Done() <-chan struct{} { return s.done }
+func (s *Store) Done() <-chan struct{} { return s.done }
 
 func latencyKey(provider, model string) string { return kvstate.Key(provider, model) }
 
 // Observe records one call's latency; it is shared at the next flush.
-func (s *LatencyStore) Observe(provider, model string, d time.Duration) {
+func (s *Store) Observe(provider, model string, d time.Duration) {
 	if d < 0 {
 		return
 	}
@@ -118,7 +121,7 @@ func (s *LatencyStore) Observe(provider, model string, d time.Duration) {
 
 // Flush merges pending observations into the shared averages: a batch of n
 // samples with mean m moves the EWMA by 1-(1-alpha)^n toward m.
-func (s *LatencyStore) Flush(ctx context.Context) error {
+func (s *Store) Flush(ctx context.Context) error {
 	s.mu.Lock()
 	batch := s.pending
 	s.pending = map[string]*pendingLatency{}
@@ -154,7 +157,7 @@ func (s *LatencyStore) Flush(ctx context.Context) error {
 
 // Latency returns the shared EWMA of provider/model; before the first flush
 // anywhere it falls back to this process's pending mean.
-func (s *LatencyStore) Latency(provider, model string) (time.Duration, bool) {
+func (s *Store) Latency(provider, model string) (time.Duration, bool) {
 	k := latencyKey(provider, model)
 	if e, ok := s.cache.Get(k); ok {
 		var v latencyValue

@@ -2,7 +2,7 @@
 // counted from Results' cost_usd into the JetStream KV bucket sb_spend, once
 // per job id, by a durable consumer of the RESULTS stream that any number of
 // processes may run; routing reads the counters from a watched cache
-// (route.Budgets) and reroutes or rejects a tenant over budget.
+// (router.Budgets) and reroutes or rejects a tenant over budget.
 //
 // Keys: s.<tenant>.d.<YYYYMMDD> and s.<tenant>.m.<YYYYMM> hold
 // {"nano_usd": total, "ids": [counts in flight]} (per-key TTL 49 h and 63
@@ -452,7 +452,7 @@ func (t *Tracker) Spent(tenant string, at time.Time) (day, month float64) {
 }
 
 // Exceeded reports whether tenant is at or over its daily or monthly budget
-// under cfg (route.Budgets). Tenants without a budget never are.
+// under cfg (router.Budgets). Tenants without a budget never are.
 func (t *Tracker) Exceeded(cfg *config.Config, tenant string) (string, bool) {
 	b, ok := cfg.BudgetFor(tenant)
 	if !ok {
@@ -469,7 +469,7 @@ func (t *Tracker) Exceeded(cfg *config.Config, tenant string) (string, bool) {
 	return "", false
 }
 
-// Configure tells the tracker the live config (route.Resolver calls it on
+// Configure tells the tracker the live config (router.Resolver calls it on
 // start and on every reload): spend is counted only while cfg has a
 // budget. Until the first call it is counted.
 func (t *Tracker) Configure(cfg *config.Config) {

@@ -1,15 +1,14 @@
-package route
+package router
 
 import (
-	"encoding/json"
 	"hash/fnv"
 	"math"
 	"sort"
 	"strconv"
 	"time"
 
-	"github.com/switchboard-llm/switchboard/analytics/pricing"
 	"github.com/switchboard-llm/switchboard/config"
+	"github.com/switchboard-llm/switchboard/pricing"
 	"github.com/switchboard-llm/switchboard/schemas"
 )
 
@@ -118,34 +117,4 @@ func EstimateCost(prices *pricing.Table, t schemas.Target, inTokens, outTokens i
 		return math.Inf(1)
 	}
 	return usd
-}
-
-// CharsPerToken is the rough size of a token used to estimate input tokens
-// from a request's size.
-const CharsPerToken = 4
-
-// EstimateTokens estimates a request's input tokens from the size of its
-// messages and its output tokens from max_completion_tokens / max_tokens,
-// or defaultOut when neither is set.
-func EstimateTokens(request json.RawMessage, defaultOut int) (in, out int) {
-	var body struct {
-		Messages            json.RawMessage `json:"messages"`
-		MaxTokens           *int            `json:"max_tokens"`
-		MaxCompletionTokens *int            `json:"max_completion_tokens"`
-	}
-	_ = json.Unmarshal(request, &body)
-	size := len(body.Messages)
-	if size == 0 {
-		size = len(request)
-	}
-	in = (size + CharsPerToken - 1) / CharsPerToken
-	switch {
-	case body.MaxCompletionTokens != nil && *body.MaxCompletionTokens > 0:
-		out = *body.MaxCompletionTokens
-	case body.MaxTokens != nil && *body.MaxTokens > 0:
-		out = *body.MaxTokens
-	default:
-		out = defaultOut
-	}
-	return in, out
 }

@@ -2,7 +2,7 @@
 // models (USD per million tokens), optionally extended by an import of
 // LiteLLM's model_prices_and_context_window.json. Config prices win. An
 // unknown price is reported as unknown, never as zero. It owns the cost
-// formula: billing (workers) and lowest-cost routing (broker/route) both
+// formula: billing (workers) and lowest-cost routing (router) both
 // price with a Table, so they agree.
 package pricing
 
@@ -192,7 +192,7 @@ func (t *Table) Lookup(provider, model string) (Price, bool) {
 // Cost prices a call; ok is false when the price is unknown, and the caller
 // must then record the cost as unknown (NULL), not zero. It is the one cost
 // of a call: workers bill with it (workers.Pricer) and lowest-cost routing
-// ranks targets with it (route.WithPrices).
+// ranks targets with it (router.WithPrices).
 func (t *Table) Cost(provider, model string, in, out int64) (float64, bool) {
 	p, ok := t.Lookup(provider, model)
 	if !ok {

@@ -12,10 +12,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-llm/switchboard/broker/route"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/kvstate"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
 )
@@ -126,7 +126,7 @@ func TestRunCountsResultsAndRoutingReacts(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { _ = tr.Run(ctx, js) }()
-	r := route.New(cfg, route.WithBudgets(tr))
+	r := router.New(cfg, router.WithBudgets(tr))
 	resolve := func(tenant string) (*schemas.Job, error) {
 		j := &schemas.Job{Request: json.RawMessage(`{"messages":[{"role":"user","content":"hi"}]}`), Metadata: map[string]string{"tenant": tenant}}
 		if err := j.Prepare(time.Now()); err != nil {
@@ -144,7 +144,7 @@ func TestRunCountsResultsAndRoutingReacts(t *testing.T) {
 		}
 	}
 	// acme: 0.6 + 0.3 (the second one published twice with distinct msg ids,
-	// as after a worker crash) = 0.9 < 1: still on its route.
+	// as after a worker crash) = 0.9 < 1: still on its router.
 	pub("r1", "acme", 0.6, "r1.result")
 	pub("r2", "acme", 0.3, "r2.result")
 	pub("r2", "acme", 0.3, "r2.result.again")
@@ -168,7 +168,7 @@ func TestRunCountsResultsAndRoutingReacts(t *testing.T) {
 	pub("r4", "beta", 0.5, "r4.result")
 	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 		_, err := resolve("beta")
-		if !errors.Is(err, route.ErrBudgetExceeded) {
+		if !errors.Is(err, router.ErrBudgetExceeded) {
 			return fmt.Errorf("beta: %v, want budget exceeded", err)
 		}
 		return nil
@@ -244,7 +244,7 @@ func TestCountsOnlyWhileABudgetIsConfigured(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := route.New(none, route.WithBudgets(tr)) // tells tr the config
+	r := router.New(none, router.WithBudgets(tr)) // tells tr the config
 	go func() { _ = tr.Run(ctx, js) }()
 	pub := func(id string, usd float64) {
 		data, _ := json.Marshal(schemas.Result{V: 1, ID: id, Status: schemas.StatusSucceeded, CostUSD: &usd, Metadata: map[string]string{"tenant": "acme"}})

@@ -1,10 +1,10 @@
-// Package route turns a job's route, pinned model or metadata into a plan:
+// Package router turns a job's route, pinned model or metadata into a plan:
 // the ordered targets its workers will try. The order follows the route's
 // strategy (ordered, weighted, least-latency, lowest-cost); targets whose
 // circuit breaker is open move to the end; a tenant over budget is rerouted
 // or rejected; targets that cannot answer before the job's deadline are
 // dropped.
-package route
+package router
 
 import (
 	"fmt"
@@ -12,31 +12,31 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/switchboard-llm/switchboard/analytics/pricing"
 	"github.com/switchboard-llm/switchboard/config"
+	"github.com/switchboard-llm/switchboard/pricing"
 	"github.com/switchboard-llm/switchboard/schemas"
 )
 
 // Health reports whether a target's circuit breaker is open (calls to it are
-// refused). Implemented by workers/breaker.Set.
+// refused). Implemented by policy/breaker.Set.
 type Health interface {
 	Open(provider, model string) bool
 }
 
 // Latencies reports the recent latency of a target (an EWMA shared by all
-// processes). Implemented by *LatencyStore.
+// processes). Implemented by *latency.Store.
 type Latencies interface {
 	Latency(provider, model string) (time.Duration, bool)
 }
 
 // Budgets reports whether a tenant is over its budget under cfg, and why.
-// Implemented by broker/budget.Tracker. A Budgets that also implements
+// Implemented by policy/budget.Tracker. A Budgets that also implements
 // Configurer is told the config on New and on every SetConfig.
 type Budgets interface {
 	Exceeded(cfg *config.Config, tenant string) (reason string, exceeded bool)
 }
 
-// Configurer is told the live config (broker/budget.Tracker counts spend
+// Configurer is told the live config (policy/budget.Tracker counts spend
 // only while the config has a budget).
 type Configurer interface {
 	Configure(cfg *config.Config)
@@ -171,7 +171,7 @@ func (r *Resolver) Order(cfg *config.Config, rt *config.Route, job *schemas.Job)
 	case config.StrategyLeastLatency:
 		plan = LeastLatency(rt, r.latency)
 	case config.StrategyLowestCost:
-		in, out := EstimateTokens(job.Request, cfg.Routing.DefaultOutputTokens)
+		in, out := pricing.EstimateTokens(job.Request, cfg.Routing.DefaultOutputTokens)
 		plan = LowestCost(rt, r.pricesFor(cfg), in, out)
 	default:
 		plan = Plan(rt)

@@ -1,4 +1,4 @@
-package route
+package router
 
 import (
 	"encoding/json"
@@ -11,6 +11,8 @@ import (
 
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/policy/latency"
+	"github.com/switchboard-llm/switchboard/pricing"
 	"github.com/switchboard-llm/switchboard/schemas"
 )
 
@@ -210,11 +212,11 @@ func TestLowestCost(t *testing.T) {
 			t.Errorf("max_tokens=%d len=%d: plan %s, want %s (unpriced c last)", tc.maxTokens, len(tc.msg), got, tc.want)
 		}
 	}
-	in, out := EstimateTokens(req(strings.Repeat("x", 400), 0), 256)
+	in, out := pricing.EstimateTokens(req(strings.Repeat("x", 400), 0), 256)
 	if in < 100 || in > 120 || out != 256 {
 		t.Errorf("estimate = %d, %d", in, out)
 	}
-	_, out = EstimateTokens(json.RawMessage(`{"messages":[],"max_completion_tokens":77,"max_tokens":5}`), 256)
+	_, out = pricing.EstimateTokens(json.RawMessage(`{"messages":[],"max_completion_tokens":77,"max_tokens":5}`), 256)
 	if out != 77 {
 		t.Errorf("max_completion_tokens wins: %d", out)
 	}
@@ -291,11 +293,11 @@ func TestLeastLatencySharedAcrossProcesses(t *testing.T) {
 	rc.LatencyFlush = 0 // flush by hand
 	_, jsA := srv.Connect(t)
 	_, jsB := srv.Connect(t)
-	worker, err := OpenLatency(ctx, jsA, rc)
+	worker, err := latency.Open(ctx, jsA, rc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	router, err := OpenLatency(ctx, jsB, rc)
+	router, err := latency.Open(ctx, jsB, rc)
 	if err != nil {
 		t.Fatal(err)
 	}
