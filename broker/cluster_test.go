@@ -25,10 +25,10 @@ import (
 	"github.com/switchboard-llm/switchboard/internal/kvstate"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/internal/testenv"
+	"github.com/switchboard-llm/switchboard/llm/mock"
 	"github.com/switchboard-llm/switchboard/policy/budget"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
-	"github.com/switchboard-llm/switchboard/workers/mock"
 )
 
 // TestNodeLossLosesNothing runs jobs through HTTP and llm.submit on a real

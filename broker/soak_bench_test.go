@@ -18,6 +18,7 @@ import (
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/testenv"
+	"github.com/switchboard-llm/switchboard/llm/providers"
 	"github.com/switchboard-llm/switchboard/policy/breaker"
 	"github.com/switchboard-llm/switchboard/policy/budget"
 	"github.com/switchboard-llm/switchboard/policy/latency"
@@ -25,7 +26,6 @@ import (
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
-	"github.com/switchboard-llm/switchboard/workers/providers"
 )
 
 // soakJobs is how many jobs BenchmarkSoak runs, at soakRate jobs/s; it

@@ -154,7 +154,7 @@ func (p Provider) KeyEnvNames() []string {
 
 // KeyEnvs lists the provider's key variables that hold a key, in
 // KeyEnvNames order, without an unset one or one holding a key an earlier
-// one holds. It is the one de-duplication of API keys: workers/keys rotates
+// one holds. It is the one de-duplication of API keys: llm/keys rotates
 // over these, and APIKeys (what telemetry redacts) reads them.
 func (p Provider) KeyEnvs() []string {
 	var envs []string

@@ -12,9 +12,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard-llm/switchboard/llm"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
-	"github.com/switchboard-llm/switchboard/workers"
 )
 
 // benchEnv is newEnv for benchmarks: one instant mock provider "a".
@@ -39,7 +39,7 @@ func BenchmarkAddedLatency(b *testing.B) {
 	e := benchEnv(b, 64)
 	e.startPool("a")
 	adapter := e.adapter("a")
-	req := &workers.Request{Model: "m-a", Body: json.RawMessage(chatBody)}
+	req := &llm.Request{Model: "m-a", Body: json.RawMessage(chatBody)}
 	ctx := context.Background()
 	// Warm up connections on both paths.
 	for range 20 {

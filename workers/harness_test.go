@@ -22,12 +22,13 @@ import (
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/llm"
+	"github.com/switchboard-llm/switchboard/llm/mock"
+	"github.com/switchboard-llm/switchboard/llm/providers"
 	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
-	"github.com/switchboard-llm/switchboard/workers/mock"
-	"github.com/switchboard-llm/switchboard/workers/providers"
 )
 
 // Environment of a worker subprocess (the test binary re-executed).
@@ -168,7 +169,7 @@ func newEnv(t testing.TB, retries int, provs ...provider) *env {
 }
 
 // adapter builds the real adapter of a provider.
-func (e *env) adapter(name string) workers.Completer {
+func (e *env) adapter(name string) llm.Completer {
 	p, _ := e.cfg.Provider(name)
 	c, err := providers.New(p, nil)
 	if err != nil {

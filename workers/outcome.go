@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/redact"
+	"github.com/switchboard-llm/switchboard/llm"
 	"github.com/switchboard-llm/switchboard/schemas"
 )
 
@@ -68,7 +69,7 @@ func classify(err error, jobCtx, callCtx context.Context, timeout time.Duration)
 	if callCtx.Err() != nil && errors.Is(context.Cause(callCtx), errCallTimeout) {
 		return &callError{Type: schemas.ErrTimeout, Retryable: true, Message: fmt.Sprintf("no response within %s", timeout)}
 	}
-	if pe, ok := AsProviderError(err); ok {
+	if pe, ok := llm.AsProviderError(err); ok {
 		ce := &callError{Type: pe.Type, Status: pe.Status, Retryable: pe.Retryable, RetryAfter: pe.RetryAfter, Message: pe.Message, Code: pe.Code}
 		if ce.Type == "" {
 			ce.Type = schemas.ErrInternal

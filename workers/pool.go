@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/switchboard-llm/switchboard/config"
+	"github.com/switchboard-llm/switchboard/llm"
 	"github.com/switchboard-llm/switchboard/pricing"
 	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers/lanes"
@@ -38,9 +39,9 @@ type PoolConfig struct {
 	Provider config.Provider
 	// Config supplies routes (retries, fallback_on) and limits.
 	Config *config.Config
-	// Completer calls the provider; if it also implements Streamer,
+	// Completer calls the provider; if it also implements llm.Streamer,
 	// streaming jobs are streamed.
-	Completer Completer
+	Completer llm.Completer
 	// Conn publishes core messages (chunks, replies) and receives cancels.
 	Conn *nats.Conn
 	// JS pulls jobs and publishes results, telemetry, next hops and dead letters.
@@ -151,7 +152,7 @@ type Pool struct {
 	timeout     time.Duration
 	ackWait     time.Duration
 	maxJobBytes int
-	streamer    Streamer
+	streamer    llm.Streamer
 	policies    map[string]policy
 	defPolicy   policy
 
@@ -196,7 +197,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		inflight:    map[string]*task{},
 		canceled:    newRecentSet(4096, 5*time.Minute),
 	}
-	p.streamer, _ = cfg.Completer.(Streamer)
+	p.streamer, _ = cfg.Completer.(llm.Streamer)
 	for i := range cfg.Config.Routes {
 		rt := &cfg.Config.Routes[i]
 		p.policies[rt.Name] = newPolicy(rt, cfg.Provider)

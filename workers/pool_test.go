@@ -12,10 +12,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/llm"
+	"github.com/switchboard-llm/switchboard/llm/mock"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
-	"github.com/switchboard-llm/switchboard/workers/mock"
 )
 
 func TestSuccess(t *testing.T) {
@@ -622,7 +623,7 @@ func TestStreaming(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, 0, provider{name: "a", faults: mock.Faults{ErrorAfterChunks: 2}}, provider{name: "b"})
 		e.startPool("a")
-		e.startPool("b", func(pc *workers.PoolConfig) { pc.Completer = struct{ workers.Completer }{pc.Completer} })
+		e.startPool("b", func(pc *workers.PoolConfig) { pc.Completer = struct{ llm.Completer }{pc.Completer} })
 		job := streamingJob(t, e)
 		log := e.subscribeChunks(job.ID)
 		e.submit(job)
@@ -639,7 +640,7 @@ func TestStreaming(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, 0, provider{name: "a"})
 		// Hide the adapter's Stream method: only Complete is visible.
-		e.startPool("a", func(pc *workers.PoolConfig) { pc.Completer = struct{ workers.Completer }{pc.Completer} })
+		e.startPool("a", func(pc *workers.PoolConfig) { pc.Completer = struct{ llm.Completer }{pc.Completer} })
 		job := streamingJob(t, e)
 		log := e.subscribeChunks(job.ID)
 		e.submit(job)

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard-llm/switchboard/llm"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
 )
@@ -27,7 +28,7 @@ const (
 type run struct {
 	status   int
 	target   schemas.Target
-	resp     *Response
+	resp     *llm.Response
 	attempts []schemas.Attempt // this hop's calls
 	err      *schemas.ErrorInfo
 	dlq      bool
@@ -187,13 +188,13 @@ func (p *Pool) execute(ctx context.Context, job *schemas.Job, pulled time.Time) 
 
 // invoke makes one non-streaming call of the job's kind: a completion, or
 // embeddings (an adapter without them answers invalid_request).
-func invoke(ctx context.Context, c Completer, job *schemas.Job, req *Request) (*Response, error) {
+func invoke(ctx context.Context, c llm.Completer, job *schemas.Job, req *llm.Request) (*llm.Response, error) {
 	if job.Kind != schemas.KindEmbeddings {
 		return c.Complete(ctx, req)
 	}
-	e, ok := c.(Embedder)
+	e, ok := c.(llm.Embedder)
 	if !ok {
-		return nil, &ProviderError{Provider: job.Plan[0].Provider, Type: schemas.ErrInvalidRequest, Status: 400,
+		return nil, &llm.ProviderError{Provider: job.Plan[0].Provider, Type: schemas.ErrInvalidRequest, Status: 400,
 			Message: fmt.Sprintf("%s has no embeddings API (route embeddings to openai or gemini kinds)", job.Plan[0].Provider)}
 	}
 	return e.Embed(ctx, req)
@@ -211,7 +212,7 @@ func (r *run) fail(errType, message string, status int, dlq bool) *run {
 // to the caller). The call's timeout is the provider's until the first
 // streamed chunk, then the stream idle timeout restarted by every chunk,
 // and never past the job's deadline.
-func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.Attempt, *Response, *callError) {
+func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.Attempt, *llm.Response, *callError) {
 	target := r.target
 	callCtx, cancel := context.WithCancelCause(jobCtx)
 	defer cancel(nil)
@@ -228,7 +229,7 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 	})
 	defer timer.Stop()
 
-	req := &Request{Model: target.Model, Body: job.Request, Native: job.Native}
+	req := &llm.Request{Model: target.Model, Body: job.Request, Native: job.Native}
 	var filter *contFilter
 	r.sent, r.prefilled = sentText{}, false
 	if c := job.Continuation; c != nil && job.Stream && p.streamer != nil {
@@ -257,7 +258,7 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 	}
 	p.stats.calls.Add(1)
 	var (
-		resp *Response
+		resp *llm.Response
 		err  error
 	)
 	if job.Stream && p.streamer != nil && job.Kind == "" {
@@ -289,7 +290,7 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 	}
 	end := time.Now()
 	if err == nil && resp == nil {
-		err = &ProviderError{Provider: p.name, Type: schemas.ErrBadResponse, Message: "adapter returned no response"}
+		err = &llm.ProviderError{Provider: p.name, Type: schemas.ErrBadResponse, Message: "adapter returned no response"}
 	}
 	att := schemas.Attempt{
 		Provider:   target.Provider,

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/llm/mock"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
-	"github.com/switchboard-llm/switchboard/workers/mock"
 )
 
 // These tests run worker pools in separate processes (the test binary

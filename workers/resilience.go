@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/config"
+	"github.com/switchboard-llm/switchboard/llm"
 	"github.com/switchboard-llm/switchboard/policy/breaker"
 	"github.com/switchboard-llm/switchboard/policy/latency"
 	"github.com/switchboard-llm/switchboard/policy/ratelimit"
@@ -32,10 +33,10 @@ type Resilience struct {
 	// Latency receives every call's latency (least-latency routing,
 	// deadline-aware skipping).
 	Latency *latency.Store
-	// Completers returns the Completer of another provider, used to hedge
+	// Completers returns the llm.Completer of another provider, used to hedge
 	// a slow call on the plan's next target (mode: hedge). Nil, or a nil
-	// Completer, degrades hedging to cancel mode.
-	Completers func(provider string) Completer
+	// llm.Completer, degrades hedging to cancel mode.
+	Completers func(provider string) llm.Completer
 	// Providers returns another provider's config (timeout, rpm) for
 	// hedged calls; nil means Config's providers.
 	Providers func(name string) (config.Provider, bool)
@@ -341,7 +342,7 @@ func (p *Pool) observe(t schemas.Target, att schemas.Attempt, ce *callError, rv 
 // falls back; in hedge mode the next target is called beside it and the
 // first answer wins. Extra attempts (the hedge's loser) are appended to
 // r.attempts; the returned attempt is the one deciding the job.
-func (p *Pool) callResilient(ctx context.Context, job *schemas.Job, r *run, rv *ratelimit.Reservation) (schemas.Attempt, *Response, *callError) {
+func (p *Pool) callResilient(ctx context.Context, job *schemas.Job, r *run, rv *ratelimit.Reservation) (schemas.Attempt, *llm.Response, *callError) {
 	rt := p.routeOf(job)
 	if rt == nil || rt.LatencyThreshold <= 0 || !p.laterTargetOpen(job) {
 		att, resp, ce := p.call(ctx, job, r)
@@ -390,7 +391,7 @@ func (p *Pool) laterTargetOpen(job *schemas.Job) bool {
 	return false
 }
 
-func (p *Pool) hedgeCompleter(provider string) Completer {
+func (p *Pool) hedgeCompleter(provider string) llm.Completer {
 	if f := p.cfg.Resilience.Completers; f != nil {
 		return f(provider)
 	}
@@ -399,7 +400,7 @@ func (p *Pool) hedgeCompleter(provider string) Completer {
 
 type callOutcome struct {
 	att  schemas.Attempt
-	resp *Response
+	resp *llm.Response
 	ce   *callError
 	r    *run
 	rv   *ratelimit.Reservation
@@ -408,7 +409,7 @@ type callOutcome struct {
 // callHedged races the current target against the next one, started once
 // the current has not answered within threshold. The first success wins
 // and the other call is cancelled; both attempts are recorded.
-func (p *Pool) callHedged(ctx context.Context, job *schemas.Job, r *run, threshold time.Duration, hc Completer, rv *ratelimit.Reservation) (schemas.Attempt, *Response, *callError) {
+func (p *Pool) callHedged(ctx context.Context, job *schemas.Job, r *run, threshold time.Duration, hc llm.Completer, rv *ratelimit.Reservation) (schemas.Attempt, *llm.Response, *callError) {
 	primaryCtx, cancelPrimary := context.WithCancelCause(ctx)
 	defer cancelPrimary(nil)
 	hedgeCtx, cancelHedge := context.WithCancelCause(ctx)
@@ -531,7 +532,7 @@ func (p *Pool) hedgeAllowed(ctx context.Context, job *schemas.Job, t schemas.Tar
 
 // callOther makes one non-streaming call to another provider's target (a
 // hedge), under that provider's timeout.
-func (p *Pool) callOther(jobCtx context.Context, job *schemas.Job, r *run, c Completer) (schemas.Attempt, *Response, *callError) {
+func (p *Pool) callOther(jobCtx context.Context, job *schemas.Job, r *run, c llm.Completer) (schemas.Attempt, *llm.Response, *callError) {
 	timeout := p.timeout
 	if prov, ok := p.providerConfig(r.target.Provider); ok && prov.Timeout > 0 {
 		timeout = prov.Timeout
@@ -541,10 +542,10 @@ func (p *Pool) callOther(jobCtx context.Context, job *schemas.Job, r *run, c Com
 	timer := time.AfterFunc(timeout, func() { cancel(errCallTimeout) })
 	defer timer.Stop()
 	start := time.Now()
-	resp, err := invoke(callCtx, c, job, &Request{Model: r.target.Model, Body: job.Request, Native: job.Native})
+	resp, err := invoke(callCtx, c, job, &llm.Request{Model: r.target.Model, Body: job.Request, Native: job.Native})
 	end := time.Now()
 	if err == nil && resp == nil {
-		err = &ProviderError{Provider: r.target.Provider, Type: schemas.ErrBadResponse, Message: "adapter returned no response"}
+		err = &llm.ProviderError{Provider: r.target.Provider, Type: schemas.ErrBadResponse, Message: "adapter returned no response"}
 	}
 	att := schemas.Attempt{Provider: r.target.Provider, Model: r.target.Model, StartedAt: start.UTC(), DurationMS: end.Sub(start).Milliseconds()}
 	if err != nil {

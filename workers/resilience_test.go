@@ -14,15 +14,16 @@ import (
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/config/live"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/llm"
+	"github.com/switchboard-llm/switchboard/llm/keys"
+	"github.com/switchboard-llm/switchboard/llm/mock"
+	"github.com/switchboard-llm/switchboard/llm/openai"
 	"github.com/switchboard-llm/switchboard/policy/breaker"
 	"github.com/switchboard-llm/switchboard/policy/budget"
 	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
-	"github.com/switchboard-llm/switchboard/workers/keys"
-	"github.com/switchboard-llm/switchboard/workers/mock"
-	"github.com/switchboard-llm/switchboard/workers/providers/openai"
 )
 
 // openRes opens the shared resilience state on a connection of its own, as
@@ -358,7 +359,7 @@ func TestHedgeFirstAnswerWins(t *testing.T) {
 		c.Routes[0].Mode = config.ModeHedge
 	})
 	res := e.openRes()
-	res.Completers = func(p string) workers.Completer { return e.adapter(p) }
+	res.Completers = func(p string) llm.Completer { return e.adapter(p) }
 	e.startPool("a", withRes(res))
 	id := e.submit(newJob())
 	r := e.result(id, 10*time.Second)
@@ -465,7 +466,7 @@ func TestKeyRotationInPool(t *testing.T) {
 	t.Setenv("SB_TEST_KEY_2", "sk-good")
 	p := e.cfg.Providers[0]
 	p.APIKeyEnvs = []string{"SB_TEST_KEY_1", "SB_TEST_KEY_2"}
-	c, err := keys.Build(p, func(q config.Provider) (workers.Completer, error) {
+	c, err := keys.Build(p, func(q config.Provider) (llm.Completer, error) {
 		return openai.New(openai.Config{Name: "a", BaseURL: srv.URL() + "/v1", APIKey: q.APIKey()}), nil
 	})
 	if err != nil {

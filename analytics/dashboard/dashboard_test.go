@@ -20,9 +20,9 @@ import (
 	"github.com/switchboard-llm/switchboard/internal/chtest"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/internal/testenv"
+	"github.com/switchboard-llm/switchboard/llm/mock"
 	"github.com/switchboard-llm/switchboard/policy/budget"
 	"github.com/switchboard-llm/switchboard/schemas"
-	"github.com/switchboard-llm/switchboard/workers/mock"
 )
 
 func TestMain(m *testing.M) { chtest.Main(m) }

@@ -14,9 +14,9 @@ import (
 	"github.com/switchboard-llm/switchboard/internal/chtest"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/internal/testenv"
+	"github.com/switchboard-llm/switchboard/llm/mock"
 	"github.com/switchboard-llm/switchboard/pricing"
 	"github.com/switchboard-llm/switchboard/schemas"
-	"github.com/switchboard-llm/switchboard/workers/mock"
 )
 
 // TestEndToEndThroughWorkers runs jobs through real worker pools and mock

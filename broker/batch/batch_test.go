@@ -13,7 +13,7 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker/batch"
 	"github.com/switchboard-llm/switchboard/internal/testenv"
-	"github.com/switchboard-llm/switchboard/workers/mock"
+	"github.com/switchboard-llm/switchboard/llm/mock"
 )
 
 const input = `{"custom_id":"r1","method":"POST","url":"/v1/chat/completions","body":{"model":"chat","messages":[{"role":"user","content":"one"}]}}

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard-llm/switchboard/workers/mock"
+	"github.com/switchboard-llm/switchboard/llm/mock"
 )
 
 // Benchmarks report latencies measured side by side in one run: the same

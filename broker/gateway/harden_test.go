@@ -15,7 +15,7 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker/gateway"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
-	"github.com/switchboard-llm/switchboard/workers/mock"
+	"github.com/switchboard-llm/switchboard/llm/mock"
 )
 
 func TestMetricsBehindKeys(t *testing.T) {

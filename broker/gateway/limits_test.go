@@ -14,12 +14,12 @@ import (
 	"github.com/switchboard-llm/switchboard/broker/gateway"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/llm/mock"
+	"github.com/switchboard-llm/switchboard/llm/providers"
 	"github.com/switchboard-llm/switchboard/policy/budget"
 	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
-	"github.com/switchboard-llm/switchboard/workers/mock"
-	"github.com/switchboard-llm/switchboard/workers/providers"
 )
 
 // oneProcess is `switchboard up` in miniature: the gateway, a worker pool

@@ -18,7 +18,7 @@ import (
 
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
-	"github.com/switchboard-llm/switchboard/workers/mock"
+	"github.com/switchboard-llm/switchboard/llm/mock"
 )
 
 // kindsConfig has an OpenAI-compatible provider "oa" and a Gemini-kind one

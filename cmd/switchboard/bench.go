@@ -10,7 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/switchboard-llm/switchboard/internal/loadgen"
-	"github.com/switchboard-llm/switchboard/workers/mock"
+	"github.com/switchboard-llm/switchboard/llm/mock"
 )
 
 // benchReport is `switchboard bench --json`.

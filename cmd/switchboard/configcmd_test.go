@@ -18,8 +18,8 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker/natsconn"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/llm/mock"
 	"github.com/switchboard-llm/switchboard/topology"
-	"github.com/switchboard-llm/switchboard/workers/mock"
 )
 
 // After `up`, `submit` needs no config file: it reads the cluster's from

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/switchboard-llm/switchboard/config"
-	"github.com/switchboard-llm/switchboard/workers/mock"
+	"github.com/switchboard-llm/switchboard/llm/mock"
 )
 
 // demoProviders are the built-in mock providers of `up --demo`: one flaky,

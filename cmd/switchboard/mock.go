@@ -7,7 +7,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/switchboard-llm/switchboard/workers/mock"
+	"github.com/switchboard-llm/switchboard/llm/mock"
 )
 
 // runMock serves the fault-injecting mock provider until ctx ends.

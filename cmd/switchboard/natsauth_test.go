@@ -22,8 +22,8 @@ import (
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/internal/syncbuf"
+	"github.com/switchboard-llm/switchboard/llm/mock"
 	"github.com/switchboard-llm/switchboard/topology"
-	"github.com/switchboard-llm/switchboard/workers/mock"
 )
 
 // mockConfig writes a config with one mock provider "p" (a real mock

@@ -12,10 +12,11 @@ import (
 
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/config/live"
+	"github.com/switchboard-llm/switchboard/llm"
+	"github.com/switchboard-llm/switchboard/llm/keys"
+	"github.com/switchboard-llm/switchboard/llm/providers"
 	"github.com/switchboard-llm/switchboard/pricing"
 	"github.com/switchboard-llm/switchboard/workers"
-	"github.com/switchboard-llm/switchboard/workers/keys"
-	"github.com/switchboard-llm/switchboard/workers/providers"
 )
 
 // runWorker runs the worker pool of one provider against any NATS server.
@@ -88,8 +89,8 @@ func newPool(ctx context.Context, cfg *config.Config, p config.Provider, nc *nat
 		log.Warn("provider API key variable is not set: calls will fail with auth errors until it is", "provider", p.Name, "env", env)
 	}
 	hc := providers.NewHTTPClient()
-	adapter := func(q config.Provider) (workers.Completer, error) {
-		return keys.Build(q, func(k config.Provider) (workers.Completer, error) { return providers.New(k, hc) })
+	adapter := func(q config.Provider) (llm.Completer, error) {
+		return keys.Build(q, func(k config.Provider) (llm.Completer, error) { return providers.New(k, hc) })
 	}
 	completer, err := adapter(p)
 	if err != nil {
@@ -101,8 +102,8 @@ func newPool(ctx context.Context, cfg *config.Config, p config.Provider, nc *nat
 	}
 	// Hedging (mode: hedge) calls the plan's next provider from this worker.
 	var mu sync.Mutex
-	others := map[string]workers.Completer{}
-	res.Completers = func(name string) workers.Completer {
+	others := map[string]llm.Completer{}
+	res.Completers = func(name string) llm.Completer {
 		mu.Lock()
 		defer mu.Unlock()
 		if c, ok := others[name]; ok {

@@ -11,7 +11,7 @@ import (
 	"github.com/openai/openai-go/v3"
 
 	"github.com/switchboard-llm/switchboard/config"
-	"github.com/switchboard-llm/switchboard/workers/mock"
+	"github.com/switchboard-llm/switchboard/llm/mock"
 )
 
 // checkWhole fails unless the caller got the whole canonical answer and no error.

@@ -11,8 +11,8 @@ import (
 
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/internal/testenv"
+	"github.com/switchboard-llm/switchboard/llm/mock"
 	"github.com/switchboard-llm/switchboard/schemas"
-	"github.com/switchboard-llm/switchboard/workers/mock"
 )
 
 // TestGlobalConcurrencyCap queues jobs of every priority for one provider

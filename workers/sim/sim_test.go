@@ -21,14 +21,14 @@ import (
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/config/live"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/llm/mock"
+	"github.com/switchboard-llm/switchboard/llm/openai"
 	"github.com/switchboard-llm/switchboard/policy/breaker"
 	"github.com/switchboard-llm/switchboard/policy/budget"
 	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
-	"github.com/switchboard-llm/switchboard/workers/mock"
-	"github.com/switchboard-llm/switchboard/workers/providers/openai"
 )
 
 // provider is a mock provider behind a handler that records call times.
