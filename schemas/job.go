@@ -160,6 +160,9 @@ const (
 	// ErrBadChunk marks a successful attempt whose stream held malformed
 	// events that were skipped (telemetry only, never a job's failure).
 	ErrBadChunk = "bad_chunk"
+	// ErrCircuitOpen marks an attempt skipped because the target's circuit
+	// breaker is open (no call was made).
+	ErrCircuitOpen = "circuit_open"
 )
 
 // Attempt records one provider call made for a job.

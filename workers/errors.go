@@ -1,6 +1,3 @@
-// Package workers runs provider worker pools: they pull jobs from
-// llm.jobs.<provider>, call the provider with retries and backoff, and publish
-// the result, fall back to the next target, or dead-letter the job.
 package workers
 
 import (

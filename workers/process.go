@@ -16,17 +16,21 @@ import (
 	"github.com/switchboard-llm/switchboard/topology"
 )
 
+// runStatus is how one delivery (hop) of a job ended; settle.go acts on it.
+type runStatus int
+
 // Run statuses of one delivery of a job.
 const (
-	runSucceeded = iota
-	runFailed
-	runFallback
-	runAbandoned
+	runSucceeded runStatus = iota // publish the Result
+	runFailed                     // publish the failed Result (and maybe dead-letter)
+	runFallback                   // publish the job to its next target
+	runAbandoned                  // Nak: another worker takes the job
+	runDelayed                    // Nak with delay: back to the queue, e.g. until the rate-limit window resets
 )
 
 // run is what happened to one delivery (hop) of a job.
 type run struct {
-	status   int
+	status   runStatus
 	target   schemas.Target
 	resp     *llm.Response
 	attempts []schemas.Attempt // this hop's calls

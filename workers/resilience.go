@@ -75,14 +75,6 @@ var (
 	errHedgeLost = errors.New("the other hedged call answered first")
 )
 
-// ErrCircuitOpen is the attempt error type of a target skipped because its
-// circuit breaker is open (no call was made).
-const ErrCircuitOpen = "circuit_open"
-
-// runDelayed: the job goes back to the queue for delay (Nak with delay),
-// e.g. until the provider's rate-limit window resets.
-const runDelayed = 100
-
 // messages opens the pool's job source: the three priority lanes of the
 // provider, picked by the configured lane weights.
 func (p *Pool) messages(ctx context.Context) (jetstream.MessagesContext, error) {
@@ -187,7 +179,7 @@ func (p *Pool) gate(ctx context.Context, job *schemas.Job, r *run, call int) (en
 				p.log.Warn("breaker state unavailable; calling", "err", err)
 			}
 			if !d.Allowed {
-				if end := p.refuse(ctx, job, r, call, d.RetryAt, ErrCircuitOpen, "circuit breaker open for "+t.String()); end != nil {
+				if end := p.refuse(ctx, job, r, call, d.RetryAt, schemas.ErrCircuitOpen, "circuit breaker open for "+t.String()); end != nil {
 					return end, nil
 				}
 				continue
@@ -232,16 +224,16 @@ func (p *Pool) refuse(ctx context.Context, job *schemas.Job, r *run, call int, r
 	// A job with another healthy target goes there at once when the
 	// breaker is open; for a rate limit it waits for its own target's
 	// quota only when no other target remains.
-	if more && (errType == ErrCircuitOpen || !fits || call > 0) {
+	if more && (errType == schemas.ErrCircuitOpen || !fits || call > 0) {
 		r.attempts = append(r.attempts, skipAttempt(r.target, errType, msg))
 		r.status = runFallback
 		// An open breaker may close by the time the other targets are done:
 		// the target goes to the end of the plan, once per job.
-		r.deferTarget = errType == ErrCircuitOpen && !skippedBefore(job, r.target)
+		r.deferTarget = errType == schemas.ErrCircuitOpen && !skippedBefore(job, r.target)
 		return r
 	}
 	if !fits {
-		if errType == ErrCircuitOpen {
+		if errType == schemas.ErrCircuitOpen {
 			return r.fail(errType, msg+"; no other target and the deadline comes before the next probe", 0, true)
 		}
 		return r.fail(schemas.ErrDeadlineExceeded, msg+"; the deadline comes before the window resets", 0, false)
@@ -252,7 +244,7 @@ func (p *Pool) refuse(ctx context.Context, job *schemas.Job, r *run, call int, r
 			return nil
 		}
 	}
-	if call > 0 && errType == ErrCircuitOpen && wait > p.cfg.MaxRetryWait && len(r.attempts) > 0 {
+	if call > 0 && errType == schemas.ErrCircuitOpen && wait > p.cfg.MaxRetryWait && len(r.attempts) > 0 {
 		// The retry of a failed call on the last target, whose breaker is
 		// open now: like any retry that would wait past MaxRetryWait the
 		// job fails with that call's error. Waiting in the queue instead
@@ -280,7 +272,7 @@ func (p *Pool) failRetry(r *run) *run {
 // open breaker.
 func skippedBefore(job *schemas.Job, t schemas.Target) bool {
 	for _, a := range job.Attempts {
-		if a.ErrorType == ErrCircuitOpen && a.Provider == t.Provider && a.Model == t.Model {
+		if a.ErrorType == schemas.ErrCircuitOpen && a.Provider == t.Provider && a.Model == t.Model {
 			return true
 		}
 	}

@@ -91,7 +91,7 @@ func callsPerWindow(results map[string]*schemas.Result, provider string, w time.
 // skipped reports whether an attempt records a target passed over without
 // a call (open breaker, no quota, no time left).
 func skipped(a schemas.Attempt) bool {
-	return a.StatusCode == 0 && a.DurationMS == 0 && (a.ErrorType == workers.ErrCircuitOpen ||
+	return a.StatusCode == 0 && a.DurationMS == 0 && (a.ErrorType == schemas.ErrCircuitOpen ||
 		a.ErrorType == schemas.ErrRateLimited || strings.HasPrefix(a.ErrorMessage, "skipped:"))
 }
 
