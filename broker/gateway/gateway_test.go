@@ -504,7 +504,22 @@ func TestMetricsFormat(t *testing.T) {
 		e.must("POST", "/v1/jobs", strings.Replace(hello, `"chat"`, `"`+m+`"`, 1), nil)
 	}
 	e.must("POST", "/v1/jobs", strings.Replace(hello, `"chat"`, `"cheap"`, 1), map[string]string{"X-Switchboard-Priority": "high"})
-	a := e.must("GET", "/metrics", "", nil)
+	// Consumer NumPending trails the stored jobs by a moment under load:
+	// wait until the queue gauges show all seven, then check every sample.
+	var a answer
+	natstest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		a = e.must("GET", "/metrics", "", nil)
+		for _, want := range []string{
+			`switchboard_queue_depth{provider="primary",lane="normal"} 3`,
+			`switchboard_queue_depth{provider="backup",lane="normal"} 3`,
+			`switchboard_queue_depth{provider="backup",lane="high"} 1`,
+		} {
+			if !hasSample(string(a.body), want) {
+				return fmt.Errorf("metrics lack %q", want)
+			}
+		}
+		return nil
+	})
 	if a.status != 200 || !strings.HasPrefix(a.header.Get("Content-Type"), "text/plain; version=0.0.4") {
 		t.Fatalf("%d %v", a.status, a.header)
 	}
