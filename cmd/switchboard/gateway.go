@@ -4,8 +4,6 @@ import (
 	"context"
 	"io"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/gateway"
 	"github.com/switchboard-llm/switchboard/config"
@@ -47,17 +45,19 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	if err := publishConfig(ctx, js, cfg, log); err != nil {
 		return err
 	}
-	// Routes, providers and models reload on SIGHUP; the gateway section
-	// (keys, limits) is read once at start.
-	policies, err := routingPolicies(ctx, js, cfg, log) // breakers, latency, budgets
+	// Routes, providers and models reload on SIGHUP or from KV sb_config;
+	// the gateway section (keys, limits) is read once at start.
+	a := newApp(ctx, nc, log)
+	defer a.close()
+	policies, err := routingPolicies(a, js, cfg) // breakers, latency, budgets
 	if err != nil {
 		return err
 	}
 	resolver := router.New(cfg, policies...)
 	holder := live.NewHolder(cfg)
 	holder.OnChange(func(_, cur *config.Config) { resolver.SetConfig(cur) })
-	go holder.WatchSignals(ctx, c.config, log)
-	dash, err := newDashboard(ctx, js, resolver, c.clickhouse, log)
+	a.WatchConfig(js, holder, c.config)
+	dash, err := newDashboard(a.stateCtx, js, resolver, c.clickhouse, log)
 	if err != nil {
 		return err
 	}
@@ -68,10 +68,10 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	}
 	client := broker.NewClient(nc.Conn, js, resolver)
 	defer client.Close()
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return nc.Watch(gctx) }) // a connection closed for good stops the gateway: exit 1
-	g.Go(func() error { return srv.Serve(gctx, ln) })
-	g.Go(func() error { return broker.NewDispatcher(client, js, log).Run(gctx) })
-	g.Go(func() error { return broker.NewService(client, cfg.Gateway.RequestTimeout, log).Run(gctx) })
-	return g.Wait()
+	a.Go(func(ctx context.Context) error { return srv.Serve(ctx, ln) })
+	a.Go(func(ctx context.Context) error { return broker.NewDispatcher(client, js, log).Run(ctx) })
+	a.Go(func(ctx context.Context) error {
+		return broker.NewService(client, cfg.Gateway.RequestTimeout, log).Run(ctx)
+	})
+	return a.Wait()
 }

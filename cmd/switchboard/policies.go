@@ -17,9 +17,11 @@ import (
 
 // routingPolicies opens the shared state routing reads — breakers (open
 // targets last), latency (least-latency, deadlines) and tenant spend
-// (budgets) — and counts Results' cost into spend until ctx ends (the
-// budget-spend consumer is shared by every process that runs it).
-func routingPolicies(ctx context.Context, js jetstream.JetStream, cfg *config.Config, log *slog.Logger) ([]router.Option, error) {
+// (budgets) — on a's shared-state context, and counts Results' cost into
+// spend in a's background (the budget-spend consumer is shared by every
+// process that runs it).
+func routingPolicies(a *app, js jetstream.JetStream, cfg *config.Config) ([]router.Option, error) {
+	ctx, log := a.stateCtx, a.log
 	breakers, err := breaker.New(ctx, js, cfg.Breaker, breaker.Options{})
 	if err != nil {
 		return nil, err
@@ -37,7 +39,7 @@ func routingPolicies(ctx context.Context, js jetstream.JetStream, cfg *config.Co
 		return nil, err
 	}
 	spend.Log = log // it restarts itself until ctx ends, logging each restart
-	go func() { logStopped(log, "budget spend counter stopped", spend.Run(ctx, js)) }()
+	a.Background("budget spend counter", func(ctx context.Context) error { return spend.Run(ctx, js) })
 	return []router.Option{router.WithHealth(breakers), router.WithLatencies(latency), router.WithBudgets(spend), prices}, nil
 }
 

@@ -13,8 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/embedded"
 	"github.com/switchboard-llm/switchboard/broker/gateway"
@@ -98,9 +96,10 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 
 	// Components stop on SIGTERM (ctx); the shared state they watch lives
 	// until they all have.
-	stateCtx, stopState := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopState()
-	opts, err := routingPolicies(stateCtx, js, cfg, log)
+	a := newApp(ctx, nc, log)
+	defer a.close()
+	stateCtx := a.stateCtx
+	opts, err := routingPolicies(a, js, cfg)
 	if err != nil {
 		return err
 	}
@@ -149,22 +148,19 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 		resolver.SetConfig(cur)
 		fleet.Apply(cur)
 	})
-	if !*demo && stopDemo == nil {
-		go holder.WatchSignals(stateCtx, c.config, log)
+	configFile := c.config
+	if *demo || stopDemo != nil {
+		configFile = "" // the demo config has no file to reload
 	}
-	go func() {
-		if err := holder.WatchKV(stateCtx, js, log, nil); err != nil {
-			log.Warn("shared config watch", "err", err)
-		}
-	}()
+	a.WatchConfig(js, holder, configFile)
 
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return nc.Watch(gctx) }) // a connection closed for good stops up: exit 1
-	g.Go(func() error { return gw.Serve(gctx, httpLn) })
-	g.Go(func() error { return broker.NewDispatcher(client, js, log).Run(gctx) })
-	g.Go(func() error { return broker.NewService(client, cfg.Gateway.RequestTimeout, log).Run(gctx) })
-	g.Go(func() error { return fleet.Run(gctx, cfg) })
-	g.Go(func() error { return an.Run(gctx) })
+	a.Go(func(ctx context.Context) error { return gw.Serve(ctx, httpLn) })
+	a.Go(func(ctx context.Context) error { return broker.NewDispatcher(client, js, log).Run(ctx) })
+	a.Go(func(ctx context.Context) error {
+		return broker.NewService(client, cfg.Gateway.RequestTimeout, log).Run(ctx)
+	})
+	a.Go(func(ctx context.Context) error { return fleet.Run(ctx, cfg) })
+	a.Go(an.Run)
 
 	fmt.Fprintf(stdout, "switchboard is up: OpenAI-compatible API at http://%s/v1 (routes: %v), NATS at %s\n", c.httpAddr, routeNames(cfg), natsURL)
 	fmt.Fprintf(stdout, "dashboard: http://%s/\n", c.httpAddr)
@@ -172,11 +168,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 		fmt.Fprintf(stdout, "analytics: ClickHouse at %s (try: switchboard stats --clickhouse %s)\n", an.DSN, an.DSN)
 	}
 	fmt.Fprintf(stdout, "try: curl -s http://%s/v1/chat/completions -H 'Content-Type: application/json' -d '{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}'\n", c.httpAddr, cfg.DefaultRoute)
-	err = nc.Cause(g.Wait()) // a lost connection, not context.Canceled
-	if errors.Is(err, context.Canceled) {
-		err = nil
-	}
-	return err
+	return a.Wait()
 }
 
 // startEmbeddedNATS starts the embedded server under --data-dir: with the

@@ -58,7 +58,11 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	if err != nil {
 		return err
 	}
-	pool, err := newPool(ctx, cfg, p, nc.Conn, js, prices, log)
+	// The pool drains on SIGTERM; the breakers, latency and config it
+	// watches live until it has.
+	a := newApp(ctx, nc, log)
+	defer a.close()
+	pool, err := newPool(a.stateCtx, cfg, p, nc.Conn, js, prices, log)
 	if err != nil {
 		return err
 	}
@@ -71,14 +75,10 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	// window reload on SIGHUP or from KV sb_config; a bad config is refused.
 	holder := live.NewHolder(cfg)
 	holder.OnChange(func(_, cur *config.Config) { pool.SetConfig(cur) })
-	go holder.WatchSignals(ctx, c.config, log)
-	go func() {
-		if err := holder.WatchKV(ctx, js, log, nil); err != nil {
-			log.Warn("shared config watch", "err", err)
-		}
-	}()
+	a.WatchConfig(js, holder, c.config)
 	log.Info("worker pool started", "provider", p.Name, "kind", p.Kind, "concurrency", p.Concurrency)
-	return nc.Run(ctx, pool.Run) // a connection closed for good stops the pool: exit 1
+	a.Go(pool.Run)
+	return a.Wait() // a connection closed for good stops the pool: exit 1
 }
 
 // newPool builds the worker pool of one provider with its adapter (one per
