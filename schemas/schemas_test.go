@@ -161,3 +161,13 @@ func TestPrepareOwnsCreatedAt(t *testing.T) {
 		t.Fatalf("implausible created_at: %v", err)
 	}
 }
+
+func TestDecodeJobNamesABadDeadline(t *testing.T) {
+	for _, in := range []string{`{"deadline":"tomorrow"}`, `{"deadline":"2026-13-01T00:00:00Z"}`} {
+		_, err := DecodeJob([]byte(in), 1<<20)
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != "deadline" || !strings.Contains(fe.Msg, "RFC 3339") {
+			t.Errorf("DecodeJob(%s) = %v, want a deadline FieldError naming RFC 3339", in, err)
+		}
+	}
+}

@@ -33,11 +33,9 @@ func DecodeJob(data []byte, maxBytes int) (*Job, error) {
 		if errors.As(err, &te) && te.Field != "" {
 			return nil, &FieldError{Field: te.Field, Msg: "must be " + te.Type.String() + ", got JSON " + te.Value}
 		}
-		if pe, ok := err.(*time.ParseError); ok {
-			return nil, &FieldError{Field: "deadline", Msg: "must be RFC 3339: " + pe.Error()}
-		}
-		if strings.Contains(err.Error(), "parsing time") {
-			return nil, &FieldError{Field: "deadline", Msg: "must be an RFC 3339 time: " + err.Error()}
+		var pe *time.ParseError
+		if errors.As(err, &pe) {
+			return nil, &FieldError{Field: "deadline", Msg: "must be an RFC 3339 time: " + pe.Error()}
 		}
 		return nil, &FieldError{Field: "job", Msg: "invalid JSON: " + err.Error()}
 	}

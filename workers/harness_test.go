@@ -54,8 +54,8 @@ func TestMain(m *testing.M) {
 func workerMain() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	var cfg config.Config
-	if err := json.Unmarshal([]byte(os.Getenv(envConfig)), &cfg); err != nil {
+	cfg, err := config.Parse([]byte(os.Getenv(envConfig))) // strict, defaults, Validate: as `switchboard worker`
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "worker config:", err)
 		return 1
 	}
@@ -79,13 +79,13 @@ func workerMain() int {
 	}
 	var res workers.Resilience
 	if os.Getenv(envResilience) == "1" { // shared breakers, rate limits, latency (resilience_test.go)
-		if res, err = workers.OpenResilience(ctx, js, &cfg); err != nil {
+		if res, err = workers.OpenResilience(ctx, js, cfg); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 	}
 	pool, err := workers.NewPool(workers.PoolConfig{
-		Provider: p, Config: &cfg, Completer: completer, Conn: nc, JS: js,
+		Provider: p, Config: cfg, Completer: completer, Conn: nc, JS: js,
 		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		BackoffBase: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
 		DrainTimeout: drain, NakDelay: 100 * time.Millisecond, Resilience: res,
@@ -227,13 +227,13 @@ type worker struct {
 // startWorker re-executes the test binary as a worker process of provider.
 func (e *env) startWorker(name string, drain time.Duration) *worker {
 	e.t.Helper()
-	cfgJSON, err := json.Marshal(e.cfg)
+	cfgYAML, err := config.Marshal(e.cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envWorker+"=1", envNATS+"="+e.srv.ClientURL(),
-		envConfig+"="+string(cfgJSON), envProvider+"="+name, envDrain+"="+drain.String())
+		envConfig+"="+string(cfgYAML), envProvider+"="+name, envDrain+"="+drain.String())
 	w := &worker{cmd: cmd, stderr: &strings.Builder{}, stdout: &strings.Builder{}, done: make(chan error, 1)}
 	cmd.Stderr = &lockedWriter{w: w.stderr}
 	cmd.Stdout = w.stdout
