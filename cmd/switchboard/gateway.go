@@ -57,7 +57,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	holder := live.NewHolder(cfg)
 	holder.OnChange(func(_, cur *config.Config) { resolver.SetConfig(cur) })
 	a.WatchConfig(js, holder, c.config)
-	dash, err := newDashboard(a.stateCtx, js, resolver, c.clickhouse, log)
+	dash, err := newDashboard(a, js, resolver, c.clickhouse)
 	if err != nil {
 		return err
 	}

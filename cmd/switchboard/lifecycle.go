@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/switchboard-llm/switchboard/broker/natsconn"
 	"github.com/switchboard-llm/switchboard/config/live"
+	"github.com/switchboard-llm/switchboard/policy/budget"
+	"github.com/switchboard-llm/switchboard/workers"
 )
 
 // app is the one lifecycle of a long-running command (up, gateway,
@@ -28,6 +31,13 @@ type app struct {
 	stateCtx  context.Context
 	stopComps context.CancelFunc
 	stopState context.CancelFunc
+
+	// The process's shared-state policies, opened once on first use
+	// (policies.go).
+	mu     sync.Mutex
+	res    *workers.Resilience
+	spend  *budget.Tracker
+	counts bool // spend counts Results (the budget-spend consumer runs)
 }
 
 // newApp starts the lifecycle of a command connected through nc. Defer

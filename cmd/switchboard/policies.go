@@ -8,25 +8,57 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/config"
-	"github.com/switchboard-llm/switchboard/policy/breaker"
 	"github.com/switchboard-llm/switchboard/policy/budget"
-	"github.com/switchboard-llm/switchboard/policy/latency"
 	"github.com/switchboard-llm/switchboard/pricing"
 	"github.com/switchboard-llm/switchboard/router"
+	"github.com/switchboard-llm/switchboard/workers"
 )
 
-// routingPolicies opens the shared state routing reads — breakers (open
-// targets last), latency (least-latency, deadlines) and tenant spend
-// (budgets) — on a's shared-state context, and counts Results' cost into
-// spend in a's background (the budget-spend consumer is shared by every
-// process that runs it).
-func routingPolicies(a *app, js jetstream.JetStream, cfg *config.Config) ([]router.Option, error) {
-	ctx, log := a.stateCtx, a.log
-	breakers, err := breaker.New(ctx, js, cfg.Breaker, breaker.Options{})
-	if err != nil {
-		return nil, err
+// policies returns the process's shared-state policies: one breaker set,
+// rate limiter, latency store and prefill record per process (each with one
+// KV watch and one flush loop, on the shared-state context), used by
+// routing, the dashboard and every pool alike. They open on first use with
+// cfg's settings; reloads reach them through the pools' SetConfig.
+func (a *app) policies(js jetstream.JetStream, cfg *config.Config) (workers.Resilience, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.res == nil {
+		res, err := workers.OpenResilience(a.stateCtx, js, cfg)
+		if err != nil {
+			return workers.Resilience{}, err
+		}
+		a.res = &res
 	}
-	latency, err := latency.Open(ctx, js, cfg.Routing)
+	return *a.res, nil
+}
+
+// budgets returns the process's tenant spend tracker, opened on first use.
+// With count it also counts Results' cost into spend in the background
+// (routing needs that; the dashboard only reads). The budget-spend consumer
+// is shared by every process that runs it.
+func (a *app) budgets(js jetstream.JetStream, count bool) (*budget.Tracker, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.spend == nil {
+		spend, err := budget.Open(a.stateCtx, js, nil)
+		if err != nil {
+			return nil, err
+		}
+		spend.Log = a.log // it restarts itself until ctx ends, logging each restart
+		a.spend = spend
+	}
+	if count && !a.counts {
+		a.counts = true
+		a.Background("budget spend counter", func(ctx context.Context) error { return a.spend.Run(ctx, js) })
+	}
+	return a.spend, nil
+}
+
+// routingPolicies is what routing reads: breakers (open targets last),
+// latency (least-latency, deadlines), tenant spend (budgets, counted here)
+// and the billing price table (lowest-cost).
+func routingPolicies(a *app, js jetstream.JetStream, cfg *config.Config) ([]router.Option, error) {
+	res, err := a.policies(js, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -34,13 +66,11 @@ func routingPolicies(a *app, js jetstream.JetStream, cfg *config.Config) ([]rout
 	if err != nil {
 		return nil, err
 	}
-	spend, err := budget.Open(ctx, js, nil)
+	spend, err := a.budgets(js, true)
 	if err != nil {
 		return nil, err
 	}
-	spend.Log = log // it restarts itself until ctx ends, logging each restart
-	a.Background("budget spend counter", func(ctx context.Context) error { return spend.Run(ctx, js) })
-	return []router.Option{router.WithHealth(breakers), router.WithLatencies(latency), router.WithBudgets(spend), prices}, nil
+	return []router.Option{router.WithHealth(res.Breakers), router.WithLatencies(res.Latency), router.WithBudgets(spend), prices}, nil
 }
 
 // routePrices makes lowest-cost routing price with the table the workers

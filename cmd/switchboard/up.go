@@ -98,7 +98,6 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 	// until they all have.
 	a := newApp(ctx, nc, log)
 	defer a.close()
-	stateCtx := a.stateCtx
 	opts, err := routingPolicies(a, js, cfg)
 	if err != nil {
 		return err
@@ -106,7 +105,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 	resolver := router.New(cfg, opts...)
 	client := broker.NewClient(nc.Conn, js, resolver)
 	defer client.Close()
-	dash, err := newDashboard(stateCtx, js, resolver, c.clickhouse, log)
+	dash, err := newDashboard(a, js, resolver, c.clickhouse)
 	if err != nil {
 		return err
 	}
@@ -124,9 +123,9 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 		if err != nil {
 			return nil, err
 		}
-		return newPool(stateCtx, cur, p, nc.Conn, js, prices, log)
+		return newPool(a, cur, p, nc.Conn, js, prices)
 	}, log)
-	an, err := startAnalytics(stateCtx, cfg, js, c.clickhouse, c.dataDir, log)
+	an, err := startAnalytics(a.stateCtx, cfg, js, c.clickhouse, c.dataDir, log)
 	if err != nil {
 		return err
 	}

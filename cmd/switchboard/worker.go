@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -62,7 +61,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	// watches live until it has.
 	a := newApp(ctx, nc, log)
 	defer a.close()
-	pool, err := newPool(a.stateCtx, cfg, p, nc.Conn, js, prices, log)
+	pool, err := newPool(a, cfg, p, nc.Conn, js, prices)
 	if err != nil {
 		return err
 	}
@@ -82,9 +81,11 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 }
 
 // newPool builds the worker pool of one provider with its adapter (one per
-// API key, rotated) and the shared breakers, rate limits and latency store.
-// Costs use prices, the config's models plus analytics.prices_file.
-func newPool(ctx context.Context, cfg *config.Config, p config.Provider, nc *nats.Conn, js jetstream.JetStream, prices workers.Pricer, log *slog.Logger) (*workers.Pool, error) {
+// API key, rotated) and the process's shared breakers, rate limits and
+// latency store (a's policies). Costs use prices, the config's models plus
+// analytics.prices_file.
+func newPool(a *app, cfg *config.Config, p config.Provider, nc *nats.Conn, js jetstream.JetStream, prices workers.Pricer) (*workers.Pool, error) {
+	log := a.log
 	for _, env := range providers.UnsetKeyEnvs(p) {
 		log.Warn("provider API key variable is not set: calls will fail with auth errors until it is", "provider", p.Name, "env", env)
 	}
@@ -96,7 +97,7 @@ func newPool(ctx context.Context, cfg *config.Config, p config.Provider, nc *nat
 	if err != nil {
 		return nil, err
 	}
-	res, err := workers.OpenResilience(ctx, js, cfg)
+	res, err := a.policies(js, cfg)
 	if err != nil {
 		return nil, err
 	}

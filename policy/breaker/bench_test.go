@@ -12,7 +12,7 @@ import (
 // The hot path side by side: Allow on a closed breaker (watched cache) vs
 // the KV round trip it avoids. Compare ns/op of the two in one run:
 //
-//	go test -run '^$' -bench . ./workers/breaker/
+//	go test -run '^$' -bench . ./policy/breaker/
 func BenchmarkHotPath(b *testing.B) {
 	srv := natstest.Start(b)
 	_, js := srv.Connect(b)
