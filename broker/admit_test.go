@@ -44,7 +44,7 @@ func startNATSFront(t *testing.T) *natsFront {
 	if _, err := spend.Add(ctx, schemas.NewJobID(), "broke", 5, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	client := broker.NewClient(env.NC, env.JS, router.New(env.Config, router.WithBudgets(spend)))
+	client := broker.NewClient(env.NC, env.JS, router.New(env.Config, router.Options{Budgets: spend}))
 	go func() { _ = broker.NewDispatcher(client, env.JS, nil).Run(ctx) }()
 	go func() { _ = broker.NewService(client, 10*time.Second, nil).Run(ctx) }()
 	return &natsFront{Env: env, client: client}

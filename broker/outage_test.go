@@ -42,7 +42,7 @@ func TestConsumersSurviveServerRestart(t *testing.T) {
 	tr.Log = log
 	cfg := *env.Config
 	cfg.Budgets = []config.Budget{{Tenant: "acme", DailyUSD: 1e-9, OnExceed: config.OnExceed{Reject: true}}}
-	client := broker.NewClient(env.NC, env.JS, router.New(&cfg, router.WithBudgets(tr)))
+	client := broker.NewClient(env.NC, env.JS, router.New(&cfg, router.Options{Budgets: tr}))
 	counterDone := make(chan error, 1)
 	go func() { counterDone <- tr.Run(ctx, env.JS) }()
 	dispDone := make(chan error, 1)
@@ -122,7 +122,7 @@ func TestConsumersRecreateDeletedConsumers(t *testing.T) {
 	tr.Log = slog.New(slog.DiscardHandler)
 	cfg := *env.Config
 	cfg.Budgets = []config.Budget{{Tenant: "acme", DailyUSD: 1e-9, OnExceed: config.OnExceed{Reject: true}}}
-	client := broker.NewClient(env.NC, env.JS, router.New(&cfg, router.WithBudgets(tr)))
+	client := broker.NewClient(env.NC, env.JS, router.New(&cfg, router.Options{Budgets: tr}))
 	go func() { _ = tr.Run(ctx, env.JS) }()
 	go func() { _ = broker.NewDispatcher(client, env.JS, slog.New(slog.DiscardHandler)).Run(ctx) }()
 	submitRaw(t, ctx, env, "beta")

@@ -94,8 +94,7 @@ func soak(b *testing.B) {
 	}
 	spend.Log = log
 	go func() { _ = spend.Run(ctx, env.JS) }()
-	client := broker.NewClient(env.NC, env.JS, router.New(&cfg, router.WithBudgets(spend),
-		router.WithHealth(res.Breakers), router.WithLatencies(res.Latency)))
+	client := broker.NewClient(env.NC, env.JS, router.New(&cfg, router.Options{Budgets: spend, Health: res.Breakers, Latencies: res.Latency}))
 
 	// Results come back on core NATS (a JetStream publish is also one); a
 	// window of jobs in flight keeps JOBS from filling.

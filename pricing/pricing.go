@@ -192,7 +192,7 @@ func (t *Table) Lookup(provider, model string) (Price, bool) {
 // Cost prices a call; ok is false when the price is unknown, and the caller
 // must then record the cost as unknown (NULL), not zero. It is the one cost
 // of a call: workers bill with it (workers.Pricer) and lowest-cost routing
-// ranks targets with it (router.WithPrices).
+// ranks targets with it (router.Options.Prices).
 func (t *Table) Cost(provider, model string, in, out int64) (float64, bool) {
 	p, ok := t.Lookup(provider, model)
 	if !ok {

@@ -27,10 +27,10 @@ func TestLowestCostPricesLikeBilling(t *testing.T) {
 		}
 		return planString(j.Plan)
 	}
-	if got := resolve(New(cfg)); got != "b,a,c" {
+	if got := resolve(New(cfg, Options{})); got != "b,a,c" {
 		t.Errorf("config prices only: plan %s, want b,a,c (c unpriced)", got)
 	}
-	r := New(cfg, WithPrices(table))
+	r := New(cfg, Options{Prices: table})
 	if got := resolve(r); got != "c,b,a" {
 		t.Errorf("billing prices: plan %s, want c,b,a (c priced by the import)", got)
 	}

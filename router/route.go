@@ -9,6 +9,7 @@ package router
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,68 +43,80 @@ type Configurer interface {
 	Configure(cfg *config.Config)
 }
 
-// Option configures a Resolver.
-type Option func(*Resolver)
+// Options are what a Resolver reads besides the config; every field is
+// optional.
+type Options struct {
+	// Health makes plans put targets with an open breaker last.
+	Health Health
+	// Latencies feeds least-latency routing and deadline trimming.
+	Latencies Latencies
+	// Budgets enforces tenant budgets at routing time.
+	Budgets Budgets
+	// Prices makes lowest-cost routing price targets with the table the
+	// workers bill with (pricing.Load: config prices, then imported
+	// LiteLLM prices), under each config's own model prices
+	// (pricing.Table.For). Without it, only the config's model prices count.
+	Prices *pricing.Table
+	// Live, when set, is the running config (config/live.Holder.Load): the
+	// resolver reads it on every Resolve, so a reload needs no SetConfig.
+	Live func() *config.Config
+	// Now is the clock used for deadlines; default time.Now.
+	Now func() time.Time
+}
 
-// WithHealth makes plans put targets with an open breaker last.
-func WithHealth(h Health) Option { return func(r *Resolver) { r.health = h } }
-
-// WithLatencies feeds least-latency routing and deadline trimming.
-func WithLatencies(l Latencies) Option { return func(r *Resolver) { r.latency = l } }
-
-// WithBudgets enforces tenant budgets at routing time.
-func WithBudgets(b Budgets) Option { return func(r *Resolver) { r.budgets = b } }
-
-// WithPrices makes lowest-cost routing price targets with t (the table the
-// workers bill with, pricing.Load: config prices, then imported LiteLLM
-// prices), under each config's own model prices (pricing.Table.For).
-// Without it, only the config's model prices count.
-func WithPrices(t *pricing.Table) Option { return func(r *Resolver) { r.base = t } }
-
-// WithClock sets the clock used for deadlines (tests).
-func WithClock(now func() time.Time) Option { return func(r *Resolver) { r.now = now } }
-
-// Resolver resolves jobs against the current config; SetConfig swaps it
-// atomically (config reload), jobs in flight keep the plan they have.
+// Resolver resolves jobs against the current config; a reload (Options.Live
+// or SetConfig) swaps it atomically, and jobs in flight keep the plan they
+// have.
 type Resolver struct {
 	cfg     atomic.Pointer[config.Config]
 	health  Health
 	latency Latencies
 	budgets Budgets
 	now     func() time.Time
+	live    func() *config.Config
+	mu      sync.Mutex // serialises SetConfig
 	// base holds the imported prices; prices is base for the current config.
 	base   *pricing.Table
 	prices atomic.Pointer[pricing.Table]
 }
 
-// New returns a Resolver for cfg.
-func New(cfg *config.Config, opts ...Option) *Resolver {
-	r := &Resolver{now: time.Now}
-	r.cfg.Store(cfg)
-	for _, o := range opts {
-		o(r)
+// New returns a Resolver for cfg (and, with opts.Live, for every config
+// that follows it).
+func New(cfg *config.Config, opts Options) *Resolver {
+	r := &Resolver{health: opts.Health, latency: opts.Latencies, budgets: opts.Budgets, base: opts.Prices, live: opts.Live, now: opts.Now}
+	if r.now == nil {
+		r.now = time.Now
 	}
-	r.configure(cfg)
+	if r.base == nil {
+		r.base = pricing.New(nil)
+	}
+	r.SetConfig(cfg)
 	return r
 }
 
-func (r *Resolver) configure(cfg *config.Config) {
-	if r.base == nil {
-		r.base = pricing.New(nil)
+// Config returns the config the resolver uses now.
+func (r *Resolver) Config() *config.Config {
+	if r.live != nil {
+		if cur := r.live(); cur != nil && cur != r.cfg.Load() {
+			r.SetConfig(cur)
+		}
+	}
+	return r.cfg.Load()
+}
+
+// SetConfig replaces the config (cfg must be valid); later Resolve calls
+// use it. With Options.Live the resolver calls it itself.
+func (r *Resolver) SetConfig(cfg *config.Config) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cfg.Load() == cfg {
+		return
 	}
 	r.prices.Store(r.base.For(cfg))
 	if c, ok := r.budgets.(Configurer); ok {
 		c.Configure(cfg)
 	}
-}
-
-// Config returns the config the resolver uses now.
-func (r *Resolver) Config() *config.Config { return r.cfg.Load() }
-
-// SetConfig replaces the config (cfg must be valid); later Resolve calls use it.
-func (r *Resolver) SetConfig(cfg *config.Config) {
 	r.cfg.Store(cfg)
-	r.configure(cfg)
 }
 
 // Resolve fills job.Route (when a rule or the default picks it) and job.Plan.
@@ -114,7 +127,7 @@ func (r *Resolver) Resolve(job *schemas.Job) error {
 	if len(job.Plan) > 0 {
 		return nil
 	}
-	cfg := r.cfg.Load()
+	cfg := r.Config()
 	var rt *config.Route
 	if job.Model != "" {
 		provider, model, ok := strings.Cut(job.Model, "/")

@@ -84,7 +84,7 @@ func planString(p []schemas.Target) string {
 }
 
 func TestRules(t *testing.T) {
-	r := New(mustConfig(t, testConfig))
+	r := New(mustConfig(t, testConfig), Options{})
 	cases := []struct {
 		name     string
 		meta     map[string]string
@@ -118,7 +118,7 @@ func TestRules(t *testing.T) {
 }
 
 func TestResolveErrors(t *testing.T) {
-	r := New(mustConfig(t, testConfig))
+	r := New(mustConfig(t, testConfig), Options{})
 	for _, tc := range []struct{ route, model, want string }{
 		{"nope", "", `route: unknown route "nope"`},
 		{"", "x/m", `model: unknown provider "x"`},
@@ -171,7 +171,7 @@ func (l latMap) Latency(p, m string) (time.Duration, bool) { d, ok := l[p]; retu
 
 func TestOpenBreakersGoLast(t *testing.T) {
 	cfg := mustConfig(t, testConfig)
-	r := New(cfg, WithHealth(healthMap{"a": true}))
+	r := New(cfg, Options{Health: healthMap{"a": true}})
 	j := newJob(nil, "")
 	j.Route = "chat"
 	if err := r.Resolve(j); err != nil {
@@ -180,7 +180,7 @@ func TestOpenBreakersGoLast(t *testing.T) {
 	if got := planString(j.Plan); got != "b,c,a" {
 		t.Errorf("plan = %s, want b,c,a", got)
 	}
-	r = New(cfg, WithHealth(healthMap{"a": true, "b": true, "c": true}))
+	r = New(cfg, Options{Health: healthMap{"a": true, "b": true, "c": true}})
 	j = newJob(nil, "")
 	j.Route = "chat"
 	_ = r.Resolve(j)
@@ -191,7 +191,7 @@ func TestOpenBreakersGoLast(t *testing.T) {
 
 func TestLowestCost(t *testing.T) {
 	cfg := mustConfig(t, testConfig)
-	r := New(cfg)
+	r := New(cfg, Options{})
 	cases := []struct {
 		msg       string
 		maxTokens int
@@ -229,7 +229,7 @@ func (b budgetStub) Exceeded(_ *config.Config, tenant string) (string, bool) {
 }
 
 func TestBudgetRerouteAndReject(t *testing.T) {
-	r := New(mustConfig(t, testConfig), WithBudgets(budgetStub{"acme": true, "beta": true}))
+	r := New(mustConfig(t, testConfig), Options{Budgets: budgetStub{"acme": true, "beta": true}})
 	j := newJob(map[string]string{"tenant": "acme"}, "")
 	j.Route = "chat"
 	if err := r.Resolve(j); err != nil || j.Route != "backup" || planString(j.Plan) != "c" {
@@ -275,7 +275,7 @@ func TestTrimForDeadline(t *testing.T) {
 	if got := planString(TrimForDeadline(plan, now.Add(-time.Second), now, lat)); got != "a,b,c" {
 		t.Errorf("already expired: %s, want plan kept (pool fails it)", got)
 	}
-	r := New(mustConfig(t, testConfig), WithLatencies(lat), WithClock(func() time.Time { return now }))
+	r := New(mustConfig(t, testConfig), Options{Latencies: lat, Now: func() time.Time { return now }})
 	j := newJob(nil, "")
 	j.Route = "chat"
 	d := now.Add(time.Second)
@@ -301,7 +301,7 @@ func TestLeastLatencySharedAcrossProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := New(cfg, WithLatencies(router))
+	r := New(cfg, Options{Latencies: router})
 	resolve := func() string {
 		j := newJob(nil, "")
 		j.Route = "fast"
@@ -343,5 +343,36 @@ func TestLeastLatencySharedAcrossProcesses(t *testing.T) {
 	d, ok := router.Latency("b", "m")
 	if !ok || d < 1500*time.Millisecond || d > 2*time.Second {
 		t.Errorf("b EWMA = %v", d)
+	}
+}
+
+// configurerStub records the configs it is told.
+type configurerStub struct {
+	budgetStub
+	told []*config.Config
+}
+
+func (c *configurerStub) Configure(cfg *config.Config) { c.told = append(c.told, cfg) }
+
+func TestLiveConfigIsReadOnEveryResolve(t *testing.T) {
+	first := mustConfig(t, testConfig)
+	second := mustConfig(t, strings.Replace(testConfig, "default_route: chat", "default_route: backup", 1))
+	cur := first
+	budgets := &configurerStub{budgetStub: budgetStub{}}
+	r := New(first, Options{Live: func() *config.Config { return cur }, Budgets: budgets})
+	j := newJob(nil, "")
+	if err := r.Resolve(j); err != nil || j.Route != "chat" {
+		t.Fatalf("before the reload: route %q, err %v", j.Route, err)
+	}
+	cur = second // what a live.Holder's Load returns after a reload
+	j = newJob(nil, "")
+	if err := r.Resolve(j); err != nil || j.Route != "backup" || planString(j.Plan) != "c" {
+		t.Fatalf("after the reload: route %q plan %s, err %v", j.Route, planString(j.Plan), err)
+	}
+	if r.Config() != second {
+		t.Error("Config() does not return the live config")
+	}
+	if len(budgets.told) != 2 || budgets.told[0] != first || budgets.told[1] != second {
+		t.Errorf("the budgets were told %d configs, want first then second once each", len(budgets.told))
 	}
 }

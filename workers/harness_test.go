@@ -164,7 +164,7 @@ func newEnv(t testing.TB, retries int, provs ...provider) *env {
 	if err := topology.EnsureAll(ctx, e.js, cfg); err != nil {
 		t.Fatal(err)
 	}
-	e.client = broker.NewClient(e.nc, e.js, router.New(cfg))
+	e.client = broker.NewClient(e.nc, e.js, router.New(cfg, router.Options{}))
 	return e
 }
 

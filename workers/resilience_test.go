@@ -54,8 +54,8 @@ func (e *env) tune(f func(c *config.Config)) {
 	}
 }
 
-func (e *env) resolveWith(opts ...router.Option) {
-	e.client = broker.NewClient(e.nc, e.js, router.New(e.cfg, opts...))
+func (e *env) resolveWith(opts router.Options) {
+	e.client = broker.NewClient(e.nc, e.js, router.New(e.cfg, opts))
 }
 
 func TestBreakerOpensThenProbeCloses(t *testing.T) {
@@ -66,7 +66,7 @@ func TestBreakerOpensThenProbeCloses(t *testing.T) {
 		c.Breaker = config.Breaker{Failures: 3, Cooldown: 300 * time.Millisecond, Probes: 1}
 	})
 	resA, resB := e.openRes(), e.openRes()
-	e.resolveWith(router.WithHealth(resA.Breakers))
+	e.resolveWith(router.Options{Health: resA.Breakers})
 	e.startPool("a", withRes(resA))
 	e.startPool("b", withRes(resB))
 	var ids []string
@@ -412,7 +412,7 @@ func TestDeadlineSkipsSlowTarget(t *testing.T) {
 		t.Errorf("slow target called %d times", n)
 	}
 	// Routing drops it up front, too.
-	e.resolveWith(router.WithLatencies(res.Latency))
+	e.resolveWith(router.Options{Latencies: res.Latency})
 	job = newJob()
 	dl = time.Now().Add(2 * time.Second)
 	job.Deadline = &dl
@@ -506,7 +506,7 @@ func TestBudgetRerouteEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { _ = tr.Run(ctx, e.js) }()
-	e.resolveWith(router.WithBudgets(tr))
+	e.resolveWith(router.Options{Budgets: tr})
 	e.startPool("a")
 	e.startPool("b")
 	var via []string
@@ -531,7 +531,7 @@ func TestBudgetRerouteEndToEnd(t *testing.T) {
 func TestReloadKeepsJobs(t *testing.T) {
 	e := newEnv(t, 0, provider{name: "a", faults: mock.Faults{Latency: 5 * time.Millisecond}}, provider{name: "b"})
 	holder := live.NewHolder(e.cfg)
-	resolver := router.New(e.cfg)
+	resolver := router.New(e.cfg, router.Options{})
 	e.client = broker.NewClient(e.nc, e.js, resolver)
 	var pools []*workers.Pool
 	for _, name := range []string{"a", "b"} {

@@ -64,7 +64,7 @@ func TestBatchOverBudgetLines(t *testing.T) {
 	if _, err := spend.Add(ctx, schemas.NewJobID(), "broke", 5, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	client := broker.NewClient(env.NC, env.JS, router.New(env.Config, router.WithBudgets(spend)))
+	client := broker.NewClient(env.NC, env.JS, router.New(env.Config, router.Options{Budgets: spend}))
 	dir := t.TempDir()
 	in, out := filepath.Join(dir, "in.jsonl"), filepath.Join(dir, "out.jsonl")
 	if err := os.WriteFile(in, []byte(`{"custom_id":"r1","body":{"model":"chat","messages":[{"role":"user","content":"x"}]}}

@@ -38,7 +38,7 @@ rules:
 	if err != nil {
 		f.Fatal(err)
 	}
-	resolver := router.New(cfg)
+	resolver := router.New(cfg, router.Options{})
 	s := &Server{resolver: resolver, client: broker.NewClient(nil, nil, resolver)}
 	seeds := []struct{ body, tenant, tier, priority, deadline string }{
 		{`{"model":"chat","messages":[{"role":"user","content":"hi"}]}`, "acme", "", "", ""},

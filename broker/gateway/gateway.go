@@ -40,8 +40,8 @@ type Options struct {
 	// read once by New. Optional when Resolver is set.
 	Config *config.Config
 	// Resolver routes jobs (breakers, latencies, budgets); its live config
-	// (SetConfig on reload) serves routes, providers and /v1/models. Default:
-	// router.New(Config).
+	// (Options.Live, or SetConfig) serves routes, providers and /v1/models. Default:
+	// router.New(Config, router.Options{}).
 	Resolver *router.Resolver
 	// Conn and JS reach NATS; the caller owns and closes them.
 	Conn *nats.Conn
@@ -96,7 +96,7 @@ func New(opts Options) (*Server, error) {
 	}
 	resolver := opts.Resolver
 	if resolver == nil {
-		resolver = router.New(opts.Config)
+		resolver = router.New(opts.Config, router.Options{})
 	}
 	if opts.Conn == nil {
 		return nil, ErrNoConn

@@ -75,7 +75,7 @@ gateway: {request_timeout: 10s}
 		go func() { _ = spend.Run(ctx, js) }()
 		_ = pool.Run(ctx)
 	}()
-	resolver := router.New(cfg, router.WithHealth(res.Breakers), router.WithLatencies(res.Latency), router.WithBudgets(spend))
+	resolver := router.New(cfg, router.Options{Health: res.Breakers, Latencies: res.Latency, Budgets: spend})
 	gw, err := gateway.New(gateway.Options{Resolver: resolver, Conn: nc, JS: js})
 	if err != nil {
 		t.Fatal(err)

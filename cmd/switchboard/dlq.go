@@ -10,6 +10,7 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/dlq"
+	"github.com/switchboard-llm/switchboard/pricing"
 	"github.com/switchboard-llm/switchboard/router"
 )
 
@@ -96,11 +97,11 @@ func dlqReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	prices, err := routePrices(cfg)
+	prices, err := pricing.Load(cfg) // lowest-cost routing prices as billing does
 	if err != nil {
 		return err
 	}
-	client := broker.NewClient(nc.Conn, js, router.New(cfg, prices))
+	client := broker.NewClient(nc.Conn, js, router.New(cfg, router.Options{Prices: prices}))
 	if *all {
 		entries, err := dlq.List(ctx, js, 0, 0)
 		if err != nil {

@@ -6,7 +6,6 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/gateway"
-	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/config/live"
 	"github.com/switchboard-llm/switchboard/router"
 )
@@ -53,9 +52,9 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	if err != nil {
 		return err
 	}
-	resolver := router.New(cfg, policies...)
 	holder := live.NewHolder(cfg)
-	holder.OnChange(func(_, cur *config.Config) { resolver.SetConfig(cur) })
+	policies.Live = holder.Load // the resolver reads each reload itself
+	resolver := router.New(cfg, policies)
 	a.WatchConfig(js, holder, c.config)
 	dash, err := newDashboard(a, js, resolver, c.clickhouse)
 	if err != nil {

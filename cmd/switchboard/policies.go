@@ -57,30 +57,20 @@ func (a *app) budgets(js jetstream.JetStream, count bool) (*budget.Tracker, erro
 // routingPolicies is what routing reads: breakers (open targets last),
 // latency (least-latency, deadlines), tenant spend (budgets, counted here)
 // and the billing price table (lowest-cost).
-func routingPolicies(a *app, js jetstream.JetStream, cfg *config.Config) ([]router.Option, error) {
+func routingPolicies(a *app, js jetstream.JetStream, cfg *config.Config) (router.Options, error) {
 	res, err := a.policies(js, cfg)
 	if err != nil {
-		return nil, err
+		return router.Options{}, err
 	}
-	prices, err := routePrices(cfg)
+	prices, err := pricing.Load(cfg) // the table the workers bill with
 	if err != nil {
-		return nil, err
+		return router.Options{}, err
 	}
 	spend, err := a.budgets(js, true)
 	if err != nil {
-		return nil, err
+		return router.Options{}, err
 	}
-	return []router.Option{router.WithHealth(res.Breakers), router.WithLatencies(res.Latency), router.WithBudgets(spend), prices}, nil
-}
-
-// routePrices makes lowest-cost routing price with the table the workers
-// bill with (pricing.Load: config prices, then analytics.prices_file).
-func routePrices(cfg *config.Config) (router.Option, error) {
-	prices, err := pricing.Load(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return router.WithPrices(prices), nil
+	return router.Options{Health: res.Breakers, Latencies: res.Latency, Budgets: spend, Prices: prices}, nil
 }
 
 // logStopped logs a background loop's end as an error, unless it ended

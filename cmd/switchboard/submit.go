@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/batch"
+	"github.com/switchboard-llm/switchboard/pricing"
 	"github.com/switchboard-llm/switchboard/router"
 )
 
@@ -54,11 +55,11 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if !*noProgress && term.IsTerminal(int(os.Stderr.Fd())) {
 		opts.Progress = stderr
 	}
-	prices, err := routePrices(cfg)
+	prices, err := pricing.Load(cfg) // lowest-cost routing prices as billing does
 	if err != nil {
 		return err
 	}
-	sum, err := batch.Run(ctx, broker.NewClient(nc.Conn, js, router.New(cfg, prices)), js, opts)
+	sum, err := batch.Run(ctx, broker.NewClient(nc.Conn, js, router.New(cfg, router.Options{Prices: prices})), js, opts)
 	if sum != nil {
 		fmt.Fprintf(stdout, "batch %s: %d lines, %d succeeded, %d failed, %d invalid, %d from an earlier run -> %s\n",
 			sum.BatchID, sum.Total, sum.Succeeded, sum.Failed, sum.Invalid, sum.Resumed, *out)

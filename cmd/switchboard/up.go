@@ -102,7 +102,11 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 	if err != nil {
 		return err
 	}
-	resolver := router.New(cfg, opts...)
+	// Routes, retries, breakers and limits reload on SIGHUP or from KV
+	// sb_config; an invalid config is refused and the running one stays.
+	holder := live.NewHolder(cfg)
+	opts.Live = holder.Load // the resolver reads each reload itself
+	resolver := router.New(cfg, opts)
 	client := broker.NewClient(nc.Conn, js, resolver)
 	defer client.Close()
 	dash, err := newDashboard(a, js, resolver, c.clickhouse)
@@ -140,13 +144,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 		defer os.Remove(dsnFile)
 	}
 
-	// Routes, retries, breakers and limits reload on SIGHUP or from KV
-	// sb_config; an invalid config is refused and the running one stays.
-	holder := live.NewHolder(cfg)
-	holder.OnChange(func(_, cur *config.Config) {
-		resolver.SetConfig(cur)
-		fleet.Apply(cur)
-	})
+	holder.OnChange(func(_, cur *config.Config) { fleet.Apply(cur) })
 	configFile := c.config
 	if *demo || stopDemo != nil {
 		configFile = "" // the demo config has no file to reload

@@ -122,7 +122,7 @@ func (e *Env) start(t testing.TB, cfg *config.Config, ps []Provider, routes []co
 	if err := topology.EnsureAll(ctx, e.JS, cfg); err != nil {
 		t.Fatal(err)
 	}
-	e.Client = broker.NewClient(e.NC, e.JS, router.New(cfg))
+	e.Client = broker.NewClient(e.NC, e.JS, router.New(cfg, router.Options{}))
 	return e
 }
 

@@ -126,7 +126,7 @@ func TestRunCountsResultsAndRoutingReacts(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { _ = tr.Run(ctx, js) }()
-	r := router.New(cfg, router.WithBudgets(tr))
+	r := router.New(cfg, router.Options{Budgets: tr})
 	resolve := func(tenant string) (*schemas.Job, error) {
 		j := &schemas.Job{Request: json.RawMessage(`{"messages":[{"role":"user","content":"hi"}]}`), Metadata: map[string]string{"tenant": tenant}}
 		if err := j.Prepare(time.Now()); err != nil {
@@ -244,7 +244,7 @@ func TestCountsOnlyWhileABudgetIsConfigured(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := router.New(none, router.WithBudgets(tr)) // tells tr the config
+	r := router.New(none, router.Options{Budgets: tr}) // tells tr the config
 	go func() { _ = tr.Run(ctx, js) }()
 	pub := func(id string, usd float64) {
 		data, _ := json.Marshal(schemas.Result{V: 1, ID: id, Status: schemas.StatusSucceeded, CostUSD: &usd, Metadata: map[string]string{"tenant": "acme"}})

@@ -309,7 +309,7 @@ func TestSimulation(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { _ = s.tracker.Run(ctx, js) }()
-	resolver := router.New(cfg, router.WithHealth(routerRes.Breakers), router.WithLatencies(routerRes.Latency), router.WithBudgets(s.tracker))
+	resolver := router.New(cfg, router.Options{Health: routerRes.Breakers, Latencies: routerRes.Latency, Budgets: s.tracker})
 	s.client = broker.NewClient(nc, js, resolver)
 	holder := live.NewHolder(cfg)
 	holder.OnChange(func(_, cur *config.Config) {
