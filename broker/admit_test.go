@@ -37,7 +37,7 @@ func startNATSFront(t *testing.T) *natsFront {
 	}
 	env.StartPools(t)
 	ctx := natstest.Context(t)
-	spend, err := budget.Open(ctx, env.JS, nil)
+	spend, err := budget.Open(ctx, env.JS, budget.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,11 +75,10 @@ func nodeLoss(t *testing.T, leaderOf func(context.Context, jetstream.JetStream) 
 	env.StartPools(t)
 	ctx := natstest.Context(t)
 	log := slog.New(slog.DiscardHandler)
-	tr, err := budget.Open(ctx, env.JS, nil)
+	tr, err := budget.Open(ctx, env.JS, budget.Options{Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr.Log = log
 	go func() { _ = tr.Run(ctx, env.JS) }()
 	go func() { _ = broker.NewDispatcher(env.Client, env.JS, log).Run(ctx) }()
 	gw, err := gateway.New(gateway.Options{Config: env.Config, Conn: env.NC, JS: env.JS, Logger: log, Getenv: func(string) string { return "" }})

@@ -35,11 +35,10 @@ func TestConsumersSurviveServerRestart(t *testing.T) {
 	ctx := natstest.Context(t)
 	log := slog.New(slog.DiscardHandler)
 
-	tr, err := budget.Open(ctx, env.JS, nil)
+	tr, err := budget.Open(ctx, env.JS, budget.Options{Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr.Log = log
 	cfg := *env.Config
 	cfg.Budgets = []config.Budget{{Tenant: "acme", DailyUSD: 1e-9, OnExceed: config.OnExceed{Reject: true}}}
 	client := broker.NewClient(env.NC, env.JS, router.New(&cfg, router.Options{Budgets: tr}))
@@ -115,11 +114,10 @@ func TestConsumersRecreateDeletedConsumers(t *testing.T) {
 	env := testenv.Start(t, []testenv.Provider{{Name: "a", InputPerMTok: 50_000, OutputPerMTok: 50_000}})
 	env.StartPools(t)
 	ctx := natstest.Context(t)
-	tr, err := budget.Open(ctx, env.JS, nil)
+	tr, err := budget.Open(ctx, env.JS, budget.Options{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr.Log = slog.New(slog.DiscardHandler)
 	cfg := *env.Config
 	cfg.Budgets = []config.Budget{{Tenant: "acme", DailyUSD: 1e-9, OnExceed: config.OnExceed{Reject: true}}}
 	client := broker.NewClient(env.NC, env.JS, router.New(&cfg, router.Options{Budgets: tr}))

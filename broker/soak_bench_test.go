@@ -88,11 +88,10 @@ func soak(b *testing.B) {
 	poolDone := make(chan error, 1)
 	go func() { poolDone <- pool.Run(ctx) }()
 	defer func() { cancel(); <-poolDone }()
-	spend, err := budget.Open(ctx, env.JS, nil)
+	spend, err := budget.Open(ctx, env.JS, budget.Options{Log: log})
 	if err != nil {
 		b.Fatal(err)
 	}
-	spend.Log = log
 	go func() { _ = spend.Run(ctx, env.JS) }()
 	client := broker.NewClient(env.NC, env.JS, router.New(&cfg, router.Options{Budgets: spend, Health: res.Breakers, Latencies: res.Latency}))
 

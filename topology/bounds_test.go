@@ -41,7 +41,7 @@ func TestEveryBucketAndStreamIsBounded(t *testing.T) {
 	if _, err := latency.Open(ctx, js, config.Routing{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := budget.Open(ctx, js, nil); err != nil {
+	if _, err := budget.Open(ctx, js, budget.Options{}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -52,7 +52,7 @@ func OpenResilience(ctx context.Context, js jetstream.JetStream, cfg *config.Con
 	if err != nil {
 		return Resilience{}, err
 	}
-	l, err := ratelimit.New(ctx, js, cfg.RateLimits, nil)
+	l, err := ratelimit.New(ctx, js, cfg.RateLimits, ratelimit.Options{})
 	if err != nil {
 		return Resilience{}, err
 	}

@@ -501,7 +501,7 @@ func TestBudgetRerouteEndToEnd(t *testing.T) {
 		c.Budgets = []config.Budget{{Tenant: "acme", DailyUSD: 0.01, OnExceed: config.OnExceed{Route: "cheap"}}}
 	})
 	ctx := natstest.Context(t)
-	tr, err := budget.Open(ctx, e.js, nil)
+	tr, err := budget.Open(ctx, e.js, budget.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

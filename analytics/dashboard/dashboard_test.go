@@ -69,7 +69,7 @@ func startStack(t *testing.T) *stack {
 	}
 	done := make(chan error, 1)
 	go func() { done <- in.Run(ctx) }()
-	tracker, err := budget.Open(ctx, env.JS, nil)
+	tracker, err := budget.Open(ctx, env.JS, budget.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,7 +57,7 @@ func TestBatchOverBudgetLines(t *testing.T) {
 	env := testenv.Start(t, []testenv.Provider{{Name: "a"}})
 	env.Config.Budgets = []config.Budget{{Tenant: "broke", DailyUSD: 1, OnExceed: config.OnExceed{Reject: true}}}
 	ctx := natstest.Context(t)
-	spend, err := budget.Open(ctx, env.JS, nil)
+	spend, err := budget.Open(ctx, env.JS, budget.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

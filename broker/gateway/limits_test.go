@@ -53,7 +53,7 @@ gateway: {request_timeout: 10s}
 	if err := topology.EnsureAll(ctx, js, cfg); err != nil {
 		t.Fatal(err)
 	}
-	spend, err := budget.Open(ctx, js, nil)
+	spend, err := budget.Open(ctx, js, budget.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

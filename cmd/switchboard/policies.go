@@ -40,11 +40,10 @@ func (a *app) budgets(js jetstream.JetStream, count bool) (*budget.Tracker, erro
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.spend == nil {
-		spend, err := budget.Open(a.stateCtx, js, nil)
+		spend, err := budget.Open(a.stateCtx, js, budget.Options{Log: a.log})
 		if err != nil {
 			return nil, err
 		}
-		spend.Log = a.log // it restarts itself until ctx ends, logging each restart
 		a.spend = spend
 	}
 	if count && !a.counts {

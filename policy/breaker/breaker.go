@@ -77,9 +77,7 @@ type Set struct {
 	mu        sync.Mutex
 	pendingOK map[string]int // successes not yet counted in KV
 	done      chan struct{}
-	// OnChange, if set before use, is called when this process moves a
-	// breaker to a new state (for logs and metrics).
-	OnChange func(provider, model, from, to string)
+	onChange  func(provider, model, from, to string)
 }
 
 // Options tune a Set.
@@ -89,6 +87,9 @@ type Options struct {
 	FlushEvery time.Duration
 	// Now is the clock (tests).
 	Now func() time.Time
+	// OnChange is called when this process moves a breaker to a new state
+	// (for logs and metrics).
+	OnChange func(provider, model, from, to string)
 }
 
 // New opens the shared breakers with cfg until ctx ends.
@@ -107,7 +108,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg config.Breaker, opts O
 	if err != nil {
 		return nil, err
 	}
-	s := &Set{kv: kv, cache: cache, now: opts.Now, pendingOK: map[string]int{}, done: make(chan struct{})}
+	s := &Set{kv: kv, cache: cache, now: opts.Now, pendingOK: map[string]int{}, done: make(chan struct{}), onChange: opts.OnChange}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -323,8 +324,8 @@ func (s *Set) Record(ctx context.Context, provider, model, errType string) error
 		to = st.State
 		return true
 	})
-	if err == nil && from != to && s.OnChange != nil {
-		s.OnChange(provider, model, from, to)
+	if err == nil && from != to && s.onChange != nil {
+		s.onChange(provider, model, from, to)
 	}
 	return err
 }

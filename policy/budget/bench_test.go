@@ -32,7 +32,7 @@ func BenchmarkCountResults(b *testing.B) {
 		if err := topology.Ensure(ctx, js, cfg.Limits); err != nil {
 			b.Fatal(err)
 		}
-		tr, err := Open(ctx, js, nil)
+		tr, err := Open(ctx, js, Options{})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -19,7 +19,7 @@ func TestSpendKeysExpire(t *testing.T) {
 	srv := natstest.Start(t)
 	ctx := natstest.Context(t)
 	_, js := srv.Connect(t)
-	tr, err := Open(ctx, js, nil)
+	tr, err := Open(ctx, js, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

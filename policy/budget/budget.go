@@ -119,9 +119,7 @@ const pullExpiry = 3 * time.Second
 
 // Tracker counts and reads tenants' spend.
 type Tracker struct {
-	// Log receives Run's restarts (default slog.Default()); set it before
-	// Run.
-	Log       *slog.Logger
+	log       *slog.Logger
 	js        jetstream.JetStream
 	kv        jetstream.KeyValue
 	cache     *kvstate.Cache
@@ -137,8 +135,16 @@ type Tracker struct {
 	finished map[string][]string
 }
 
+// Options tune a Tracker; every field is optional.
+type Options struct {
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+	// Log receives Run's restarts; default slog.Default().
+	Log *slog.Logger
+}
+
 // Open opens the spend bucket and watches its counters until ctx ends.
-func Open(ctx context.Context, js jetstream.JetStream, now func() time.Time) (*Tracker, error) {
+func Open(ctx context.Context, js jetstream.JetStream, opts Options) (*Tracker, error) {
 	kv, err := kvstate.Bucket(ctx, js, jetstream.KeyValueConfig{
 		Bucket:         Bucket,
 		Description:    "switchboard: USD spend per tenant per day and month",
@@ -152,10 +158,14 @@ func Open(ctx context.Context, js jetstream.JetStream, now func() time.Time) (*T
 	if err != nil {
 		return nil, err
 	}
+	now, log := opts.Now, opts.Log
 	if now == nil {
 		now = time.Now
 	}
-	t := &Tracker{js: js, kv: kv, cache: cache, now: now, wake: make(chan struct{}, 1), finished: map[string][]string{}}
+	if log == nil {
+		log = slog.Default()
+	}
+	t := &Tracker{log: log, js: js, kv: kv, cache: cache, now: now, wake: make(chan struct{}, 1), finished: map[string][]string{}}
 	t.markerTTL.Store(int64(MarkerTTL(0)))
 	return t, nil
 }
@@ -367,7 +377,7 @@ func (t *Tracker) flush(ctx context.Context, msgs []jetstream.Msg) {
 		if err != nil {
 			// Nothing acked: the markers stay pending and the redelivered
 			// Results finish the count where this flush's id is missing.
-			t.logger().Warn("budget spend counter: flush not counted; its results will be redelivered", "key", k.key, "err", err)
+			t.log.Warn("budget spend counter: flush not counted; its results will be redelivered", "key", k.key, "err", err)
 			return
 		}
 		t.cache.Set(k.key, val, rev)
@@ -391,13 +401,6 @@ func (t *Tracker) flush(ctx context.Context, msgs []jetstream.Msg) {
 			t.finished[k.key] = append(t.finished[k.key], flush)
 		}
 	}
-}
-
-func (t *Tracker) logger() *slog.Logger {
-	if t.Log != nil {
-		return t.Log
-	}
-	return slog.Default()
 }
 
 func (t *Tracker) subject(jobID string) string {
@@ -487,7 +490,7 @@ func (t *Tracker) Configure(cfg *config.Config) {
 // runs it), while the config has a budget (Configure). A Result is acked
 // once its cost is counted. Run returns only when ctx ends: a consumer
 // error (a missed heartbeat in a node outage, a deleted consumer, a closed
-// iterator) re-creates the consumer after a backoff, logged on t.Log.
+// iterator) re-creates the consumer after a backoff, logged on Options.Log.
 func (t *Tracker) Run(ctx context.Context, js jetstream.JetStream) error {
 	for {
 		for t.off.Load() {
@@ -511,7 +514,7 @@ func (t *Tracker) Run(ctx context.Context, js jetstream.JetStream) error {
 			}
 			cancel()
 		}()
-		supervise.Run(runCtx, t.Log, "budget spend counter", func(ctx context.Context) error {
+		supervise.Run(runCtx, t.log, "budget spend counter", func(ctx context.Context) error {
 			return t.consume(ctx, js)
 		})
 		cancel()

@@ -37,11 +37,11 @@ func TestAddOncePerJob(t *testing.T) {
 	_, js2 := srv.Connect(t)
 	now := time.Date(2026, 3, 31, 23, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	a, err := Open(ctx, js1, clock)
+	a, err := Open(ctx, js1, Options{Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Open(ctx, js2, clock)
+	b, err := Open(ctx, js2, Options{Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestInterruptedCountFinishesOnce(t *testing.T) {
 	ctx := natstest.Context(t)
 	_, js := srv.Connect(t)
 	now := time.Date(2026, 5, 5, 12, 0, 0, 0, time.UTC)
-	tr, err := Open(ctx, js, func() time.Time { return now })
+	tr, err := Open(ctx, js, Options{Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestRunCountsResultsAndRoutingReacts(t *testing.T) {
 	if err := topology.Ensure(ctx, js, cfg.Limits); err != nil {
 		t.Fatal(err)
 	}
-	tr, err := Open(ctx, js, nil)
+	tr, err := Open(ctx, js, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +194,7 @@ func TestPoisonTenantResultKeepsTheCounterConnected(t *testing.T) {
 	if err := topology.Ensure(ctx, js, cfg.Limits); err != nil {
 		t.Fatal(err)
 	}
-	tr, err := Open(ctx, js, nil)
+	tr, err := Open(ctx, js, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +240,7 @@ func TestCountsOnlyWhileABudgetIsConfigured(t *testing.T) {
 	if err := topology.Ensure(ctx, js, withBudgets.Limits); err != nil {
 		t.Fatal(err)
 	}
-	tr, err := Open(ctx, js, nil)
+	tr, err := Open(ctx, js, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +303,7 @@ func TestFlushesCountEachResultOnce(t *testing.T) {
 	if err := topology.Ensure(ctx, js, cfg.Limits); err != nil {
 		t.Fatal(err)
 	}
-	tr, err := Open(ctx, js, nil)
+	tr, err := Open(ctx, js, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

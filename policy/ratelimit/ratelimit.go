@@ -56,8 +56,14 @@ type Limiter struct {
 	now    func() time.Time
 }
 
+// Options tune a Limiter; every field is optional.
+type Options struct {
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
 // New opens the shared limiter with the given config.
-func New(ctx context.Context, js jetstream.JetStream, rl config.RateLimits, now func() time.Time) (*Limiter, error) {
+func New(ctx context.Context, js jetstream.JetStream, rl config.RateLimits, opts Options) (*Limiter, error) {
 	w := rl.Window
 	if w <= 0 {
 		w = config.DefaultRateWindow
@@ -71,6 +77,7 @@ func New(ctx context.Context, js jetstream.JetStream, rl config.RateLimits, now 
 	if err != nil {
 		return nil, err
 	}
+	now := opts.Now
 	if now == nil {
 		now = time.Now
 	}

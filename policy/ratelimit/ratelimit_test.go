@@ -18,7 +18,7 @@ func TestTwoProcessesHoldRPM(t *testing.T) {
 	var lims []*Limiter
 	for i := 0; i < 2; i++ {
 		_, js := srv.Connect(t)
-		l, err := New(ctx, js, rl, nil)
+		l, err := New(ctx, js, rl, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -74,7 +74,7 @@ func TestTPM(t *testing.T) {
 	_, js := srv.Connect(t)
 	ctx := context.Background()
 	now := time.Unix(1_800_000_000, 0)
-	l, err := New(ctx, js, config.RateLimits{Window: time.Minute}, func() time.Time { return now })
+	l, err := New(ctx, js, config.RateLimits{Window: time.Minute}, Options{Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestReserveCountedTooLateMovesToCurrentWindow(t *testing.T) {
 		}
 		return t
 	}
-	l, err := New(ctx, js, config.RateLimits{Window: w}, now)
+	l, err := New(ctx, js, config.RateLimits{Window: w}, Options{Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}

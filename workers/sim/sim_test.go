@@ -270,10 +270,14 @@ func TestSimulation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res.Breakers.OnChange = func(provider, model, from, to string) {
+		// This process's breakers, watched for p1 opening.
+		res.Breakers, err = breaker.New(ctx, js, cfg.Breaker, breaker.Options{OnChange: func(provider, model, from, to string) {
 			if provider == "p1" && to == breaker.Open {
 				p1OpenedAt.CompareAndSwap(-1, int64(s.ps["p1"].calls()))
 			}
+		}})
+		if err != nil {
+			t.Fatal(err)
 		}
 		s.sets = append(s.sets, res.Breakers)
 		return res
@@ -304,7 +308,7 @@ func TestSimulation(t *testing.T) {
 	startPool("p3") // a second pool (own connection and state cache) shares p3's rpm
 
 	routerRes := openRes()
-	s.tracker, err = budget.Open(ctx, js, nil)
+	s.tracker, err = budget.Open(ctx, js, budget.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
