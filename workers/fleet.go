@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/switchboard-llm/switchboard/config"
 )
 
@@ -144,4 +146,28 @@ func (f *Fleet) start(cfg *config.Config, p config.Provider, after <-chan struct
 		}
 	}()
 	return nil
+}
+
+// Collector exports the metrics of every pool the fleet runs at scrape
+// time. The set of pools follows the config, so it is an unchecked
+// collector (Describe sends nothing); each pool's metrics carry its
+// provider label.
+func (f *Fleet) Collector() prometheus.Collector { return fleetCollector{f} }
+
+type fleetCollector struct{ f *Fleet }
+
+// Describe implements prometheus.Collector (unchecked: describes nothing).
+func (fleetCollector) Describe(chan<- *prometheus.Desc) {}
+
+// Collect implements prometheus.Collector.
+func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
+	c.f.mu.Lock()
+	pools := make([]*Pool, 0, len(c.f.pools))
+	for _, fp := range c.f.pools {
+		pools = append(pools, fp.pool)
+	}
+	c.f.mu.Unlock()
+	for _, p := range pools {
+		p.Collector().Collect(ch)
+	}
 }

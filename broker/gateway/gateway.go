@@ -21,6 +21,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/config"
@@ -56,6 +57,9 @@ type Options struct {
 	QueueDepthTTL time.Duration
 	// Dashboard, when set, serves GET / and /api/ (see dashboard.go).
 	Dashboard http.Handler
+	// Collectors are the metrics of the process's other components (up's
+	// worker pools and ingester), served on /metrics beside the gateway's.
+	Collectors []prometheus.Collector
 }
 
 // Server is the HTTP front door. It is safe for concurrent use.
@@ -129,7 +133,7 @@ func New(opts Options) (*Server, error) {
 		client:   broker.NewClient(opts.Conn, js, resolver),
 		log:      log,
 		sem:      make(chan struct{}, maxInFlight),
-		metrics:  newMetrics(),
+		metrics:  newMetrics(opts.Collectors...),
 		grace:    opts.ShutdownGrace,
 		dash:     opts.Dashboard,
 		known:    knownJobs{ttl: cfg.Limits.ResultsMaxAge},

@@ -30,7 +30,7 @@ type metrics struct {
 	inFlight    prometheus.Gauge
 }
 
-func newMetrics() *metrics {
+func newMetrics(others ...prometheus.Collector) *metrics {
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 	}
@@ -65,6 +65,7 @@ func newMetrics() *metrics {
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchboard_gateway_in_flight", Help: "Requests being served now."}),
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.ttft, m.attempts, m.errors, m.fallbacks, m.tokens, m.cost, m.queueDepth, m.queueActive, m.inFlight)
+	m.reg.MustRegister(others...)
 	m.handler = sbmetrics.Handler(m.reg)
 	return m
 }

@@ -18,7 +18,8 @@ import (
 // rate limiter, latency store and prefill record per process (each with one
 // KV watch and one flush loop, on the shared-state context), used by
 // routing, the dashboard and every pool alike. They open on first use with
-// cfg's settings; reloads reach them through the pools' SetConfig.
+// cfg's settings; reloads reach them through the pools' SetConfig. The
+// app's Wait returns after their last flush.
 func (a *app) policies(js jetstream.JetStream, cfg *config.Config) (workers.Resilience, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -28,6 +29,11 @@ func (a *app) policies(js jetstream.JetStream, cfg *config.Config) (workers.Resi
 			return workers.Resilience{}, err
 		}
 		a.res = &res
+		// Their flush loops push what this process counted one last time
+		// when the shared state stops; Wait waits for that.
+		for name, done := range map[string]<-chan struct{}{"breaker flush": res.Breakers.Done(), "latency flush": res.Latency.Done()} {
+			a.Background(name, func(context.Context) error { <-done; return nil })
+		}
 	}
 	return *a.res, nil
 }

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/embedded"
 	"github.com/switchboard-llm/switchboard/broker/gateway"
@@ -114,10 +116,6 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 		return err
 	}
 	defer dash.Close()
-	gw, err := gateway.New(gateway.Options{Config: cfg, Resolver: resolver, Conn: nc.Conn, JS: js, Logger: log, Dashboard: dash})
-	if err != nil {
-		return err
-	}
 	if _, err := pricing.Load(cfg); err != nil {
 		return err
 	}
@@ -134,6 +132,16 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 		return err
 	}
 	defer an.Close()
+	// One /metrics for the whole process: the gateway's, the pools' and
+	// the ingester's.
+	collectors := []prometheus.Collector{fleet.Collector()}
+	if an.Ingester != nil {
+		collectors = append(collectors, an.Ingester.Collector())
+	}
+	gw, err := gateway.New(gateway.Options{Config: cfg, Resolver: resolver, Conn: nc.Conn, JS: js, Logger: log, Dashboard: dash, Collectors: collectors})
+	if err != nil {
+		return err
+	}
 	dash.SetDSN(an.DSN)
 	if an.Server != nil {
 		// `switchboard stats` run beside `up` finds the managed server here.

@@ -95,6 +95,29 @@ func TestUpDemoServesAndShutsDown(t *testing.T) {
 			t.Errorf("GET %s: %d %.200s", path, resp.StatusCode, body)
 		}
 	}
+	// One /metrics for the process: the gateway's and the demo pools'
+	// (open on loopback without gateway keys). The 5 jobs above each
+	// succeeded on a pool of this process (counted just after the reply).
+	natstest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		resp, err := http.Get("http://" + httpAddr + "/metrics")
+		if err != nil {
+			return err
+		}
+		metricsText, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var succeeded float64
+		for _, line := range strings.Split(string(metricsText), "\n") {
+			if strings.HasPrefix(line, "switchboard_worker_jobs_total{") && strings.Contains(line, `outcome="succeeded"`) {
+				var v float64
+				fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
+				succeeded += v
+			}
+		}
+		if succeeded != 5 || !strings.Contains(string(metricsText), "switchboard_gateway_requests_total{") {
+			return fmt.Errorf("up's /metrics: %v worker jobs succeeded, want 5 beside the gateway's metrics:\n%.2000s", succeeded, metricsText)
+		}
+		return nil
+	})
 	cancel()
 	select {
 	case err := <-done:
