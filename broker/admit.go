@@ -61,6 +61,8 @@ func RejectType(err error) (errType string, code int) {
 		errType = schemas.ErrDeadlineExceeded
 	case errors.Is(err, topology.ErrQueueFull):
 		errType = schemas.ErrRateLimited
+	case errors.Is(err, ErrStopping):
+		errType = schemas.ErrNoTarget // 503: the broker cannot serve now
 	case errors.Is(err, schemas.ErrInvalid):
 		errType = schemas.ErrInvalidRequest
 	default:

@@ -46,7 +46,7 @@ func startNATSFront(t *testing.T) *natsFront {
 	}
 	client := broker.NewClient(env.NC, env.JS, router.New(env.Config, router.Options{Budgets: spend}))
 	go func() { _ = broker.NewDispatcher(client, env.JS, nil).Run(ctx) }()
-	go func() { _ = broker.NewService(client, 10*time.Second, nil).Run(ctx) }()
+	go func() { _ = broker.NewService(client, nil).Run(ctx) }()
 	return &natsFront{Env: env, client: client}
 }
 

@@ -156,7 +156,7 @@ func TestDispatcherRoutesRawJobs(t *testing.T) {
 func TestServiceRequestReply(t *testing.T) {
 	env := twoProviders(t)
 	ctx := natstest.Context(t)
-	go func() { _ = broker.NewService(env.Client, 30*time.Second, nil).Run(ctx) }()
+	go func() { _ = broker.NewService(env.Client, nil).Run(ctx) }()
 	nc, _ := env.NATS.Connect(t)
 
 	var reply *nats.Msg

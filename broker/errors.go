@@ -11,4 +11,7 @@ var (
 	ErrDeadlineExceeded = errors.New("deadline exceeded")
 	// ErrResultNotFound means no result is stored for the job (yet).
 	ErrResultNotFound = errors.New("result not found")
+	// ErrStopping means the llm.complete service is shutting down and took
+	// no new job; another instance answers a retry.
+	ErrStopping = errors.New("service shutting down; retry")
 )

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
@@ -26,23 +27,26 @@ const ServiceVersion = "1.0.0"
 // that finishes the job replies straight to the requester's inbox, so one
 // service instance never holds a request open.
 type Service struct {
-	client *Client
-	log    *slog.Logger
-	// DefaultTimeout becomes the deadline of jobs that carry none, so work
-	// stops once no requester can still be waiting.
-	DefaultTimeout time.Duration
-	sem            chan struct{}
+	client  *Client
+	log     *slog.Logger
+	sem     chan struct{}  // bounds the publishes in flight
+	wg      sync.WaitGroup // the publishes in flight, waited for by Run
+	mu      sync.Mutex     // guards stopped against wg.Add after Run's Wait began
+	stopped bool
 }
 
-// NewService returns the request-reply service for client.
-func NewService(client *Client, defaultTimeout time.Duration, log *slog.Logger) *Service {
+// NewService returns the request-reply service for client. A job that
+// carries no deadline gets the live config's gateway.request_timeout, so
+// work stops once no requester can still be waiting.
+func NewService(client *Client, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{client: client, log: log, DefaultTimeout: defaultTimeout, sem: make(chan struct{}, 256)}
+	return &Service{client: client, log: log, sem: make(chan struct{}, 256)}
 }
 
-// Run registers the service and serves until ctx ends.
+// Run registers the service and serves until ctx ends; it returns once the
+// requests it took are enqueued (or answered with their error).
 func (s *Service) Run(ctx context.Context) error {
 	svc, err := micro.AddService(s.client.Conn(), micro.Config{
 		Name:        ServiceName,
@@ -60,7 +64,12 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("register service %s: %w", ServiceName, err)
 	}
 	<-ctx.Done()
-	return svc.Stop()
+	err = svc.Stop()
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	s.wg.Wait()
+	return err
 }
 
 func (s *Service) handle(req micro.Request) {
@@ -74,13 +83,14 @@ func (s *Service) handle(req micro.Request) {
 		s.log.Warn("llm.complete: request with a reply subject inside llm.> or $> dropped", "reply", schemas.Quote(req.Reply()))
 		return
 	}
-	job, err := schemas.DecodeJob(req.Data(), s.client.resolver.Config().Limits.MaxJobBytes)
+	cfg := s.client.resolver.Config()
+	job, err := schemas.DecodeJob(req.Data(), cfg.Limits.MaxJobBytes)
 	if err != nil {
 		s.fail(req, &schemas.Job{}, err)
 		return
 	}
-	if job.Deadline == nil && s.DefaultTimeout > 0 {
-		d := time.Now().Add(s.DefaultTimeout).UTC()
+	if timeout := cfg.Gateway.RequestTimeout; job.Deadline == nil && timeout > 0 {
+		d := time.Now().Add(timeout).UTC()
 		job.Deadline = &d
 	}
 	// Producer-set broker fields (reply, plan, hop, ...) are ignored; the
@@ -90,8 +100,17 @@ func (s *Service) handle(req micro.Request) {
 		return
 	}
 	job.Reply = req.Reply()
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		s.fail(req, job, ErrStopping)
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
 	s.sem <- struct{}{}
 	go func() {
+		defer s.wg.Done()
 		defer func() { <-s.sem }()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

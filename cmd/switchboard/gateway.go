@@ -70,7 +70,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	a.Go(func(ctx context.Context) error { return srv.Serve(ctx, ln) })
 	a.Go(func(ctx context.Context) error { return broker.NewDispatcher(client, js, log).Run(ctx) })
 	a.Go(func(ctx context.Context) error {
-		return broker.NewService(client, cfg.Gateway.RequestTimeout, log).Run(ctx)
+		return broker.NewService(client, log).Run(ctx)
 	})
 	return a.Wait()
 }

@@ -162,7 +162,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 	a.Go(func(ctx context.Context) error { return gw.Serve(ctx, httpLn) })
 	a.Go(func(ctx context.Context) error { return broker.NewDispatcher(client, js, log).Run(ctx) })
 	a.Go(func(ctx context.Context) error {
-		return broker.NewService(client, cfg.Gateway.RequestTimeout, log).Run(ctx)
+		return broker.NewService(client, log).Run(ctx)
 	})
 	a.Go(func(ctx context.Context) error { return fleet.Run(ctx, cfg) })
 	a.Go(an.Run)
