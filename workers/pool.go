@@ -39,6 +39,13 @@ type PoolConfig struct {
 	Provider config.Provider
 	// Config supplies routes (retries, fallback_on) and limits.
 	Config *config.Config
+	// Live, when set, is the running config (config/live.Holder.Load): the
+	// pool reads each reload itself (routes' retry and fallback policies,
+	// thresholds, breaker settings, the rate window), so SetConfig is not
+	// needed. The provider's own connection settings (concurrency,
+	// timeout, endpoint, keys) stay those of Provider: a change to them
+	// needs a new pool (workers.Fleet does that).
+	Live func() *config.Config
 	// Completer calls the provider; if it also implements llm.Streamer,
 	// streaming jobs are streamed.
 	Completer llm.Completer
@@ -216,6 +223,7 @@ func orInt(v, d int) int {
 // policyFor returns the retry policy of a job's route; pinned jobs without a
 // route get the defaults.
 func (p *Pool) policyFor(route string) policy {
+	p.liveConfig() // a reload read from Live rebuilds the policies
 	p.mu.Lock()
 	pol, ok := p.policies[route]
 	p.mu.Unlock()

@@ -96,8 +96,15 @@ func (p *Pool) messages(ctx context.Context) (jetstream.MessagesContext, error) 
 
 // SetConfig applies a reloaded config to a running pool: routes' retry and
 // fallback policies, breaker settings and the rate-limit window. Jobs in
-// flight finish under the policy they started with.
+// flight finish under the policy they started with. A pool with
+// PoolConfig.Live calls it itself.
 func (p *Pool) SetConfig(cfg *config.Config) {
+	p.mu.Lock()
+	same := p.live == cfg
+	p.mu.Unlock()
+	if same {
+		return
+	}
 	pols := map[string]policy{}
 	prov, ok := cfg.Provider(p.name)
 	if !ok {
@@ -118,7 +125,15 @@ func (p *Pool) SetConfig(cfg *config.Config) {
 	}
 }
 
+// liveConfig is the config the pool runs under now: Live's when set (a new
+// one is applied first), else the last SetConfig's, else Config.
 func (p *Pool) liveConfig() *config.Config {
+	if p.cfg.Live != nil {
+		if cur := p.cfg.Live(); cur != nil {
+			p.SetConfig(cur)
+			return cur
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.live != nil {

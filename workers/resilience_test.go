@@ -530,27 +530,21 @@ func TestBudgetRerouteEndToEnd(t *testing.T) {
 
 func TestReloadKeepsJobs(t *testing.T) {
 	e := newEnv(t, 0, provider{name: "a", faults: mock.Faults{Latency: 5 * time.Millisecond}}, provider{name: "b"})
+	// The resolver and the pools read the holder themselves (Live): no
+	// reload is pushed to them.
 	holder := live.NewHolder(e.cfg)
-	resolver := router.New(e.cfg, router.Options{})
+	resolver := router.New(e.cfg, router.Options{Live: holder.Load})
 	e.client = broker.NewClient(e.nc, e.js, resolver)
-	var pools []*workers.Pool
 	for _, name := range []string{"a", "b"} {
 		p, _ := e.cfg.Provider(name)
-		pool, err := workers.NewPool(workers.PoolConfig{Provider: p, Config: e.cfg, Completer: e.adapter(name), Conn: e.nc, JS: e.js})
+		pool, err := workers.NewPool(workers.PoolConfig{Provider: p, Config: e.cfg, Live: holder.Load, Completer: e.adapter(name), Conn: e.nc, JS: e.js})
 		if err != nil {
 			t.Fatal(err)
 		}
-		pools = append(pools, pool)
 		ctx, cancel := context.WithCancel(context.Background())
 		go func() { _ = pool.Run(ctx) }()
 		t.Cleanup(cancel)
 	}
-	holder.OnChange(func(_, cur *config.Config) {
-		resolver.SetConfig(cur)
-		for _, p := range pools {
-			p.SetConfig(cur)
-		}
-	})
 	var ids []string
 	for i := 0; i < 30; i++ {
 		ids = append(ids, e.submit(newJob()))
@@ -582,5 +576,31 @@ routes:
 	}
 	if lastVia != "b" {
 		t.Errorf("after the reload jobs go to %s, want b", lastVia)
+	}
+}
+
+// A pool with PoolConfig.Live reads a reload itself: the route's retries go
+// from 0 to 2 with no SetConfig call.
+func TestPoolReadsTheLiveConfig(t *testing.T) {
+	e := newEnv(t, 0, provider{name: "a", faults: mock.Faults{ErrorRate: 1, ErrorStatus: 500}})
+	holder := live.NewHolder(e.cfg)
+	e.startPool("a", func(pc *workers.PoolConfig) {
+		pc.Live = holder.Load
+		pc.BackoffBase, pc.BackoffMax = time.Millisecond, 2*time.Millisecond
+	})
+	if r := e.result(e.submit(newJob()), 10*time.Second); r.Status != schemas.StatusFailed || len(r.Attempts) != 1 {
+		t.Fatalf("retries 0: %s after %d attempts, want failed after 1", r.Status, len(r.Attempts))
+	}
+	reloaded := fmt.Sprintf(`
+providers:
+  - {name: a, kind: mock, base_url: %q, concurrency: 4, timeout: 1s}
+routes:
+  - {name: chat, retries: 2, targets: [{provider: a, model: m-a}]}
+`, e.cfg.Providers[0].BaseURL)
+	if _, err := holder.Apply([]byte(reloaded), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.result(e.submit(newJob()), 10*time.Second); r.Status != schemas.StatusFailed || len(r.Attempts) != 3 {
+		t.Fatalf("retries 2 after the reload: %s after %d attempts, want failed after 3", r.Status, len(r.Attempts))
 	}
 }

@@ -125,7 +125,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 		if err != nil {
 			return nil, err
 		}
-		return newPool(a, cur, p, nc.Conn, js, prices)
+		return newPool(a, cur, p, nc.Conn, js, prices, holder.Load)
 	}, log)
 	an, err := startAnalytics(a.stateCtx, cfg, js, c.clickhouse, c.dataDir, log)
 	if err != nil {

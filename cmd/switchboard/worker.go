@@ -61,7 +61,11 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	// watches live until it has.
 	a := newApp(ctx, nc, log)
 	defer a.close()
-	pool, err := newPool(a, cfg, p, nc.Conn, js, prices)
+	// Routes' retries/fallback/thresholds, breaker settings and the rate
+	// window reload on SIGHUP or from KV sb_config; a bad config is
+	// refused. The pool reads the holder itself.
+	holder := live.NewHolder(cfg)
+	pool, err := newPool(a, cfg, p, nc.Conn, js, prices, holder.Load)
 	if err != nil {
 		return err
 	}
@@ -70,10 +74,6 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 		return err
 	}
 	defer stopMetrics()
-	// Routes' retries/fallback/thresholds, breaker settings and the rate
-	// window reload on SIGHUP or from KV sb_config; a bad config is refused.
-	holder := live.NewHolder(cfg)
-	holder.OnChange(func(_, cur *config.Config) { pool.SetConfig(cur) })
 	a.WatchConfig(js, holder, c.config)
 	log.Info("worker pool started", "provider", p.Name, "kind", p.Kind, "concurrency", p.Concurrency)
 	a.Go(pool.Run)
@@ -84,7 +84,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 // API key, rotated) and the process's shared breakers, rate limits and
 // latency store (a's policies). Costs use prices, the config's models plus
 // analytics.prices_file.
-func newPool(a *app, cfg *config.Config, p config.Provider, nc *nats.Conn, js jetstream.JetStream, prices workers.Pricer) (*workers.Pool, error) {
+// The pool reads reloads from liveConfig.
+func newPool(a *app, cfg *config.Config, p config.Provider, nc *nats.Conn, js jetstream.JetStream, prices workers.Pricer, liveConfig func() *config.Config) (*workers.Pool, error) {
 	log := a.log
 	for _, env := range providers.UnsetKeyEnvs(p) {
 		log.Warn("provider API key variable is not set: calls will fail with auth errors until it is", "provider", p.Name, "env", env)
@@ -124,6 +125,7 @@ func newPool(a *app, cfg *config.Config, p config.Provider, nc *nats.Conn, js je
 	return workers.NewPool(workers.PoolConfig{
 		Provider:   p,
 		Config:     cfg,
+		Live:       liveConfig,
 		Completer:  completer,
 		Conn:       nc,
 		JS:         js,
