@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -136,15 +137,18 @@ func CheckPinned(field, s string) error {
 	if provider == "" || model == "" {
 		return nil
 	}
-	if err := CheckProvider(field, provider); err != nil {
-		fe := err.(*FieldError)
+	var fe *FieldError
+	if err := CheckProvider(field, provider); errors.As(err, &fe) {
 		fe.Msg = "provider " + fe.Msg
 		return fe
+	} else if err != nil {
+		return err
 	}
-	if err := CheckModel(field, model); err != nil {
-		fe := err.(*FieldError)
+	if err := CheckModel(field, model); errors.As(err, &fe) {
 		fe.Msg = "model name " + fe.Msg
 		return fe
+	} else if err != nil {
+		return err
 	}
 	return nil
 }

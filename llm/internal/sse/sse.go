@@ -42,7 +42,7 @@ func (s *Reader) Next() (Event, error) {
 	for {
 		line, err := s.readLine()
 		if err != nil {
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				if pending {
 					ev.Data = data.Bytes()
 					return ev, io.ErrUnexpectedEOF
@@ -88,7 +88,7 @@ func (s *Reader) readLine() ([]byte, error) {
 	for {
 		chunk, isPrefix, err := s.r.ReadLine()
 		if err != nil {
-			if err == io.EOF && len(line) > 0 {
+			if errors.Is(err, io.EOF) && len(line) > 0 {
 				return line, nil
 			}
 			return nil, err
