@@ -205,16 +205,6 @@ func (s *Server) config() *config.Config { return s.resolver.Config() }
 // Handler returns the gateway's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Run listens on addr and serves until ctx ends, then shuts down
-// gracefully: in-flight requests get ShutdownGrace to finish.
-func (s *Server) Run(ctx context.Context, addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("gateway: listen on %s: %w", addr, err)
-	}
-	return s.Serve(ctx, ln)
-}
-
 // Serve serves on ln until ctx ends, then shuts down gracefully. It closes ln.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer s.Close()

@@ -66,11 +66,6 @@ func ModifyTTL(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValu
 	})
 }
 
-// PutTTL stores value under key with a per-key TTL, whatever it held.
-func PutTTL(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, key string, value []byte, ttl time.Duration) (uint64, error) {
-	return write(ctx, js, kv, key, value, ttl)
-}
-
 // write publishes a KV value with a TTL on the bucket's subject for key (the
 // KV API's Put and Update take no TTL).
 func write(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, key string, value []byte, ttl time.Duration, opts ...jetstream.PublishOpt) (uint64, error) {

@@ -53,9 +53,6 @@ func Start(addr string, reg *prometheus.Registry, log *slog.Logger) (*Server, er
 	return s, nil
 }
 
-// Addr is the address the server listens on.
-func (s *Server) Addr() string { return s.ln.Addr().String() }
-
 // Close stops the server, giving in-flight scrapes up to 5 s, and waits for
 // it to end.
 func (s *Server) Close() error {
