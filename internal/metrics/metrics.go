@@ -34,7 +34,6 @@ func Handler(reg *prometheus.Registry) http.Handler {
 // Server is a running /metrics endpoint (see Start).
 type Server struct {
 	srv  *http.Server
-	ln   net.Listener
 	done chan error
 }
 
@@ -47,7 +46,7 @@ func Start(addr string, reg *prometheus.Registry, log *slog.Logger) (*Server, er
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", Handler(reg))
-	s := &Server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln: ln, done: make(chan error, 1)}
+	s := &Server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, done: make(chan error, 1)}
 	go func() { s.done <- s.srv.Serve(ln) }()
 	log.Info("metrics: serving", "url", "http://"+ln.Addr().String()+"/metrics")
 	return s, nil
