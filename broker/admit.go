@@ -62,7 +62,9 @@ func RejectType(err error) (errType string, code int) {
 	case errors.Is(err, topology.ErrQueueFull):
 		errType = schemas.ErrRateLimited
 	case errors.Is(err, ErrStopping):
-		errType = schemas.ErrNoTarget // 503: the broker cannot serve now
+		// No target was asked: the broker cannot serve now (503); the
+		// requester retries and another instance takes the job.
+		errType = schemas.ErrNoTarget
 	case errors.Is(err, schemas.ErrInvalid):
 		errType = schemas.ErrInvalidRequest
 	default:

@@ -22,7 +22,7 @@ func Specs(l config.Limits) []jetstream.StreamConfig {
 		{
 			Name:        StreamJobs,
 			Description: "pending completion jobs (work queue)",
-			Subjects:    []string{"llm.jobs.>", SubjectSubmit},
+			Subjects:    []string{JobsAll, SubjectSubmit},
 			Retention:   jetstream.WorkQueuePolicy,
 			Storage:     jetstream.FileStorage,
 			Discard:     jetstream.DiscardNew,
@@ -34,7 +34,7 @@ func Specs(l config.Limits) []jetstream.StreamConfig {
 		{
 			Name:        StreamResults,
 			Description: "job results for async and batch callers",
-			Subjects:    []string{"llm.results.>"},
+			Subjects:    []string{ResultsAll},
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,
 			MaxAge:      orDefaultDur(l.ResultsMaxAge, config.DefaultResultsMaxAge),

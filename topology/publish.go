@@ -17,7 +17,7 @@ var ErrQueueFull = errors.New("job queue is full")
 
 // PublishJob publishes a routed job to llm.jobs.<Plan[0].provider> (high and
 // low priority jobs to that provider's lane llm.jobs.<provider>.high|.low,
-// see workers/lanes) with the dedup id of its hop.
+// see Priorities) with the dedup id of its hop.
 func PublishJob(ctx context.Context, js jetstream.JetStream, job *schemas.Job) error {
 	msg, err := jobMsg(job)
 	if err != nil {

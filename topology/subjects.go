@@ -81,10 +81,21 @@ func Chunks(jobID string) string { return "llm.stream." + jobID }
 
 // Cancel is the core subject on which a gateway asks the worker running a
 // job to cancel its upstream call (the client went away).
-func Cancel(jobID string) string { return "llm.cancel." + jobID }
+func Cancel(jobID string) string { return cancelPrefix + jobID }
+
+const cancelPrefix = "llm.cancel."
 
 // CancelAll matches every cancel request.
-const CancelAll = "llm.cancel.*"
+const CancelAll = cancelPrefix + "*"
+
+// JobOfCancel is the job id a cancel subject names.
+func JobOfCancel(subject string) string { return strings.TrimPrefix(subject, cancelPrefix) }
+
+// ResultsAll matches every stored Result.
+const ResultsAll = "llm.results.>"
+
+// JobsAll matches every provider's jobs, all lanes.
+const JobsAll = "llm.jobs.>"
 
 // Chunk message headers on llm.stream.<id>.
 const (

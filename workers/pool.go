@@ -397,7 +397,7 @@ func (p *Pool) inFlight() int {
 // onCancel handles llm.cancel.<id>: it cancels the job if it runs here, and
 // remembers the id for a while in case the job is pulled later.
 func (p *Pool) onCancel(m *nats.Msg) {
-	id := strings.TrimPrefix(m.Subject, "llm.cancel.")
+	id := topology.JobOfCancel(m.Subject)
 	if id == "" || id == m.Subject {
 		return
 	}

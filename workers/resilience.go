@@ -97,7 +97,8 @@ func (p *Pool) messages(ctx context.Context) (jetstream.MessagesContext, error) 
 // SetConfig applies a reloaded config to a running pool: routes' retry and
 // fallback policies, breaker settings and the rate-limit window. Jobs in
 // flight finish under the policy they started with. A pool with
-// PoolConfig.Live calls it itself.
+// PoolConfig.Live calls it itself and leaves the shared breaker and limiter
+// settings to whoever owns the holder (cmd's app registers them on it).
 func (p *Pool) SetConfig(cfg *config.Config) {
 	p.mu.Lock()
 	same := p.live == cfg
@@ -117,6 +118,9 @@ func (p *Pool) SetConfig(cfg *config.Config) {
 	p.policies = pols
 	p.live = cfg
 	p.mu.Unlock()
+	if p.cfg.Live != nil {
+		return // the shared breakers and limiter follow the holder themselves (its OnChange)
+	}
 	if b := p.cfg.Resilience.Breakers; b != nil {
 		b.SetConfig(cfg.Breaker)
 	}

@@ -85,11 +85,11 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, job *schemas.Job
 }
 
 // waitContext bounds waiting for a job: its own deadline, else
-// gateway.request_timeout (which then becomes the job's deadline, so workers
-// skip it once nobody waits).
+// gateway.request_timeout of the live config (which then becomes the job's
+// deadline, so workers skip it once nobody waits).
 func (s *Server) waitContext(ctx context.Context, job *schemas.Job) (context.Context, context.CancelFunc) {
 	if job.Deadline == nil {
-		d := time.Now().Add(s.gwCfg.RequestTimeout).UTC()
+		d := time.Now().Add(s.config().Gateway.RequestTimeout).UTC()
 		job.Deadline = &d
 	}
 	return context.WithDeadline(ctx, *job.Deadline)

@@ -459,7 +459,7 @@ func (s *Server) refreshDepth(ctx context.Context) {
 			}
 			if counts == nil {
 				counts = map[string]uint64{}
-				if info, err := stream.Info(ctx, jetstream.WithSubjectFilter("llm.jobs.>")); err == nil {
+				if info, err := stream.Info(ctx, jetstream.WithSubjectFilter(topology.JobsAll)); err == nil {
 					counts = info.State.Subjects
 				}
 			}

@@ -70,8 +70,11 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 		return err
 	}
 	defer stopMetrics()
+	a := newApp(ctx, nc, log)
+	defer a.close()
 	log.Info("ingesting telemetry", "clickhouse", c.clickhouse, "batch_rows", analytics.BatchRows, "batch_interval", analytics.BatchInterval)
-	return nc.Run(ctx, in.Run) // a connection closed for good stops the ingester: exit 1
+	a.Go(in.Run)
+	return a.Wait() // a connection closed for good stops the ingester: exit 1
 }
 
 // flagGiven reports whether the named flag was given on the command line.

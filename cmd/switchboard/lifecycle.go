@@ -10,7 +10,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/switchboard-llm/switchboard/broker/natsconn"
+	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/config/live"
+	"github.com/switchboard-llm/switchboard/internal/supervise"
 	"github.com/switchboard-llm/switchboard/policy/budget"
 	"github.com/switchboard-llm/switchboard/workers"
 )
@@ -67,8 +69,20 @@ func (a *app) Background(name string, f func(ctx context.Context) error) {
 }
 
 // WatchConfig keeps holder current: from the file at path on SIGHUP (when
-// path is set) and from the cluster's config in KV sb_config.
+// path is set) and from the cluster's config in KV sb_config (restarted
+// after a NATS outage like every watch). Each reload also reaches the
+// process's shared breakers and rate limiter (policies.go), whichever
+// component reads them.
 func (a *app) WatchConfig(js jetstream.JetStream, holder *live.Holder, path string) {
+	holder.OnChange(func(_, cur *config.Config) {
+		a.mu.Lock()
+		res := a.res
+		a.mu.Unlock()
+		if res != nil {
+			res.Breakers.SetConfig(cur.Breaker)
+			res.Limiter.SetConfig(cur.RateLimits)
+		}
+	})
 	if path != "" {
 		a.Background("config file watch", func(ctx context.Context) error {
 			holder.WatchSignals(ctx, path, a.log)
@@ -76,7 +90,10 @@ func (a *app) WatchConfig(js jetstream.JetStream, holder *live.Holder, path stri
 		})
 	}
 	a.Background("shared config watch", func(ctx context.Context) error {
-		return holder.WatchKV(ctx, js, a.log, nil)
+		supervise.Run(ctx, a.log, "shared config watch", func(ctx context.Context) error {
+			return holder.WatchKV(ctx, js, a.log, nil)
+		})
+		return nil
 	})
 }
 

@@ -18,8 +18,9 @@ import (
 // rate limiter, latency store and prefill record per process (each with one
 // KV watch and one flush loop, on the shared-state context), used by
 // routing, the dashboard and every pool alike. They open on first use with
-// cfg's settings; reloads reach them through the pools' SetConfig. The
-// app's Wait returns after their last flush.
+// cfg's settings; reloads of the breaker and rate-limit settings reach them
+// through app.WatchConfig (the latency average's alpha and flush interval
+// stay those of the start). The app's Wait returns after their last flush.
 func (a *app) policies(js jetstream.JetStream, cfg *config.Config) (workers.Resilience, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -124,7 +124,8 @@ func New(ctx context.Context, js jetstream.JetStream, cfg config.Breaker, opts O
 // SetConfig swaps the breaker settings (config reload).
 func (s *Set) SetConfig(cfg config.Breaker) { s.cfg.Store(&cfg) }
 
-// Done is closed once the background flush loop has stopped.
+// Done is closed once the background flush loop has stopped (after a last
+// flush of the successes counted since the previous one).
 func (s *Set) Done() <-chan struct{} { return s.done }
 
 func (s *Set) loop(ctx context.Context, every time.Duration) {
@@ -134,6 +135,11 @@ func (s *Set) loop(ctx context.Context, every time.Duration) {
 	for {
 		select {
 		case <-ctx.Done():
+			// Successes not yet pushed would otherwise be lost, and the
+			// error rate other processes see would read high.
+			fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			s.flush(fctx)
+			cancel()
 			return
 		case <-t.C:
 			s.flush(ctx)

@@ -207,3 +207,31 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// Successes counted since the last flush are pushed when the set stops:
+// another process sees them.
+func TestStopFlushesCountedSuccesses(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	_, js := srv.Connect(t)
+	a, err := New(ctx, js, testCfg(), Options{FlushEvery: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, js2 := srv.Connect(t)
+	b, err := New(natstest.Context(t), js2, testCfg(), Options{FlushEvery: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		must(t, a.Record(context.Background(), "p", "m", ""))
+	}
+	cancel()
+	<-a.Done()
+	natstest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if got := b.Get("p", "m").Calls; got != 4 {
+			return fmt.Errorf("the other process sees %d calls, want the 4 successes", got)
+		}
+		return nil
+	})
+}

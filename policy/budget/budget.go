@@ -473,8 +473,8 @@ func (t *Tracker) Exceeded(cfg *config.Config, tenant string) (string, bool) {
 }
 
 // Configure tells the tracker the live config (router.Resolver calls it on
-// start and on every reload): spend is counted only while cfg has a
-// budget. Until the first call it is counted.
+// start and whenever it first sees a new config): spend is counted only
+// while cfg has a budget. Until the first call it is counted.
 func (t *Tracker) Configure(cfg *config.Config) {
 	off := cfg == nil || len(cfg.Budgets) == 0
 	if t.off.Swap(off) != off {
@@ -530,7 +530,7 @@ func (t *Tracker) consume(ctx context.Context, js jetstream.JetStream) error {
 	cons, err := js.CreateOrUpdateConsumer(ctx, topology.StreamResults, jetstream.ConsumerConfig{
 		Durable:       Consumer,
 		Description:   "counts results' cost into tenant budgets",
-		FilterSubject: "llm.results.>",
+		FilterSubject: topology.ResultsAll,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       30 * time.Second,
 		MaxAckPending: 1024,
