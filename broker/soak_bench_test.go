@@ -18,7 +18,6 @@ import (
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/testenv"
-	"github.com/switchboard-llm/switchboard/llm/providers"
 	"github.com/switchboard-llm/switchboard/policy/breaker"
 	"github.com/switchboard-llm/switchboard/policy/budget"
 	"github.com/switchboard-llm/switchboard/policy/latency"
@@ -76,18 +75,9 @@ func soak(b *testing.B) {
 		b.Fatal(err)
 	}
 	p, _ := cfg.Provider("a")
-	completer, err := providers.New(p, providers.NewHTTPClient())
-	if err != nil {
-		b.Fatal(err)
-	}
-	pool, err := workers.NewPool(workers.PoolConfig{Provider: p, Config: &cfg, Completer: completer,
+	_, stopPool := testenv.RunPool(b, workers.PoolConfig{Provider: p, Config: &cfg, Completer: testenv.Adapter(b, p),
 		Conn: env.NC, JS: env.JS, Logger: log, Resilience: res})
-	if err != nil {
-		b.Fatal(err)
-	}
-	poolDone := make(chan error, 1)
-	go func() { poolDone <- pool.Run(ctx) }()
-	defer func() { cancel(); <-poolDone }()
+	defer stopPool()
 	spend, err := budget.Open(ctx, env.JS, budget.Options{Log: log})
 	if err != nil {
 		b.Fatal(err)

@@ -27,10 +27,10 @@ func TestWorkerKilledMidCall(t *testing.T) {
 		}
 		return nil
 	})
-	if err := w.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := w.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.wait(t, 10*time.Second); err == nil {
+	if err := w.Wait(t, 10*time.Second); err == nil {
 		t.Fatal("killed worker exited cleanly")
 	}
 	if n := e.count(topology.StreamResults, topology.ResultByID(id)); n != 0 {
@@ -65,7 +65,7 @@ func TestConcurrencyCapAcrossProcesses(t *testing.T) {
 			t.Fatalf("job %s: %s %+v", id, res.Status, res.Error)
 		}
 	}
-	s1, s2 := w1.stop(t), w2.stop(t)
+	s1, s2 := w1.Stop(t), w2.Stop(t)
 	if s1.Succeeded+s2.Succeeded != jobs {
 		t.Errorf("workers succeeded %d + %d jobs, want %d", s1.Succeeded, s2.Succeeded, jobs)
 	}
@@ -96,7 +96,7 @@ func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
 		}
 		return nil
 	})
-	s1 := w1.stop(t)
+	s1 := w1.Stop(t)
 	for _, id := range ids {
 		if res := e.result(id, 30*time.Second); res.Status != schemas.StatusSucceeded {
 			t.Fatalf("job %s: %s %+v", id, res.Status, res.Error)
@@ -108,7 +108,7 @@ func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
 			t.Errorf("job %s has %d results, want exactly 1", id, n)
 		}
 	}
-	s2 := w2.stop(t)
+	s2 := w2.Stop(t)
 	t.Logf("terminated worker: %+v; survivor: %+v", s1, s2)
 	if s2.Succeeded == 0 {
 		t.Error("the surviving worker finished nothing")

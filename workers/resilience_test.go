@@ -3,10 +3,9 @@ package workers_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/config/live"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/llm"
 	"github.com/switchboard-llm/switchboard/llm/keys"
 	"github.com/switchboard-llm/switchboard/llm/mock"
@@ -30,14 +30,7 @@ import (
 // a separate process would.
 func (e *env) openRes() workers.Resilience {
 	e.t.Helper()
-	_, js := e.srv.Connect(e.t)
-	ctx, cancel := context.WithCancel(context.Background())
-	e.t.Cleanup(cancel)
-	res, err := workers.OpenResilience(ctx, js, e.cfg)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return res
+	return e.te.OpenResilience(e.t)
 }
 
 func withRes(res workers.Resilience) func(*workers.PoolConfig) {
@@ -127,38 +120,22 @@ func TestBreakerSkipsWithoutCall(t *testing.T) {
 // countedMock serves a mock provider through a handler that counts the
 // chat-completion calls reaching it.
 type countedMock struct {
-	*mock.Server
 	url   string
-	mu    sync.Mutex
-	calls int
+	calls atomic.Int64
 }
 
 func startCountedMock(t *testing.T, opts mock.Options) *countedMock {
 	t.Helper()
-	m := &countedMock{Server: mock.New(opts)}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	m := &countedMock{}
+	m.url = testenv.ServeMock(t, mock.New(opts), func(r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/chat/completions") {
-			m.mu.Lock()
-			m.calls++
-			m.mu.Unlock()
+			m.calls.Add(1)
 		}
-		m.Server.ServeHTTP(w, r)
-	})}
-	go func() { _ = hs.Serve(ln) }()
-	t.Cleanup(func() { _ = hs.Close() })
-	m.url = "http://" + ln.Addr().String()
+	})
 	return m
 }
 
-func (m *countedMock) count() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.calls
-}
+func (m *countedMock) count() int { return int(m.calls.Load()) }
 
 // callsPerWindow counts the calls of results to provider per fixed window
 // of length w (aligned like the limiter's) by when each call started in its
@@ -213,7 +190,7 @@ func TestRateLimitTwoProcessesHoldRPM(t *testing.T) {
 		}
 		results = append(results, res)
 	}
-	s1, s2 := w1.stop(t), w2.stop(t)
+	s1, s2 := w1.Stop(t), w2.Stop(t)
 	if s1.Succeeded == 0 || s2.Succeeded == 0 {
 		t.Errorf("both processes should serve: %d and %d", s1.Succeeded, s2.Succeeded)
 	}
@@ -457,11 +434,7 @@ func TestPriorityLanesUnderSaturation(t *testing.T) {
 
 func TestKeyRotationInPool(t *testing.T) {
 	e := newEnv(t, 2, provider{name: "a"})
-	srv, err := mock.Listen("127.0.0.1:0", mock.Options{APIKey: "sk-good"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
+	srv := testenv.StartMock(t, mock.Options{APIKey: "sk-good"})
 	t.Setenv("SB_TEST_KEY_1", "sk-revoked")
 	t.Setenv("SB_TEST_KEY_2", "sk-good")
 	p := e.cfg.Providers[0]
@@ -536,14 +509,7 @@ func TestReloadKeepsJobs(t *testing.T) {
 	resolver := router.New(e.cfg, router.Options{Live: holder.Load})
 	e.client = broker.NewClient(e.nc, e.js, resolver)
 	for _, name := range []string{"a", "b"} {
-		p, _ := e.cfg.Provider(name)
-		pool, err := workers.NewPool(workers.PoolConfig{Provider: p, Config: e.cfg, Live: holder.Load, Completer: e.adapter(name), Conn: e.nc, JS: e.js})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() { _ = pool.Run(ctx) }()
-		t.Cleanup(cancel)
+		e.startPool(name, func(pc *workers.PoolConfig) { pc.Live = holder.Load })
 	}
 	var ids []string
 	for i := 0; i < 30; i++ {

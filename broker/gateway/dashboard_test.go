@@ -10,8 +10,7 @@ import (
 	"time"
 
 	"github.com/switchboard-llm/switchboard/broker/gateway"
-	"github.com/switchboard-llm/switchboard/internal/natstest"
-	"github.com/switchboard-llm/switchboard/topology"
+	"github.com/switchboard-llm/switchboard/internal/testenv"
 )
 
 // dashStub stands in for analytics/dashboard (tested there): these tests
@@ -21,12 +20,8 @@ var dashStub = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { i
 func dashGateway(t *testing.T, extra string, getenv func(string) string, dash http.Handler) http.Handler {
 	t.Helper()
 	cfg := parseConfig(t, extra)
-	srv := natstest.Start(t)
-	nc, js := srv.Connect(t)
-	if err := topology.EnsureAll(natstest.Context(t), js, cfg); err != nil {
-		t.Fatal(err)
-	}
-	gw, err := gateway.New(gateway.Options{Config: cfg, Conn: nc, JS: js, Getenv: getenv, QueueDepthTTL: time.Millisecond, Dashboard: dash})
+	te := testenv.StartConfig(t, cfg)
+	gw, err := gateway.New(gateway.Options{Config: cfg, Conn: te.NC, JS: te.JS, Getenv: getenv, QueueDepthTTL: time.Millisecond, Dashboard: dash})
 	if err != nil {
 		t.Fatal(err)
 	}

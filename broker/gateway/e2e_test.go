@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,9 +18,8 @@ import (
 	"github.com/switchboard-llm/switchboard/broker/gateway"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/llm/mock"
-	"github.com/switchboard-llm/switchboard/llm/providers"
-	"github.com/switchboard-llm/switchboard/workers"
 )
 
 // alwaysFail makes a mock fail every call with status.
@@ -31,19 +29,14 @@ func alwaysFail(status int) mock.Faults {
 
 func startMock(t testing.TB, opts mock.Options) *mock.Server {
 	t.Helper()
-	m, err := mock.Listen("127.0.0.1:0", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	return m
+	return testenv.StartMock(t, opts)
 }
 
 // stackConfig routes "chat" to primary then backup (no retries) and
 // "solo" to primary alone.
 func stackConfig(t testing.TB, primary, backup *mock.Server, extra string) *config.Config {
 	t.Helper()
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+	return testenv.ParseConfig(t, fmt.Sprintf(`
 providers:
   - {name: primary, kind: mock, base_url: "%s/v1", timeout: 20s, concurrency: 64}
   - {name: backup, kind: mock, base_url: "%s/v1", timeout: 20s, concurrency: 64}
@@ -58,42 +51,15 @@ routes:
   - name: solo
     targets: [{provider: primary, model: m1}]
     retries: 0
-`, primary.URL(), backup.URL()) + extra))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+`, primary.URL(), backup.URL())+extra)
 }
 
-// startPools runs a real worker pool per provider, on its own connection,
-// until the test ends.
+// startPools runs a real worker pool per provider, on one connection of
+// their own, until the test ends.
 func (e *env) startPools() {
-	t := e.t
-	t.Helper()
-	nc, js := e.nats.Connect(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, p := range e.cfg.Providers {
-		c, err := providers.New(p, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pool, err := workers.NewPool(workers.PoolConfig{
-			Provider: p, Config: e.cfg, Completer: c, Conn: nc, JS: js,
-			BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond, DrainTimeout: time.Second,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := pool.Run(ctx); err != nil {
-				t.Errorf("pool %s: %v", p.Name, err)
-			}
-		}()
-	}
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	e.t.Helper()
+	nc, js := e.nats.Connect(e.t)
+	e.te.StartPools(e.t, testenv.OnConn(nc, js), testenv.Backoff(time.Millisecond, 5*time.Millisecond), testenv.Drain(time.Second))
 }
 
 func (e *env) openai() openai.Client {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/llm/mock"
 )
 
@@ -20,7 +21,7 @@ import (
 func TestEmbeddingsFailOverToGemini(t *testing.T) {
 	oa := startMock(t, mock.Options{})
 	gm := startMock(t, mock.Options{})
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+	cfg := testenv.ParseConfig(t, fmt.Sprintf(`
 providers:
   - {name: oa, kind: openai, base_url: "%s/v1", timeout: 20s}
   - {name: gm, kind: gemini, base_url: "%s", timeout: 20s}
@@ -31,10 +32,7 @@ routes:
   - name: embed
     targets: [{provider: oa, model: emb-a}, {provider: gm, model: emb-g}]
     retries: 0
-`, oa.URL(), gm.URL())))
-	if err != nil {
-		t.Fatal(err)
-	}
+`, oa.URL(), gm.URL()))
 	e := newEnv(t, cfg, nil)
 	e.startPools()
 	client := e.openai()

@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/switchboard-llm/switchboard/broker"
-	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/kvstate"
+	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
@@ -25,7 +25,7 @@ var kvKeyRe = regexp.MustCompile(`^[-/_=.a-zA-Z0-9]+$`)
 // so its subjects and the KV keys derived from it are valid and short.
 // Seeds: f.Add below and testdata/fuzz/FuzzChatRequest.
 func FuzzChatRequest(f *testing.F) {
-	cfg, err := config.Parse([]byte(`
+	cfg := testenv.ParseConfig(f, `
 providers:
   - {name: primary, kind: mock, base_url: "http://127.0.0.1:1"}
   - {name: backup, kind: mock, base_url: "http://127.0.0.1:1"}
@@ -34,10 +34,7 @@ routes:
   - {name: cheap, targets: [{provider: backup, model: m2}]}
 rules:
   - {when: {tier: free}, route: cheap}
-`))
-	if err != nil {
-		f.Fatal(err)
-	}
+`)
 	resolver := router.New(cfg, router.Options{})
 	s := &Server{resolver: resolver, client: broker.NewClient(nil, nil, resolver)}
 	seeds := []struct{ body, tenant, tier, priority, deadline string }{

@@ -18,13 +18,15 @@ import (
 	"github.com/switchboard-llm/switchboard/broker/gateway"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
 )
 
-// env is a gateway over a real in-process NATS server.
+// env is a gateway over a real in-process NATS server (a testenv.Env).
 type env struct {
 	t    testing.TB
+	te   *testenv.Env
 	nats *natstest.Server
 	nc   *nats.Conn
 	js   jetstream.JetStream
@@ -51,22 +53,14 @@ routes:
 
 func parseConfig(t testing.TB, extra string) *config.Config {
 	t.Helper()
-	cfg, err := config.Parse([]byte(baseConfig + extra))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return testenv.ParseConfig(t, baseConfig+extra)
 }
 
 // newEnv starts NATS, provisions the streams and serves a gateway.
 func newEnv(t testing.TB, cfg *config.Config, getenv func(string) string) *env {
 	t.Helper()
-	srv := natstest.Start(t)
-	nc, js := srv.Connect(t)
-	if err := topology.EnsureAll(natstest.Context(t), js, cfg); err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, nats: srv, nc: nc, js: js, cfg: cfg}
+	te := testenv.StartConfig(t, cfg)
+	e := &env{t: t, te: te, nats: te.NATS, nc: te.NC, js: te.JS, cfg: cfg}
 	e.gw = e.newGateway(getenv)
 	e.http = httptest.NewServer(e.gw.Handler())
 	t.Cleanup(e.http.Close)

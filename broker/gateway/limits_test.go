@@ -12,13 +12,11 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/switchboard-llm/switchboard/broker/gateway"
-	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/llm/mock"
-	"github.com/switchboard-llm/switchboard/llm/providers"
 	"github.com/switchboard-llm/switchboard/policy/budget"
 	"github.com/switchboard-llm/switchboard/router"
-	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
 )
 
@@ -29,7 +27,7 @@ import (
 func oneProcess(t *testing.T) (*env, *budget.Tracker) {
 	t.Helper()
 	m := startMock(t, mock.Options{})
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+	cfg := testenv.ParseConfig(t, fmt.Sprintf(`
 providers:
   - {name: primary, kind: mock, base_url: "%s/v1", timeout: 10s}
 models:
@@ -41,18 +39,11 @@ budgets:
   - {tenant: "*", daily_usd: 1000, on_exceed: reject}
 routing: {latency_flush: 50ms}
 gateway: {request_timeout: 10s}
-`, m.URL())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := natstest.Start(t)
-	nc, js := srv.Connect(t)
+`, m.URL()))
+	te := testenv.StartConfig(t, cfg)
+	nc, js := te.NC, te.JS
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	t.Cleanup(func() { cancel(); <-done })
-	if err := topology.EnsureAll(ctx, js, cfg); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(cancel)
 	spend, err := budget.Open(ctx, js, budget.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -61,26 +52,14 @@ gateway: {request_timeout: 10s}
 	if err != nil {
 		t.Fatal(err)
 	}
-	completer, err := providers.New(cfg.Providers[0], nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := workers.NewPool(workers.PoolConfig{Provider: cfg.Providers[0], Config: cfg, Completer: completer,
-		Conn: nc, JS: js, Resilience: res, DrainTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer close(done)
-		go func() { _ = spend.Run(ctx, js) }()
-		_ = pool.Run(ctx)
-	}()
+	go func() { _ = spend.Run(ctx, js) }()
+	te.StartPool(t, "primary", testenv.OnConn(nc, js), testenv.WithResilience(res), testenv.Drain(time.Second))
 	resolver := router.New(cfg, router.Options{Health: res.Breakers, Latencies: res.Latency, Budgets: spend})
 	gw, err := gateway.New(gateway.Options{Resolver: resolver, Conn: nc, JS: js})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, nats: srv, nc: nc, js: js, cfg: cfg, gw: gw, http: httptest.NewServer(gw.Handler())}
+	e := &env{t: t, te: te, nats: te.NATS, nc: nc, js: js, cfg: cfg, gw: gw, http: httptest.NewServer(gw.Handler())}
 	t.Cleanup(e.http.Close)
 	return e, spend
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/llm/mock"
 )
 
@@ -26,7 +27,7 @@ import (
 // "an" on an; routes try one kind, then another.
 func kindsConfig(t testing.TB, oa, an *mock.Server, extra string) *config.Config {
 	t.Helper()
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+	return testenv.ParseConfig(t, fmt.Sprintf(`
 providers:
   - {name: oa, kind: openai, base_url: "%s/v1", timeout: 20s}
   - {name: an, kind: anthropic, base_url: "%s", timeout: 20s}
@@ -46,11 +47,7 @@ routes:
   - name: gm-first
     targets: [{provider: gm, model: gem-x}, {provider: an, model: claude-x}]
     retries: 0
-`, oa.URL(), an.URL(), oa.URL()) + extra))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+`, oa.URL(), an.URL(), oa.URL())+extra)
 }
 
 func (e *env) anthropic(opts ...aoption.RequestOption) anthropic.Client {

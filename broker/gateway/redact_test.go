@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -15,13 +14,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/broker/gateway"
-	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/internal/syncbuf"
+	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/llm/mock"
-	"github.com/switchboard-llm/switchboard/llm/providers"
 	"github.com/switchboard-llm/switchboard/topology"
-	"github.com/switchboard-llm/switchboard/workers"
 )
 
 // keyPart returns the first 8-byte piece of key found in s, or "".
@@ -67,22 +64,16 @@ func TestUpstreamKeyNeverLeaksInPart(t *testing.T) {
 	t.Setenv("SB_TEST_UPSTREAM_KEY", key)
 	upstream := startMock(t, mock.Options{APIKey: key, Faults: mock.Faults{FailFirst: 1 << 30, ErrorStatus: 502,
 		ErrorBody: strings.Repeat("x", 290) + key + " <- your key; upstream proxy failure, try again later"}})
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+	cfg := testenv.ParseConfig(t, fmt.Sprintf(`
 providers:
   - {name: primary, kind: mock, base_url: "%s/v1", api_key_env: SB_TEST_UPSTREAM_KEY, timeout: 5s}
 routes:
   - {name: solo, targets: [{provider: primary, model: m1}], retries: 1}
-`, upstream.URL())))
-	if err != nil {
-		t.Fatal(err)
-	}
+`, upstream.URL()))
 	var logs syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv := natstest.Start(t)
-	nc, js := srv.Connect(t)
-	if err := topology.EnsureAll(natstest.Context(t), js, cfg); err != nil {
-		t.Fatal(err)
-	}
+	te := testenv.StartConfig(t, cfg)
+	nc, js := te.NC, te.JS
 	gw, err := gateway.New(gateway.Options{Config: cfg, Conn: nc, JS: js, Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -90,20 +81,7 @@ routes:
 	hs := httptest.NewServer(gw.Handler())
 	t.Cleanup(hs.Close)
 
-	pnc, pjs := srv.Connect(t)
-	completer, err := providers.New(cfg.Providers[0], nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := workers.NewPool(workers.PoolConfig{Provider: cfg.Providers[0], Config: cfg, Completer: completer, Conn: pnc, JS: pjs,
-		Logger: log, BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond, DrainTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- pool.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	te.StartPool(t, "primary", testenv.Logger(log), testenv.Backoff(time.Millisecond, 5*time.Millisecond), testenv.Drain(time.Second))
 
 	post := func(path string) (int, string) {
 		t.Helper()

@@ -19,9 +19,8 @@ import (
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/chtest"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/llm/mock"
-	"github.com/switchboard-llm/switchboard/llm/providers"
-	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
 )
 
@@ -79,11 +78,7 @@ func start(t *testing.T, routeYAML string, targets ...target) *stack {
 		if reply := tg.reply; reply != "" {
 			opts.Reply = func(string) string { return reply }
 		}
-		srv, err := mock.Listen("127.0.0.1:0", opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = srv.Close() })
+		srv := testenv.StartMock(t, opts)
 		s.mocks[tg.name] = srv
 		timeout := tg.timeout
 		if timeout == "" {
@@ -104,18 +99,11 @@ func start(t *testing.T, routeYAML string, targets ...target) *stack {
 			yaml += "    " + line + "\n"
 		}
 	}
-	cfg, err := config.Parse([]byte(yaml))
-	if err != nil {
-		t.Fatalf("config: %v\n%s", err, yaml)
-	}
+	cfg := testenv.ParseConfig(t, yaml)
 	s.cfg = cfg
 
-	srv := natstest.Start(t)
-	nc, js := srv.Connect(t)
-	ctx := natstest.Context(t)
-	if err := topology.EnsureAll(ctx, js, cfg); err != nil {
-		t.Fatal(err)
-	}
+	te := testenv.StartConfig(t, cfg)
+	nc, js := te.NC, te.JS
 	runCtx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
@@ -124,27 +112,8 @@ func start(t *testing.T, routeYAML string, targets ...target) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range cfg.Providers {
-		c, err := providers.New(p, providers.NewHTTPClient())
-		if err != nil {
-			t.Fatal(err)
-		}
-		pnc, pjs := srv.Connect(t)
-		pool, err := workers.NewPool(workers.PoolConfig{
-			Provider: p, Config: cfg, Completer: c, Conn: pnc, JS: pjs, Logger: log, Resilience: res,
-			BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond, DrainTimeout: time.Second,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := pool.Run(runCtx); err != nil {
-				t.Errorf("pool %s: %v", p.Name, err)
-			}
-		}()
-	}
+	te.StartPools(t, testenv.Logger(log), testenv.WithResilience(res),
+		testenv.Backoff(time.Millisecond, 5*time.Millisecond), testenv.Drain(time.Second))
 	in, err := ingest.New(ingest.Config{JS: js, DSN: s.db.DSN, BatchRows: 100, BatchInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

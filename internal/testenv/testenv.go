@@ -1,12 +1,17 @@
-// Package testenv assembles a real Switchboard for end-to-end tests: an
-// in-process JetStream server, mock providers over HTTP on loopback, the
-// config routing across them, provisioned streams and worker pools.
+// Package testenv is the one way tests stand up a real Switchboard: an
+// in-process JetStream server (internal/natstest) with the streams
+// provisioned, a config (from Provider structs or from YAML through
+// config.Parse), mock providers over HTTP on loopback (llm/mock), worker
+// pools with the standard adapter, a broker client, and a worker subprocess
+// (the test binary re-executed, see Main).
+//
+// The pieces stand alone too, for tests that wire part of the stack
+// themselves: ParseConfig, StartMock, ServeMock, Provision, RunPool,
+// Submit, AwaitResult, StreamCount.
 package testenv
 
 import (
 	"context"
-	"errors"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -17,7 +22,6 @@ import (
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/llm/mock"
-	"github.com/switchboard-llm/switchboard/llm/providers"
 	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
@@ -25,13 +29,22 @@ import (
 
 // Provider describes one mock provider of the environment.
 type Provider struct {
-	Name        string
+	Name string
+	// Model is the model its route target asks for (default "<name>-model").
 	Model       string
 	Faults      mock.Faults
 	Concurrency int
-	Timeout     time.Duration
+	// Timeout is the provider timeout (default 2s).
+	Timeout time.Duration
 	// InputPerMTok and OutputPerMTok price the model (0 = no price entry).
 	InputPerMTok, OutputPerMTok float64
+}
+
+func (p Provider) model() string {
+	if p.Model == "" {
+		return p.Name + "-model"
+	}
+	return p.Model
 }
 
 // Env is a running environment.
@@ -40,19 +53,25 @@ type Env struct {
 	NATS *natstest.Server
 	// Cluster is the JetStream cluster of StartCluster.
 	Cluster *natstest.Cluster
-	NC      *nats.Conn
-	JS      jetstream.JetStream
-	Config  *config.Config
-	Client  *broker.Client
-	Mocks   map[string]*mock.Server
+	// NC and JS are the environment's own connection (the Client's).
+	NC *nats.Conn
+	JS jetstream.JetStream
+	// Config is the validated config the streams were provisioned for.
+	Config *config.Config
+	// Client routes with router.New(Config) and submits on NC.
+	Client *broker.Client
+	// Mocks are the mock providers Start started, by provider name.
+	Mocks map[string]*mock.Server
+	// Pools holds the pool StartPool started last, by provider name.
+	Pools map[string]*workers.Pool
 }
 
-// Start builds the environment: one route "chat" over the providers in order
-// (retries 1) unless routes are given. Worker pools are not started; call
-// StartPools or StartPool.
+// Start builds the environment: one mock per provider and one route "chat"
+// over the providers in order (retries 1; see ChatRoute) unless routes are
+// given. Worker pools are not started; call StartPools or StartPool.
 func Start(t testing.TB, ps []Provider, routes ...config.Route) *Env {
 	t.Helper()
-	e := &Env{NATS: natstest.Start(t), Mocks: map[string]*mock.Server{}}
+	e := &Env{NATS: natstest.Start(t)}
 	e.NC, e.JS = e.NATS.Connect(t)
 	return e.start(t, &config.Config{}, ps, routes)
 }
@@ -61,9 +80,29 @@ func Start(t testing.TB, ps []Provider, routes ...config.Route) *Env {
 // nats.replicas set to replicas; connections fail over between nodes.
 func StartCluster(t testing.TB, nodes, replicas int, ps []Provider, routes ...config.Route) *Env {
 	t.Helper()
-	e := &Env{Cluster: natstest.StartCluster(t, nodes), Mocks: map[string]*mock.Server{}}
+	e := &Env{Cluster: natstest.StartCluster(t, nodes)}
 	e.NC, e.JS = e.connect(t)
 	return e.start(t, &config.Config{NATS: config.NATS{Replicas: replicas}}, ps, routes)
+}
+
+// StartConfig builds the environment for a config already made (usually by
+// ParseConfig, its providers pointing at mocks of StartMock): the server,
+// the streams for cfg and the client. Mocks stays empty.
+func StartConfig(t testing.TB, cfg *config.Config) *Env {
+	t.Helper()
+	e := &Env{NATS: natstest.Start(t)}
+	e.NC, e.JS = e.NATS.Connect(t)
+	e.provision(t, cfg)
+	return e
+}
+
+// ChatRoute is the route "chat" over the providers in order, with retries.
+func ChatRoute(retries int, ps ...Provider) config.Route {
+	r := config.Route{Name: "chat", Retries: &retries}
+	for _, p := range ps {
+		r.Targets = append(r.Targets, config.RouteTarget{Provider: p.Name, Model: p.model()})
+	}
+	return r
 }
 
 // connect opens a connection to the server or the cluster; its JetStream
@@ -81,127 +120,90 @@ func (e *Env) connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {
 	return e.NATS.Connect(t)
 }
 
+// Connect opens another connection to the environment's server or cluster,
+// closed with the test (a separate process's connection).
+func (e *Env) Connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	return e.connect(t)
+}
+
+// URL is the client URL of the server, or the cluster's URLs.
+func (e *Env) URL() string {
+	if e.Cluster != nil {
+		return e.Cluster.URLs()
+	}
+	return e.NATS.ClientURL()
+}
+
 func (e *Env) start(t testing.TB, cfg *config.Config, ps []Provider, routes []config.Route) *Env {
 	t.Helper()
-	var chat []config.RouteTarget
+	e.Mocks = map[string]*mock.Server{}
 	for _, p := range ps {
-		srv, err := mock.Listen("127.0.0.1:0", mock.Options{Faults: p.Faults})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = srv.Close() })
+		srv := StartMock(t, mock.Options{Faults: p.Faults})
 		e.Mocks[p.Name] = srv
-		if p.Model == "" {
-			p.Model = p.Name + "-model"
-		}
 		if p.Timeout == 0 {
 			p.Timeout = 2 * time.Second
 		}
 		cfg.Providers = append(cfg.Providers, config.Provider{Name: p.Name, Kind: config.KindMock,
 			BaseURL: srv.URL() + "/v1", Concurrency: p.Concurrency, Timeout: p.Timeout})
 		if p.InputPerMTok > 0 || p.OutputPerMTok > 0 {
-			cfg.Models = append(cfg.Models, config.Model{Provider: p.Name, Name: p.Model, InputPerMTok: p.InputPerMTok, OutputPerMTok: p.OutputPerMTok})
+			cfg.Models = append(cfg.Models, config.Model{Provider: p.Name, Name: p.model(), InputPerMTok: p.InputPerMTok, OutputPerMTok: p.OutputPerMTok})
 		}
-		chat = append(chat, config.RouteTarget{Provider: p.Name, Model: p.Model})
 	}
 	if len(routes) == 0 {
-		one := 1
-		routes = []config.Route{{Name: "chat", Targets: chat, Retries: &one}}
+		routes = []config.Route{ChatRoute(1, ps...)}
 	}
 	cfg.Routes = routes
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	e.provision(t, cfg)
+	return e
+}
+
+// provision sets the config, provisions its streams and builds the client.
+func (e *Env) provision(t testing.TB, cfg *config.Config) {
+	t.Helper()
 	e.Config = cfg
 	if e.Cluster != nil {
 		e.JS = topology.Replicated(e.JS, cfg.NATS.Replicas)
 	}
+	Provision(t, e.JS, cfg)
+	e.Client = broker.NewClient(e.NC, e.JS, router.New(cfg, router.Options{}))
+}
+
+// Provision creates or updates every stream, consumer and bucket of cfg
+// (topology.EnsureAll), failing the test on an error.
+func Provision(t testing.TB, js jetstream.JetStream, cfg *config.Config) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := topology.EnsureAll(ctx, e.JS, cfg); err != nil {
+	if err := topology.EnsureAll(ctx, js, cfg); err != nil {
 		t.Fatal(err)
 	}
-	e.Client = broker.NewClient(e.NC, e.JS, router.New(cfg, router.Options{}))
-	return e
 }
 
-// StartPools starts an in-process worker pool for every provider.
-func (e *Env) StartPools(t testing.TB) {
+// ParseConfig loads a config from YAML through config.Parse (strict keys,
+// defaults, Validate), failing the test with the YAML on an error.
+func ParseConfig(t testing.TB, yaml string) *config.Config {
 	t.Helper()
-	for _, p := range e.Config.Providers {
-		e.StartPool(t, p.Name)
+	cfg, err := config.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, yaml)
 	}
+	return cfg
 }
 
-// StartPool starts the worker pool of one provider on its own connection and
-// returns a function that stops it (SIGTERM semantics: drain, hand back).
-func (e *Env) StartPool(t testing.TB, name string) (stop func()) {
+// OpenResilience opens the shared breakers, rate limits and latency store
+// for the environment's config on a connection of its own, as a separate
+// process would, until the test ends.
+func (e *Env) OpenResilience(t testing.TB) workers.Resilience {
 	t.Helper()
-	p, ok := e.Config.Provider(name)
-	if !ok {
-		t.Fatalf("no provider %q", name)
-	}
-	nc, js := e.connect(t)
-	completer, err := providers.New(p, providers.NewHTTPClient())
+	_, js := e.connect(t)
+	res, err := workers.OpenResilience(natstest.Context(t), js, e.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool, err := workers.NewPool(workers.PoolConfig{
-		Provider: p, Config: e.Config, Completer: completer, Conn: nc, JS: js,
-		Logger:      slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		BackoffBase: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
-		DrainTimeout: 5 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- pool.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("pool %s: %v", name, err)
-		}
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
-// Chat returns a minimal chat-completions body.
-func Chat(prompt string) []byte {
-	return []byte(`{"messages":[{"role":"user","content":"` + prompt + `"}]}`)
-}
-
-// StreamCount returns how many messages a stream holds on a subject filter.
-func (e *Env) StreamCount(t testing.TB, stream, subject string) int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	s, err := e.JS.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n uint64
-	for _, c := range info.State.Subjects {
-		n += c
-	}
-	return int(n)
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Logf("%s", p)
-	return len(p), nil
+	return res
 }

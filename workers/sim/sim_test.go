@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -21,13 +20,12 @@ import (
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/config/live"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/llm/mock"
-	"github.com/switchboard-llm/switchboard/llm/openai"
 	"github.com/switchboard-llm/switchboard/policy/breaker"
 	"github.com/switchboard-llm/switchboard/policy/budget"
 	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/schemas"
-	"github.com/switchboard-llm/switchboard/topology"
 	"github.com/switchboard-llm/switchboard/workers"
 )
 
@@ -43,21 +41,13 @@ type provider struct {
 func startProvider(t *testing.T, name string, f mock.Faults) *provider {
 	t.Helper()
 	p := &provider{Server: mock.New(mock.Options{Faults: f, Seed: 7}), name: name}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p.url = testenv.ServeMock(t, p.Server, func(r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/chat/completions") {
 			p.mu.Lock()
 			p.times = append(p.times, time.Now())
 			p.mu.Unlock()
 		}
-		p.Server.ServeHTTP(w, r)
-	})}
-	go func() { _ = hs.Serve(ln) }()
-	t.Cleanup(func() { _ = hs.Close() })
-	p.url = "http://" + ln.Addr().String() + "/v1"
+	}) + "/v1"
 	return p
 }
 
@@ -148,11 +138,7 @@ routing: {latency_flush: 100ms}
 
 func simConfig(t *testing.T, ps []*provider, cooldown time.Duration) *config.Config {
 	t.Helper()
-	cfg, err := config.Parse([]byte(simYAML(ps, cooldown)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return testenv.ParseConfig(t, simYAML(ps, cooldown))
 }
 
 type sim struct {
@@ -233,18 +219,15 @@ func TestSimulation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("simulation")
 	}
-	srv := natstest.Start(t)
-	ctx := natstest.Context(t)
-	nc, js := srv.Connect(t)
 	ps := []*provider{
 		startProvider(t, "p1", faults(mock.Faults{})),
 		startProvider(t, "p2", faults(mock.Faults{})),
 		startProvider(t, "p3", faults(mock.Faults{})),
 	}
 	cfg := simConfig(t, ps, time.Minute)
-	if err := topology.EnsureAll(ctx, js, cfg); err != nil {
-		t.Fatal(err)
-	}
+	env := testenv.StartConfig(t, cfg)
+	srv, nc, js := env.NATS, env.NC, env.JS
+	ctx := natstest.Context(t)
 	s := &sim{t: t, srv: srv, cfg: cfg, results: map[string]*schemas.Result{}, ps: map[string]*provider{}}
 	for _, p := range ps {
 		s.ps[p.name] = p
@@ -265,7 +248,7 @@ func TestSimulation(t *testing.T) {
 	var p1OpenedAt atomic.Int64
 	p1OpenedAt.Store(-1)
 	openRes := func() workers.Resilience {
-		_, js := srv.Connect(t)
+		_, js := env.Connect(t)
 		res, err := workers.OpenResilience(ctx, js, cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -284,23 +267,9 @@ func TestSimulation(t *testing.T) {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	startPool := func(name string) {
-		_, pjs := srv.Connect(t)
-		pnc := pjs.Conn()
-		p, _ := cfg.Provider(name)
-		pool, err := workers.NewPool(workers.PoolConfig{
-			Provider: p, Config: cfg, Conn: pnc, JS: pjs, Logger: log,
-			Completer:   openai.New(openai.Config{Name: name, BaseURL: p.BaseURL}),
-			BackoffBase: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
-			NakDelay: 100 * time.Millisecond, Resilience: openRes(),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.pools = append(s.pools, pool)
-		pctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); _ = pool.Run(pctx) }()
-		t.Cleanup(func() { cancel(); <-done })
+		env.StartPool(t, name, testenv.Logger(log), testenv.Backoff(10*time.Millisecond, 50*time.Millisecond),
+			testenv.NakDelay(100*time.Millisecond), testenv.WithResilience(openRes()))
+		s.pools = append(s.pools, env.Pools[name])
 	}
 	startPool("p1")
 	startPool("p2")
