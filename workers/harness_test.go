@@ -30,12 +30,12 @@ const envResilience = testenv.EnvWorkerResilience
 // TestMain runs a worker subprocess (testenv.StartWorker) or the tests.
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// env is one test's NATS server, config and mock providers (a
-// testenv.Env), under this package's short names.
+// env is one test's NATS server, config and mock providers: a testenv.Env
+// with its parts under this package's short names (client may be replaced
+// by a test routing with other options).
 type env struct {
 	t      testing.TB
 	te     *testenv.Env
-	srv    *natstest.Server
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	cfg    *config.Config
@@ -71,7 +71,7 @@ func newEnv(t testing.TB, retries int, provs ...provider) *env {
 	ps[0].InputPerMTok, ps[0].OutputPerMTok = 1, 2
 	te := testenv.Start(t, ps, testenv.ChatRoute(retries, ps...))
 	te.Pools = map[string]*workers.Pool{}
-	return &env{t: t, te: te, srv: te.NATS, nc: te.NC, js: te.JS, cfg: te.Config, client: te.Client, mocks: te.Mocks, pools: te.Pools}
+	return &env{t: t, te: te, nc: te.NC, js: te.JS, cfg: te.Config, client: te.Client, mocks: te.Mocks, pools: te.Pools}
 }
 
 // adapter builds the real adapter of a provider.

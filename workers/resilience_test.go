@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -137,34 +138,6 @@ func startCountedMock(t *testing.T, opts mock.Options) *countedMock {
 
 func (m *countedMock) count() int { return int(m.calls.Load()) }
 
-// callsPerWindow counts the calls of results to provider per fixed window
-// of length w (aligned like the limiter's) by when each call started in its
-// worker. The pool starts a call only inside the window its rate-limit
-// reservation was counted in, so this is the limiter's own accounting as
-// the calls really happened; the provider's arrival clock would add the
-// request's transit time, which under load can carry a call admitted at a
-// window's end into the next one.
-func callsPerWindow(results []*schemas.Result, provider string, w time.Duration) (perWindow map[int64]int, calls int) {
-	perWindow = map[int64]int{}
-	for _, r := range results {
-		for _, a := range r.Attempts {
-			if a.Provider != provider || skipped(a) {
-				continue
-			}
-			perWindow[a.StartedAt.UnixNano()/int64(w)]++
-			calls++
-		}
-	}
-	return perWindow, calls
-}
-
-// skipped reports whether an attempt records a target passed over without
-// a call (open breaker, no quota, no time left).
-func skipped(a schemas.Attempt) bool {
-	return a.StatusCode == 0 && a.DurationMS == 0 && (a.ErrorType == schemas.ErrCircuitOpen ||
-		a.ErrorType == schemas.ErrRateLimited || strings.HasPrefix(a.ErrorMessage, "skipped:"))
-}
-
 func TestRateLimitTwoProcessesHoldRPM(t *testing.T) {
 	const window = 500 * time.Millisecond
 	const perWindow = 10 // rpm 1200 over 500ms windows
@@ -194,7 +167,7 @@ func TestRateLimitTwoProcessesHoldRPM(t *testing.T) {
 	if s1.Succeeded == 0 || s2.Succeeded == 0 {
 		t.Errorf("both processes should serve: %d and %d", s1.Succeeded, s2.Succeeded)
 	}
-	perWin, calls := callsPerWindow(results, "a", window)
+	perWin, calls := testenv.CallsPerWindow(slices.Values(results), "a", window)
 	if n := tm.count(); calls != n {
 		t.Fatalf("results record %d calls, the provider saw %d", calls, n)
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/llm/mock"
 )
 
@@ -13,11 +14,7 @@ import (
 // endpoint serves) beside the mock it starts: a JSON report with both
 // targets, every request answered, and the added latency.
 func TestBenchReportsBothTargets(t *testing.T) {
-	gw, err := mock.Listen("127.0.0.1:0", mock.Options{Seed: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gw.Close()
+	gw := testenv.StartMock(t, mock.Options{Seed: 1})
 	var out, errOut bytes.Buffer
 	code := run([]string{"bench", "--gateway", gw.URL(), "--mock", "127.0.0.1:0", "--rate", "200", "--requests", "50", "--json"}, &out, &errOut)
 	if code != exitOK {

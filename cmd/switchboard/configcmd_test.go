@@ -18,6 +18,7 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker/natsconn"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/llm/mock"
 	"github.com/switchboard-llm/switchboard/topology"
 )
@@ -86,11 +87,7 @@ func TestUpPoolsFollowTheConfig(t *testing.T) {
 	url, upOut, _ := startUp(t, cfg, dataDir)
 	addr := upHTTPAddr(t, upOut.String())
 
-	q, err := mock.Listen("127.0.0.1:0", mock.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = q.Close() })
+	q := testenv.StartMock(t, mock.Options{})
 	data, err := os.ReadFile(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/internal/syncbuf"
+	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/llm/mock"
 	"github.com/switchboard-llm/switchboard/topology"
 )
@@ -30,11 +31,7 @@ import (
 // server over HTTP) and a route "chat" over it.
 func mockConfig(t *testing.T) string {
 	t.Helper()
-	srv, err := mock.Listen("127.0.0.1:0", mock.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
+	srv := testenv.StartMock(t, mock.Options{})
 	path := filepath.Join(t.TempDir(), "switchboard.yaml")
 	cfg := fmt.Sprintf("providers:\n  - {name: p, kind: mock, base_url: '%s/v1', timeout: 5s}\nroutes:\n  - {name: chat, targets: [{provider: p, model: m}]}\n", srv.URL())
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {

@@ -7,16 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/llm/mock"
 )
 
 func listen(t *testing.T, f mock.Faults) string {
 	t.Helper()
-	srv, err := mock.Listen("127.0.0.1:0", mock.Options{Faults: f, Seed: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
+	srv := testenv.StartMock(t, mock.Options{Faults: f, Seed: 1})
 	return srv.URL() + "/v1/chat/completions"
 }
 

@@ -1,13 +1,14 @@
 // Package testenv is the one way tests stand up a real Switchboard: an
 // in-process JetStream server (internal/natstest) with the streams
-// provisioned, a config (from Provider structs or from YAML through
+// provisioned, a config (from Provider structs, or from YAML through
 // config.Parse), mock providers over HTTP on loopback (llm/mock), worker
-// pools with the standard adapter, a broker client, and a worker subprocess
-// (the test binary re-executed, see Main).
+// pools with the standard adapter, a broker client, and worker
+// subprocesses (the test binary re-executed: Main, StartWorker).
 //
-// The pieces stand alone too, for tests that wire part of the stack
-// themselves: ParseConfig, StartMock, ServeMock, Provision, RunPool,
-// Submit, AwaitResult, StreamCount.
+// Start and StartConfig build an Env; the pieces also stand alone for tests
+// that wire part of the stack themselves: ParseConfig, StartMock,
+// ServeMock, Provision, Adapter, RunPool with PoolOptions, Submit,
+// AwaitResult, StreamCount and CallsPerWindow.
 package testenv
 
 import (

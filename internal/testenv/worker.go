@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/config"
+	"github.com/switchboard-llm/switchboard/internal/syncbuf"
 	"github.com/switchboard-llm/switchboard/llm/providers"
 	"github.com/switchboard-llm/switchboard/workers"
 )
@@ -113,7 +113,7 @@ func runWorker(ctx context.Context, stats io.Writer) error {
 type Worker struct {
 	// Cmd is the process (e.g. to signal it).
 	Cmd    *exec.Cmd
-	stderr *lockedBuilder
+	stderr *syncbuf.Buffer
 	stdout *strings.Builder
 	done   chan error
 }
@@ -131,7 +131,7 @@ func (e *Env) StartWorker(t testing.TB, provider string, drain time.Duration) *W
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envWorker+"=1", envNATS+"="+e.URL(),
 		envConfig+"="+string(cfgYAML), envProvider+"="+provider, envDrain+"="+drain.String())
-	w := &Worker{Cmd: cmd, stderr: &lockedBuilder{}, stdout: &strings.Builder{}, done: make(chan error, 1)}
+	w := &Worker{Cmd: cmd, stderr: &syncbuf.Buffer{}, stdout: &strings.Builder{}, done: make(chan error, 1)}
 	cmd.Stderr = w.stderr
 	cmd.Stdout = w.stdout
 	if err := cmd.Start(); err != nil {
@@ -173,23 +173,4 @@ func (w *Worker) Stop(t testing.TB) workers.PoolStats {
 		t.Fatalf("worker stats %q: %v", w.stdout, err)
 	}
 	return st
-}
-
-// lockedBuilder is a strings.Builder safe for the process's writes and the
-// test's reads at once.
-type lockedBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuilder) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuilder) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"strings"
@@ -55,34 +56,6 @@ func (p *provider) calls() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.times)
-}
-
-// callsPerWindow counts the calls to provider recorded in results per fixed
-// window of length w (aligned like the limiter's) by when each call
-// started in its pool. A pool starts a call only inside the window its
-// rate-limit reservation was counted in, so this is the limiter's own
-// accounting as the calls really happened; the provider's arrival clock
-// would add the request's transit time, which under load can carry a call
-// admitted at a window's end into the next one.
-func callsPerWindow(results map[string]*schemas.Result, provider string, w time.Duration) (perWindow map[int64]int, calls int) {
-	perWindow = map[int64]int{}
-	for _, r := range results {
-		for _, a := range r.Attempts {
-			if a.Provider != provider || skipped(a) {
-				continue
-			}
-			perWindow[a.StartedAt.UnixNano()/int64(w)]++
-			calls++
-		}
-	}
-	return perWindow, calls
-}
-
-// skipped reports whether an attempt records a target passed over without
-// a call (open breaker, no quota, no time left).
-func skipped(a schemas.Attempt) bool {
-	return a.StatusCode == 0 && a.DurationMS == 0 && (a.ErrorType == schemas.ErrCircuitOpen ||
-		a.ErrorType == schemas.ErrRateLimited || strings.HasPrefix(a.ErrorMessage, "skipped:"))
 }
 
 // Every answer reports 1000 input and 1000 output tokens, so costs are exact.
@@ -375,7 +348,7 @@ func TestSimulation(t *testing.T) {
 	// Two pools held p3's rpm together, within 5%, over the whole run.
 	limit := int(math.Floor(p3PerWindow * 1.05))
 	s.mu.Lock()
-	perWin, p3Calls := callsPerWindow(s.results, "p3", rateWindow)
+	perWin, p3Calls := testenv.CallsPerWindow(maps.Values(s.results), "p3", rateWindow)
 	s.mu.Unlock()
 	if seen := s.ps["p3"].calls(); p3Calls < seen {
 		t.Errorf("results record %d calls to p3, the provider saw %d", p3Calls, seen)
