@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/internal/syncbuf"
@@ -61,4 +63,60 @@ func TestDispatcherRetriesWhileQueueFull(t *testing.T) {
 	if n := env.StreamCount(t, topology.StreamDLQ, topology.DLQ(topology.DLQPoison)); n != 0 {
 		t.Fatalf("%d poison dead letters for a full queue", n)
 	}
+}
+
+// A poison message's dead letter keeps the DLQ header contract
+// (topology.DeadLetterMsg): the reason, the source subject and the dedup id
+// submit.<stream sequence>, and none of the router's own metadata.
+func TestDispatcherPoisonDeadLetterHeaders(t *testing.T) {
+	env := testenv.Start(t, []testenv.Provider{{Name: "a"}})
+	ctx := natstest.Context(t)
+	go func() { _ = broker.NewDispatcher(env.Client, env.JS, slog.New(slog.DiscardHandler)).Run(ctx) }()
+	ack, err := env.JS.Publish(ctx, topology.SubjectSubmit, []byte(`{"v":1,"request":`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if n := env.StreamCount(t, topology.StreamDLQ, topology.DLQ(topology.DLQPoison)); n != 1 {
+			return fmt.Errorf("poison dead letters = %d", n)
+		}
+		return nil
+	})
+	s, err := env.JS.Stream(ctx, topology.StreamDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, err := s.GetLastMsgForSubject(ctx, topology.DLQ(topology.DLQPoison))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dl.Header.Get(topology.HeaderSource); got != topology.SubjectSubmit {
+		t.Errorf("source header %q", got)
+	}
+	if got, want := dl.Header.Get(jetstream.MsgIDHeader), fmt.Sprintf("submit.%d", ack.Sequence); got != want {
+		t.Errorf("dedup id %q, want %q", got, want)
+	}
+	if reason := dl.Header.Get(topology.HeaderError); !strings.Contains(reason, "invalid JSON") {
+		t.Errorf("reason %q", reason)
+	}
+	for k := range dl.Header {
+		if k != topology.HeaderError && k != topology.HeaderSource && k != jetstream.MsgIDHeader {
+			t.Errorf("unexpected header %s: %q", k, dl.Header.Get(k))
+		}
+	}
+	// The poison message was acked: nothing is pending on the dispatcher.
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		c, err := env.JS.Consumer(ctx, topology.StreamJobs, topology.DispatcherConsumer)
+		if err != nil {
+			return err
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.NumPending > 0 || info.NumAckPending > 0 {
+			return fmt.Errorf("%d pending, %d unacked", info.NumPending, info.NumAckPending)
+		}
+		return nil
+	})
 }

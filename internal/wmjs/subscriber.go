@@ -135,6 +135,10 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	for range s.cfg.Concurrency {
 		go func() {
 			defer subWG.Done()
+			// Each slot's messages derive their contexts from the slot's
+			// own, so the slots do not contend for one parent's lock.
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
 			for {
 				it := cur.get(ctx)
 				if it == nil {
@@ -281,27 +285,26 @@ func (s *Subscriber) deliver(ctx context.Context, m jetstream.Msg, out chan<- *m
 // duplicate of its input.
 func toWatermill(m jetstream.Msg) *message.Message {
 	h := m.Headers()
-	md := make(message.Metadata, len(h)+3)
+	uuid := h.Get(HeaderUUID)
+	if uuid == "" {
+		uuid = h.Get(jetstream.MsgIDHeader)
+	}
+	wm := message.NewMessage(uuid, m.Data())
+	md := wm.Metadata
 	for k, v := range h {
 		if len(v) > 0 && k != jetstream.MsgIDHeader && k != HeaderUUID {
 			md[k] = v[0]
 		}
 	}
 	md[MetaSubject] = m.Subject()
-	uuid := h.Get(HeaderUUID)
-	if uuid == "" {
-		uuid = h.Get(jetstream.MsgIDHeader)
-	}
 	if meta, err := m.Metadata(); err == nil {
 		seq := strconv.FormatUint(meta.Sequence.Stream, 10)
 		md[MetaStreamSeq] = seq
 		md[MetaNumDelivered] = strconv.FormatUint(meta.NumDelivered, 10)
-		if uuid == "" {
-			uuid = meta.Stream + "." + seq
+		if wm.UUID == "" {
+			wm.UUID = meta.Stream + "." + seq
 		}
 	}
-	wm := message.NewMessage(uuid, m.Data())
-	wm.Metadata = md
 	return wm
 }
 
