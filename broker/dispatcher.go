@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -145,14 +144,14 @@ func (h *dispatch) handle(msg *message.Message) error {
 	if err := h.d.client.Admit(job); err != nil {
 		return h.d.reject(ctx, msg, job, err)
 	}
-	data, err := json.Marshal(job)
+	next, err := topology.JobMessage(job)
 	if err != nil {
-		return h.d.reject(ctx, msg, job, fmt.Errorf("encode job: %w", err))
+		return h.d.reject(ctx, msg, job, err)
 	}
-	out := message.NewMessage(topology.HopMsgID(job.ID, job.Hop), data)
+	out := message.NewMessage(next.Header.Get(jetstream.MsgIDHeader), next.Data)
 	out.Metadata.Set(jetstream.MsgIDHeader, out.UUID)
 	out.SetContext(ctx)
-	subject := topology.JobsLane(job.Plan[0].Provider, job.Priority)
+	subject := next.Subject
 	publish := func(*message.Message) ([]*message.Message, error) {
 		if err := h.jobs.Publish(subject, out); err != nil {
 			if topology.IsFull(err) {

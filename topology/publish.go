@@ -19,7 +19,7 @@ var ErrQueueFull = errors.New("job queue is full")
 // low priority jobs to that provider's lane llm.jobs.<provider>.high|.low,
 // see Priorities) with the dedup id of its hop.
 func PublishJob(ctx context.Context, js jetstream.JetStream, job *schemas.Job) error {
-	msg, err := jobMsg(job)
+	msg, err := JobMessage(job)
 	if err != nil {
 		return err
 	}
@@ -37,7 +37,7 @@ func PublishJob(ctx context.Context, js jetstream.JetStream, job *schemas.Job) e
 // future, and a job whose publish failed is published again with
 // PublishJob (the same dedup id, so it is stored once).
 func PublishJobAsync(js jetstream.JetStream, job *schemas.Job) (jetstream.PubAckFuture, error) {
-	msg, err := jobMsg(job)
+	msg, err := JobMessage(job)
 	if err != nil {
 		return nil, err
 	}
@@ -48,8 +48,10 @@ func PublishJobAsync(js jetstream.JetStream, job *schemas.Job) (jetstream.PubAck
 	return f, nil
 }
 
-// jobMsg is the message of job's current hop.
-func jobMsg(job *schemas.Job) (*nats.Msg, error) {
+// JobMessage is the message of a routed job's current hop: its subject
+// (the first target's lane), the encoded job and its dedup id
+// (HopMsgID). Every publisher of jobs uses it.
+func JobMessage(job *schemas.Job) (*nats.Msg, error) {
 	if len(job.Plan) == 0 {
 		return nil, fmt.Errorf("job %s has no target to publish to", job.ID)
 	}
