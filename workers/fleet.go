@@ -21,6 +21,7 @@ import (
 type Fleet struct {
 	build func(ctx context.Context, cfg *config.Config, p config.Provider) (*Pool, error)
 	log   *slog.Logger
+	only  string // Only
 
 	mu      sync.Mutex
 	ctx     context.Context
@@ -41,6 +42,12 @@ type fleetPool struct {
 func NewFleet(build func(ctx context.Context, cfg *config.Config, p config.Provider) (*Pool, error), log *slog.Logger) *Fleet {
 	return &Fleet{build: build, log: log, pools: map[string]*fleetPool{}, errs: make(chan error, 1)}
 }
+
+// Only makes the fleet serve provider name alone (`worker --provider`):
+// its pool still follows the provider's settings; while the config lacks
+// it, the fleet runs no pool and waits for it to come back. Call it before
+// Run.
+func (f *Fleet) Only(name string) { f.only = name }
 
 // Run starts the pools of cfg and runs until ctx ends (then every pool
 // drains) or a pool fails, whose error it returns.
@@ -88,7 +95,12 @@ func (f *Fleet) apply(cfg *config.Config) error {
 	}
 	want := map[string]config.Provider{}
 	for _, p := range cfg.Providers {
-		want[p.Name] = p
+		if f.only == "" || p.Name == f.only {
+			want[p.Name] = p
+		}
+	}
+	if _, ok := want[f.only]; f.only != "" && !ok {
+		f.log.Warn("the config has no provider "+f.only+": this worker runs no pool until it has", "provider", f.only)
 	}
 	var errs []error
 	for name, fp := range f.pools {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker/natsconn"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/internal/syncbuf"
 	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/llm/mock"
 	"github.com/switchboard-llm/switchboard/topology"
@@ -76,6 +78,20 @@ func TestCommandsReadConfigFromCluster(t *testing.T) {
 	show.Reset()
 	if code := run([]string{"config", "show", "--data-dir", dataDir}, &show, &showErr); code != exitOK || !strings.Contains(show.String(), "chat2") {
 		t.Fatalf("config show after push: exit %d\n%s", code, show.String())
+	}
+
+	// A --config file that differs from the cluster's is refused, naming
+	// the difference; the one pushed is accepted.
+	var subOut, subErr bytes.Buffer
+	code := run([]string{"submit", in, "--out", out, "--no-progress", "--data-dir", dataDir, "--config", cfg}, &subOut, &subErr)
+	want := "--config " + cfg + " differs from the cluster's config (kv sb_config/switchboard.yaml rev 2): routes[1]: only there"
+	if code != exitFail || !strings.Contains(subErr.String(), want) || !strings.Contains(subErr.String(), "switchboard config push "+cfg) {
+		t.Fatalf("submit with a stale --config: exit %d, want %d and %q\n%s", code, exitFail, want, subErr.String())
+	}
+	subErr.Reset()
+	if code := run([]string{"submit", in, "--out", out, "--no-progress", "--data-dir", dataDir, "--config", next}, &subOut, &subErr); code != exitOK ||
+		!strings.Contains(subErr.String(), "config: kv sb_config/switchboard.yaml rev 2 (the same as --config "+next+")") {
+		t.Fatalf("submit with the pushed --config: exit %d\n%s", code, subErr.String())
 	}
 }
 
@@ -169,4 +185,164 @@ func upHTTPAddr(t *testing.T, banner string) string {
 		t.Fatalf("no API address in %q", banner)
 	}
 	return m[1]
+}
+
+// `worker --all` with no config file serves every provider of the
+// cluster's config and follows `config push`: a provider added gets a
+// pool and serves its route, a changed concurrency reaches its consumers,
+// a removed provider's pool drains.
+func TestWorkerAllFollowsTheConfig(t *testing.T) {
+	ns := natstest.Start(t)
+	dataDir := t.TempDir()
+	common := []string{"--nats", ns.ClientURL(), "--data-dir", dataDir}
+	mocks := map[string]*mock.Server{}
+	for _, name := range []string{"p", "q"} {
+		srv, err := mock.Listen("127.0.0.1:0", mock.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = srv.Close() })
+		mocks[name] = srv
+	}
+	dir := t.TempDir()
+	push := func(providers map[string]int) {
+		t.Helper()
+		var yaml strings.Builder
+		yaml.WriteString("providers:\n")
+		for _, name := range []string{"p", "q"} {
+			if n, ok := providers[name]; ok {
+				fmt.Fprintf(&yaml, "  - {name: %s, kind: mock, base_url: '%s/v1', timeout: 5s, concurrency: %d}\n", name, mocks[name].URL(), n)
+			}
+		}
+		yaml.WriteString("routes:\n")
+		for _, name := range []string{"p", "q"} {
+			if _, ok := providers[name]; ok {
+				fmt.Fprintf(&yaml, "  - {name: via%s, targets: [{provider: %s, model: m}]}\n", name, name)
+			}
+		}
+		path := filepath.Join(dir, "switchboard.yaml")
+		if err := os.WriteFile(path, []byte(yaml.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var out, errOut bytes.Buffer
+		if code := run(append([]string{"config", "push", path}, common...), &out, &errOut); code != exitOK {
+			t.Fatalf("config push: exit %d\n%s", code, errOut.String())
+		}
+	}
+	serves := func(name string) {
+		t.Helper()
+		in, out := filepath.Join(dir, "in.jsonl"), filepath.Join(dir, "out.jsonl")
+		_ = os.Remove(out + ".state")
+		_ = os.Remove(out)
+		line := `{"custom_id":"r1","method":"POST","url":"/v1/chat/completions","body":{"model":"via` + name + `","messages":[{"role":"user","content":"hi"}]}}` + "\n"
+		if err := os.WriteFile(in, []byte(line), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		before := mocks[name].Stats().Succeeded
+		var stdout, stderr bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := runSubmit(ctx, append([]string{in, "--out", out, "--no-progress"}, common...), &stdout, &stderr); err != nil ||
+			!strings.Contains(stdout.String(), "1 succeeded") {
+			t.Fatalf("submit to via%s: %v\n%s\n%s", name, err, stdout.String(), stderr.String())
+		}
+		if mocks[name].Stats().Succeeded == before {
+			t.Fatalf("provider %s served no call", name)
+		}
+	}
+	_, js := ns.Connect(t)
+	consumers := func(name string) (lane, slots *jetstream.ConsumerInfo, err error) {
+		ctx := natstest.Context(t)
+		c, err := js.Consumer(ctx, topology.StreamJobs, topology.WorkerConsumer(name))
+		if err != nil {
+			return nil, nil, err
+		}
+		if lane, err = c.Info(ctx); err != nil {
+			return nil, nil, err
+		}
+		if c, err = js.Consumer(ctx, topology.StreamSlots, topology.SlotsConsumer(name)); err != nil {
+			return nil, nil, err
+		}
+		slots, err = c.Info(ctx)
+		return lane, slots, err
+	}
+
+	push(map[string]int{"p": 4})
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr syncbuf.Buffer
+	done := make(chan error, 1)
+	go func() { done <- runWorker(ctx, append([]string{"--all"}, common...), io.Discard, &stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker --all: %v\n%s", err, stderr.String())
+		}
+	})
+	natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		_, _, err := consumers("p") // the pool is pulling
+		return err
+	})
+	serves("p")
+	if !strings.Contains(stderr.String(), "config: kv sb_config/switchboard.yaml rev 1 (the cluster's)") {
+		t.Errorf("worker --all does not say where its config came from:\n%s", stderr.String())
+	}
+
+	push(map[string]int{"p": 4, "q": 2})
+	serves("q")
+
+	push(map[string]int{"p": 6, "q": 2})
+	natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		lane, slots, err := consumers("p")
+		if err != nil {
+			return err
+		}
+		if lane.Config.MaxAckPending != 6 || slots.Config.MaxAckPending != 6 {
+			return fmt.Errorf("p's consumers: max ack pending %d (lane) and %d (tokens), want 6 after the push", lane.Config.MaxAckPending, slots.Config.MaxAckPending)
+		}
+		return nil
+	})
+	serves("p")
+
+	push(map[string]int{"p": 6})
+	natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		lane, slots, err := consumers("q")
+		if err != nil {
+			return err
+		}
+		// (A token given back with Nak counts as unacked until it is
+		// delivered again, so only the pulls tell.)
+		if lane.NumWaiting > 0 || slots.NumWaiting > 0 {
+			return fmt.Errorf("q: %d and %d pulls waiting: its pool still runs", lane.NumWaiting, slots.NumWaiting)
+		}
+		return nil
+	})
+	serves("p")
+}
+
+// `up` is a publisher of the config: SIGHUP rereads its file and stores it
+// in KV sb_config, so the processes reading the cluster's config follow.
+func TestUpSIGHUPPublishesTheFile(t *testing.T) {
+	cfg := mockConfig(t)
+	dataDir := t.TempDir()
+	startUp(t, cfg, dataDir)
+	data, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, append(data, []byte("  - {name: chat2, targets: [{provider: p, model: m}]}\n")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		var show, showErr bytes.Buffer
+		if code := run([]string{"config", "show", "--data-dir", dataDir}, &show, &showErr); code != exitOK {
+			return fmt.Errorf("config show: exit %d: %s", code, showErr.String())
+		}
+		if !strings.Contains(show.String(), "chat2") || !strings.Contains(showErr.String(), "rev 2") {
+			return fmt.Errorf("kv sb_config does not hold the reloaded file: %s\n%s", showErr.String(), show.String())
+		}
+		return nil
+	})
 }

@@ -55,7 +55,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	holder := live.NewHolder(cfg)
 	policies.Live = holder.Load // the resolver reads each reload itself
 	resolver := router.New(cfg, policies)
-	a.WatchConfig(js, holder, c.config)
+	a.WatchConfig(js, holder, "")
+	publishOnSIGHUP(a, js, holder, c.config) // the gateway publishes its file for the cluster
 	dash, err := newDashboard(a, js, resolver, c.clickhouse)
 	if err != nil {
 		return err

@@ -51,9 +51,11 @@ var helps = map[string]cmdHelp{
 		about: "Serves the HTTP API (OpenAI-compatible), the llm.complete request-reply service, the llm.submit\n" +
 			"dispatcher and the dashboard (history from --clickhouse). Run as many as needed.",
 		env: []string{logEnv, "and the variables the config's gateway keys name (key_env)"}},
-	"worker": {usage: "worker --provider NAME [--config FILE] [--nats URL] [flags]", noArgs: true,
-		about: "Runs the worker pool of one provider from the config. Run as many as needed, on any machine.",
-		env:   []string{logEnv, "and the variables the provider's api_key_env names (its API keys)"}},
+	"worker": {usage: "worker --provider NAME | --all [--config FILE] [--nats URL] [flags]", noArgs: true,
+		about: "Runs the worker pool of one provider from the config, or with --all one per provider, following\n" +
+			"the cluster's config (KV sb_config): a provider added gets a pool, one removed drains, one changed\n" +
+			"restarts with its new settings. Run as many as needed, on any machine.",
+		env: []string{logEnv, "and the variables the providers' api_key_env name (their API keys)"}},
 	"ingest": {usage: "ingest [--config FILE] [--nats URL] [--clickhouse DSN] [flags]", noArgs: true,
 		about: "Loads telemetry from the NATS stream TELEMETRY into ClickHouse, batched and deduplicated.",
 		env:   []string{logEnv}},
@@ -88,7 +90,8 @@ var helps = map[string]cmdHelp{
 		notes: "exit status: 0 when every dead letter was replayed, 1 when any was not, 2 on a usage error."},
 	"config": {usage: "config push FILE | config show [flags]",
 		about: "Shares the config through the cluster (KV sb_config): push validates FILE and stores it (every\n" +
-			"running process reloads it; worker, submit, dlq and ingest without --config read it); show prints it.",
+			"running process reloads it; worker, submit, dlq and ingest read it, and refuse a --config FILE that\n" +
+			"differs from it); show prints it.",
 		env: []string{logEnv}},
 }
 

@@ -39,7 +39,7 @@ var commands = map[string]command{
 	"gateway": {summary: "serve the HTTP API, the llm.complete service and the llm.submit dispatcher", run: runGateway},
 	"mock":    {summary: "run the fault-injecting mock provider (OpenAI/Anthropic/Gemini shapes)", run: runMock},
 	"up":      {summary: "run everything in one process (embedded NATS, gateway, workers, ingester); --demo for mock providers", run: runUp},
-	"worker":  {summary: "run the worker pool of one provider (--provider NAME)", run: runWorker},
+	"worker":  {summary: "run the worker pool of one provider (--provider NAME), or of every provider (--all)", run: runWorker},
 	"submit":  {summary: "run an OpenAI Batch JSONL file through the broker (resumable)", run: runSubmit},
 }
 

@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -40,27 +42,33 @@ func (c *commonFlags) givenConfig(fs *flag.FlagSet, stderr io.Writer) (*config.C
 	if !flagGiven(fs, "config") {
 		return nil, nil
 	}
-	cfg, err := loadConfig(c.config)
-	if err == nil {
-		fmt.Fprintf(stderr, "config: file %s\n", c.config)
-	}
-	return cfg, err
+	return loadConfig(c.config)
 }
 
-// sharedConfig returns given (from givenConfig) when not nil; else the
-// cluster's config, in KV sb_config; else the default file when it
-// exists. It tells stderr where the config came from.
+// sharedConfig returns the cluster's config, in KV sb_config. A --config
+// file (given, from givenConfig) must be the same config: one that differs
+// is an error naming the first difference (push it to change the
+// cluster's). When the cluster holds none, it is given, else the default
+// file when it exists. It tells stderr where the config came from.
 func (c *commonFlags) sharedConfig(ctx context.Context, given *config.Config, js jetstream.JetStream, stderr io.Writer) (*config.Config, error) {
-	if given != nil {
-		return given, nil
-	}
 	cfg, _, rev, err := live.Load(ctx, js)
-	if err == nil {
-		fmt.Fprintf(stderr, "config: kv %s/%s rev %d (the cluster's; --config FILE to use a file)\n", live.Bucket, live.Key, rev)
+	kv := fmt.Sprintf("kv %s/%s rev %d", live.Bucket, live.Key, rev)
+	switch {
+	case err == nil && given == nil:
+		fmt.Fprintf(stderr, "config: %s (the cluster's)\n", kv)
 		return cfg, nil
-	}
-	if !errors.Is(err, live.ErrNoSharedConfig) {
+	case err == nil:
+		if d := config.Diff(given, cfg); d != "" {
+			return nil, fmt.Errorf("--config %s differs from the cluster's config (%s): %s (here: the file, there: the cluster); "+
+				"run `switchboard config push %s` to change it, or omit --config", c.config, kv, d, c.config)
+		}
+		fmt.Fprintf(stderr, "config: %s (the same as --config %s)\n", kv, c.config)
+		return cfg, nil
+	case !errors.Is(err, live.ErrNoSharedConfig):
 		return nil, err
+	case given != nil:
+		fmt.Fprintf(stderr, "config: file %s (kv %s holds none; `switchboard config push %s` shares it)\n", c.config, live.Bucket, c.config)
+		return given, nil
 	}
 	if _, statErr := os.Stat(c.config); statErr != nil {
 		return nil, fmt.Errorf("%w, and no %s here (pass --config FILE)", err, c.config)
@@ -86,4 +94,36 @@ func publishConfig(ctx context.Context, js jetstream.JetStream, cfg *config.Conf
 		log.Info("config published", "kv", live.Bucket+"/"+live.Key, "rev", rev)
 	}
 	return nil
+}
+
+// publishOnSIGHUP makes SIGHUP reread the config file at path ("" = none)
+// and publish it to KV sb_config (up and gateway, the processes that
+// publish their file), so the whole cluster follows it; a.WatchConfig
+// applies it here like any version stored there.
+func publishOnSIGHUP(a *app, js jetstream.JetStream, holder *live.Holder, path string) {
+	if path == "" {
+		return
+	}
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP) // now, so that a SIGHUP right after start is not fatal
+	a.Background("config file watch", func(ctx context.Context) error {
+		defer signal.Stop(ch)
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-ch:
+			}
+			cur, err := holder.ReloadFile(path)
+			if err != nil {
+				a.log.Error("config reload", "source", path, "err", err)
+				continue
+			}
+			if err := publishConfig(ctx, js, cur, a.log); err != nil {
+				a.log.Error("config reloaded here but not shared with the cluster", "source", path, "err", err)
+				continue
+			}
+			a.log.Info("config reloaded", "source", path)
+		}
+	})
 }

@@ -157,7 +157,8 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 	if *demo || stopDemo != nil {
 		configFile = "" // the demo config has no file to reload
 	}
-	a.WatchConfig(js, holder, configFile)
+	a.WatchConfig(js, holder, "")
+	publishOnSIGHUP(a, js, holder, configFile) // up publishes its file for the cluster
 
 	a.Go(func(ctx context.Context) error { return gw.Serve(ctx, httpLn) })
 	a.Go(func(ctx context.Context) error { return broker.NewDispatcher(client, js, log).Run(ctx) })

@@ -18,24 +18,33 @@ import (
 	"github.com/switchboard-llm/switchboard/workers"
 )
 
-// runWorker runs the worker pool of one provider against any NATS server.
+// runWorker runs the worker pool of one provider (--provider), or of every
+// provider in the config (--all), against any NATS server. The pools
+// follow the config's reloads (workers.Fleet): with --all a provider added
+// gets a pool and one removed drains; a provider whose settings changed
+// restarts its pool with them.
 func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlags("worker", stderr)
 	var c commonFlags
 	c.register(fs, false, false)
 	provider := fs.String("provider", "", "provider to serve (a name from the config's providers)")
+	all := fs.Bool("all", false, "serve every provider of the config, following its reloads")
 	metricsAddr := metricsFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *provider == "" {
-		return fmt.Errorf("%w: --provider is required", errUsage)
+	if (*provider == "") == !*all {
+		return fmt.Errorf("%w: give --provider NAME or --all", errUsage)
 	}
 	given, err := c.givenConfig(fs, stderr)
 	if err != nil {
 		return err
 	}
-	nc, js, err := c.connect(ctx, fs, "switchboard-worker-"+*provider)
+	name := "switchboard-worker-" + *provider
+	if *all {
+		name = "switchboard-worker-all"
+	}
+	nc, js, err := c.connect(ctx, fs, name)
 	if err != nil {
 		return err
 	}
@@ -45,39 +54,44 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	if err != nil {
 		return err
 	}
-	p, ok := cfg.Provider(*provider)
-	if !ok {
+	if _, ok := cfg.Provider(*provider); !ok && !*all {
 		return fmt.Errorf("%w: unknown provider %q (the config has %v)", errUsage, *provider, providerNames(cfg))
 	}
 	log := newLogger()
 	if js, err = provision(ctx, js, cfg, false, log); err != nil {
 		return err
 	}
-	prices, err := pricing.Load(cfg)
-	if err != nil {
+	if _, err := pricing.Load(cfg); err != nil {
 		return err
 	}
-	// The pool drains on SIGTERM; the breakers, latency and config it
-	// watches live until it has.
+	// The pools drain on SIGTERM; the breakers, latency and config they
+	// watch live until they have.
 	a := newApp(ctx, nc, log)
 	defer a.close()
 	// Routes' retries/fallback/thresholds, breaker settings and the rate
-	// window reload on SIGHUP or from KV sb_config; a bad config is
-	// refused. The pool reads the holder itself.
+	// window reload on SIGHUP or from KV sb_config (a bad config is
+	// refused), and the pools read the holder themselves; a provider added,
+	// removed or changed starts, drains or restarts its pool.
 	holder := live.NewHolder(cfg)
-	pool, err := newPool(a, cfg, p, nc.Conn, js, prices, holder.Load)
-	if err != nil {
-		return err
+	fleet := workers.NewFleet(func(_ context.Context, cur *config.Config, p config.Provider) (*workers.Pool, error) {
+		prices, err := pricing.Load(cur)
+		if err != nil {
+			return nil, err
+		}
+		return newPool(a, cur, p, nc.Conn, js, prices, holder.Load)
+	}, log)
+	if !*all {
+		fleet.Only(*provider)
 	}
-	stopMetrics, err := serveMetrics(*metricsAddr, log, pool.Collector())
+	holder.OnChange(func(_, cur *config.Config) { fleet.Apply(cur) })
+	stopMetrics, err := serveMetrics(*metricsAddr, log, fleet.Collector())
 	if err != nil {
 		return err
 	}
 	defer stopMetrics()
 	a.WatchConfig(js, holder, c.config)
-	log.Info("worker pool started", "provider", p.Name, "kind", p.Kind, "concurrency", p.Concurrency)
-	a.Go(pool.Run)
-	return a.Wait() // a connection closed for good stops the pool: exit 1
+	a.Go(func(ctx context.Context) error { return fleet.Run(ctx, cfg) })
+	return a.Wait() // a connection closed for good stops the pools: exit 1
 }
 
 // newPool builds the worker pool of one provider with its adapter (one per
