@@ -176,7 +176,9 @@ type Pool struct {
 	inflight map[string]*task
 	canceled *recentSet
 	results  jetstream.Stream // cached by resultsStream
-	stats    poolCounters
+	// hedgeSlots are the tokens of the providers this pool hedges to.
+	hedgeSlots map[string]*lanes.Slots
+	stats      poolCounters
 }
 
 // task is a job being processed.

@@ -445,8 +445,15 @@ func (p *Pool) callHedged(ctx context.Context, job *schemas.Job, r *run, thresho
 				continue
 			}
 			next := job.Plan[1]
+			// A hedge counts against the next provider's cap like any
+			// call to it: no free token, no hedge.
+			slot := p.hedgeSlot(ctx, next.Provider)
+			if slot == nil {
+				continue
+			}
 			hrv, ok := p.hedgeAllowed(ctx, job, next)
 			if !ok {
+				slot.Release()
 				continue
 			}
 			hedged = true
@@ -454,6 +461,7 @@ func (p *Pool) callHedged(ctx context.Context, job *schemas.Job, r *run, thresho
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer slot.Release()
 				hr := &run{target: next, pulledAt: r.pulledAt}
 				att, resp, ce := p.callOther(hedgeCtx, job, hr, hc)
 				results <- callOutcome{att, resp, ce, hr, hrv}
@@ -511,6 +519,32 @@ func (p *Pool) callHedged(ctx context.Context, job *schemas.Job, r *run, thresho
 	r.target = first.r.target
 	r.firstTokenAt, r.providerMS = first.r.firstTokenAt, first.r.providerMS
 	return first.att, first.resp, nil
+}
+
+// hedgeSlot takes one of provider's concurrency tokens if one is free now
+// (lanes.Slots.TryAcquire), or returns nil.
+func (p *Pool) hedgeSlot(ctx context.Context, provider string) *lanes.Slot {
+	p.mu.Lock()
+	s := p.hedgeSlots[provider]
+	p.mu.Unlock()
+	if s == nil {
+		prov, ok := p.providerConfig(provider)
+		if !ok {
+			return nil
+		}
+		var err error
+		if s, err = lanes.OpenSlots(ctx, p.cfg.JS, prov); err != nil {
+			p.log.Warn("no hedge: the next provider's concurrency tokens are not readable", "provider", provider, "err", err)
+			return nil
+		}
+		p.mu.Lock()
+		if p.hedgeSlots == nil {
+			p.hedgeSlots = map[string]*lanes.Slots{}
+		}
+		p.hedgeSlots[provider] = s
+		p.mu.Unlock()
+	}
+	return s.TryAcquire()
 }
 
 // hedgeAllowed checks the next target's breaker, quota and the deadline

@@ -338,6 +338,44 @@ func TestHedgeFirstAnswerWins(t *testing.T) {
 	}
 }
 
+// A hedge counts against the next provider's concurrency cap: four slow
+// jobs on a reach their latency threshold together, but b (concurrency 1)
+// has one token, so one is hedged and the others finish on a. The token
+// comes back after the hedge.
+func TestHedgeTakesTheTargetsToken(t *testing.T) {
+	e := newEnv(t, 0, provider{name: "a", faults: mock.Faults{Latency: 2 * time.Second}, timeout: 10 * time.Second},
+		provider{name: "b", faults: mock.Faults{Latency: 500 * time.Millisecond}, concurrency: 1, timeout: 5 * time.Second})
+	e.tune(func(c *config.Config) {
+		c.Routes[0].LatencyThreshold = 50 * time.Millisecond
+		c.Routes[0].Mode = config.ModeHedge
+	})
+	res := e.openRes()
+	res.Completers = func(p string) llm.Completer { return e.adapter(p) }
+	e.startPool("a", withRes(res))
+	ids := make([]string, 4)
+	for i := range ids {
+		ids[i] = e.submit(newJob())
+	}
+	viaB := 0
+	for _, id := range ids {
+		r := e.result(id, 15*time.Second)
+		if r.Status != schemas.StatusSucceeded {
+			t.Fatalf("job %s: %s (%+v)", id, r.Status, r.Error)
+		}
+		if r.Provider == "b" {
+			viaB++
+		}
+	}
+	if st := e.mocks["b"].Stats(); st.MaxInFlight > 1 || viaB == 0 {
+		t.Fatalf("b (concurrency 1): %d calls at most in flight, %d calls, %d jobs answered by b; want at most 1 in flight and a hedge",
+			st.MaxInFlight, st.Requests, viaB)
+	}
+	// The hedge gave b's token back: the next slow job is hedged again.
+	if r := e.result(e.submit(newJob()), 15*time.Second); r.Provider != "b" {
+		t.Errorf("after the hedges: via %s (%s), want b (its token back)", r.Provider, outcomes(r.Attempts))
+	}
+}
+
 func TestDeadlineSkipsSlowTarget(t *testing.T) {
 	e := newEnv(t, 0, provider{name: "a"}, provider{name: "b"})
 	res := e.openRes()

@@ -60,6 +60,20 @@ func EnsureSlots(ctx context.Context, js jetstream.JetStream, p config.Provider)
 	return &Slots{cons: c, hb: cfg.AckWait / 3}, nil
 }
 
+// OpenSlots returns p's tokens as they are provisioned (by p's own pools),
+// provisioning them (EnsureSlots) only when they do not exist yet: a
+// process that calls p without serving it (a hedge) takes p's tokens too.
+func OpenSlots(ctx context.Context, js jetstream.JetStream, p config.Provider) (*Slots, error) {
+	c, err := js.Consumer(ctx, topology.StreamSlots, topology.SlotsConsumer(p.Name))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return EnsureSlots(ctx, js, p)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", topology.SlotsConsumer(p.Name), err)
+	}
+	return &Slots{cons: c, hb: c.CachedInfo().Config.AckWait / 3}, nil
+}
+
 // Slot is a held token.
 type Slot struct {
 	msg  jetstream.Msg
@@ -94,6 +108,23 @@ func (s *Slots) Acquire(ctx context.Context, wait func()) (*Slot, error) {
 			wait()
 		}
 	}
+}
+
+// TryAcquire takes a token only if one is free now, without waiting (a
+// hedged call, which is worth making only at once); it returns nil when
+// none is free or the server cannot tell. The token is kept alive until
+// Release.
+func (s *Slots) TryAcquire() *Slot {
+	b, err := s.cons.FetchNoWait(1)
+	if err != nil {
+		return nil
+	}
+	for m := range b.Messages() {
+		sl := &Slot{msg: m, stop: make(chan struct{})}
+		go sl.keepAlive(s.hb)
+		return sl
+	}
+	return nil
 }
 
 func (sl *Slot) keepAlive(every time.Duration) {
