@@ -22,11 +22,13 @@ import (
 
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/broker/gateway"
+	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/kvstate"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/llm/mock"
 	"github.com/switchboard-llm/switchboard/policy/budget"
+	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
 )
@@ -81,7 +83,15 @@ func nodeLoss(t *testing.T, leaderOf func(context.Context, jetstream.JetStream) 
 	}
 	go func() { _ = tr.Run(ctx, env.JS) }()
 	go func() { _ = broker.NewDispatcher(env.Client, env.JS, log).Run(ctx) }()
-	gw, err := gateway.New(gateway.Options{Config: env.Config, Conn: env.NC, JS: env.JS, Logger: log, Getenv: func(string) string { return "" }})
+	// Tenant "capped" has a budget any one job exceeds; "load" has none.
+	cfg := *env.Config
+	cfg.Budgets = []config.Budget{{Tenant: "capped", DailyUSD: 1e-6}}
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(gateway.Options{Config: &cfg, Resolver: router.New(&cfg, router.Options{Budgets: tr}), Conn: env.NC, JS: env.JS, Logger: log,
+		Getenv: func(string) string { return "" }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,6 +210,9 @@ func nodeLoss(t *testing.T, leaderOf func(context.Context, jetstream.JetStream) 
 	killedAt := time.Now()
 	env.Cluster.Stop(leader)
 	t.Logf("stopped node %s (the leader) after %d finished jobs", env.Cluster.Nodes[leader].Name(), count())
+	// Right after the loss, budgets are still enforced: tenant capped's
+	// first job is counted and the next ones are refused.
+	capped := overBudget(t, srv.URL)
 	natstest.CheckFor(t, 90*time.Second, 10*time.Millisecond, func() error {
 		if n := count(); n < total/2 {
 			return fmt.Errorf("%d of %d jobs finished with a node down", n, total)
@@ -220,8 +233,8 @@ func nodeLoss(t *testing.T, leaderOf func(context.Context, jetstream.JetStream) 
 		if info, err = rs.Info(ctx, jetstream.WithSubjectFilter("llm.results.>")); err != nil {
 			return err
 		}
-		if n := len(info.State.Subjects); n < total {
-			return fmt.Errorf("Results of %d of %d jobs stored", n, total)
+		if n := len(info.State.Subjects); n < total+len(capped) {
+			return fmt.Errorf("Results of %d of %d jobs stored", n, total+len(capped))
 		}
 		return nil
 	})
@@ -249,7 +262,9 @@ func nodeLoss(t *testing.T, leaderOf func(context.Context, jetstream.JetStream) 
 	}
 	perJob := map[string]uint64{}
 	for subj, n := range info.State.Subjects {
-		perJob[subj[strings.LastIndexByte(subj, '.')+1:]] += n
+		if id := subj[strings.LastIndexByte(subj, '.')+1:]; !capped[id] {
+			perJob[id] += n
+		}
 	}
 	for id := range ids {
 		if perJob[id] != 1 {
@@ -260,7 +275,7 @@ func nodeLoss(t *testing.T, leaderOf func(context.Context, jetstream.JetStream) 
 		t.Errorf("RESULTS holds Results of %d jobs, want %d", len(perJob), total)
 	}
 	calls := env.Mocks["p"].Stats().Requests
-	if extra := calls - total; extra > concurrency {
+	if extra := calls - total - int64(len(capped)); extra > concurrency {
 		t.Errorf("mock saw %d calls for %d jobs: %d extra, more than the %d in flight at the kill (%d calls before it)", calls, total, extra, concurrency, before)
 	}
 	t.Logf("%d jobs, %d provider calls", total, calls)
@@ -268,6 +283,9 @@ func nodeLoss(t *testing.T, leaderOf func(context.Context, jetstream.JetStream) 
 	// The budget counter counted each job's cost once, across the election.
 	var want float64
 	for subj := range info.State.Subjects {
+		if capped[subj[strings.LastIndexByte(subj, '.')+1:]] {
+			continue
+		}
 		c, ok := costs[subj[strings.LastIndexByte(subj, '.')+1:]]
 		if !ok { // missed by the subscription: read it from the stream
 			m, err := rs.GetLastMsgForSubject(ctx, subj)
@@ -301,4 +319,35 @@ func nodeLoss(t *testing.T, leaderOf func(context.Context, jetstream.JetStream) 
 		return nil
 	})
 	t.Logf("budget counted $%v over %d jobs (%.1fs after the last Result)", want, total, time.Since(spendStart).Seconds())
+}
+
+// overBudget sends jobs of tenant "capped" (a budget any one job exceeds)
+// until one is refused with 429 budget_exceeded, within 60s: the jobs let
+// through meanwhile are the spend counter's lag. It returns their ids.
+func overBudget(t *testing.T, url string) map[string]bool {
+	t.Helper()
+	passed := map[string]bool{}
+	start := time.Now()
+	natstest.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
+		resp, err := http.Post(url+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"model":"chat","messages":[{"role":"user","content":"hi"}],"metadata":{"tenant":"capped"}}`))
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		switch {
+		case resp.StatusCode == http.StatusOK:
+			passed[resp.Header.Get("X-Switchboard-Job-Id")] = true
+			return fmt.Errorf("%d jobs of tenant capped accepted, none refused yet", len(passed))
+		case resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(body), `"code":"budget_exceeded"`):
+			t.Fatalf("tenant capped: %d %s, want 200 or 429 budget_exceeded", resp.StatusCode, body)
+		}
+		return nil
+	})
+	if len(passed) == 0 {
+		t.Fatal("tenant capped's first job was refused: it had spent nothing")
+	}
+	t.Logf("budget enforced with the node down: tenant capped refused %.1fs after its first job (%d accepted meanwhile)", time.Since(start).Seconds(), len(passed))
+	return passed
 }
