@@ -38,10 +38,12 @@ import (
 // lets the load go on without it, and starts it again: every job has
 // exactly one Result, no HTTP caller or producer saw an error, the mock
 // saw at most one extra call per job in flight at the kill, and the budget
-// counter counted every job's spend once. The longest gap between two
+// counter counted every job's spend once; right after the kill a tenant
+// over its budget is refused (budget_exceeded). The longest gap between two
 // finished jobs around the kill is the stall. The node is the one leading
-// JOBS (the stream and its consumers elect new leaders), or the one
-// leading the budget counter's consumer.
+// JOBS (the stream and its consumers elect new leaders), the one leading
+// the provider's concurrency tokens (slots-p), or the one leading the
+// budget counter's consumer.
 func TestNodeLossLosesNothing(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -53,6 +55,13 @@ func TestNodeLossLosesNothing(t *testing.T) {
 				return "", err
 			}
 			return s.CachedInfo().Cluster.Leader, nil
+		}},
+		{"slots leader", func(ctx context.Context, js jetstream.JetStream) (string, error) {
+			c, err := js.Consumer(ctx, topology.StreamSlots, topology.SlotsConsumer("p"))
+			if err != nil {
+				return "", err
+			}
+			return c.CachedInfo().Cluster.Leader, nil
 		}},
 		{"budget-spend leader", func(ctx context.Context, js jetstream.JetStream) (string, error) {
 			c, err := js.Consumer(ctx, topology.StreamResults, budget.Consumer)

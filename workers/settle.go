@@ -3,6 +3,7 @@ package workers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -208,10 +209,31 @@ func (p *Pool) reply(job *schemas.Job, data []byte) {
 	}
 }
 
-// ack acknowledges a job whose effects are durable. A lost ack means a
-// redelivery, which finds the stored Result and does not call again.
+// ack acknowledges a job whose effects are durable and waits for the
+// server to confirm it, sending it again while the consumer elects a new
+// leader (for up to AckWait/3). An ack lost unconfirmed keeps the job
+// counted against MaxAckPending until AckWait, so after a node loss every
+// lost ack would stall the lane for seconds; the redelivery that follows
+// finds the stored Result and does not call again.
 func (p *Pool) ack(msg jetstream.Msg, job *schemas.Job) {
-	if err := msg.Ack(); err != nil {
-		p.log.Warn("ack", "job", job.ID, "err", err)
+	deadline := time.Now().Add(p.ackWait / 3)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), ackConfirmWait)
+		err := msg.DoubleAck(ctx)
+		cancel()
+		if err == nil || errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+			return
+		}
+		if time.Now().After(deadline) || !(errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded)) {
+			p.log.Warn("ack", "job", job.ID, "err", err)
+			return
+		}
+		time.Sleep(ackConfirmBackoff)
 	}
 }
+
+// How long ack waits for each confirmation, and between tries.
+const (
+	ackConfirmWait    = 500 * time.Millisecond
+	ackConfirmBackoff = 50 * time.Millisecond
+)

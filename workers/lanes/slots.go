@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/config"
@@ -23,6 +24,7 @@ import (
 // the consumer's AckWait, like its job.
 type Slots struct {
 	cons jetstream.Consumer
+	nc   *nats.Conn
 	hb   time.Duration
 }
 
@@ -57,7 +59,7 @@ func EnsureSlots(ctx context.Context, js jetstream.JetStream, p config.Provider)
 	if err != nil {
 		return nil, fmt.Errorf("provision consumer %s: %w", cfg.Durable, err)
 	}
-	return &Slots{cons: c, hb: cfg.AckWait / 3}, nil
+	return &Slots{cons: c, nc: js.Conn(), hb: cfg.AckWait / 3}, nil
 }
 
 // OpenSlots returns p's tokens as they are provisioned (by p's own pools),
@@ -71,28 +73,30 @@ func OpenSlots(ctx context.Context, js jetstream.JetStream, p config.Provider) (
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", topology.SlotsConsumer(p.Name), err)
 	}
-	return &Slots{cons: c, hb: c.CachedInfo().Config.AckWait / 3}, nil
+	return &Slots{cons: c, nc: js.Conn(), hb: c.CachedInfo().Config.AckWait / 3}, nil
 }
 
 // Slot is a held token.
 type Slot struct {
 	msg  jetstream.Msg
+	nc   *nats.Conn
+	hb   time.Duration
 	stop chan struct{}
 	once sync.Once
 }
 
 // Acquire waits for a free token until ctx ends, calling wait (if not
-// nil) about every heartbeat meanwhile, e.g. to keep the job it is for
-// from being redelivered. The token is kept alive until Release.
+// nil) after every pull meanwhile, e.g. to keep the job it is for from
+// being redelivered. Each pull lasts at most a second (or a heartbeat), so
+// a pull lost with a consumer leader that went away is soon replaced. The
+// token is kept alive until Release.
 func (s *Slots) Acquire(ctx context.Context, wait func()) (*Slot, error) {
 	for {
-		fctx, cancel := context.WithTimeout(ctx, s.hb)
+		fctx, cancel := context.WithTimeout(ctx, min(s.hb, time.Second))
 		m, err := s.cons.Next(jetstream.FetchContext(fctx))
 		cancel()
 		if err == nil {
-			sl := &Slot{msg: m, stop: make(chan struct{})}
-			go sl.keepAlive(s.hb)
-			return sl, nil
+			return s.hold(m), nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -120,11 +124,15 @@ func (s *Slots) TryAcquire() *Slot {
 		return nil
 	}
 	for m := range b.Messages() {
-		sl := &Slot{msg: m, stop: make(chan struct{})}
-		go sl.keepAlive(s.hb)
-		return sl
+		return s.hold(m)
 	}
 	return nil
+}
+
+func (s *Slots) hold(m jetstream.Msg) *Slot {
+	sl := &Slot{msg: m, nc: s.nc, hb: s.hb, stop: make(chan struct{})}
+	go sl.keepAlive(s.hb)
+	return sl
 }
 
 func (sl *Slot) keepAlive(every time.Duration) {
@@ -140,10 +148,37 @@ func (sl *Slot) keepAlive(every time.Duration) {
 	}
 }
 
-// Release gives the token back (safe to call more than once).
+// Release gives the token back (safe to call more than once) and waits
+// until the consumer's leader confirms it. A Nak is not replicated: one
+// sent while the consumer elects a new leader is lost, and the token would
+// stay held until AckWait (every token at once after a node loss, stalling
+// the provider for seconds). So the Nak is a request, sent again while no
+// leader is subscribed ("no responders"), for up to a heartbeat interval.
+// A Nak that timed out is not sent again (it may have been processed, and
+// a second one could free the token under its next holder): that token
+// comes back by AckWait.
 func (sl *Slot) Release() {
 	sl.once.Do(func() {
 		close(sl.stop)
-		_ = sl.msg.Nak()
+		deadline := time.Now().Add(sl.hb)
+		for {
+			_, err := sl.nc.Request(sl.msg.Reply(), []byte("-NAK"), releaseWait)
+			if err == nil || !retryRelease(err) || time.Now().After(deadline) {
+				return
+			}
+			time.Sleep(releaseBackoff)
+		}
 	})
+}
+
+// How long Release waits for each confirmation, and between tries.
+const (
+	releaseWait    = 500 * time.Millisecond
+	releaseBackoff = 50 * time.Millisecond
+)
+
+// retryRelease reports whether a Nak request was surely not processed: no
+// consumer leader was subscribed (an election).
+func retryRelease(err error) bool {
+	return errors.Is(err, nats.ErrNoResponders)
 }
