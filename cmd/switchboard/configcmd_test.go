@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -192,131 +193,196 @@ func upHTTPAddr(t *testing.T, banner string) string {
 // pool and serves its route, a changed concurrency reaches its consumers,
 // a removed provider's pool drains.
 func TestWorkerAllFollowsTheConfig(t *testing.T) {
+	e := newPushEnv(t)
+	e.push(map[string]int{"p": 4})
+	stderr := e.startWorker("--all")
+	e.serves("p")
+	if !strings.Contains(stderr.String(), "config: kv sb_config/switchboard.yaml rev 1 (the cluster's)") {
+		t.Errorf("worker --all does not say where its config came from:\n%s", stderr.String())
+	}
+
+	e.push(map[string]int{"p": 4, "q": 2})
+	e.serves("q")
+
+	e.push(map[string]int{"p": 6, "q": 2})
+	e.waitConcurrency("p", 6)
+	e.serves("p")
+
+	e.push(map[string]int{"p": 6})
+	e.waitDrained("q")
+	e.serves("p")
+}
+
+// `worker --provider p` follows p's settings in the cluster's config: a
+// changed concurrency restarts its pool with it; a provider added is not
+// its to serve; p removed, its pool drains and the worker waits.
+func TestWorkerFollowsItsProvider(t *testing.T) {
+	e := newPushEnv(t)
+	e.push(map[string]int{"p": 4})
+	e.startWorker("--provider", "p")
+	e.serves("p")
+
+	e.push(map[string]int{"p": 6, "q": 2})
+	e.waitConcurrency("p", 6)
+	e.serves("p")
+	if _, _, err := e.consumers("q"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Errorf("q's consumers: %v, want none (not this worker's provider)", err)
+	}
+
+	e.push(map[string]int{"q": 2})
+	e.waitDrained("p")
+}
+
+// pushEnv is a NATS server, mock providers p and q, and a config made of
+// them pushed to KV sb_config by `config push`.
+type pushEnv struct {
+	t      *testing.T
+	js     jetstream.JetStream
+	common []string // --nats, --data-dir
+	dir    string
+	mocks  map[string]*mock.Server
+}
+
+func newPushEnv(t *testing.T) *pushEnv {
 	ns := natstest.Start(t)
-	dataDir := t.TempDir()
-	common := []string{"--nats", ns.ClientURL(), "--data-dir", dataDir}
-	mocks := map[string]*mock.Server{}
+	_, js := ns.Connect(t)
+	e := &pushEnv{t: t, js: js, common: []string{"--nats", ns.ClientURL(), "--data-dir", t.TempDir()},
+		dir: t.TempDir(), mocks: map[string]*mock.Server{}}
 	for _, name := range []string{"p", "q"} {
 		srv, err := mock.Listen("127.0.0.1:0", mock.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = srv.Close() })
-		mocks[name] = srv
+		e.mocks[name] = srv
 	}
-	dir := t.TempDir()
-	push := func(providers map[string]int) {
-		t.Helper()
-		var yaml strings.Builder
-		yaml.WriteString("providers:\n")
-		for _, name := range []string{"p", "q"} {
-			if n, ok := providers[name]; ok {
-				fmt.Fprintf(&yaml, "  - {name: %s, kind: mock, base_url: '%s/v1', timeout: 5s, concurrency: %d}\n", name, mocks[name].URL(), n)
-			}
-		}
-		yaml.WriteString("routes:\n")
-		for _, name := range []string{"p", "q"} {
-			if _, ok := providers[name]; ok {
-				fmt.Fprintf(&yaml, "  - {name: via%s, targets: [{provider: %s, model: m}]}\n", name, name)
-			}
-		}
-		path := filepath.Join(dir, "switchboard.yaml")
-		if err := os.WriteFile(path, []byte(yaml.String()), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		var out, errOut bytes.Buffer
-		if code := run(append([]string{"config", "push", path}, common...), &out, &errOut); code != exitOK {
-			t.Fatalf("config push: exit %d\n%s", code, errOut.String())
-		}
-	}
-	serves := func(name string) {
-		t.Helper()
-		in, out := filepath.Join(dir, "in.jsonl"), filepath.Join(dir, "out.jsonl")
-		_ = os.Remove(out + ".state")
-		_ = os.Remove(out)
-		line := `{"custom_id":"r1","method":"POST","url":"/v1/chat/completions","body":{"model":"via` + name + `","messages":[{"role":"user","content":"hi"}]}}` + "\n"
-		if err := os.WriteFile(in, []byte(line), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		before := mocks[name].Stats().Succeeded
-		var stdout, stderr bytes.Buffer
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := runSubmit(ctx, append([]string{in, "--out", out, "--no-progress"}, common...), &stdout, &stderr); err != nil ||
-			!strings.Contains(stdout.String(), "1 succeeded") {
-			t.Fatalf("submit to via%s: %v\n%s\n%s", name, err, stdout.String(), stderr.String())
-		}
-		if mocks[name].Stats().Succeeded == before {
-			t.Fatalf("provider %s served no call", name)
-		}
-	}
-	_, js := ns.Connect(t)
-	consumers := func(name string) (lane, slots *jetstream.ConsumerInfo, err error) {
-		ctx := natstest.Context(t)
-		c, err := js.Consumer(ctx, topology.StreamJobs, topology.WorkerConsumer(name))
-		if err != nil {
-			return nil, nil, err
-		}
-		if lane, err = c.Info(ctx); err != nil {
-			return nil, nil, err
-		}
-		if c, err = js.Consumer(ctx, topology.StreamSlots, topology.SlotsConsumer(name)); err != nil {
-			return nil, nil, err
-		}
-		slots, err = c.Info(ctx)
-		return lane, slots, err
-	}
+	return e
+}
 
-	push(map[string]int{"p": 4})
+// push stores a config with the given providers (name -> concurrency),
+// each with a route via<name>.
+func (e *pushEnv) push(providers map[string]int) {
+	e.t.Helper()
+	var yaml strings.Builder
+	yaml.WriteString("providers:\n")
+	for _, name := range []string{"p", "q"} {
+		if n, ok := providers[name]; ok {
+			fmt.Fprintf(&yaml, "  - {name: %s, kind: mock, base_url: '%s/v1', timeout: 5s, concurrency: %d}\n", name, e.mocks[name].URL(), n)
+		}
+	}
+	yaml.WriteString("routes:\n")
+	for _, name := range []string{"p", "q"} {
+		if _, ok := providers[name]; ok {
+			fmt.Fprintf(&yaml, "  - {name: via%s, targets: [{provider: %s, model: m}]}\n", name, name)
+		}
+	}
+	path := filepath.Join(e.dir, "switchboard.yaml")
+	if err := os.WriteFile(path, []byte(yaml.String()), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run(append([]string{"config", "push", path}, e.common...), &out, &errOut); code != exitOK {
+		e.t.Fatalf("config push: exit %d\n%s", code, errOut.String())
+	}
+}
+
+// startWorker runs `worker args...` with no config file until the test
+// ends, once the first provider's consumers exist, and returns its stderr.
+func (e *pushEnv) startWorker(args ...string) *syncbuf.Buffer {
+	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var stderr syncbuf.Buffer
 	done := make(chan error, 1)
-	go func() { done <- runWorker(ctx, append([]string{"--all"}, common...), io.Discard, &stderr) }()
-	t.Cleanup(func() {
+	go func() { done <- runWorker(ctx, append(args, e.common...), io.Discard, &stderr) }()
+	e.t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("worker --all: %v\n%s", err, stderr.String())
+			e.t.Errorf("worker %v: %v\n%s", args, err, stderr.String())
 		}
 	})
-	natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
-		_, _, err := consumers("p") // the pool is pulling
+	natstest.CheckFor(e.t, 30*time.Second, 50*time.Millisecond, func() error {
+		select {
+		case err := <-done:
+			e.t.Fatalf("worker %v exited: %v\n%s", args, err, stderr.String())
+		default:
+		}
+		_, _, err := e.consumers("p") // the pool is pulling
 		return err
 	})
-	serves("p")
-	if !strings.Contains(stderr.String(), "config: kv sb_config/switchboard.yaml rev 1 (the cluster's)") {
-		t.Errorf("worker --all does not say where its config came from:\n%s", stderr.String())
+	return &stderr
+}
+
+// serves submits one job to route via<name> and checks the provider
+// answered it.
+func (e *pushEnv) serves(name string) {
+	e.t.Helper()
+	in, out := filepath.Join(e.dir, "in.jsonl"), filepath.Join(e.dir, "out.jsonl")
+	_ = os.Remove(out + ".state")
+	_ = os.Remove(out)
+	line := `{"custom_id":"r1","method":"POST","url":"/v1/chat/completions","body":{"model":"via` + name + `","messages":[{"role":"user","content":"hi"}]}}` + "\n"
+	if err := os.WriteFile(in, []byte(line), 0o600); err != nil {
+		e.t.Fatal(err)
 	}
+	before := e.mocks[name].Stats().Succeeded
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := runSubmit(ctx, append([]string{in, "--out", out, "--no-progress"}, e.common...), &stdout, &stderr); err != nil ||
+		!strings.Contains(stdout.String(), "1 succeeded") {
+		e.t.Fatalf("submit to via%s: %v\n%s\n%s", name, err, stdout.String(), stderr.String())
+	}
+	if e.mocks[name].Stats().Succeeded == before {
+		e.t.Fatalf("provider %s served no call", name)
+	}
+}
 
-	push(map[string]int{"p": 4, "q": 2})
-	serves("q")
+// consumers returns the normal lane's and the tokens' consumer of name.
+func (e *pushEnv) consumers(name string) (lane, slots *jetstream.ConsumerInfo, err error) {
+	ctx := natstest.Context(e.t)
+	c, err := e.js.Consumer(ctx, topology.StreamJobs, topology.WorkerConsumer(name))
+	if err != nil {
+		return nil, nil, err
+	}
+	if lane, err = c.Info(ctx); err != nil {
+		return nil, nil, err
+	}
+	if c, err = e.js.Consumer(ctx, topology.StreamSlots, topology.SlotsConsumer(name)); err != nil {
+		return nil, nil, err
+	}
+	slots, err = c.Info(ctx)
+	return lane, slots, err
+}
 
-	push(map[string]int{"p": 6, "q": 2})
-	natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
-		lane, slots, err := consumers("p")
+// waitConcurrency waits until name's consumers cap at n.
+func (e *pushEnv) waitConcurrency(name string, n int) {
+	e.t.Helper()
+	natstest.CheckFor(e.t, 30*time.Second, 100*time.Millisecond, func() error {
+		lane, slots, err := e.consumers(name)
 		if err != nil {
 			return err
 		}
-		if lane.Config.MaxAckPending != 6 || slots.Config.MaxAckPending != 6 {
-			return fmt.Errorf("p's consumers: max ack pending %d (lane) and %d (tokens), want 6 after the push", lane.Config.MaxAckPending, slots.Config.MaxAckPending)
+		if lane.Config.MaxAckPending != n || slots.Config.MaxAckPending != n {
+			return fmt.Errorf("%s's consumers: max ack pending %d (lane) and %d (tokens), want %d after the push", name, lane.Config.MaxAckPending, slots.Config.MaxAckPending, n)
 		}
 		return nil
 	})
-	serves("p")
+}
 
-	push(map[string]int{"p": 6})
-	natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
-		lane, slots, err := consumers("q")
+// waitDrained waits until nothing pulls from name's consumers.
+func (e *pushEnv) waitDrained(name string) {
+	e.t.Helper()
+	natstest.CheckFor(e.t, 30*time.Second, 100*time.Millisecond, func() error {
+		lane, slots, err := e.consumers(name)
 		if err != nil {
 			return err
 		}
 		// (A token given back with Nak counts as unacked until it is
 		// delivered again, so only the pulls tell.)
 		if lane.NumWaiting > 0 || slots.NumWaiting > 0 {
-			return fmt.Errorf("q: %d and %d pulls waiting: its pool still runs", lane.NumWaiting, slots.NumWaiting)
+			return fmt.Errorf("%s: %d and %d pulls waiting: its pool still runs", name, lane.NumWaiting, slots.NumWaiting)
 		}
 		return nil
 	})
-	serves("p")
 }
 
 // `up` is a publisher of the config: SIGHUP rereads its file and stores it
