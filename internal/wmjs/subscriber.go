@@ -164,6 +164,12 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	return out, nil
 }
 
+// pullHeartbeat is the idle heartbeat the pulls ask for: a pull request
+// lost with a node (it waits at the consumer's leader) is noticed after two
+// missed heartbeats and sent again, ~2s instead of the 10s that the
+// default heartbeat, half the expiry, takes.
+const pullHeartbeat = time.Second
+
 // consume runs one consumer: it opens the pull iterator for the slots and
 // returns when a slot saw it fail (for supervise to re-create it after a
 // backoff) or when ctx ends.
@@ -172,7 +178,7 @@ func (s *Subscriber) consume(ctx context.Context, topic string, cur *current) er
 	if err != nil {
 		return err
 	}
-	iter, err := cons.Messages(jetstream.PullMaxMessages(s.cfg.PullBatch), jetstream.PullExpiry(10*time.Second))
+	iter, err := cons.Messages(jetstream.PullMaxMessages(s.cfg.PullBatch), jetstream.PullExpiry(10*time.Second), jetstream.PullHeartbeat(pullHeartbeat))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", topic, err)
 	}
