@@ -249,12 +249,7 @@ func newPushEnv(t *testing.T) *pushEnv {
 	e := &pushEnv{t: t, js: js, common: []string{"--nats", ns.ClientURL(), "--data-dir", t.TempDir()},
 		dir: t.TempDir(), mocks: map[string]*mock.Server{}}
 	for _, name := range []string{"p", "q"} {
-		srv, err := mock.Listen("127.0.0.1:0", mock.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = srv.Close() })
-		e.mocks[name] = srv
+		e.mocks[name] = testenv.StartMock(t, mock.Options{})
 	}
 	return e
 }
