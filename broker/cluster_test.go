@@ -221,7 +221,7 @@ func nodeLoss(t *testing.T, leaderOf func(context.Context, jetstream.JetStream) 
 	t.Logf("stopped node %s (the leader) after %d finished jobs", env.Cluster.Nodes[leader].Name(), count())
 	// Right after the loss, budgets are still enforced: tenant capped's
 	// first job is counted and the next ones are refused.
-	capped := overBudget(t, srv.URL)
+	capped, maybe := overBudget(t, srv.URL)
 	natstest.CheckFor(t, 90*time.Second, 10*time.Millisecond, func() error {
 		if n := count(); n < total/2 {
 			return fmt.Errorf("%d of %d jobs finished with a node down", n, total)
@@ -271,7 +271,7 @@ func nodeLoss(t *testing.T, leaderOf func(context.Context, jetstream.JetStream) 
 	}
 	perJob := map[string]uint64{}
 	for subj, n := range info.State.Subjects {
-		if id := subj[strings.LastIndexByte(subj, '.')+1:]; !capped[id] {
+		if id := subj[strings.LastIndexByte(subj, '.')+1:]; !capped[id] && !maybe[id] {
 			perJob[id] += n
 		}
 	}
@@ -284,7 +284,7 @@ func nodeLoss(t *testing.T, leaderOf func(context.Context, jetstream.JetStream) 
 		t.Errorf("RESULTS holds Results of %d jobs, want %d", len(perJob), total)
 	}
 	calls := env.Mocks["p"].Stats().Requests
-	if extra := calls - total - int64(len(capped)); extra > concurrency {
+	if extra := calls - total - int64(len(capped)+len(maybe)); extra > concurrency {
 		t.Errorf("mock saw %d calls for %d jobs: %d extra, more than the %d in flight at the kill (%d calls before it)", calls, total, extra, concurrency, before)
 	}
 	t.Logf("%d jobs, %d provider calls", total, calls)
@@ -292,7 +292,7 @@ func nodeLoss(t *testing.T, leaderOf func(context.Context, jetstream.JetStream) 
 	// The budget counter counted each job's cost once, across the election.
 	var want float64
 	for subj := range info.State.Subjects {
-		if capped[subj[strings.LastIndexByte(subj, '.')+1:]] {
+		if id := subj[strings.LastIndexByte(subj, '.')+1:]; capped[id] || maybe[id] {
 			continue
 		}
 		c, ok := costs[subj[strings.LastIndexByte(subj, '.')+1:]]
@@ -332,10 +332,13 @@ func nodeLoss(t *testing.T, leaderOf func(context.Context, jetstream.JetStream) 
 
 // overBudget sends jobs of tenant "capped" (a budget any one job exceeds)
 // until one is refused with 429 budget_exceeded, within 60s: the jobs let
-// through meanwhile are the spend counter's lag. It returns their ids.
-func overBudget(t *testing.T, url string) map[string]bool {
+// through meanwhile are the spend counter's lag. It returns their ids, and
+// those of the few sync calls that failed with a 5xx during the election
+// (they may still run and store a Result).
+func overBudget(t *testing.T, url string) (passed, maybe map[string]bool) {
 	t.Helper()
-	passed := map[string]bool{}
+	passed, maybe = map[string]bool{}, map[string]bool{}
+	var unavailable []string
 	start := time.Now()
 	natstest.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
 		resp, err := http.Post(url+"/v1/chat/completions", "application/json",
@@ -349,14 +352,26 @@ func overBudget(t *testing.T, url string) map[string]bool {
 		case resp.StatusCode == http.StatusOK:
 			passed[resp.Header.Get("X-Switchboard-Job-Id")] = true
 			return fmt.Errorf("%d jobs of tenant capped accepted, none refused yet", len(passed))
+		case resp.StatusCode >= 500 && len(unavailable) < 3:
+			// This probe measures enforcement, not availability (the load
+			// above checks that no caller fails): a sync call caught in
+			// the election may time out. A few are tolerated and logged.
+			unavailable = append(unavailable, fmt.Sprintf("%d after %.1fs: %.200s", resp.StatusCode, time.Since(start).Seconds(), body))
+			if id := resp.Header.Get("X-Switchboard-Job-Id"); id != "" {
+				maybe[id] = true
+			}
+			return fmt.Errorf("tenant capped: %d", resp.StatusCode)
 		case resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(body), `"code":"budget_exceeded"`):
-			t.Fatalf("tenant capped: %d %s, want 200 or 429 budget_exceeded", resp.StatusCode, body)
+			t.Fatalf("tenant capped: %d %s, want 200 or 429 budget_exceeded (earlier 5xx: %v)", resp.StatusCode, body, unavailable)
 		}
 		return nil
 	})
+	if len(unavailable) > 0 {
+		t.Logf("budget probe: %d sync calls failed during the election: %v", len(unavailable), unavailable)
+	}
 	if len(passed) == 0 {
 		t.Fatal("tenant capped's first job was refused: it had spent nothing")
 	}
 	t.Logf("budget enforced with the node down: tenant capped refused %.1fs after its first job (%d accepted meanwhile)", time.Since(start).Seconds(), len(passed))
-	return passed
+	return passed, maybe
 }
