@@ -7,7 +7,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # VERSION is what `switchboard --version` prints (default: git describe).
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 
-.PHONY: build run test bench soak lint clean
+.PHONY: build run test bench bench-e2e soak lint clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/switchboard
@@ -26,6 +26,11 @@ test:
 ## bench: latency and throughput benchmarks (ratios measured side by side).
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s -timeout 30m $(PKGS)
+
+## bench-e2e: the README's end-to-end figures as a user would measure them (`up` + `mock`,
+## loaded by `submit` and `bench`); BINS="old new" alternates builds round by round.
+bench-e2e: build
+	.ci/bench-e2e $(or $(BINS),$(BIN))
 
 ## soak: BenchmarkSoak alone (60k jobs, ~10 min): RSS and stream/KV counts per 10k jobs.
 soak:

@@ -245,12 +245,19 @@ func (s *Subscriber) consume(ctx context.Context, topic string) (jetstream.Messa
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s on %s: %w", s.cfg.Durable, s.cfg.Stream, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(s.cfg.PullBatch), jetstream.PullExpiry(5*time.Second))
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(s.cfg.PullBatch, pullMaxBytes), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("consume %s: %w", s.cfg.Durable, err)
 	}
 	return it, nil
 }
+
+// pullMaxBytes bounds the bytes one pull request asks for (and so the
+// messages buffered ahead): PullBatch messages of many events each (the
+// workers share a message among the jobs finishing together) would
+// otherwise overrun the client's pending limit (64 MB) and be dropped as a
+// slow consumer, then redelivered only after AckWait.
+const pullMaxBytes = 16 << 20
 
 // currentIter is the iterator a subscription pulls from now, replaced when
 // the consumer is re-created, and drained once on shutdown.

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/switchboard-llm/switchboard/internal/loadgen"
 	"github.com/switchboard-llm/switchboard/llm/mock"
@@ -17,15 +20,19 @@ import (
 type benchReport struct {
 	Mode    string          `json:"mode"` // "paced" or "flat_out"
 	Rate    float64         `json:"rate_per_target,omitempty"`
+	Via     string          `json:"via"` // "http", "submit" or "complete"
 	Targets []loadgen.Stats `json:"targets"`
+	// RawJetStream: the same server's async publish of messages the size
+	// of a job, flat out, in the same run (NATS runs, --raw > 0).
+	RawJetStream *loadgen.Stats `json:"raw_jetstream,omitempty"`
 	// Added is the gateway's latency over the direct call (paced runs
 	// with both targets).
 	Added *loadgen.Added `json:"added,omitempty"`
 }
 
-// runBench loads a gateway with chat completions, side by side with the
-// same provider called directly, and prints the latencies and what the
-// gateway adds.
+// runBench loads a gateway with chat completions (or the broker with jobs
+// over NATS), side by side with the same provider called directly, and
+// prints the latencies and what the broker adds.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench", stderr)
 	gatewayURL := fs.String("gateway", "http://127.0.0.1:8080", "gateway base URL (its /v1/chat/completions is loaded)")
@@ -36,6 +43,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	requests := fs.Int("requests", 5000, "requests per target")
 	concurrency := fs.Int("concurrency", 256, "requests in flight per target (flat out: callers)")
 	keyEnv := fs.String("api-key-env", "", "environment variable holding a gateway key (sent as Authorization: Bearer)")
+	via := fs.String("via", "http", "how requests reach the broker: http (the gateway), submit (jobs published to llm.submit, each timed until its Result arrives) or complete (llm.complete request-reply)")
+	raw := fs.Int("raw", 100000, "with --via submit|complete: also publish this many job-sized messages to a scratch JetStream stream flat out, as the server's own speed (0: off)")
+	var c commonFlags
+	fs.StringVar(&c.natsURL, "nats", envOr("SWITCHBOARD_NATS", nats.DefaultURL), "NATS server URL for --via submit|complete (env SWITCHBOARD_NATS; without either, the URL a running `up` recorded under --data-dir)")
+	fs.StringVar(&c.dataDir, "data-dir", ".switchboard", "data directory of a local `switchboard up` (its NATS URL and token are used when none is given)")
+	c.natsAuth.register(fs)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -43,6 +56,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	opts := loadgen.Options{Rate: *rate, Requests: *requests, Concurrency: *concurrency}
 	if err := opts.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *via != "http" && *via != loadgen.ViaSubmit && *via != loadgen.ViaComplete {
+		return fmt.Errorf("%w: --via %q: want http, submit or complete", errUsage, *via)
+	}
+	if *raw < 0 {
+		return fmt.Errorf("%w: --raw %d is negative", errUsage, *raw)
 	}
 	if *mockAddr != "" {
 		if *direct != "" {
@@ -65,6 +84,28 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		gw.Header = http.Header{"Authorization": {"Bearer " + key}}
 	}
+	rep := benchReport{Mode: "flat_out", Via: *via}
+	if *via != "http" {
+		nc, js, err := c.connect(ctx, fs, "switchboard-bench")
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		request := json.RawMessage(`{"messages":[{"role":"user","content":"hi"}]}`)
+		t, closeTarget, err := loadgen.JobTarget(nc.Conn, js, *via, *model, request)
+		if err != nil {
+			return err
+		}
+		defer closeTarget()
+		gw = t
+		if *raw > 0 {
+			st, err := loadgen.RawPublish(ctx, js, *raw, loadgen.JobSize(*model, request))
+			if err != nil {
+				return err
+			}
+			rep.RawJetStream = &st
+		}
+	}
 	var targets []loadgen.Target
 	if *direct != "" {
 		targets = append(targets, loadgen.Target{Name: "direct", URL: strings.TrimRight(*direct, "/") + "/chat/completions", Body: body})
@@ -74,7 +115,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	rep := benchReport{Mode: "flat_out", Targets: stats}
+	rep.Targets = stats
 	if *rate > 0 {
 		rep.Mode, rep.Rate = "paced", *rate
 		if len(stats) == 2 {
@@ -108,5 +149,12 @@ func printBench(w io.Writer, rep benchReport) {
 	if a := rep.Added; a != nil {
 		fmt.Fprintf(tw, "added\t\t\t\t%.3f\t%.3f\t%.3f\t\t\n", a.P50, a.P90, a.P99)
 	}
+	if r := rep.RawJetStream; r != nil {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t\t\t\t\t\n", r.Name, r.Requests, r.Errors, r.Throughput)
+	}
 	_ = tw.Flush()
+	if r := rep.RawJetStream; r != nil && r.Throughput > 0 && rep.Mode == "flat_out" {
+		last := rep.Targets[len(rep.Targets)-1]
+		fmt.Fprintf(w, "%s jobs/s over raw JetStream msgs/s: %.3f\n", last.Name, last.Throughput/r.Throughput)
+	}
 }

@@ -68,10 +68,13 @@ var helps = map[string]cmdHelp{
 			"Re-running the same file resumes: lines already answered are kept.",
 		env:   []string{logEnv},
 		notes: "exit status: 0 when every line succeeded; 1 when any line failed or was invalid (each one's\nerror is in the results file) or the run stopped; 2 on a usage error."},
-	"bench": {usage: "bench [--gateway URL] [--direct URL | --mock ADDR] [--rate N] [--requests N] [--json]", noArgs: true,
+	"bench": {usage: "bench [--via http|submit|complete] [--gateway URL | --nats URL] [--direct URL | --mock ADDR] [--rate N] [--requests N] [--raw N] [--json]", noArgs: true,
 		about: "Loads a gateway with chat completions side by side with the same provider called directly (open\n" +
 			"loop at --rate per target, latency counted from each request's scheduled time; --rate 0 runs\n" +
-			"flat out, each target alone) and prints requests, errors, req/s, p50/p90/p99/max and the added latency.",
+			"flat out, each target alone) and prints requests, errors, req/s, p50/p90/p99/max and the added latency.\n" +
+			"--via submit|complete drives jobs over NATS instead (llm.submit, each timed until its Result\n" +
+			"arrives, or llm.complete request-reply) and first publishes --raw job-sized messages to a scratch\n" +
+			"JetStream stream flat out, the server's own speed, printed beside them.",
 		notes: "exit status: 0 when every request was answered with 200; 1 otherwise; 2 on a usage error."},
 	"mock": {usage: "mock [--listen ADDR] [--error-rate P --error-status N --latency D --hang ...]", noArgs: true,
 		about: "Serves the fault-injecting mock provider (OpenAI, Anthropic and Gemini shapes) until stopped."},

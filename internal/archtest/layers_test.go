@@ -21,12 +21,12 @@ var layers = []struct {
 	packages []string
 }{
 	{"base", []string{"internal/backoff", "internal/redact", "internal/supervise", "internal/kvstate",
-		"internal/syncbuf", "internal/metrics", "internal/loadgen", "internal/conduct", "internal/testsummary",
+		"internal/syncbuf", "internal/metrics", "internal/conduct", "internal/testsummary",
 		"internal/archtest", "internal/wmjs", "deploy"}},
 	{"contracts", []string{"schemas", "config", "topology"}},
 	{"parts", []string{"config/live", "llm", "pricing", "policy", "router", "workers/lanes", "workers/prefill",
 		"workers/sim", "broker/messages", "broker/natsconn", "broker/embedded",
-		"analytics/store", "analytics/stats", "analytics/chserver"}},
+		"analytics/store", "analytics/stats", "analytics/chserver", "internal/loadgen"}},
 	{"services", []string{"broker", "workers", "analytics/ingest"}},
 	{"front doors", []string{"broker/gateway", "broker/batch", "broker/dlq", "analytics/dashboard"}},
 	{"test harnesses", []string{"internal/natstest", "internal/testenv", "internal/chtest", "llm/conformance"}},

@@ -1,6 +1,7 @@
-// Package loadgen drives HTTP chat completions at a fixed rate (open loop,
-// side by side against several targets) or flat out, and summarises the
-// latencies: the load generator behind `switchboard bench`.
+// Package loadgen drives HTTP chat completions, or jobs over NATS
+// (nats.go), at a fixed rate (open loop, side by side against several
+// targets) or flat out, and summarises the latencies: the load generator
+// behind `switchboard bench`.
 package loadgen
 
 import (
@@ -19,12 +20,15 @@ import (
 // ErrInvalid marks bad Options.
 var ErrInvalid = errors.New("invalid load options")
 
-// Target is one endpoint to load: every request POSTs Body to URL.
+// Target is one endpoint to load: every request POSTs Body to URL, or,
+// when Call is set, is one Call (e.g. a job over NATS).
 type Target struct {
 	Name   string
 	URL    string
 	Body   []byte
 	Header http.Header
+	// Call makes one request; an error counts as a failed request.
+	Call func(ctx context.Context) error
 }
 
 // Options shape a run.
@@ -235,6 +239,13 @@ const maxErrBody = 200
 func do(ctx context.Context, o Options, t Target) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
+	if t.Call != nil {
+		start := time.Now()
+		if err := t.Call(ctx); err != nil {
+			return 0, fmt.Errorf("%s: %w", t.Name, err)
+		}
+		return time.Since(start), nil
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, bytes.NewReader(t.Body))
 	if err != nil {
 		return 0, fmt.Errorf("request %s: %w", t.Name, err)
