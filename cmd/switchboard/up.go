@@ -116,9 +116,6 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 		return err
 	}
 	defer dash.Close()
-	if _, err := pricing.Load(cfg); err != nil {
-		return err
-	}
 	// One pool per provider, following reloads (added, removed, changed).
 	fleet := workers.NewFleet(func(_ context.Context, cur *config.Config, p config.Provider) (*workers.Pool, error) {
 		prices, err := pricing.Load(cur)
