@@ -243,6 +243,7 @@ func (p *Pool) Run(ctx context.Context) error {
 		return ErrPoolRunning
 	}
 	defer p.stopJobs(errShutdown)
+	defer p.closeSlots()
 	sub, err := p.cfg.Conn.Subscribe(topology.CancelAll, p.onCancel)
 	if err != nil {
 		return fmt.Errorf("subscribe to %s: %w", topology.CancelAll, err)
@@ -276,6 +277,19 @@ func (p *Pool) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// closeSlots ends the token subscriptions once no worker uses them.
+func (p *Pool) closeSlots() {
+	if s := p.slots.Swap(nil); s != nil {
+		s.Close()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.hedgeSlots {
+		s.Close()
+	}
+	p.hedgeSlots = nil
 }
 
 // consume runs Concurrency workers on it until it closes, or until ctx ends

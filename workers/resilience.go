@@ -87,7 +87,9 @@ func (p *Pool) messages(ctx context.Context) (jetstream.MessagesContext, error) 
 	if err != nil {
 		return nil, err
 	}
-	p.slots.Store(slots)
+	if old := p.slots.Swap(slots); old != nil {
+		old.Close() // the workers that used it have returned
+	}
 	// Holding a few ready jobs per lane saves a pull round trip per job;
 	// held jobs count against MaxAckPending, so keep it a small share.
 	batch := min(16, p.concurrency/8)
@@ -541,10 +543,15 @@ func (p *Pool) hedgeSlot(ctx context.Context, provider string) *lanes.Slot {
 		if p.hedgeSlots == nil {
 			p.hedgeSlots = map[string]*lanes.Slots{}
 		}
-		p.hedgeSlots[provider] = s
+		if had := p.hedgeSlots[provider]; had != nil {
+			s.Close() // another call opened them first
+			s = had
+		} else {
+			p.hedgeSlots[provider] = s
+		}
 		p.mu.Unlock()
 	}
-	return s.TryAcquire()
+	return s.TryAcquire(ctx)
 }
 
 // hedgeAllowed checks the next target's breaker, quota and the deadline

@@ -22,8 +22,12 @@ import (
 // while its call runs and gives it back with Nak, which makes it
 // deliverable again at once. A crashed worker's token comes back after
 // the consumer's AckWait, like its job.
+//
+// Tokens are pulled one per Acquire over one inbox subscription that
+// lives as long as the Slots (pull.go): a token costs a pull request and
+// its delivery, not a subscription of its own.
 type Slots struct {
-	cons jetstream.Consumer
+	pull *puller
 	nc   *nats.Conn
 	hb   time.Duration
 }
@@ -59,7 +63,7 @@ func EnsureSlots(ctx context.Context, js jetstream.JetStream, p config.Provider)
 	if err != nil {
 		return nil, fmt.Errorf("provision consumer %s: %w", cfg.Durable, err)
 	}
-	return &Slots{cons: c, nc: js.Conn(), hb: cfg.AckWait / 3}, nil
+	return newSlots(js.Conn(), c.CachedInfo(), cfg.AckWait)
 }
 
 // OpenSlots returns p's tokens as they are provisioned (by p's own pools),
@@ -73,16 +77,30 @@ func OpenSlots(ctx context.Context, js jetstream.JetStream, p config.Provider) (
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", topology.SlotsConsumer(p.Name), err)
 	}
-	return &Slots{cons: c, nc: js.Conn(), hb: c.CachedInfo().Config.AckWait / 3}, nil
+	return newSlots(js.Conn(), c.CachedInfo(), c.CachedInfo().Config.AckWait)
+}
+
+func newSlots(nc *nats.Conn, info *jetstream.ConsumerInfo, ackWait time.Duration) (*Slots, error) {
+	pull, err := newPuller(nc, info.Stream, info.Name)
+	if err != nil {
+		return nil, fmt.Errorf("concurrency tokens of %s: %w", info.Name, err)
+	}
+	return &Slots{pull: pull, nc: nc, hb: ackWait / 3}, nil
+}
+
+// Close ends the token subscription; a Slots is not used after Close.
+// Held tokens stay valid until their Release.
+func (s *Slots) Close() {
+	s.pull.close()
 }
 
 // Slot is a held token.
 type Slot struct {
-	msg  jetstream.Msg
-	nc   *nats.Conn
-	hb   time.Duration
-	stop chan struct{}
-	once sync.Once
+	reply string // the token's ack subject
+	nc    *nats.Conn
+	hb    time.Duration
+	stop  chan struct{}
+	once  sync.Once
 }
 
 // Acquire waits for a free token until ctx ends, calling wait (if not
@@ -92,16 +110,14 @@ type Slot struct {
 // token is kept alive until Release.
 func (s *Slots) Acquire(ctx context.Context, wait func()) (*Slot, error) {
 	for {
-		fctx, cancel := context.WithTimeout(ctx, min(s.hb, time.Second))
-		m, err := s.cons.Next(jetstream.FetchContext(fctx))
-		cancel()
+		m, err := s.pull.next(ctx, min(s.hb, time.Second), false)
 		if err == nil {
 			return s.hold(m), nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
+		if !errors.Is(err, errPullExpired) {
 			select { // the server is away: retry soon
 			case <-ctx.Done():
 				return nil, ctx.Err()
@@ -118,19 +134,16 @@ func (s *Slots) Acquire(ctx context.Context, wait func()) (*Slot, error) {
 // hedged call, which is worth making only at once); it returns nil when
 // none is free or the server cannot tell. The token is kept alive until
 // Release.
-func (s *Slots) TryAcquire() *Slot {
-	b, err := s.cons.FetchNoWait(1)
+func (s *Slots) TryAcquire(ctx context.Context) *Slot {
+	m, err := s.pull.next(ctx, time.Second, true)
 	if err != nil {
 		return nil
 	}
-	for m := range b.Messages() {
-		return s.hold(m)
-	}
-	return nil
+	return s.hold(m)
 }
 
-func (s *Slots) hold(m jetstream.Msg) *Slot {
-	sl := &Slot{msg: m, nc: s.nc, hb: s.hb, stop: make(chan struct{})}
+func (s *Slots) hold(m *nats.Msg) *Slot {
+	sl := &Slot{reply: m.Reply, nc: s.nc, hb: s.hb, stop: make(chan struct{})}
 	go sl.keepAlive(s.hb)
 	return sl
 }
@@ -143,7 +156,7 @@ func (sl *Slot) keepAlive(every time.Duration) {
 		case <-sl.stop:
 			return
 		case <-t.C:
-			_ = sl.msg.InProgress()
+			_ = sl.nc.Publish(sl.reply, ackProgress)
 		}
 	}
 }
@@ -162,7 +175,7 @@ func (sl *Slot) Release() {
 		close(sl.stop)
 		deadline := time.Now().Add(sl.hb)
 		for {
-			_, err := sl.nc.Request(sl.msg.Reply(), []byte("-NAK"), releaseWait)
+			_, err := sl.nc.Request(sl.reply, ackNak, releaseWait)
 			if err == nil || !retryRelease(err) || time.Now().After(deadline) {
 				return
 			}
