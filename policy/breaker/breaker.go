@@ -76,6 +76,11 @@ type Set struct {
 
 	mu        sync.Mutex
 	pendingOK map[string]int // successes not yet counted in KV
+
+	// decoded holds each key's state decoded at its cached revision, so
+	// the two reads of every call (Allow, Record) do not parse JSON.
+	decodedMu sync.Mutex
+	decoded   map[string]decodedState
 	done      chan struct{}
 	onChange  func(provider, model, from, to string)
 }
@@ -164,16 +169,38 @@ func key(provider, model string) string { return kvstate.Key(provider, model) }
 
 // Get returns the cached state of a target (closed when never recorded).
 func (s *Set) Get(provider, model string) State {
-	e, ok := s.cache.Get(key(provider, model))
+	k := key(provider, model)
+	e, ok := s.cache.Get(k)
 	if !ok {
 		return State{State: Closed}
 	}
+	s.decodedMu.Lock()
+	d, ok := s.decoded[k]
+	s.decodedMu.Unlock()
+	if ok && d.rev == e.Revision {
+		return d.st
+	}
 	var st State
 	if err := json.Unmarshal(e.Value, &st); err != nil || st.State == "" {
-		return State{State: Closed}
+		st = State{State: Closed}
 	}
+	s.decodedMu.Lock()
+	if s.decoded == nil || len(s.decoded) >= maxDecoded {
+		s.decoded = map[string]decodedState{}
+	}
+	s.decoded[k] = decodedState{rev: e.Revision, st: st}
+	s.decodedMu.Unlock()
 	return st
 }
+
+// decodedState is a key's State decoded from revision rev.
+type decodedState struct {
+	rev uint64
+	st  State
+}
+
+// maxDecoded bounds Set.decoded (one entry per target in use).
+const maxDecoded = 4096
 
 // Open reports whether the target's breaker is open and still cooling down
 // (router.Health): routing puts such targets last. Once the cooldown is over
