@@ -53,6 +53,9 @@ type Summary struct {
 	Invalid   int
 	// Resumed counts lines already answered by an earlier run.
 	Resumed int
+	// ErrorLines counts the output's lines that carry an error, this
+	// run's and an earlier run's (a script's exit status).
+	ErrorLines int
 }
 
 // InputLine is one line of the OpenAI Batch input format.
@@ -118,11 +121,12 @@ func Run(ctx context.Context, client *broker.Client, js jetstream.JetStream, opt
 		return nil, fmt.Errorf("batch id %q must be a NATS subject token (no spaces, '.', '*' or '>')", sum.BatchID)
 	}
 
-	out, done, err := openOutput(opts.Output)
+	out, done, earlierErrors, err := openOutput(opts.Output)
 	if err != nil {
 		return nil, err
 	}
 	defer out.Close()
+	sum.ErrorLines = earlierErrors
 	statePath := opts.Output + ".state"
 	state, err := readState(statePath)
 	if err != nil {
@@ -134,7 +138,7 @@ func Run(ctx context.Context, client *broker.Client, js jetstream.JetStream, opt
 	}
 	defer stateFile.Close()
 
-	w := &writer{out: out, done: done, sum: sum}
+	w := &writer{file: out, out: bufio.NewWriterSize(out, 64<<10), done: done, sum: sum}
 	var todo []*pending
 	seen := map[string]int{}
 	for i, raw := range bytes.Split(data, []byte("\n")) {
@@ -176,8 +180,8 @@ func Run(ctx context.Context, client *broker.Client, js jetstream.JetStream, opt
 		}
 		todo = append(todo, p)
 	}
-	if err := out.Sync(); err != nil {
-		return sum, fmt.Errorf("sync output: %w", err)
+	if err := w.sync(); err != nil {
+		return sum, err
 	}
 	byJob := make(map[string]*pending, len(todo))
 	for _, p := range todo {
@@ -188,7 +192,7 @@ func Run(ctx context.Context, client *broker.Client, js jetstream.JetStream, opt
 	}
 
 	// Collect results first, so none is missed while submitting.
-	results := make(chan *schemas.Result, 1024)
+	results := make(chan *batchResult, 1024)
 	cons, err := js.OrderedConsumer(ctx, topology.StreamResults, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{topology.BatchResults(sum.BatchID)},
 	})
@@ -196,7 +200,7 @@ func Run(ctx context.Context, client *broker.Client, js jetstream.JetStream, opt
 		return sum, fmt.Errorf("read results: %w", err)
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
-		if res, err := schemas.DecodeResult(m.Data()); err == nil {
+		if res, err := decodeResult(m.Data()); err == nil {
 			results <- res
 		}
 	})
@@ -210,7 +214,7 @@ func Run(ctx context.Context, client *broker.Client, js jetstream.JetStream, opt
 	// the client rejects get a failed Result too, so every one is answered
 	// through the results stream.
 	remaining := len(todo)
-	handle := func(res *schemas.Result) error {
+	handle := func(res *batchResult) error {
 		p, ok := byJob[res.ID]
 		if !ok || w.done[p.input.CustomID] {
 			return nil // another batch's run, or a redelivery
@@ -244,7 +248,7 @@ func Run(ctx context.Context, client *broker.Client, js jetstream.JetStream, opt
 	for remaining > 0 {
 		select {
 		case <-ctx.Done():
-			_ = out.Sync()
+			_ = w.sync()
 			bar.finish()
 			return sum, fmt.Errorf("interrupted with %d of %d lines pending (re-run to resume): %w", remaining, sum.Total, ctx.Err())
 		case res := <-results:
@@ -252,14 +256,14 @@ func Run(ctx context.Context, client *broker.Client, js jetstream.JetStream, opt
 				return sum, err
 			}
 		case <-flush.C:
-			if err := out.Sync(); err != nil {
-				return sum, fmt.Errorf("sync output: %w", err)
+			if err := w.sync(); err != nil {
+				return sum, err
 			}
 		}
 	}
 	bar.finish()
-	if err := out.Sync(); err != nil {
-		return sum, fmt.Errorf("sync output: %w", err)
+	if err := w.sync(); err != nil {
+		return sum, err
 	}
 	return sum, nil
 }
@@ -427,7 +431,29 @@ func parseLine(raw []byte) (InputLine, error) {
 	return in, nil
 }
 
-func outputFor(p *pending, res *schemas.Result) OutputLine {
+// batchResult is the part of a Result an output line is made of.
+type batchResult struct {
+	V        int                `json:"v"`
+	ID       string             `json:"id"`
+	Status   string             `json:"status"`
+	Response json.RawMessage    `json:"response"`
+	Error    *schemas.ErrorInfo `json:"error"`
+}
+
+// decodeResult reads the fields of a Result an output line needs (the
+// rest, attempts above all, is only scanned).
+func decodeResult(data []byte) (*batchResult, error) {
+	var r batchResult
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("result: invalid JSON: %w", err)
+	}
+	if r.V != schemas.Version {
+		return nil, fmt.Errorf("result: unsupported version %d", r.V)
+	}
+	return &r, nil
+}
+
+func outputFor(p *pending, res *batchResult) OutputLine {
 	line := OutputLine{ID: "batch_req_" + res.ID, CustomID: p.input.CustomID}
 	if res.Status == schemas.StatusSucceeded {
 		line.Response = &OutputResponse{StatusCode: 200, RequestID: res.ID, Body: res.Response}
@@ -447,8 +473,12 @@ func outputFor(p *pending, res *schemas.Result) OutputLine {
 	return line
 }
 
+// writer appends output lines through a buffer that sync writes out and
+// syncs (every 500ms and at the end). Lines lost with a crash before then
+// are written again by the next run: their Results stay on RESULTS.
 type writer struct {
-	out  *os.File
+	file *os.File
+	out  *bufio.Writer
 	done map[string]bool
 	sum  *Summary
 }
@@ -462,6 +492,9 @@ func (w *writer) write(line OutputLine) error {
 		return fmt.Errorf("write output: %w", err)
 	}
 	w.done[line.CustomID] = true
+	if line.Error != nil {
+		w.sum.ErrorLines++
+	}
 	switch {
 	case line.Response == nil:
 	case line.Error == nil:
@@ -472,13 +505,25 @@ func (w *writer) write(line OutputLine) error {
 	return nil
 }
 
+// sync writes the buffered lines out and syncs the file.
+func (w *writer) sync() error {
+	if err := w.out.Flush(); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	if err := w.file.Sync(); err != nil {
+		return fmt.Errorf("sync output: %w", err)
+	}
+	return nil
+}
+
 // openOutput opens the output for appending and returns the custom_ids it
-// already answers; a torn last line (a crash mid-write) is cut off.
-func openOutput(path string) (*os.File, map[string]bool, error) {
-	done := map[string]bool{}
+// already answers and how many of its lines carry an error; a torn last
+// line (a crash mid-write) is cut off.
+func openOutput(path string) (f *os.File, done map[string]bool, errorLines int, err error) {
+	done = map[string]bool{}
 	data, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, nil, fmt.Errorf("read output: %w", err)
+		return nil, nil, 0, fmt.Errorf("read output: %w", err)
 	}
 	valid := 0
 	for len(data[valid:]) > 0 {
@@ -491,21 +536,24 @@ func openOutput(path string) (*os.File, map[string]bool, error) {
 			break
 		}
 		done[line.CustomID] = true
+		if line.Error != nil {
+			errorLines++
+		}
 		valid += nl + 1
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o644)
+	f, err = os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open output: %w", err)
+		return nil, nil, 0, fmt.Errorf("open output: %w", err)
 	}
 	if err := f.Truncate(int64(valid)); err != nil {
 		f.Close()
-		return nil, nil, fmt.Errorf("truncate output: %w", err)
+		return nil, nil, 0, fmt.Errorf("truncate output: %w", err)
 	}
 	if _, err := f.Seek(int64(valid), io.SeekStart); err != nil {
 		f.Close()
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
-	return f, done, nil
+	return f, done, errorLines, nil
 }
 
 func readState(path string) (map[string]stateLine, error) {

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -69,40 +67,8 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	// Lines answered with an error, this run's and an earlier one's: any
 	// makes the exit status 1, so scripts notice.
-	failed, err := failedLines(*out)
-	if err != nil {
-		return err
-	}
-	if failed > 0 {
-		return fmt.Errorf("%d of %d lines failed, see their errors in %s", failed, sum.Total, *out)
+	if sum.ErrorLines > 0 {
+		return fmt.Errorf("%d of %d lines failed, see their errors in %s", sum.ErrorLines, sum.Total, *out)
 	}
 	return nil
-}
-
-// failedLines counts the lines of an OpenAI Batch output file that carry an
-// error.
-func failedLines(path string) (int, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	n := 0
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 64<<20)
-	for sc.Scan() {
-		var line struct {
-			Error json.RawMessage `json:"error"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-			return n, fmt.Errorf("read %s: %w", path, err)
-		}
-		if len(line.Error) > 0 && string(line.Error) != "null" {
-			n++
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return n, fmt.Errorf("read %s: %w", path, err)
-	}
-	return n, nil
 }
