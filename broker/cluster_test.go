@@ -25,6 +25,7 @@ import (
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/kvstate"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/internal/syncbuf"
 	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/llm/mock"
 	"github.com/switchboard-llm/switchboard/policy/budget"
@@ -85,7 +86,15 @@ func nodeLoss(t *testing.T, leaderOf func(context.Context, jetstream.JetStream) 
 		Faults: mock.Faults{Latency: 40 * time.Millisecond}, InputPerMTok: 50_000, OutputPerMTok: 50_000}})
 	env.StartPools(t)
 	ctx := natstest.Context(t)
-	log := slog.New(slog.DiscardHandler)
+	// The budget counter's and the dispatcher's warnings (a flush given
+	// up, a consumer restarted) are shown with the test's log.
+	logs := &syncbuf.Buffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	t.Cleanup(func() {
+		if s := logs.String(); s != "" {
+			t.Logf("warnings of the budget counter and the dispatcher:\n%s", s)
+		}
+	})
 	tr, err := budget.Open(ctx, env.JS, budget.Options{Log: log})
 	if err != nil {
 		t.Fatal(err)
@@ -216,9 +225,12 @@ func nodeLoss(t *testing.T, leaderOf func(context.Context, jetstream.JetStream) 
 		t.Fatalf("leader %q is not a node", name)
 	}
 	before := env.Mocks["p"].Stats().Requests
+	leaders := streamLeaders(ctx, env.JS, topology.StreamResults, "KV_"+budget.Bucket, topology.StreamJobs)
+	clientOn := env.NC.ConnectedServerName()
 	killedAt := time.Now()
 	env.Cluster.Stop(leader)
-	t.Logf("stopped node %s (the leader) after %d finished jobs", env.Cluster.Nodes[leader].Name(), count())
+	t.Logf("stopped node %s (the leader) after %d finished jobs; stream leaders were %s, the test's client on %s",
+		env.Cluster.Nodes[leader].Name(), count(), leaders, clientOn)
 	// Right after the loss, budgets are still enforced: tenant capped's
 	// first job is counted and the next ones are refused.
 	capped, maybe := overBudget(t, srv.URL)
@@ -328,6 +340,19 @@ func nodeLoss(t *testing.T, leaderOf func(context.Context, jetstream.JetStream) 
 		return nil
 	})
 	t.Logf("budget counted $%v over %d jobs (%.1fs after the last Result)", want, total, time.Since(spendStart).Seconds())
+}
+
+// streamLeaders names each stream's leader ("RESULTS n1, ..."), for the log.
+func streamLeaders(ctx context.Context, js jetstream.JetStream, streams ...string) string {
+	var out []string
+	for _, name := range streams {
+		leader := "?"
+		if s, err := js.Stream(ctx, name); err == nil && s.CachedInfo().Cluster != nil {
+			leader = s.CachedInfo().Cluster.Leader
+		}
+		out = append(out, name+" "+leader)
+	}
+	return strings.Join(out, ", ")
 }
 
 // overBudget sends jobs of tenant "capped" (a budget any one job exceeds)

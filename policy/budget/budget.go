@@ -19,7 +19,11 @@
 // interrupted between its writes is finished without counting twice: a
 // job with a pending marker is counted in a key unless its flush id (or its
 // own id) is listed there. A flush's id leaves the lists on the next write
-// once its markers are all done.
+// once its markers are all done. Each step waits for its confirmations
+// at most 10 s in all: a flush whose markers are not all confirmed (the
+// bucket's leader was lost) stops before counting and its Results are
+// redelivered, so a node loss holds the counter back by one such wait,
+// not by one per Result in flight.
 //
 // Counting costs JetStream work per priced Result, so it runs only while
 // the config has a budget (Configure): with none, the consumer is not read
@@ -29,6 +33,7 @@
 package budget
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -333,18 +338,48 @@ func (t *Tracker) flush(ctx context.Context, msgs []jetstream.Msg) {
 		j.fut, _ = t.js.PublishMsgAsync(&nats.Msg{Subject: t.subject(j.id), Data: []byte("p/" + flush)},
 			jetstream.WithExpectLastSequencePerSubject(0), jetstream.WithMsgTTL(markerTTL))
 	}
-	var fresh []*priced
+	// Every confirmation of a step is awaited against one deadline: the
+	// publishes a leader election loses are never answered, and waiting
+	// for each in turn would hold the counter for asyncWait per job.
+	stepCtx, cancel := context.WithTimeout(ctx, asyncWait)
+	var fresh, seen []*priced
+	unconfirmed := 0
+	var firstErr error
 	for _, j := range jobs {
-		if ack, err := await(ctx, j.fut); err == nil {
+		ack, err := await(stepCtx, j.fut)
+		var apiErr *jetstream.APIError
+		switch {
+		case err == nil:
 			j.rev = ack.Sequence
 			fresh = append(fresh, j)
-			continue
+		case markerExists(err):
+			seen = append(seen, j) // a duplicate, or an interrupted count
+		case errors.As(err, &apiErr):
+			// Refused, so not stored: redelivered.
+			t.log.Warn("budget spend counter: marker refused; its result will be redelivered", "job", j.id, "err", err)
+		default:
+			unconfirmed++
+			firstErr = cmp.Or(firstErr, err)
 		}
-		// Seen before (a duplicate, or an interrupted count) or the
-		// publish failed: the one-job path sorts it out.
-		if _, err := t.Add(ctx, j.id, j.tenant, j.usd, j.at); err == nil {
-			j.ok = true
+	}
+	cancel()
+	if unconfirmed > 0 {
+		// A marker not confirmed may be stored or not. Counting the rest
+		// under this flush's id would make a stored one look counted, so
+		// the whole flush is redelivered: each marker is then absent
+		// (counted afresh) or pending under a flush id no counter lists
+		// (finished by the one-job path).
+		t.log.Warn("budget spend counter: markers not confirmed; the flush's results will be redelivered",
+			"unconfirmed", unconfirmed, "results", len(jobs), "err", firstErr)
+		return
+	}
+	for _, j := range seen {
+		if _, err := t.Add(ctx, j.id, j.tenant, j.usd, j.at); err != nil {
+			// The bucket is failing: the rest are not counted now either.
+			t.log.Warn("budget spend counter: recount failed; results will be redelivered", "job", j.id, "err", err)
+			return
 		}
+		j.ok = true
 	}
 	if len(fresh) == 0 {
 		return
@@ -390,12 +425,14 @@ func (t *Tracker) flush(ctx context.Context, msgs []jetstream.Msg) {
 			jetstream.WithExpectLastSequencePerSubject(j.rev), jetstream.WithMsgTTL(markerTTL))
 	}
 	allDone := true
+	stepCtx, cancel = context.WithTimeout(ctx, asyncWait)
 	for _, j := range fresh {
 		j.ok = true // counted: a marker left pending is finished by its id
-		if _, err := await(ctx, j.fut); err != nil {
+		if _, err := await(stepCtx, j.fut); err != nil {
 			allDone = false
 		}
 	}
+	cancel()
 	if allDone {
 		for _, k := range keys {
 			t.finished[k.key] = append(t.finished[k.key], flush)
@@ -407,26 +444,31 @@ func (t *Tracker) subject(jobID string) string {
 	return "$KV." + Bucket + "." + kvstate.Key("j", jobID)
 }
 
-// await waits for an async publish (nil: not started), at most asyncWait.
-func await(ctx context.Context, f jetstream.PubAckFuture) (*jetstream.PubAck, error) {
+// await waits for an async publish (nil: not started) until step ends.
+func await(step context.Context, f jetstream.PubAckFuture) (*jetstream.PubAck, error) {
 	if f == nil {
 		return nil, errNotPublished
 	}
-	t := time.NewTimer(asyncWait)
-	defer t.Stop()
 	select {
 	case ack := <-f.Ok():
 		return ack, nil
 	case err := <-f.Err():
 		return nil, err
-	case <-t.C:
-		return nil, errNotPublished
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	case <-step.Done():
+		return nil, fmt.Errorf("%w: %w", errNotPublished, step.Err())
 	}
 }
 
-// asyncWait bounds the wait for one confirmation of a flush.
+// markerExists reports whether a marker's create was refused because the
+// job already has one.
+func markerExists(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// asyncWait bounds the wait for all the confirmations of one step of a
+// flush.
 const asyncWait = 10 * time.Second
 
 var errNotPublished = errors.New("not confirmed")

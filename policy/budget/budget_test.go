@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/kvstate"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/internal/syncbuf"
 	"github.com/switchboard-llm/switchboard/router"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
@@ -355,4 +357,92 @@ func TestFlushesCountEachResultOnce(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A flush whose marker writes are never answered (the spend bucket lost its
+// quorum, as in a leader election after a node loss) gives up after one
+// wait for the whole step, not one per Result, so the counter is not held
+// back for minutes; its Results, counted again once the bucket is back (a
+// redelivery), add up exactly, each once.
+func TestFlushThroughBucketOutage(t *testing.T) {
+	cl := natstest.StartCluster(t, 3)
+	ctx := natstest.Context(t)
+	_, js := cl.Nodes[0].Connect(t) // the node that stays up
+	js = topology.Replicated(js, 3)
+	cfg, err := config.Parse([]byte(cfgYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := topology.Ensure(ctx, js, cfg.Limits); err != nil {
+		t.Fatal(err)
+	}
+	log := &syncbuf.Buffer{}
+	tr, err := Open(ctx, js, Options{Log: slog.New(slog.NewTextHandler(log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const jobs, usd = 20, 0.01
+	for i := range jobs {
+		cost := usd
+		data, _ := json.Marshal(schemas.Result{V: 1, ID: fmt.Sprintf("job-%d", i), Status: schemas.StatusSucceeded, CostUSD: &cost,
+			Metadata: map[string]string{"tenant": "acme"}})
+		if _, err := js.Publish(ctx, topology.Result("", fmt.Sprintf("job-%d", i)), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, topology.StreamResults, jetstream.ConsumerConfig{Durable: "outage", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(jobs, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []jetstream.Msg
+	for m := range batch.Messages() {
+		msgs = append(msgs, m)
+	}
+	if len(msgs) != jobs {
+		t.Fatalf("fetched %d of %d results (%v)", len(msgs), jobs, batch.Error())
+	}
+
+	cl.Stop(1)
+	cl.Stop(2)
+	flushed := make(chan struct{})
+	start := time.Now()
+	go func() { tr.flush(ctx, msgs); close(flushed) }()
+	select {
+	case <-flushed:
+	case <-time.After(time.Minute):
+		t.Fatalf("a flush of %d results still waiting a minute after the spend bucket lost its quorum", jobs)
+	}
+	t.Logf("flush gave up after %.1fs", time.Since(start).Seconds())
+	if !strings.Contains(log.String(), "not confirmed") {
+		t.Errorf("no warning logged for the unconfirmed markers; log:\n%s", log)
+	}
+	if day, _ := tr.Spent("acme", time.Now()); day != 0 {
+		t.Errorf("spent $%v while the bucket was down, want nothing counted yet", day)
+	}
+
+	cl.Start(t, 1)
+	cl.Start(t, 2)
+	cl.WaitReady(t)
+	natstest.CheckFor(t, time.Minute, 200*time.Millisecond, func() error {
+		tr.flush(ctx, msgs) // the redelivery
+		if day, month := tr.Spent("acme", time.Now()); toNano(day) != toNano(jobs*usd) || toNano(month) != toNano(jobs*usd) {
+			return fmt.Errorf("spent $%v today and $%v this month, want $%v", day, month, jobs*usd)
+		}
+		for i := range jobs {
+			e, err := tr.kv.Get(ctx, kvstate.Key("j", fmt.Sprintf("job-%d", i)))
+			if err != nil || string(e.Value()) != markerDone {
+				return fmt.Errorf("marker of job-%d: %v, want done", i, err)
+			}
+		}
+		return nil
+	})
+	// Once more: counted, nothing changes.
+	tr.flush(ctx, msgs)
+	if day, _ := tr.Spent("acme", time.Now()); toNano(day) != toNano(jobs*usd) {
+		t.Errorf("spent $%v after a further redelivery, want $%v", day, jobs*usd)
+	}
 }
