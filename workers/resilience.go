@@ -90,10 +90,9 @@ func (p *Pool) messages(ctx context.Context) (jetstream.MessagesContext, error) 
 	if old := p.slots.Swap(slots); old != nil {
 		old.Close() // the workers that used it have returned
 	}
-	// Holding a few ready jobs per lane saves a pull round trip per job;
-	// held jobs count against MaxAckPending, so keep it a small share.
-	batch := min(16, p.concurrency/8)
-	return lanes.Open(cons, lanes.Weights(p.liveConfig().Lanes), p.ackWait/3, batch), nil
+	// A pull request takes as many ready jobs as workers are idle (up to
+	// the concurrency), one round trip for many jobs under load.
+	return lanes.Open(cons, lanes.Weights(p.liveConfig().Lanes), p.ackWait/3, p.concurrency), nil
 }
 
 // SetConfig applies a reloaded config to a running pool: routes' retry and

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -52,6 +53,9 @@ type Source struct {
 	once     sync.Once
 	dOnce    sync.Once
 	wg       sync.WaitGroup
+	// asking counts Next calls waiting for a message: the demand a pull
+	// request is sized to.
+	asking atomic.Int64
 }
 
 type result struct {
@@ -60,7 +64,10 @@ type result struct {
 }
 
 // Open starts pulling from consumers (in Priorities order) with the given
-// weights, up to batch ready messages per pull request and lane. Messages
+// weights. A pull request asks a lane for as many ready messages as
+// workers are waiting in Next (at least one, at most batch), so jobs are
+// pulled ahead only for idle workers: a busy process holds at most one
+// job per lane that another process could have taken. Messages
 // waiting to be picked get InProgress every heartbeat so they are not
 // redelivered meanwhile.
 func Open(consumers []jetstream.Consumer, weights []int, heartbeat time.Duration, batch int) *Source {
@@ -85,72 +92,117 @@ func Open(consumers []jetstream.Consumer, weights []int, heartbeat time.Duration
 
 // pull fetches messages from a lane and hands them over one at a time; the
 // ones it holds meanwhile get InProgress every heartbeat and go back (Nak)
-// when the Source stops.
+// when the Source stops. While it hands messages over, the next pull
+// request (sized to the workers still waiting) is already in flight, so a
+// busy lane does not wait a round trip between batches.
 func (s *Source) pull(c jetstream.Consumer, out chan<- jetstream.Msg) {
 	defer s.wg.Done()
 	defer close(out)
 	t := time.NewTicker(s.hb)
 	defer t.Stop()
-	for s.ctx.Err() == nil {
-		held, err := s.fetch(c)
-		if err != nil {
-			if s.ctx.Err() != nil {
-				return
-			}
-			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
-				return // the Source closes; the pool provisions the lanes again
-			}
-			if !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
-				select { // back off on real errors (server gone, consumer deleted)
-				case <-s.ctx.Done():
-					return
-				case <-time.After(250 * time.Millisecond):
-				}
-			}
-			continue
+	var (
+		held  []jetstream.Msg
+		batch jetstream.MessageBatch // the pull request in flight, nil when none
+		got   int                    // messages batch has brought
+		dry   bool                   // the last pull request found none ready
+	)
+	defer func() { // hand back what was pulled and not handed over
+		for _, m := range held {
+			_ = m.Nak()
 		}
-		for len(held) > 0 {
+		for batch != nil {
 			select {
-			case out <- held[0]:
-				held = held[1:]
-			case <-t.C:
-				for _, m := range held {
-					_ = m.InProgress()
+			case m, ok := <-batch.Messages():
+				if !ok {
+					return
 				}
-			case <-s.ctx.Done():
-				for _, m := range held {
-					_ = m.Nak()
-				}
-				return
+				_ = m.Nak()
+			default:
+				return // the rest is redelivered after AckWait
 			}
+		}
+	}()
+	for s.ctx.Err() == nil {
+		if batch == nil {
+			if want := min(int(s.asking.Load())-len(held), s.batch); want > 0 && !dry {
+				// The lane had messages: take what is ready for the waiting workers.
+				b, err := c.FetchNoWait(want)
+				if err != nil {
+					if !s.pause(err) {
+						return
+					}
+					continue
+				}
+				batch, got = b, 0
+			} else if len(held) == 0 {
+				// Nothing held: wait up to 5s for the lane's next message.
+				m, err := s.next(c)
+				if err != nil {
+					if !s.pause(err) {
+						return
+					}
+					continue
+				}
+				held, dry = append(held, m), false
+				continue
+			}
+		}
+		var in <-chan jetstream.Msg
+		if batch != nil {
+			in = batch.Messages()
+		}
+		var send chan<- jetstream.Msg
+		var first jetstream.Msg
+		if len(held) > 0 {
+			send, first = out, held[0]
+		}
+		select {
+		case m, ok := <-in:
+			if !ok {
+				batch, dry = nil, got == 0
+				continue
+			}
+			held = append(held, m)
+			got++
+		case send <- first:
+			held[0] = nil
+			held = held[1:]
+		case <-t.C:
+			for _, m := range held {
+				_ = m.InProgress()
+			}
+		case <-s.ctx.Done():
+			return
 		}
 	}
 }
 
-// fetch takes up to s.batch messages that are ready now in one pull request
-// (so a busy lane costs one round trip per batch, not per message), or else
-// waits up to 5s for the next one.
-func (s *Source) fetch(c jetstream.Consumer) ([]jetstream.Msg, error) {
-	if s.batch > 1 {
-		b, err := c.FetchNoWait(s.batch)
-		if err != nil {
-			return nil, err
-		}
-		var msgs []jetstream.Msg
-		for m := range b.Messages() {
-			msgs = append(msgs, m)
-		}
-		if len(msgs) > 0 {
-			return msgs, nil
-		}
-	}
+// next waits up to 5s for one message of c.
+func (s *Source) next(c jetstream.Consumer) (jetstream.Msg, error) {
 	fctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
-	msg, err := c.Next(jetstream.FetchContext(fctx))
-	if err != nil {
-		return nil, err
+	return c.Next(jetstream.FetchContext(fctx))
+}
+
+// pause handles a failed pull: false when pulling should end (the Source
+// stops, or the lane's consumer is gone: the Source closes and the pool
+// provisions the lanes again); after a real error (server gone) it backs
+// off first.
+func (s *Source) pause(err error) bool {
+	if s.ctx.Err() != nil {
+		return false
 	}
-	return []jetstream.Msg{msg}, nil
+	if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return false
+	}
+	if !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+		select {
+		case <-s.ctx.Done():
+			return false
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return true
 }
 
 // dispatch owns the messages waiting in each lane and answers Next calls.
@@ -344,6 +396,8 @@ func pick(held []jetstream.Msg, weights, current []int) int {
 // or the Source is stopped (jetstream.ErrMsgIteratorClosed). Options are
 // ignored.
 func (s *Source) Next(...jetstream.NextOpt) (jetstream.Msg, error) {
+	s.asking.Add(1)
+	defer s.asking.Add(-1)
 	r := make(chan result, 1)
 	select {
 	case s.reqs <- r:
