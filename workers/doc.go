@@ -14,8 +14,9 @@
 //     hedge, retries with backoff, stream conduct and continuation, and the
 //     one place an error becomes retry, fallback, fail or abandon
 //     (outcome.go);
-//   - settle (settle.go, publish.go, telemetry.go, dlq.go): the durable
-//     effects, then ack, nak or term.
+//   - settle (settle.go, publish.go, telemetry.go, telbatch.go, dlq.go): the
+//     durable effects (telemetry of jobs finishing together in shared
+//     messages), then ack, nak or term.
 //
 // Fleet (fleet.go) keeps one pool per configured provider and follows
 // config changes. ARCHITECTURE.md at the repository root has the layers

@@ -166,7 +166,21 @@ func (e *env) waitEmpty(within time.Duration) {
 	})
 }
 
-// events returns the telemetry events of a job, by kind.
+// eventsByJob counts the stored telemetry events per job, by kind.
+func (e *env) eventsByJob() (attempts, completions map[string]int) {
+	e.t.Helper()
+	attempts, completions = map[string]int{}, map[string]int{}
+	atts, comps := e.events("")
+	for _, ev := range atts {
+		attempts[ev.JobID]++
+	}
+	for _, ev := range comps {
+		completions[ev.JobID]++
+	}
+	return attempts, completions
+}
+
+// events returns the telemetry events of a job ("": of every job), by kind.
 func (e *env) events(jobID string) (attempts, completions []schemas.Event) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -194,7 +208,7 @@ func (e *env) events(jobID string) (attempts, completions []schemas.Event) {
 				e.t.Fatal(err)
 			}
 			for _, ev := range evs {
-				if ev.JobID != jobID {
+				if jobID != "" && ev.JobID != jobID {
 					continue
 				}
 				if ev.Kind == schemas.EventAttempt {

@@ -179,6 +179,9 @@ type Pool struct {
 	// hedgeSlots are the tokens of the providers this pool hedges to.
 	hedgeSlots map[string]*lanes.Slots
 	stats      poolCounters
+	// telemetry publishes finished jobs' telemetry in shared messages
+	// (set by Run before any worker starts).
+	telemetry *telemetryBatcher
 }
 
 // task is a job being processed.
@@ -249,6 +252,13 @@ func (p *Pool) Run(ctx context.Context) error {
 		return fmt.Errorf("subscribe to %s: %w", topology.CancelAll, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+
+	// Telemetry is published in shared messages until the workers are done.
+	p.telemetry = newTelemetryBatcher(p.cfg.JS, p.cfg.PublishTimeout, p.concurrency)
+	telCtx, telStop := context.WithCancel(context.Background())
+	telDone := make(chan struct{})
+	go func() { p.telemetry.run(telCtx); close(telDone) }()
+	defer func() { telStop(); <-telDone }()
 
 	hbStop := make(chan struct{})
 	var g errgroup.Group

@@ -53,10 +53,14 @@ func (p *Pool) settle(msg jetstream.Msg, job *schemas.Job, r *run) {
 	resMsg := &nats.Msg{Subject: topology.Result(job.Batch, job.ID), Data: data, Header: nats.Header{}}
 	resMsg.Header.Set(jetstream.MsgIDHeader, topology.ResultMsgID(job.ID, job.Hop))
 	msgs := []*nats.Msg{resMsg}
+	var telemetryDone <-chan error // shared with other jobs' telemetry (telbatch.go)
 	telemetry, err := p.eventMsg(job, res, len(job.Attempts))
-	if err != nil {
+	switch {
+	case err != nil:
 		p.log.Error("encode telemetry", "job", job.ID, "err", err)
-	} else {
+	case p.telemetry != nil:
+		telemetryDone = p.telemetry.publish(telemetry)
+	default:
 		msgs = append(msgs, telemetry)
 	}
 	if r.dlq {
@@ -68,7 +72,13 @@ func (p *Pool) settle(msg jetstream.Msg, job *schemas.Job, r *run) {
 		}
 		msgs = append(msgs, dl)
 	}
-	if err := p.publishAll(msgs); err != nil {
+	err = p.publishAll(msgs)
+	if telemetryDone != nil {
+		if terr := <-telemetryDone; err == nil {
+			err = terr
+		}
+	}
+	if err != nil {
 		p.log.Warn("publish outcome; job will be redelivered", "job", job.ID, "err", err)
 		p.stats.publishFailures.Add(1)
 		_ = msg.NakWithDelay(p.cfg.NakDelay)

@@ -1,0 +1,156 @@
+package workers
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Telemetry group commit: the telemetry of jobs that finish while earlier
+// telemetry publishes await their confirmation is published as one
+// message (one stored message, one confirmation and one delivery to the
+// ingester for many jobs). A job is acknowledged only after the message
+// holding its events is confirmed, as before; alone (light load) its
+// events go out at once, as their own message.
+const (
+	telemetryInFlight = 2         // batch publishes awaiting confirmation
+	telemetryMaxJobs  = 256       // jobs per message
+	telemetryMaxBytes = 256 << 10 // bytes per message (a bigger job goes alone)
+)
+
+// telemetryReq is one job's telemetry message waiting to be published.
+type telemetryReq struct {
+	msg  *nats.Msg
+	done chan error
+}
+
+// telemetryBatcher gathers jobs' telemetry into shared messages.
+type telemetryBatcher struct {
+	js      jetstream.JetStream
+	timeout time.Duration
+	reqs    chan *telemetryReq
+	slots   chan struct{}
+}
+
+func newTelemetryBatcher(js jetstream.JetStream, timeout time.Duration, queue int) *telemetryBatcher {
+	return &telemetryBatcher{js: js, timeout: timeout,
+		reqs: make(chan *telemetryReq, max(queue, telemetryMaxJobs)), slots: make(chan struct{}, telemetryInFlight)}
+}
+
+// publish queues a job's telemetry message (a JSON array of events) and
+// returns the channel that reports whether the message holding it was
+// confirmed.
+func (b *telemetryBatcher) publish(m *nats.Msg) <-chan error {
+	r := &telemetryReq{msg: m, done: make(chan error, 1)}
+	b.reqs <- r
+	return r.done
+}
+
+// run publishes queued telemetry until ctx ends, then what is still queued.
+func (b *telemetryBatcher) run(ctx context.Context) {
+	for {
+		var first *telemetryReq
+		select {
+		case first = <-b.reqs:
+		case <-ctx.Done():
+			for {
+				select {
+				case r := <-b.reqs:
+					b.slots <- struct{}{}
+					b.send([]*telemetryReq{r})
+				default:
+					for range telemetryInFlight { // wait for the last ones
+						b.slots <- struct{}{}
+					}
+					return
+				}
+			}
+		}
+		b.slots <- struct{}{} // meanwhile, more jobs' telemetry queues up
+		batch, size := []*telemetryReq{first}, len(first.msg.Data)
+	gather:
+		for len(batch) < telemetryMaxJobs && size < telemetryMaxBytes {
+			select {
+			case r := <-b.reqs:
+				if size+len(r.msg.Data) > telemetryMaxBytes {
+					go b.alone(r)
+					continue
+				}
+				batch, size = append(batch, r), size+len(r.msg.Data)
+			default:
+				break gather
+			}
+		}
+		go b.send(batch)
+	}
+}
+
+// alone sends a request too big to share a message, under its own slot.
+func (b *telemetryBatcher) alone(r *telemetryReq) {
+	b.slots <- struct{}{}
+	b.send([]*telemetryReq{r})
+}
+
+// send publishes batch as one message (releasing a slot), retrying once
+// synchronously when it is not confirmed in time, and reports to each job.
+func (b *telemetryBatcher) send(batch []*telemetryReq) {
+	m := joinTelemetry(batch)
+	fut, err := b.js.PublishMsgAsync(cloneMsg(m))
+	if err == nil {
+		t := time.NewTimer(b.timeout)
+		select {
+		case <-fut.Ok():
+		case err = <-fut.Err():
+		case <-t.C:
+			err = fmt.Errorf("not confirmed within %s", b.timeout)
+		}
+		t.Stop()
+	}
+	if err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+		_, err = b.js.PublishMsg(ctx, cloneMsg(m))
+		cancel()
+		if err != nil {
+			err = fmt.Errorf("publish to %s: %w", m.Subject, err)
+		}
+	}
+	<-b.slots
+	for _, r := range batch {
+		r.done <- err
+	}
+}
+
+// joinTelemetry is one message holding the events of every request: their
+// arrays joined. A single job's message is sent as it is (its dedup id
+// names the job's hop); a shared one's id names its first and last jobs'
+// batches and their count, so a re-sent message deduplicates. Each event
+// also carries its own id, which ClickHouse deduplicates on.
+func joinTelemetry(batch []*telemetryReq) *nats.Msg {
+	if len(batch) == 1 {
+		return batch[0].msg
+	}
+	size := 2
+	for _, r := range batch {
+		size += len(r.msg.Data)
+	}
+	data := make([]byte, 0, size)
+	data = append(data, '[')
+	for i, r := range batch {
+		inner := bytes.TrimSpace(r.msg.Data)
+		inner = bytes.TrimSpace(inner[1 : len(inner)-1]) // telemetryMsg encodes a non-empty array
+		if i > 0 {
+			data = append(data, ',')
+		}
+		data = append(data, inner...)
+	}
+	data = append(data, ']')
+	first, last := batch[0].msg.Header.Get(jetstream.MsgIDHeader), batch[len(batch)-1].msg.Header.Get(jetstream.MsgIDHeader)
+	m := &nats.Msg{Subject: batch[0].msg.Subject, Data: data, Header: nats.Header{}}
+	m.Header.Set(jetstream.MsgIDHeader, first+"+"+strconv.Itoa(len(batch))+"+"+last)
+	return m
+}
