@@ -206,8 +206,8 @@ func (p *Pool) gate(ctx context.Context, job *schemas.Job, r *run, call int) (en
 			}
 			probe = d.Probe
 		}
-		if res.Limiter == nil {
-			r.probe = probe
+		if res.Limiter == nil || (p.cfg.Provider.RPM <= 0 && p.cfg.Provider.TPM <= 0) {
+			r.probe = probe // no rate limit: nothing to reserve or estimate
 			return nil, nil
 		}
 		in, out := pricing.EstimateTokens(job.Request, p.liveConfig().Routing.DefaultOutputTokens)
@@ -567,7 +567,7 @@ func (p *Pool) hedgeAllowed(ctx context.Context, job *schemas.Job, t schemas.Tar
 	}
 	if res.Limiter != nil {
 		prov, ok := p.providerConfig(t.Provider)
-		if ok {
+		if ok && (prov.RPM > 0 || prov.TPM > 0) {
 			in, out := pricing.EstimateTokens(job.Request, p.liveConfig().Routing.DefaultOutputTokens)
 			rv, err := res.Limiter.Reserve(ctx, prov, in+out)
 			if err == nil && !rv.OK {
