@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard-llm/switchboard/internal/natstest"
 	"github.com/switchboard-llm/switchboard/llm"
 	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
@@ -127,6 +128,13 @@ func BenchmarkAsyncThroughput(b *testing.B) {
 		}
 		return time.Since(t0)
 	}
+	// The server's message counts around the jobs: what a job costs in
+	// NATS messages (JetStream API calls, deliveries, acks, confirmations).
+	srv := e.te.NATS.Server
+	v0, err := srv.Varz(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ResetTimer()
 	t0 := time.Now()
 	run(b.N, func() error {
@@ -150,6 +158,21 @@ func BenchmarkAsyncThroughput(b *testing.B) {
 		time.Sleep(5 * time.Millisecond) // polling for completion
 	}
 	jobsElapsed := time.Since(t0)
+	// Let the last acks and telemetry deliveries land before counting.
+	natstest.CheckFor(b, 10*time.Second, 50*time.Millisecond, func() error {
+		tel, err := e.js.Stream(ctx, topology.StreamJobs)
+		if err != nil {
+			return err
+		}
+		if n := tel.CachedInfo().State.Msgs; n > 0 {
+			return fmt.Errorf("%d jobs not acked yet", n)
+		}
+		return nil
+	})
+	v1, err := srv.Varz(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
 	var seq atomic.Int64
 	rawElapsed := run(b.N, func() error {
 		_, err := e.js.Publish(ctx, fmt.Sprintf("bench.%d", seq.Add(1)), payload)
@@ -161,5 +184,7 @@ func BenchmarkAsyncThroughput(b *testing.B) {
 	b.ReportMetric(jobsPerSec, "jobs/s")
 	b.ReportMetric(rawPerSec, "raw-publish/s")
 	b.ReportMetric(jobsPerSec/rawPerSec, "jobs/raw")
+	b.ReportMetric(float64(v1.InMsgs-v0.InMsgs)/float64(b.N), "server-in-msgs/job")
+	b.ReportMetric(float64(v1.OutMsgs-v0.OutMsgs)/float64(b.N), "server-out-msgs/job")
 	b.ReportMetric(0, "ns/op")
 }
