@@ -18,6 +18,7 @@ import (
 	"github.com/switchboard-llm/switchboard/analytics/store"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/config/live"
+	"github.com/switchboard-llm/switchboard/internal/memlimit"
 	"github.com/switchboard-llm/switchboard/topology"
 )
 
@@ -117,6 +118,20 @@ func (a *analyticsService) Close() {
 func tuneGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(ingest.GCPercent)
+	}
+}
+
+// upMemoryFloor is the soft memory limit below which `up` keeps the heap
+// goal of ingest.GCPercent; above it the limit follows the live heap at
+// Go's default headroom (see memlimit), so the embedded nats-server's state
+// is not tripled in RSS.
+const upMemoryFloor = 320 << 20
+
+// tuneMemory keeps `up`'s memory limit following its live heap until ctx
+// ends, unless the operator set GOGC or GOMEMLIMIT.
+func tuneMemory(ctx context.Context) {
+	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
+		go memlimit.Run(ctx, memlimit.Options{Floor: upMemoryFloor})
 	}
 }
 

@@ -55,6 +55,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 	}
 	log := newLogger()
 	tuneGC() // up runs the ingester
+	tuneMemory(ctx)
 
 	cfg, stopDemo, err := upConfig(c.config, *demo, flagGiven(fset, "config"), stdout)
 	if err != nil {

@@ -22,7 +22,7 @@ var layers = []struct {
 }{
 	{"base", []string{"internal/backoff", "internal/redact", "internal/supervise", "internal/kvstate",
 		"internal/syncbuf", "internal/metrics", "internal/conduct", "internal/testsummary",
-		"internal/archtest", "internal/wmjs", "deploy"}},
+		"internal/archtest", "internal/wmjs", "internal/memlimit", "deploy"}},
 	{"contracts", []string{"schemas", "config", "topology"}},
 	{"parts", []string{"config/live", "llm", "pricing", "policy", "router", "workers/lanes", "workers/prefill",
 		"workers/sim", "broker/messages", "broker/natsconn", "broker/embedded",
