@@ -122,16 +122,20 @@ func tuneGC() {
 }
 
 // upMemoryFloor is the soft memory limit below which `up` keeps the heap
-// goal of ingest.GCPercent; above it the limit follows the live heap at
-// Go's default headroom (see memlimit), so the embedded nats-server's state
-// is not tripled in RSS.
+// goal of ingest.GCPercent (3x live); above it the limit follows the live
+// heap with upMemoryHeadroom (see memlimit), so the embedded nats-server's
+// state (duplicate windows, block caches) is not tripled in RSS.
 const upMemoryFloor = 320 << 20
+
+// upMemoryHeadroom is the heap the limit leaves above the live heap once
+// past the floor, as a fraction of it: a heap goal of 1.5x live, as GOGC=50.
+const upMemoryHeadroom = 0.5
 
 // tuneMemory keeps `up`'s memory limit following its live heap until ctx
 // ends, unless the operator set GOGC or GOMEMLIMIT.
 func tuneMemory(ctx context.Context) {
 	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
-		go memlimit.Run(ctx, memlimit.Options{Floor: upMemoryFloor})
+		go memlimit.Run(ctx, memlimit.Options{Floor: upMemoryFloor, Headroom: upMemoryHeadroom})
 	}
 }
 
