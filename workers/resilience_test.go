@@ -296,9 +296,14 @@ func TestRetryRefusedByOpenBreakerFails(t *testing.T) {
 	if n := e.mocks["a"].Stats().Requests; n != 1 {
 		t.Errorf("%d calls, want 1 (the breaker opened on the first)", n)
 	}
-	if n := e.count(topology.StreamDLQ, topology.DLQ(topology.DLQExhausted)); n != 1 {
-		t.Errorf("%d dead letters, want 1 (a provider-side failure)", n)
-	}
+	// The dead letter is published beside the Result, so it may be stored
+	// just after the Result arrives.
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if n := e.count(topology.StreamDLQ, topology.DLQ(topology.DLQExhausted)); n != 1 {
+			return fmt.Errorf("%d dead letters, want 1 (a provider-side failure)", n)
+		}
+		return nil
+	})
 	e.waitEmpty(10 * time.Second)
 }
 
