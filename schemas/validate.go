@@ -27,8 +27,7 @@ func DecodeJob(data []byte, maxBytes int) (*Job, error) {
 		return nil, &FieldError{Field: "job", Msg: fmt.Sprintf("payload is %d bytes, over the limit of %d", len(data), maxBytes)}
 	}
 	var j Job
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&j); err != nil {
+	if err := json.Unmarshal(data, &j); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
 			return nil, &FieldError{Field: te.Field, Msg: "must be " + te.Type.String() + ", got JSON " + te.Value}
