@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -187,26 +188,72 @@ func openAIUsage(out *output) map[string]any {
 	}
 }
 
-func (openAI) id(out *output) string     { return fmt.Sprintf("chatcmpl-mock%d", out.seq) }
-func (openAI) callID(out *output) string { return fmt.Sprintf("call_mock%d", out.seq) }
+func (openAI) id(out *output) string     { return "chatcmpl-mock" + strconv.FormatInt(out.seq, 10) }
+func (openAI) callID(out *output) string { return "call_mock" + strconv.FormatInt(out.seq, 10) }
+
+// openAICompletion is a chat.completion body; typed (not a map) so that
+// encoding it needs no key sorting and little reflection.
+type openAICompletion struct {
+	ID                string          `json:"id"`
+	Object            string          `json:"object"`
+	Created           int64           `json:"created"`
+	Model             string          `json:"model"`
+	SystemFingerprint string          `json:"system_fingerprint"`
+	Choices           [1]openAIChoice `json:"choices"`
+	Usage             openAIUsageBody `json:"usage"`
+}
+
+type openAIChoice struct {
+	Index        int             `json:"index"`
+	Message      openAIMessage   `json:"message"`
+	Logprobs     json.RawMessage `json:"logprobs"`
+	FinishReason string          `json:"finish_reason"`
+}
+
+type openAIMessage struct {
+	Role      string           `json:"role"`
+	Content   *string          `json:"content"`
+	Refusal   *string          `json:"refusal"`
+	ToolCalls []openAIToolCall `json:"tool_calls,omitempty"`
+}
+
+type openAIToolCall struct {
+	ID       string             `json:"id"`
+	Type     string             `json:"type"`
+	Function openAIToolFunction `json:"function"`
+}
+
+type openAIToolFunction struct {
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"`
+}
+
+type openAIUsageBody struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+// jsonNull is a JSON null for json.RawMessage fields.
+var jsonNull = json.RawMessage("null")
 
 func (o openAI) writeReply(w http.ResponseWriter, out *output) {
-	msg := map[string]any{"role": "assistant", "content": out.text, "refusal": nil}
-	if out.tool != nil {
-		msg["content"] = nil
-		msg["tool_calls"] = []any{map[string]any{
-			"id": o.callID(out), "type": "function",
-			"function": map[string]any{"name": out.tool.name, "arguments": out.tool.args},
-		}}
+	body := openAICompletion{
+		ID: o.id(out), Object: "chat.completion", Created: time.Now().Unix(), Model: out.model,
+		SystemFingerprint: "fp_mock",
+		Usage:             openAIUsageBody{out.inTokens, out.outTokens, out.inTokens + out.outTokens},
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"id": o.id(out), "object": "chat.completion", "created": time.Now().Unix(), "model": out.model,
-		"system_fingerprint": "fp_mock",
-		"choices": []any{map[string]any{
-			"index": 0, "message": msg, "logprobs": nil, "finish_reason": openAIFinish(out.finish),
-		}},
-		"usage": openAIUsage(out),
-	})
+	ch := &body.Choices[0]
+	ch.Message.Role, ch.Logprobs, ch.FinishReason = "assistant", jsonNull, openAIFinish(out.finish)
+	if out.tool != nil {
+		ch.Message.ToolCalls = []openAIToolCall{{
+			ID: o.callID(out), Type: "function",
+			Function: openAIToolFunction{Name: out.tool.name, Arguments: out.tool.args},
+		}}
+	} else {
+		ch.Message.Content = &out.text
+	}
+	writeJSON(w, http.StatusOK, &body)
 }
 
 func (openAI) modelList(models []string) any {

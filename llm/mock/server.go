@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -143,13 +144,17 @@ type faultState struct {
 type Server struct {
 	opts Options
 
-	mu      sync.Mutex
-	def     faultState
-	models  map[string]*faultState
-	rng     *rand.Rand
-	stats   Stats
-	seq     int64
-	history []RecordedRequest
+	mu     sync.Mutex
+	def    faultState
+	models map[string]*faultState
+	rng    *rand.Rand
+	stats  Stats
+	seq    int64
+	// history is a ring of the last historySize calls: hist[next] is the
+	// oldest once full; the records are made into RecordedRequests only
+	// when read.
+	history []rawRecord
+	next    int
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -286,7 +291,7 @@ func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats = Stats{InFlight: s.stats.InFlight, MaxInFlight: s.stats.InFlight}
-	s.history = nil
+	s.history, s.next = nil, 0
 	s.def.served = 0
 	for _, st := range s.models {
 		st.served = 0
@@ -300,7 +305,11 @@ func (s *Server) LastRequest() RecordedRequest {
 	if len(s.history) == 0 {
 		return RecordedRequest{}
 	}
-	return s.history[len(s.history)-1]
+	last := s.next - 1
+	if last < 0 {
+		last = len(s.history) - 1
+	}
+	return s.history[last].recorded()
 }
 
 // Requests returns the recorded provider calls, oldest first (at most the
@@ -308,7 +317,11 @@ func (s *Server) LastRequest() RecordedRequest {
 func (s *Server) Requests() []RecordedRequest {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]RecordedRequest(nil), s.history...)
+	out := make([]RecordedRequest, 0, len(s.history))
+	for i := range s.history {
+		out = append(out, s.history[(s.next+i)%len(s.history)].recorded())
+	}
+	return out
 }
 
 // ServeHTTP routes provider calls by path and /_mock/ control calls.
@@ -385,10 +398,7 @@ func (s *Server) serveCall(v vendor, w http.ResponseWriter, r *http.Request) {
 		v.writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; use POST")
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
-	if err == nil && len(body) > maxBody {
-		err = errors.New("request body too large")
-	}
+	body, err := readBody(r)
 	c, perr := v.parse(r, body)
 	if c == nil {
 		c = &call{}
@@ -397,6 +407,15 @@ func (s *Server) serveCall(v vendor, w http.ResponseWriter, r *http.Request) {
 		perr = err
 	}
 
+	authorized := s.opts.APIKey == "" || v.key(r) == s.opts.APIKey
+
+	// One critical section counts the call, records it and, for a valid
+	// call, draws its faults.
+	var (
+		f     Faults
+		fail  bool
+		delay time.Duration
+	)
 	s.mu.Lock()
 	s.seq++
 	seq := s.seq
@@ -417,21 +436,34 @@ func (s *Server) serveCall(v vendor, w http.ResponseWriter, r *http.Request) {
 		s.stats.MaxInFlight = s.stats.InFlight
 	}
 	s.record(seq, v.shape(), r, c, body)
+	switch {
+	case !authorized:
+		s.stats.Unauthorized++
+	case perr != nil:
+		s.stats.BadRequests++
+	default:
+		f, fail, delay = s.decideLocked(c.model)
+	}
 	s.mu.Unlock()
-	defer s.count(func(st *Stats) { st.InFlight-- })
+	succeeded := false
+	defer func() {
+		s.mu.Lock()
+		s.stats.InFlight--
+		if succeeded {
+			s.stats.Succeeded++
+		}
+		s.mu.Unlock()
+	}()
 
-	if s.opts.APIKey != "" && v.key(r) != s.opts.APIKey {
-		s.count(func(st *Stats) { st.Unauthorized++ })
+	if !authorized {
 		v.writeError(w, http.StatusUnauthorized, "invalid or missing API key")
 		return
 	}
 	if perr != nil {
-		s.count(func(st *Stats) { st.BadRequests++ })
 		v.writeError(w, http.StatusBadRequest, perr.Error())
 		return
 	}
 
-	f, fail, delay := s.decide(c.model)
 	if !s.wait(r.Context(), delay) {
 		s.abortIfClosing()
 		return
@@ -468,7 +500,7 @@ func (s *Server) serveCall(v vendor, w http.ResponseWriter, r *http.Request) {
 	}
 	out := s.buildOutput(c, f, seq)
 	if c.stream {
-		s.serveStream(w, r, f, v.newStream(r, c, out))
+		succeeded = s.serveStream(w, r, f, v.newStream(r, c, out))
 		return
 	}
 	if f.CutAfterChunks > 0 {
@@ -490,12 +522,29 @@ func (s *Server) serveCall(v vendor, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v.writeReply(w, out)
-	s.count(func(st *Stats) { st.Succeeded++ })
+	succeeded = true
+}
+
+// readBody reads a request body of at most maxBody bytes, in one
+// allocation when the request declares its length.
+func readBody(r *http.Request) ([]byte, error) {
+	if n := r.ContentLength; n >= 0 && n <= maxBody {
+		body := make([]byte, n, n+1)
+		// net/http's body reader ends at the declared length.
+		m, err := io.ReadFull(r.Body, body)
+		return body[:m], err
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err == nil && len(body) > maxBody {
+		err = errors.New("request body too large")
+	}
+	return body, err
 }
 
 // serveStream writes a streaming answer, injecting TTFB, ChunkDelay,
-// Malformed and ErrorAfterChunks.
-func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, f Faults, enc streamEncoder) {
+// Malformed and ErrorAfterChunks; it reports whether the stream ended
+// completely and normally.
+func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, f Faults, enc streamEncoder) bool {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", enc.contentType())
 	w.Header().Set("Cache-Control", "no-cache")
@@ -515,16 +564,16 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, f Faults, e
 	}
 	if !s.wait(ctx, f.TTFB) {
 		s.abortIfClosing()
-		return
+		return false
 	}
 	if f.Malformed {
 		s.count(func(st *Stats) { st.Errors++ })
 		send(enc.malformed())
-		return
+		return false
 	}
 	for _, ev := range enc.head() {
 		if !send(ev) {
-			return
+			return false
 		}
 	}
 	failStream := func() {
@@ -567,20 +616,20 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, f Faults, e
 	pieces := enc.pieces()
 	for i, p := range pieces {
 		if i > 0 && !at(i) {
-			return
+			return false
 		}
 		if i > 0 && !s.wait(ctx, f.ChunkDelay) {
 			s.abortIfClosing()
-			return
+			return false
 		}
 		if !send(enc.chunk(i, p)) {
-			return
+			return false
 		}
 	}
 	// Faults set past the last chunk strike after it.
 	for _, n := range []int{f.ErrorAfterChunks, f.CutAfterChunks, f.StallAfterChunks, f.MalformedAfterChunks} {
 		if n >= len(pieces) && n > 0 && !at(n) {
-			return
+			return false
 		}
 	}
 	tail := enc.tail()
@@ -589,17 +638,15 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, f Faults, e
 	}
 	for _, ev := range tail {
 		if !send(ev) {
-			return
+			return false
 		}
 	}
-	s.count(func(st *Stats) { st.Succeeded++ })
+	return true
 }
 
-// decide picks the fault set for model, consumes one FailFirst slot and draws
-// the random error and jitter.
-func (s *Server) decide(model string) (f Faults, fail bool, delay time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// decideLocked picks the fault set for model, consumes one FailFirst slot
+// and draws the random error and jitter; s.mu must be held.
+func (s *Server) decideLocked(model string) (f Faults, fail bool, delay time.Duration) {
 	st := &s.def
 	if m, ok := s.models[model]; ok {
 		st = m
@@ -671,28 +718,57 @@ func (s *Server) count(f func(*Stats)) {
 	s.mu.Unlock()
 }
 
-// record appends a call to the history; s.mu must be held.
+// rawRecord is a call as received; recorded makes it a RecordedRequest.
+// The header and body are the request's own (net/http makes them per
+// request and the mock never changes them), so recording copies nothing.
+type rawRecord struct {
+	seq      int64
+	shape    Shape
+	method   string
+	path     string
+	rawQuery string
+	model    string
+	stream   bool
+	system   string
+	prompt   string
+	header   http.Header
+	body     []byte
+}
+
+// record adds a call to the history ring; s.mu must be held.
 func (s *Server) record(seq int64, shape Shape, r *http.Request, c *call, body []byte) {
-	h := r.Header.Clone()
+	rec := rawRecord{
+		seq: seq, shape: shape, method: r.Method, path: r.URL.Path, rawQuery: r.URL.RawQuery,
+		model: c.model, stream: c.stream, system: c.system, prompt: c.prompt,
+		header: r.Header, body: body,
+	}
+	if len(s.history) < historySize {
+		s.history = append(s.history, rec)
+		return
+	}
+	s.history[s.next] = rec
+	s.next = (s.next + 1) % historySize
+}
+
+// recorded redacts the keys of a call and returns it as a RecordedRequest
+// with its own copies of the header and body.
+func (rec *rawRecord) recorded() RecordedRequest {
+	h := rec.header.Clone()
 	for _, k := range []string{"Authorization", "X-Api-Key", "X-Goog-Api-Key"} {
 		if len(h.Values(k)) > 0 {
 			h.Set(k, "REDACTED")
 		}
 	}
-	q := r.URL.Query()
+	q, _ := url.ParseQuery(rec.rawQuery)
 	keyInURL := q.Has("key")
 	if keyInURL {
 		q.Set("key", "REDACTED")
 	}
-	rec := RecordedRequest{
-		Seq: seq, Shape: shape, Method: r.Method, Path: r.URL.Path, Query: q.Encode(),
-		Model: c.model, Stream: c.stream, System: c.system, Prompt: c.prompt,
-		Header: h, KeyInURL: keyInURL, Body: json.RawMessage(append([]byte(nil), body...)),
+	return RecordedRequest{
+		Seq: rec.seq, Shape: rec.shape, Method: rec.method, Path: rec.path, Query: q.Encode(),
+		Model: rec.model, Stream: rec.stream, System: rec.system, Prompt: rec.prompt,
+		Header: h, KeyInURL: keyInURL, Body: json.RawMessage(append([]byte(nil), rec.body...)),
 	}
-	if len(s.history) == historySize {
-		s.history = append(s.history[:0], s.history[1:]...)
-	}
-	s.history = append(s.history, rec)
 }
 
 // injectedMessage is the message of an injected error.
@@ -700,11 +776,23 @@ func injectedMessage(status int) string {
 	return fmt.Sprintf("mock injected error (status %d)", status)
 }
 
-// writeJSON writes v as a JSON response.
+// jsonContentType is the Content-Type header value of JSON responses.
+var jsonContentType = []string{"application/json"}
+
+// writeJSON writes v as a JSON response (with a trailing newline) in one
+// write, with its Content-Length.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "mock: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	b = append(b, '\n')
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	_, _ = w.Write(b)
 }
 
 // mustJSON marshals values that cannot fail to marshal.
