@@ -192,45 +192,46 @@ func (openAI) id(out *output) string     { return "chatcmpl-mock" + strconv.Form
 func (openAI) callID(out *output) string { return "call_mock" + strconv.FormatInt(out.seq, 10) }
 
 // openAICompletion is a chat.completion body; typed (not a map) so that
-// encoding it needs no key sorting and little reflection.
+// encoding it needs no key sorting and little reflection. Fields are in
+// the alphabetical order the map encoding had, so the bytes are unchanged.
 type openAICompletion struct {
-	ID                string          `json:"id"`
-	Object            string          `json:"object"`
-	Created           int64           `json:"created"`
-	Model             string          `json:"model"`
-	SystemFingerprint string          `json:"system_fingerprint"`
 	Choices           [1]openAIChoice `json:"choices"`
+	Created           int64           `json:"created"`
+	ID                string          `json:"id"`
+	Model             string          `json:"model"`
+	Object            string          `json:"object"`
+	SystemFingerprint string          `json:"system_fingerprint"`
 	Usage             openAIUsageBody `json:"usage"`
 }
 
 type openAIChoice struct {
-	Index        int             `json:"index"`
-	Message      openAIMessage   `json:"message"`
-	Logprobs     json.RawMessage `json:"logprobs"`
 	FinishReason string          `json:"finish_reason"`
+	Index        int             `json:"index"`
+	Logprobs     json.RawMessage `json:"logprobs"`
+	Message      openAIMessage   `json:"message"`
 }
 
 type openAIMessage struct {
-	Role      string           `json:"role"`
 	Content   *string          `json:"content"`
 	Refusal   *string          `json:"refusal"`
+	Role      string           `json:"role"`
 	ToolCalls []openAIToolCall `json:"tool_calls,omitempty"`
 }
 
 type openAIToolCall struct {
+	Function openAIToolFunction `json:"function"`
 	ID       string             `json:"id"`
 	Type     string             `json:"type"`
-	Function openAIToolFunction `json:"function"`
 }
 
 type openAIToolFunction struct {
-	Name      string `json:"name"`
 	Arguments string `json:"arguments"`
+	Name      string `json:"name"`
 }
 
 type openAIUsageBody struct {
-	PromptTokens     int `json:"prompt_tokens"`
 	CompletionTokens int `json:"completion_tokens"`
+	PromptTokens     int `json:"prompt_tokens"`
 	TotalTokens      int `json:"total_tokens"`
 }
 
@@ -241,7 +242,9 @@ func (o openAI) writeReply(w http.ResponseWriter, out *output) {
 	body := openAICompletion{
 		ID: o.id(out), Object: "chat.completion", Created: time.Now().Unix(), Model: out.model,
 		SystemFingerprint: "fp_mock",
-		Usage:             openAIUsageBody{out.inTokens, out.outTokens, out.inTokens + out.outTokens},
+		Usage: openAIUsageBody{
+			CompletionTokens: out.outTokens, PromptTokens: out.inTokens, TotalTokens: out.inTokens + out.outTokens,
+		},
 	}
 	ch := &body.Choices[0]
 	ch.Message.Role, ch.Logprobs, ch.FinishReason = "assistant", jsonNull, openAIFinish(out.finish)
