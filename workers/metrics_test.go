@@ -26,6 +26,11 @@ func TestPoolCollectorExportsStats(t *testing.T) {
 		if n := e.pools["b"].Stats().Succeeded; n != 1 {
 			return fmt.Errorf("b succeeded %d", n)
 		}
+		// a counts its fallback after the job's ack is confirmed, which may
+		// be after b has answered it.
+		if n := e.pools["a"].Stats().FellBack; n != 1 {
+			return fmt.Errorf("a fell back %d", n)
+		}
 		return nil
 	})
 	want := `
