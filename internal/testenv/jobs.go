@@ -46,18 +46,6 @@ func AwaitResult(t testing.TB, c *broker.Client, id string, within time.Duration
 	return res
 }
 
-// Submit is Submit with the environment's client.
-func (e *Env) Submit(t testing.TB, job *schemas.Job) string {
-	t.Helper()
-	return Submit(t, e.Client, job)
-}
-
-// Result is AwaitResult with the environment's client.
-func (e *Env) Result(t testing.TB, id string, within time.Duration) *schemas.Result {
-	t.Helper()
-	return AwaitResult(t, e.Client, id, within)
-}
-
 // StreamCount returns how many messages a stream holds on a subject filter.
 func StreamCount(t testing.TB, js jetstream.JetStream, stream, subject string) int {
 	t.Helper()

@@ -51,11 +51,6 @@ func WithResilience(res workers.Resilience) PoolOption {
 	return func(pc *workers.PoolConfig) { pc.Resilience = res }
 }
 
-// WithCompleter replaces the pool's standard adapter.
-func WithCompleter(c llm.Completer) PoolOption {
-	return func(pc *workers.PoolConfig) { pc.Completer = c }
-}
-
 // Adapter builds the standard adapter of a configured provider
 // (providers.New with the shared HTTP client).
 func Adapter(t testing.TB, p config.Provider) llm.Completer {
