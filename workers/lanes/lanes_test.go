@@ -14,14 +14,21 @@ import (
 	"github.com/switchboard-llm/switchboard/topology"
 )
 
-func setup(t *testing.T, perLane int) (jetstream.JetStream, []jetstream.Consumer) {
+// provisioned starts a JetStream server with Switchboard's streams.
+func provisioned(t testing.TB) jetstream.JetStream {
 	t.Helper()
 	srv := natstest.Start(t)
 	_, js := srv.Connect(t)
-	ctx := context.Background()
-	if err := topology.Ensure(ctx, js, config.Limits{}); err != nil {
+	if err := topology.Ensure(context.Background(), js, config.Limits{}); err != nil {
 		t.Fatal(err)
 	}
+	return js
+}
+
+func setup(t *testing.T, perLane int) (jetstream.JetStream, []jetstream.Consumer) {
+	t.Helper()
+	js := provisioned(t)
+	ctx := context.Background()
 	// AckWait = timeout + 5s = 6s: a message the server sent to a pull that
 	// Stop cancelled mid-flight comes back within the tests' 10s waits.
 	p := config.Provider{Name: "p", Concurrency: 100, Timeout: time.Second}

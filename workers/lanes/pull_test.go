@@ -8,18 +8,12 @@ import (
 
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
-	"github.com/switchboard-llm/switchboard/topology"
 )
 
 func slotsFor(t testing.TB, concurrency int) *Slots {
 	t.Helper()
-	srv := natstest.Start(t)
-	_, js := srv.Connect(t)
-	ctx := context.Background()
-	if err := topology.Ensure(ctx, js, config.Limits{}); err != nil {
-		t.Fatal(err)
-	}
-	s, err := EnsureSlots(ctx, js, config.Provider{Name: "p", Concurrency: concurrency, Timeout: time.Second})
+	js := provisioned(t)
+	s, err := EnsureSlots(context.Background(), js, config.Provider{Name: "p", Concurrency: concurrency, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
