@@ -92,7 +92,13 @@ func (p *puller) next(ctx context.Context, expires time.Duration, noWait bool) (
 	p.byReply[c.id] = c
 	p.mu.Unlock()
 
-	req := fmt.Appendf(nil, `{"batch":1,"expires":%d,"no_wait":%t}`, expires.Nanoseconds(), noWait)
+	// As nats.go's FetchNoWait: a no_wait request carries no expiry (the
+	// server answers at once, with a message or 404); expires still bounds
+	// the wait for that answer here.
+	req := []byte(`{"batch":1,"no_wait":true}`)
+	if !noWait {
+		req = fmt.Appendf(nil, `{"batch":1,"expires":%d}`, expires.Nanoseconds())
+	}
 	if err := p.nc.PublishRequest(p.subject, p.inbox+"."+strconv.FormatUint(c.id, 10), req); err != nil {
 		p.forget(c)
 		return nil, fmt.Errorf("pull request: %w", err)
