@@ -21,9 +21,7 @@ import (
 	"github.com/switchboard-llm/switchboard/broker/natsconn"
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/config/live"
-	"github.com/switchboard-llm/switchboard/pricing"
 	"github.com/switchboard-llm/switchboard/router"
-	"github.com/switchboard-llm/switchboard/workers"
 )
 
 // runUp runs everything in one process: embedded NATS with JetStream (or an
@@ -118,13 +116,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 	}
 	defer dash.Close()
 	// One pool per provider, following reloads (added, removed, changed).
-	fleet := workers.NewFleet(func(_ context.Context, cur *config.Config, p config.Provider) (*workers.Pool, error) {
-		prices, err := pricing.Load(cur)
-		if err != nil {
-			return nil, err
-		}
-		return newPool(a, cur, p, nc.Conn, js, prices, holder.Load)
-	}, log)
+	fleet := newFleet(a, nc.Conn, js, holder, log)
 	an, err := startAnalytics(a.stateCtx, cfg, js, c.clickhouse, c.dataDir, log)
 	if err != nil {
 		return err

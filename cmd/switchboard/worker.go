@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -73,13 +74,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	// refused), and the pools read the holder themselves; a provider added,
 	// removed or changed starts, drains or restarts its pool.
 	holder := live.NewHolder(cfg)
-	fleet := workers.NewFleet(func(_ context.Context, cur *config.Config, p config.Provider) (*workers.Pool, error) {
-		prices, err := pricing.Load(cur)
-		if err != nil {
-			return nil, err
-		}
-		return newPool(a, cur, p, nc.Conn, js, prices, holder.Load)
-	}, log)
+	fleet := newFleet(a, nc.Conn, js, holder, log)
 	if !*all {
 		fleet.Only(*provider)
 	}
@@ -92,6 +87,18 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	a.WatchConfig(js, holder, c.config)
 	a.Go(func(ctx context.Context) error { return fleet.Run(ctx, cfg) })
 	return a.Wait() // a connection closed for good stops the pools: exit 1
+}
+
+// newFleet keeps one pool per configured provider (newPool), each built
+// with the prices of the config it is built for.
+func newFleet(a *app, nc *nats.Conn, js jetstream.JetStream, holder *live.Holder, log *slog.Logger) *workers.Fleet {
+	return workers.NewFleet(func(_ context.Context, cur *config.Config, p config.Provider) (*workers.Pool, error) {
+		prices, err := pricing.Load(cur)
+		if err != nil {
+			return nil, err
+		}
+		return newPool(a, cur, p, nc, js, prices, holder.Load)
+	}, log)
 }
 
 // newPool builds the worker pool of one provider with its adapter (one per
