@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/broker"
 	"github.com/switchboard-llm/switchboard/config"
@@ -72,16 +73,14 @@ func (f *natsFront) submit(t *testing.T, raw string) *schemas.Result {
 	return res
 }
 
-// settled waits until the dispatcher and both pools have nothing pending or
-// unacked, then runs one more job through the same pools and returns once
-// its reply arrived on f.NC: anything the earlier jobs published to a core
-// subject subscribed on f.NC has been delivered by then.
-func (f *natsFront) settled(t *testing.T) {
+// drained waits until none of the JOBS consumers named has a message
+// pending or unacked.
+func drained(t *testing.T, js jetstream.JetStream, within time.Duration, consumers ...string) {
 	t.Helper()
 	ctx := natstest.Context(t)
-	natstest.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
-		for _, name := range []string{topology.DispatcherConsumer, topology.WorkerConsumer("a"), topology.WorkerConsumer("b")} {
-			c, err := f.JS.Consumer(ctx, topology.StreamJobs, name)
+	natstest.CheckFor(t, within, 20*time.Millisecond, func() error {
+		for _, name := range consumers {
+			c, err := js.Consumer(ctx, topology.StreamJobs, name)
 			if err != nil {
 				return err
 			}
@@ -95,6 +94,16 @@ func (f *natsFront) settled(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// settled waits until the dispatcher and both pools have nothing pending or
+// unacked, then runs one more job through the same pools and returns once
+// its reply arrived on f.NC: anything the earlier jobs published to a core
+// subject subscribed on f.NC has been delivered by then.
+func (f *natsFront) settled(t *testing.T) {
+	t.Helper()
+	ctx := natstest.Context(t)
+	drained(t, f.JS, 15*time.Second, topology.DispatcherConsumer, topology.WorkerConsumer("a"), topology.WorkerConsumer("b"))
 	for _, p := range []string{"a", "b"} {
 		res, err := f.client.Complete(ctx, &schemas.Job{Model: p + "/" + p + "-model", Request: testenv.Chat("sentinel")})
 		if err != nil || res.Status != schemas.StatusSucceeded {

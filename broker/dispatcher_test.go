@@ -105,18 +105,5 @@ func TestDispatcherPoisonDeadLetterHeaders(t *testing.T) {
 		}
 	}
 	// The poison message was acked: nothing is pending on the dispatcher.
-	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		c, err := env.JS.Consumer(ctx, topology.StreamJobs, topology.DispatcherConsumer)
-		if err != nil {
-			return err
-		}
-		info, err := c.Info(ctx)
-		if err != nil {
-			return err
-		}
-		if info.NumPending > 0 || info.NumAckPending > 0 {
-			return fmt.Errorf("%d pending, %d unacked", info.NumPending, info.NumAckPending)
-		}
-		return nil
-	})
+	drained(t, env.JS, 10*time.Second, topology.DispatcherConsumer)
 }

@@ -10,13 +10,14 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/llm/mock"
 )
 
 // OpenAI's embeddings shape, checked with the official openai-go client:
 // one deterministic vector per input, usage, the requested dimensions.
 func TestEmbeddingsOpenAIShape(t *testing.T) {
-	srv := start(t, mock.Options{APIKey: "k"})
+	srv := testenv.StartMock(t, mock.Options{APIKey: "k"})
 	ctx := natstest.Context(t)
 	client := openai.NewClient(option.WithBaseURL(srv.URL()+"/v1"), option.WithAPIKey("k"), option.WithMaxRetries(0))
 	r, err := client.Embeddings.New(ctx, openai.EmbeddingNewParams{Model: "emb", Dimensions: openai.Int(5),
@@ -54,7 +55,7 @@ func TestEmbeddingsOpenAIShape(t *testing.T) {
 
 // Gemini's embedContent and batchEmbedContents shapes.
 func TestEmbeddingsGeminiShape(t *testing.T) {
-	srv := start(t, mock.Options{APIKey: "g"})
+	srv := testenv.StartMock(t, mock.Options{APIKey: "g"})
 	ctx := natstest.Context(t)
 	hdr := map[string]string{"x-goog-api-key": "g"}
 	status, _, body := post(t, ctx, srv.URL()+"/v1beta/models/text-embedding-004:embedContent", hdr,

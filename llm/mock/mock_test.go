@@ -18,19 +18,9 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/llm/mock"
 )
-
-// start runs a mock on a free loopback port, closed with the test.
-func start(t *testing.T, opts mock.Options) *mock.Server {
-	t.Helper()
-	srv, err := mock.Listen("127.0.0.1:0", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return srv
-}
 
 // post sends a JSON body and returns status, headers and body.
 func post(t *testing.T, ctx context.Context, url string, hdr map[string]string, body string) (int, http.Header, []byte) {
@@ -127,7 +117,7 @@ func stream(t *testing.T, url string, hdr map[string]string, body string) (*http
 const openAIChat = `{"model":"gpt-mock","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hello there world"}]}`
 
 func TestOpenAIChat(t *testing.T) {
-	srv := start(t, mock.Options{})
+	srv := testenv.StartMock(t, mock.Options{})
 	for _, p := range []string{"/v1/chat/completions", "/chat/completions"} {
 		status, _, b := post(t, context.Background(), srv.URL()+p, map[string]string{"Authorization": "Bearer sk-secret"}, openAIChat)
 		if status != 200 {
@@ -170,7 +160,7 @@ func TestOpenAIChat(t *testing.T) {
 }
 
 func TestOpenAIContentPartsAndReply(t *testing.T) {
-	srv := start(t, mock.Options{Reply: func(p string) string { return "echo " + strings.ToUpper(p) }})
+	srv := testenv.StartMock(t, mock.Options{Reply: func(p string) string { return "echo " + strings.ToUpper(p) }})
 	body := `{"model":"m","messages":[{"role":"developer","content":[{"type":"text","text":"sys a"}]},{"role":"user","content":[{"type":"text","text":"first"}]},{"role":"assistant","content":"x"},{"role":"user","content":[{"type":"text","text":"second part"}]}]}`
 	status, _, b := post(t, context.Background(), srv.URL()+"/v1/chat/completions", nil, body)
 	if status != 200 {
@@ -189,7 +179,7 @@ func TestOpenAIContentPartsAndReply(t *testing.T) {
 }
 
 func TestOpenAILimitsStopsAndTools(t *testing.T) {
-	srv := start(t, mock.Options{ToolArguments: json.RawMessage(`{"city":"Paris"}`)})
+	srv := testenv.StartMock(t, mock.Options{ToolArguments: json.RawMessage(`{"city":"Paris"}`)})
 	msgs := `"messages":[{"role":"user","content":"one two three four"}]`
 	tools := `"tools":[{"type":"function","function":{"name":"get_weather","parameters":{}}},{"type":"function","function":{"name":"get_time"}}]`
 	tests := []struct {
@@ -240,7 +230,7 @@ func TestOpenAILimitsStopsAndTools(t *testing.T) {
 }
 
 func TestOpenAIBadRequests(t *testing.T) {
-	srv := start(t, mock.Options{})
+	srv := testenv.StartMock(t, mock.Options{})
 	tests := []struct{ name, body, want string }{
 		{"not json", `{`, "parse the JSON"},
 		{"no model", `{"messages":[{"role":"user","content":"x"}]}`, "model"},
@@ -264,7 +254,7 @@ func TestOpenAIBadRequests(t *testing.T) {
 }
 
 func TestOpenAIStream(t *testing.T) {
-	srv := start(t, mock.Options{})
+	srv := testenv.StartMock(t, mock.Options{})
 	for _, includeUsage := range []bool{false, true} {
 		t.Run(fmt.Sprint("include_usage=", includeUsage), func(t *testing.T) {
 			body := fmt.Sprintf(`{"model":"gpt-mock","stream":true,"stream_options":{"include_usage":%v},"messages":[{"role":"user","content":"hi you"}]}`, includeUsage)
@@ -315,7 +305,7 @@ func TestOpenAIStream(t *testing.T) {
 		})
 	}
 	t.Run("tool call", func(t *testing.T) {
-		s2 := start(t, mock.Options{ToolArguments: json.RawMessage(`{"location":"San Francisco, CA"}`)})
+		s2 := testenv.StartMock(t, mock.Options{ToolArguments: json.RawMessage(`{"location":"San Francisco, CA"}`)})
 		body := `{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"w"}}],"tool_choice":"required"}`
 		_, evs, err := stream(t, s2.URL()+"/v1/chat/completions", nil, body)
 		if err != nil {
@@ -346,7 +336,7 @@ func TestOpenAIStream(t *testing.T) {
 }
 
 func TestModelsList(t *testing.T) {
-	srv := start(t, mock.Options{Models: []string{"a", "b"}})
+	srv := testenv.StartMock(t, mock.Options{Models: []string{"a", "b"}})
 	resp, err := http.Get(srv.URL() + "/v1/models")
 	if err != nil {
 		t.Fatal(err)
@@ -363,7 +353,7 @@ func TestModelsList(t *testing.T) {
 }
 
 func TestFailFirst(t *testing.T) {
-	srv := start(t, mock.Options{Faults: mock.Faults{FailFirst: 2, ErrorStatus: 429, RetryAfter: 1500 * time.Millisecond}})
+	srv := testenv.StartMock(t, mock.Options{Faults: mock.Faults{FailFirst: 2, ErrorStatus: 429, RetryAfter: 1500 * time.Millisecond}})
 	var statuses []int
 	for range 4 {
 		status, hdr, b := post(t, context.Background(), srv.URL()+"/v1/chat/completions", nil, openAIChat)
@@ -403,7 +393,7 @@ func TestFailFirst(t *testing.T) {
 }
 
 func TestModelFaults(t *testing.T) {
-	srv := start(t, mock.Options{ModelFaults: map[string]mock.Faults{"bad": {ErrorRate: 1, ErrorStatus: 503}}})
+	srv := testenv.StartMock(t, mock.Options{ModelFaults: map[string]mock.Faults{"bad": {ErrorRate: 1, ErrorStatus: 503}}})
 	call := func(model string) int {
 		status, _, _ := post(t, context.Background(), srv.URL()+"/v1/chat/completions", nil, `{"model":"`+model+`","messages":[{"role":"user","content":"x"}]}`)
 		return status
@@ -423,7 +413,7 @@ func TestModelFaults(t *testing.T) {
 
 func TestErrorRateSeeded(t *testing.T) {
 	run := func() []int {
-		srv := start(t, mock.Options{Seed: 42, Faults: mock.Faults{ErrorRate: 0.5}})
+		srv := testenv.StartMock(t, mock.Options{Seed: 42, Faults: mock.Faults{ErrorRate: 0.5}})
 		var out []int
 		for range 40 {
 			status, _, _ := post(t, context.Background(), srv.URL()+"/v1/chat/completions", nil, openAIChat)
@@ -454,7 +444,7 @@ func TestErrorRateSeeded(t *testing.T) {
 func TestLatencyHonoursCancel(t *testing.T) {
 	// A latency far beyond the test's budget: the call can only finish
 	// because the client cancels, which the mock must count.
-	srv := start(t, mock.Options{Faults: mock.Faults{Latency: time.Hour}})
+	srv := testenv.StartMock(t, mock.Options{Faults: mock.Faults{Latency: time.Hour}})
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
@@ -489,7 +479,7 @@ func TestLatencyHonoursCancel(t *testing.T) {
 }
 
 func TestHang(t *testing.T) {
-	srv := start(t, mock.Options{Faults: mock.Faults{Hang: true}})
+	srv := testenv.StartMock(t, mock.Options{Faults: mock.Faults{Hang: true}})
 	// Client disconnect ends the hang and counts as canceled.
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
@@ -548,7 +538,7 @@ func TestHang(t *testing.T) {
 }
 
 func TestMalformed(t *testing.T) {
-	srv := start(t, mock.Options{Faults: mock.Faults{Malformed: true}})
+	srv := testenv.StartMock(t, mock.Options{Faults: mock.Faults{Malformed: true}})
 	status, hdr, b := post(t, context.Background(), srv.URL()+"/v1/chat/completions", nil, openAIChat)
 	var v any
 	if status != 200 || hdr.Get("Content-Type") != "application/json" || json.Unmarshal(b, &v) == nil {
@@ -564,7 +554,7 @@ func TestMalformed(t *testing.T) {
 }
 
 func TestOpenAIErrorAfterChunks(t *testing.T) {
-	srv := start(t, mock.Options{Faults: mock.Faults{ErrorAfterChunks: 2, ErrorStatus: 503}})
+	srv := testenv.StartMock(t, mock.Options{Faults: mock.Faults{ErrorAfterChunks: 2, ErrorStatus: 503}})
 	body := `{"model":"m","stream":true,"messages":[{"role":"user","content":"a b c d"}]}`
 	_, evs, err := stream(t, srv.URL()+"/v1/chat/completions", nil, body)
 	if err == nil {
@@ -592,7 +582,7 @@ func TestOpenAIErrorAfterChunks(t *testing.T) {
 }
 
 func TestStreamClientDisconnect(t *testing.T) {
-	srv := start(t, mock.Options{Faults: mock.Faults{ChunkDelay: time.Hour}})
+	srv := testenv.StartMock(t, mock.Options{Faults: mock.Faults{ChunkDelay: time.Hour}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL()+"/v1/chat/completions",
@@ -626,7 +616,7 @@ func TestMaxInFlight(t *testing.T) {
 	// Each call stays in flight until the client cancels it, so all N are
 	// concurrent by construction; the test then releases them.
 	const n = 8
-	srv := start(t, mock.Options{Faults: mock.Faults{Latency: time.Hour}})
+	srv := testenv.StartMock(t, mock.Options{Faults: mock.Faults{Latency: time.Hour}})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for range n {
@@ -659,7 +649,7 @@ func TestMaxInFlightWithLatency(t *testing.T) {
 	// Calls that do finish: a short latency with a cap of 3 concurrent
 	// clients never shows more than 3 in flight.
 	const clients, perClient = 3, 4
-	srv := start(t, mock.Options{Faults: mock.Faults{Latency: 20 * time.Millisecond}})
+	srv := testenv.StartMock(t, mock.Options{Faults: mock.Faults{Latency: 20 * time.Millisecond}})
 	var wg sync.WaitGroup
 	for range clients {
 		wg.Add(1)
@@ -681,7 +671,7 @@ func TestMaxInFlightWithLatency(t *testing.T) {
 }
 
 func TestAPIKey(t *testing.T) {
-	srv := start(t, mock.Options{APIKey: "sk-right"})
+	srv := testenv.StartMock(t, mock.Options{APIKey: "sk-right"})
 	for _, hdr := range []map[string]string{nil, {"Authorization": "Bearer sk-wrong"}} {
 		status, _, b := post(t, context.Background(), srv.URL()+"/v1/chat/completions", hdr, openAIChat)
 		m := decode(t, b)
@@ -701,7 +691,7 @@ func TestAPIKey(t *testing.T) {
 }
 
 func TestControlEndpoints(t *testing.T) {
-	srv := start(t, mock.Options{})
+	srv := testenv.StartMock(t, mock.Options{})
 	put := func(q, body string) (int, []byte) {
 		req, _ := http.NewRequest(http.MethodPut, srv.URL()+"/_mock/faults"+q, strings.NewReader(body))
 		resp, err := http.DefaultClient.Do(req)
@@ -778,7 +768,7 @@ var anthropicHdr = map[string]string{"x-api-key": "sk-ant", "anthropic-version":
 const anthropicMsg = `{"model":"claude-mock","max_tokens":100,"system":"be brief","messages":[{"role":"user","content":"hello there world"}]}`
 
 func TestAnthropicMessages(t *testing.T) {
-	srv := start(t, mock.Options{APIKey: "sk-ant", ToolArguments: json.RawMessage(`{"q":"x"}`)})
+	srv := testenv.StartMock(t, mock.Options{APIKey: "sk-ant", ToolArguments: json.RawMessage(`{"q":"x"}`)})
 	status, _, b := post(t, context.Background(), srv.URL()+"/v1/messages", anthropicHdr, anthropicMsg)
 	if status != 200 {
 		t.Fatalf("status %d: %s", status, b)
@@ -841,7 +831,7 @@ func TestAnthropicMessages(t *testing.T) {
 }
 
 func TestAnthropicErrors(t *testing.T) {
-	srv := start(t, mock.Options{APIKey: "sk-ant"})
+	srv := testenv.StartMock(t, mock.Options{APIKey: "sk-ant"})
 	tests := []struct {
 		name   string
 		hdr    map[string]string
@@ -876,7 +866,7 @@ func TestAnthropicErrors(t *testing.T) {
 }
 
 func TestAnthropicStream(t *testing.T) {
-	srv := start(t, mock.Options{})
+	srv := testenv.StartMock(t, mock.Options{})
 	body := `{"model":"claude-mock","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hi you"}]}`
 	_, evs, err := stream(t, srv.URL()+"/v1/messages", anthropicHdr, body)
 	if err != nil {
@@ -959,7 +949,7 @@ var geminiHdr = map[string]string{"x-goog-api-key": "g-key"}
 const geminiReq = `{"systemInstruction":{"parts":[{"text":"be brief"}]},"contents":[{"role":"user","parts":[{"text":"hello there world"}]}]}`
 
 func TestGeminiGenerate(t *testing.T) {
-	srv := start(t, mock.Options{APIKey: "g-key", ToolArguments: json.RawMessage(`{"a":1}`)})
+	srv := testenv.StartMock(t, mock.Options{APIKey: "g-key", ToolArguments: json.RawMessage(`{"a":1}`)})
 	status, _, b := post(t, context.Background(), geminiURL(srv, "gemini-mock", "generateContent"), geminiHdr, geminiReq)
 	if status != 200 {
 		t.Fatalf("status %d: %s", status, b)
@@ -1016,7 +1006,7 @@ func TestGeminiGenerate(t *testing.T) {
 }
 
 func TestGeminiErrors(t *testing.T) {
-	srv := start(t, mock.Options{APIKey: "g-key"})
+	srv := testenv.StartMock(t, mock.Options{APIKey: "g-key"})
 	tests := []struct {
 		name, url string
 		hdr       map[string]string
@@ -1052,7 +1042,7 @@ func TestGeminiErrors(t *testing.T) {
 }
 
 func TestGeminiStream(t *testing.T) {
-	srv := start(t, mock.Options{})
+	srv := testenv.StartMock(t, mock.Options{})
 	body := `{"contents":[{"role":"user","parts":[{"text":"hi you"}]}]}`
 	resp, evs, err := stream(t, geminiURL(srv, "g", "streamGenerateContent")+"?alt=sse", geminiHdr, body)
 	if err != nil {
@@ -1123,7 +1113,7 @@ func TestGeminiStream(t *testing.T) {
 }
 
 func TestModelsListShapes(t *testing.T) {
-	srv := start(t, mock.Options{})
+	srv := testenv.StartMock(t, mock.Options{})
 	get := func(p string, hdr map[string]string) map[string]any {
 		req, _ := http.NewRequest(http.MethodGet, srv.URL()+p, nil)
 		for k, v := range hdr {
@@ -1148,7 +1138,7 @@ func TestModelsListShapes(t *testing.T) {
 // TestOpenAISDKConformance drives the mock with the official openai-go
 // client: if the SDK cannot read our shapes, neither can real integrations.
 func TestOpenAISDKConformance(t *testing.T) {
-	srv := start(t, mock.Options{APIKey: "sk-sdk"})
+	srv := testenv.StartMock(t, mock.Options{APIKey: "sk-sdk"})
 	client := openai.NewClient(option.WithBaseURL(srv.URL()+"/v1"), option.WithAPIKey("sk-sdk"), option.WithMaxRetries(0))
 	ctx := natstest.Context(t)
 	params := openai.ChatCompletionNewParams{
@@ -1195,7 +1185,7 @@ func TestOpenAISDKConformance(t *testing.T) {
 func TestStreamTTFB(t *testing.T) {
 	// Headers arrive at once; the first event waits for TTFB, which only a
 	// client cancel can cut short here.
-	srv := start(t, mock.Options{Faults: mock.Faults{TTFB: time.Hour}})
+	srv := testenv.StartMock(t, mock.Options{Faults: mock.Faults{TTFB: time.Hour}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for _, tc := range []struct{ url, body string }{
