@@ -131,11 +131,15 @@ const upMemoryFloor = 320 << 20
 // past the floor, as a fraction of it: a heap goal of 1.5x live, as GOGC=50.
 const upMemoryHeadroom = 0.5
 
-// tuneMemory keeps `up`'s memory limit following its live heap until ctx
-// ends, unless the operator set GOGC or GOMEMLIMIT.
-func tuneMemory(ctx context.Context) {
+// tuneMemory keeps `up`'s memory limit following its live heap for the
+// process's life (a's shared state), unless the operator set GOGC or
+// GOMEMLIMIT.
+func tuneMemory(a *app) {
 	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
-		go memlimit.Run(ctx, memlimit.Options{Floor: upMemoryFloor, Headroom: upMemoryHeadroom})
+		a.Background("memory limit", func(ctx context.Context) error {
+			memlimit.Run(ctx, memlimit.Options{Floor: upMemoryFloor, Headroom: upMemoryHeadroom})
+			return nil
+		})
 	}
 }
 

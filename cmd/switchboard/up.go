@@ -53,8 +53,6 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 	}
 	log := newLogger()
 	tuneGC() // up runs the ingester
-	tuneMemory(ctx)
-
 	cfg, stopDemo, err := upConfig(c.config, *demo, flagGiven(fset, "config"), stdout)
 	if err != nil {
 		return err
@@ -98,6 +96,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 	// Components stop on SIGTERM (ctx); the shared state they watch lives
 	// until they all have.
 	a := newApp(ctx, nc, log)
+	tuneMemory(a)
 	defer a.close()
 	opts, err := routingPolicies(a, js, cfg)
 	if err != nil {
