@@ -177,12 +177,18 @@ func (s *Source) pull(c jetstream.Consumer, out chan<- jetstream.Msg) {
 	}
 }
 
-// next waits up to 5s for one message of c.
+// next waits up to 5s for one message of c. The request asks for idle
+// heartbeats: one a replicated consumer's leader dropped without an answer
+// (it went away while the request's delivery waited for quorum) ends after
+// two missed ones instead of at its expiry.
 func (s *Source) next(c jetstream.Consumer) (jetstream.Msg, error) {
 	fctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
-	return c.Next(jetstream.FetchContext(fctx))
+	return c.Next(jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(laneHeartbeat))
 }
+
+// laneHeartbeat is the idle heartbeat of a lane's waiting pull request.
+const laneHeartbeat = 250 * time.Millisecond
 
 // pause handles a failed pull: false when pulling should end (the Source
 // stops, or the lane's consumer is gone: the Source closes and the pool
@@ -195,11 +201,12 @@ func (s *Source) pause(err error) bool {
 	if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return false
 	}
-	if !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+	if !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) &&
+		!errors.Is(err, jetstream.ErrNoHeartbeat) {
 		select {
 		case <-s.ctx.Done():
 			return false
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(refusedBackoff):
 		}
 	}
 	return true

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -27,11 +28,18 @@ import (
 // that has waited longest; a call that got one while its own request is
 // still open leaves that request to the next caller, and a message that
 // arrives when nobody waits is handed back (Nak) at once.
+//
+// A request that waits asks for idle heartbeats (status 100 on its reply
+// subject): a replicated consumer's leader can drop a request without an
+// answer (it went away while the request's delivery waited for quorum),
+// and a call that hears nothing for two heartbeats sends a new request
+// instead of waiting out the expiry.
 type puller struct {
 	nc      *nats.Conn
 	subject string // the consumer's next-message API subject
 	inbox   string
 	sub     *nats.Subscription
+	hb      time.Duration // idle heartbeat of a request that waits
 
 	mu      sync.Mutex
 	n       uint64
@@ -41,22 +49,28 @@ type puller struct {
 
 // pullCall is one next call waiting for a message or its request's status.
 type pullCall struct {
-	id uint64
-	ch chan *nats.Msg // buffered (1); sent to once, under puller.mu
+	id    uint64
+	ch    chan *nats.Msg // buffered (1); sent to once, under puller.mu
+	heard atomic.Int64   // when the request was sent or last had a heartbeat (UnixNano)
 }
 
 // errPullExpired is a pull request that ended without a message: it
-// expired (408), found none with no_wait (404), or got no answer in time
-// (a consumer leader that went away).
+// expired (408), found none with no_wait (404), or went silent (no
+// heartbeat or answer in time: a consumer leader that went away).
 var errPullExpired = errors.New("pull request ended without a message")
 
 // How much longer than a request's expiry a pull waits for the server's
 // answer before it gives up on it.
 const pullGrace = 250 * time.Millisecond
 
+// pullHeartbeat is the idle heartbeat a waiting pull request asks for; two
+// missed ones end the request.
+const pullHeartbeat = 200 * time.Millisecond
+
 func newPuller(nc *nats.Conn, stream, consumer string) (*puller, error) {
 	p := &puller{
 		nc:      nc,
+		hb:      pullHeartbeat,
 		subject: jetstream.DefaultAPIPrefix + "CONSUMER.MSG.NEXT." + stream + "." + consumer,
 		inbox:   nc.NewInbox(),
 		byReply: map[uint64]*pullCall{},
@@ -96,25 +110,49 @@ func (p *puller) next(ctx context.Context, expires time.Duration, noWait bool) (
 	// server answers at once, with a message or 404); expires still bounds
 	// the wait for that answer here.
 	req := []byte(`{"batch":1,"no_wait":true}`)
+	hb := time.Duration(0)
 	if !noWait {
-		req = fmt.Appendf(nil, `{"batch":1,"expires":%d}`, expires.Nanoseconds())
+		if expires >= 2*p.hb {
+			hb = p.hb
+		}
+		req = fmt.Appendf(nil, `{"batch":1,"expires":%d,"idle_heartbeat":%d}`, expires.Nanoseconds(), hb.Nanoseconds())
 	}
+	start := time.Now()
+	c.heard.Store(start.UnixNano())
 	if err := p.nc.PublishRequest(p.subject, p.inbox+"."+strconv.FormatUint(c.id, 10), req); err != nil {
 		p.forget(c)
 		return nil, fmt.Errorf("pull request: %w", err)
 	}
-	t := time.NewTimer(expires + pullGrace)
+	end := start.Add(expires + pullGrace)
+	t := time.NewTimer(untilCheck(c, hb, end, start))
 	defer t.Stop()
-	select {
-	case m := <-c.ch:
-		return m, statusErr(m)
-	case <-t.C:
-		p.forget(c)
-		return nil, errPullExpired
-	case <-ctx.Done():
-		p.forget(c)
-		return nil, ctx.Err()
+	for {
+		select {
+		case m := <-c.ch:
+			return m, statusErr(m)
+		case now := <-t.C:
+			wait := untilCheck(c, hb, end, now)
+			if wait <= 0 {
+				p.forget(c)
+				return nil, errPullExpired
+			}
+			t.Reset(wait)
+		case <-ctx.Done():
+			p.forget(c)
+			return nil, ctx.Err()
+		}
 	}
+}
+
+// untilCheck is how long after now call c, whose request asked for
+// heartbeats every hb (0: none) and is given up at end, next checks
+// whether it has gone silent; zero or less when it has ended.
+func untilCheck(c *pullCall, hb time.Duration, end, now time.Time) time.Duration {
+	wait := end.Sub(now)
+	if hb > 0 {
+		wait = min(wait, time.Unix(0, c.heard.Load()).Add(2*hb).Sub(now))
+	}
+	return wait
 }
 
 // forget withdraws call c; a message handed to it meanwhile is handed
@@ -150,9 +188,16 @@ func (p *puller) remove(c *pullCall) {
 func (p *puller) deliver(m *nats.Msg) {
 	p.mu.Lock()
 	var c *pullCall
-	if m.Header.Get("Status") != "" {
+	if st := m.Header.Get("Status"); st != "" {
 		if id, err := strconv.ParseUint(m.Subject[strings.LastIndexByte(m.Subject, '.')+1:], 10, 64); err == nil {
 			c = p.byReply[id]
+		}
+		if st == "100" { // an idle heartbeat: the request still waits
+			if c != nil {
+				c.heard.Store(time.Now().UnixNano())
+			}
+			p.mu.Unlock()
+			return
 		}
 	} else if len(p.queue) > 0 {
 		c = p.queue[0]

@@ -3,8 +3,11 @@ package lanes
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
@@ -75,6 +78,79 @@ func TestSlotsOneInboxForAllPulls(t *testing.T) {
 	s.pull.mu.Unlock()
 	if waiting != 0 {
 		t.Errorf("%d pull requests still registered", waiting)
+	}
+}
+
+// TestPullerSilentRequest stands in for a consumer leader that took a
+// pull request and went away without answering it: the server side takes
+// requests and never answers. A waiting pull asks for idle heartbeats;
+// while they come it keeps waiting (and takes the message that finally
+// comes), and once they stop it ends with errPullExpired long before its
+// expiry, so Acquire sends a new request instead of stalling.
+func TestPullerSilentRequest(t *testing.T) {
+	srv := natstest.Start(t)
+	nc, _ := srv.Connect(t)
+	p, err := newPuller(nc, "S", "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	p.hb = 50 * time.Millisecond
+	requests := make(chan *nats.Msg, 4)
+	sub, err := nc.Subscribe(p.subject, func(m *nats.Msg) { requests <- m })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	ctx := natstest.Context(t)
+	type answer struct {
+		msg *nats.Msg
+		err error
+	}
+	pull := func() <-chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			m, err := p.next(ctx, time.Minute, false)
+			ch <- answer{m, err}
+		}()
+		return ch
+	}
+	wait := func(ch <-chan answer) answer {
+		t.Helper()
+		select {
+		case a := <-ch:
+			return a
+		case <-time.After(20 * time.Second):
+			t.Fatal("the pull is still waiting (its expiry is a minute)")
+			return answer{}
+		}
+	}
+
+	// Heartbeats for 20 intervals, then a message: the pull takes it.
+	got := pull()
+	req := <-requests
+	if !strings.Contains(string(req.Data), `"idle_heartbeat":50000000`) {
+		t.Fatalf("pull request %s asks for no heartbeat", req.Data)
+	}
+	hb := &nats.Msg{Subject: req.Reply, Header: nats.Header{"Status": {"100"}, "Description": {"Idle Heartbeat"}}}
+	for range 20 {
+		if err := nc.PublishMsg(hb); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(p.hb / 2) // the server's pace; the pull's patience is 2 heartbeats
+	}
+	if err := nc.PublishMsg(&nats.Msg{Subject: req.Reply, Data: []byte("token")}); err != nil {
+		t.Fatal(err)
+	}
+	if a := wait(got); a.err != nil || string(a.msg.Data) != "token" {
+		t.Fatalf("pull kept alive by heartbeats: %v, %v; want the token", a.msg, a.err)
+	}
+
+	// No heartbeat at all: the pull ends as expired.
+	got = pull()
+	<-requests
+	if a := wait(got); !errors.Is(a.err, errPullExpired) {
+		t.Fatalf("silent pull: %v, %v; want errPullExpired", a.msg, a.err)
 	}
 }
 

@@ -20,8 +20,9 @@ import (
 // consumer slots-<provider> whose MaxAckPending is the concurrency. A
 // worker holds a token (the message, unacked, with InProgress heartbeats)
 // while its call runs and gives it back with Nak, which makes it
-// deliverable again at once. A crashed worker's token comes back after
-// the consumer's AckWait, like its job.
+// deliverable again at once. A token whose holder crashed, or whose
+// release or delivery was lost with a consumer leader that went away,
+// comes back after the consumer's AckWait (SlotsAckWait).
 //
 // Tokens are pulled one per Acquire over one inbox subscription that
 // lives as long as the Slots (pull.go): a token costs a pull request and
@@ -32,6 +33,12 @@ type Slots struct {
 	hb   time.Duration
 }
 
+// SlotsAckWait is the ack deadline of a token. A held token is kept alive
+// every SlotsAckWait/4 (InProgress, which a replicated consumer also
+// replicates), so it survives three lost keep-alives; a lost one stalls
+// the provider's capacity for at most this long.
+const SlotsAckWait = 4 * time.Second
+
 // SlotsConsumerConfig is the durable consumer of p's tokens.
 func SlotsConsumerConfig(p config.Provider) jetstream.ConsumerConfig {
 	w := topology.WorkerConsumerConfig(p)
@@ -40,7 +47,7 @@ func SlotsConsumerConfig(p config.Provider) jetstream.ConsumerConfig {
 		Description:   "concurrency tokens of provider " + p.Name,
 		FilterSubject: topology.Slots(p.Name),
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       w.AckWait,
+		AckWait:       SlotsAckWait,
 		MaxAckPending: w.MaxAckPending,
 		MaxDeliver:    -1,
 		MaxWaiting:    4096,
@@ -85,7 +92,7 @@ func newSlots(nc *nats.Conn, info *jetstream.ConsumerInfo, ackWait time.Duration
 	if err != nil {
 		return nil, fmt.Errorf("concurrency tokens of %s: %w", info.Name, err)
 	}
-	return &Slots{pull: pull, nc: nc, hb: ackWait / 3}, nil
+	return &Slots{pull: pull, nc: nc, hb: ackWait / 4}, nil
 }
 
 // Close ends the token subscription; a Slots is not used after Close.
@@ -105,9 +112,10 @@ type Slot struct {
 
 // Acquire waits for a free token until ctx ends, calling wait (if not
 // nil) after every pull meanwhile, e.g. to keep the job it is for from
-// being redelivered. Each pull lasts at most a second (or a heartbeat), so
-// a pull lost with a consumer leader that went away is soon replaced. The
-// token is kept alive until Release.
+// being redelivered. Each pull lasts at most a second (or a heartbeat),
+// and one that goes silent (lost with a consumer leader that went away) is
+// replaced after two missed idle heartbeats. The token is kept alive until
+// Release.
 func (s *Slots) Acquire(ctx context.Context, wait func()) (*Slot, error) {
 	for {
 		m, err := s.pull.next(ctx, min(s.hb, time.Second), false)
@@ -118,10 +126,10 @@ func (s *Slots) Acquire(ctx context.Context, wait func()) (*Slot, error) {
 			return nil, ctx.Err()
 		}
 		if !errors.Is(err, errPullExpired) {
-			select { // the server is away: retry soon
+			select { // refused (e.g. no consumer leader during an election): retry soon
 			case <-ctx.Done():
 				return nil, ctx.Err()
-			case <-time.After(250 * time.Millisecond):
+			case <-time.After(refusedBackoff):
 			}
 		}
 		if wait != nil {
@@ -183,6 +191,11 @@ func (sl *Slot) Release() {
 		}
 	})
 }
+
+// How long Acquire waits before it asks again after a refused pull: an
+// election takes about a tenth of a second, and the pulls lost in it are
+// answered (409, 503) at once.
+const refusedBackoff = 50 * time.Millisecond
 
 // How long Release waits for each confirmation, and between tries.
 const (
