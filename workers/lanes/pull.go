@@ -26,8 +26,15 @@ import (
 // subject, so it cannot be matched to its request. The consumer's
 // messages are interchangeable (tokens), so a message goes to the call
 // that has waited longest; a call that got one while its own request is
-// still open leaves that request to the next caller, and a message that
-// arrives when nobody waits is handed back (Nak) at once.
+// still open leaves that request to the next caller.
+//
+// Tokens are kept in the process while no other process waits for one
+// (keep, set by Slots from the consumer's waiting requests): a token
+// released, or arriving when no call waits, goes to the call that has
+// waited longest, or else onto a free list the next call takes from
+// without asking the server; Slots gives free tokens back when they idle.
+// With keep off a token nobody here waits for is handed back (Nak) at
+// once, so the server hands tokens out in the order processes asked.
 //
 // A request that waits asks for idle heartbeats (status 100 on its reply
 // subject): a replicated consumer's leader can drop a request without an
@@ -45,6 +52,16 @@ type puller struct {
 	n       uint64
 	queue   []*pullCall          // waiting calls, longest first
 	byReply map[uint64]*pullCall // waiting calls by request number
+	keep    bool                 // tokens nobody here waits for are kept (free), not handed back
+	closed  bool
+	free    []freeToken         // kept tokens no call uses, oldest first
+	held    map[string]struct{} // ack subjects of the tokens held here: in use or free
+}
+
+// freeToken is a held token no call uses.
+type freeToken struct {
+	reply string    // its ack subject
+	since time.Time // when it became free
 }
 
 // pullCall is one next call waiting for a message or its request's status.
@@ -74,6 +91,8 @@ func newPuller(nc *nats.Conn, stream, consumer string) (*puller, error) {
 		subject: jetstream.DefaultAPIPrefix + "CONSUMER.MSG.NEXT." + stream + "." + consumer,
 		inbox:   nc.NewInbox(),
 		byReply: map[uint64]*pullCall{},
+		held:    map[string]struct{}{},
+		keep:    true,
 	}
 	sub, err := nc.Subscribe(p.inbox+".*", p.deliver)
 	if err != nil {
@@ -88,18 +107,31 @@ func newPuller(nc *nats.Conn, stream, consumer string) (*puller, error) {
 	return p, nil
 }
 
-func (p *puller) close() {
+// close ends the subscription and keeping; it returns the free tokens,
+// for the caller to give back.
+func (p *puller) close() []string {
 	_ = p.sub.Unsubscribe()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed, p.keep = true, false
+	return p.takeFreeLocked(time.Now(), true)
 }
 
-// next asks for one message, waiting up to expires for one to become
-// available (or none with noWait), and returns it. It returns
-// errPullExpired when none came, ctx's error when ctx ended first, and
-// another error for a refused request (e.g. 409 leadership change).
-// A message that arrives for it after next gave up is handed back.
+// next returns a free token if there is one, or else asks for one,
+// waiting up to expires for one to become available (or none with
+// noWait). It returns errPullExpired when none came, ctx's error when ctx
+// ended first, and another error for a refused request (e.g. 409
+// leadership change). A token that arrives for it after next gave up goes
+// to the next caller, the free list or back to the server.
 func (p *puller) next(ctx context.Context, expires time.Duration, noWait bool) (*nats.Msg, error) {
 	c := &pullCall{ch: make(chan *nats.Msg, 1)}
 	p.mu.Lock()
+	if n := len(p.free); n > 0 {
+		t := p.free[n-1] // the most recently freed: older ones idle out
+		p.free = p.free[:n-1]
+		p.mu.Unlock()
+		return &nats.Msg{Reply: t.reply}, nil
+	}
 	p.n++
 	c.id = p.n
 	p.queue = append(p.queue, c)
@@ -155,17 +187,108 @@ func untilCheck(c *pullCall, hb time.Duration, end, now time.Time) time.Duration
 	return wait
 }
 
-// forget withdraws call c; a message handed to it meanwhile is handed
-// back.
+// forget withdraws call c; a token handed to it meanwhile is offered to
+// the next caller (or handed back).
 func (p *puller) forget(c *pullCall) {
 	p.mu.Lock()
 	p.remove(c)
 	p.mu.Unlock()
 	select { // messages are sent under the lock, so c.ch's state is final
 	case m := <-c.ch:
-		p.handBack(m)
+		if m.Header.Get("Status") == "" && !p.offer(m.Reply) {
+			p.dropHeld(m.Reply)
+			p.handBack(m)
+		}
 	default:
 	}
+}
+
+// offer passes on a held token its call is done with: to the call that
+// has waited longest, or onto the free list. It is false, and the token
+// is to be given back, when tokens are not kept.
+func (p *puller) offer(reply string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.keep {
+		return false
+	}
+	p.handOut(&nats.Msg{Reply: reply})
+	return true
+}
+
+// handOut gives token m to the call that has waited longest, or puts it
+// on the free list (p.mu held, keeping on).
+func (p *puller) handOut(m *nats.Msg) {
+	if len(p.queue) > 0 {
+		c := p.queue[0]
+		p.remove(c)
+		c.ch <- m
+		return
+	}
+	p.free = append(p.free, freeToken{reply: m.Reply, since: time.Now()})
+}
+
+// setKeep turns keeping on or off; turned off, it returns the free tokens
+// for the caller to give back.
+func (p *puller) setKeep(keep bool) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.keep = keep
+	if keep {
+		return nil
+	}
+	return p.takeFreeLocked(time.Now(), true)
+}
+
+// takeFree takes the tokens free since before cut off the free list, for
+// the caller to give back.
+func (p *puller) takeFree(cut time.Time) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.takeFreeLocked(cut, false)
+}
+
+func (p *puller) takeFreeLocked(cut time.Time, all bool) []string {
+	var out []string
+	kept := p.free[:0]
+	for _, t := range p.free {
+		if all || t.since.Before(cut) {
+			out = append(out, t.reply)
+		} else {
+			kept = append(kept, t)
+		}
+	}
+	p.free = kept
+	return out
+}
+
+// dropHeld forgets a token that is being given back.
+func (p *puller) dropHeld(reply string) {
+	p.mu.Lock()
+	delete(p.held, reply)
+	p.mu.Unlock()
+}
+
+// heldTokens is the ack subjects of the tokens held here, and whether the
+// puller is closed.
+func (p *puller) heldTokens() ([]string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]string, 0, len(p.held))
+	for r := range p.held {
+		out = append(out, r)
+	}
+	return out, p.closed
+}
+
+// waitingCalls is the number of calls waiting for their pull request.
+func (p *puller) waitingCalls() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.byReply)
 }
 
 // remove takes c out of the waiting calls (p.mu held).
@@ -182,40 +305,42 @@ func (p *puller) remove(c *pullCall) {
 	}
 }
 
-// deliver hands an arriving message to the call that has waited longest
-// (a status to the call whose request it answers), or back to the
-// consumer when nobody waits for it any more.
+// deliver hands an arriving token to the call that has waited longest,
+// the free list, or back to the consumer (keeping off, nobody waiting); a
+// status goes to the call whose request it answers.
 func (p *puller) deliver(m *nats.Msg) {
 	p.mu.Lock()
-	var c *pullCall
-	if st := m.Header.Get("Status"); st != "" {
-		if id, err := strconv.ParseUint(m.Subject[strings.LastIndexByte(m.Subject, '.')+1:], 10, 64); err == nil {
-			c = p.byReply[id]
-		}
-		if st == "100" { // an idle heartbeat: the request still waits
-			if c != nil {
-				c.heard.Store(time.Now().UnixNano())
-			}
+	st := m.Header.Get("Status")
+	if st == "" { // a token
+		if len(p.queue) == 0 && !p.keep {
 			p.mu.Unlock()
+			p.handBack(m)
 			return
 		}
-	} else if len(p.queue) > 0 {
-		c = p.queue[0]
-	}
-	if c != nil {
-		p.remove(c)
-		c.ch <- m
+		p.held[m.Reply] = struct{}{}
+		p.handOut(m)
 		p.mu.Unlock()
 		return
 	}
+	var c *pullCall
+	if id, err := strconv.ParseUint(m.Subject[strings.LastIndexByte(m.Subject, '.')+1:], 10, 64); err == nil {
+		c = p.byReply[id]
+	}
+	switch {
+	case c == nil: // the call gave up
+	case st == "100": // an idle heartbeat: the request still waits
+		c.heard.Store(time.Now().UnixNano())
+	default:
+		p.remove(c)
+		c.ch <- m
+	}
 	p.mu.Unlock()
-	p.handBack(m)
 }
 
-// handBack Naks a message nobody waits for (a status message needs
-// nothing), so it is deliverable again at once instead of after AckWait.
+// handBack Naks a token nobody here waits for, so it is deliverable
+// again at once instead of after AckWait.
 func (p *puller) handBack(m *nats.Msg) {
-	if m.Header.Get("Status") == "" && m.Reply != "" {
+	if m.Reply != "" {
 		_ = p.nc.Publish(m.Reply, ackNak)
 	}
 }

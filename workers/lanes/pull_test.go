@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 func slotsFor(t testing.TB, concurrency int) *Slots {
@@ -151,6 +154,112 @@ func TestPullerSilentRequest(t *testing.T) {
 	<-requests
 	if a := wait(got); !errors.Is(a.err, errPullExpired) {
 		t.Fatalf("silent pull: %v, %v; want errPullExpired", a.msg, a.err)
+	}
+}
+
+// twoProcesses is one provider's tokens as two processes see them: two
+// Slots over their own connections to one server.
+func twoProcesses(t *testing.T, concurrency int) (a, b *Slots, cons jetstream.Consumer) {
+	t.Helper()
+	srv := natstest.Start(t)
+	_, jsA := srv.Connect(t)
+	_, jsB := srv.Connect(t)
+	ctx := context.Background()
+	if err := topology.Ensure(ctx, jsA, config.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	p := config.Provider{Name: "p", Concurrency: concurrency, Timeout: time.Second}
+	a, err := EnsureSlots(ctx, jsA, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	if b, err = OpenSlots(ctx, jsB, p); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	if cons, err = jsA.Consumer(ctx, topology.StreamSlots, topology.SlotsConsumer("p")); err != nil {
+		t.Fatal(err)
+	}
+	return a, b, cons
+}
+
+// delivered is how many times the consumer has delivered a token.
+func delivered(t *testing.T, cons jetstream.Consumer) uint64 {
+	t.Helper()
+	info, err := cons.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Delivered.Consumer
+}
+
+// TestSlotsKeepTokensWhileUncontended: one process takes and releases a
+// token 200 times; with nobody else waiting it keeps the token, so the
+// server delivers it once, not per call. Close gives it back: the other
+// process can take both tokens at once (without Close, one would be held
+// until AckWait).
+func TestSlotsKeepTokensWhileUncontended(t *testing.T) {
+	a, b, cons := twoProcesses(t, 2)
+	ctx := natstest.Context(t)
+	before := delivered(t, cons)
+	for range 200 {
+		sl, err := a.Acquire(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sl.Release()
+	}
+	if n := delivered(t, cons) - before; n > 2 {
+		t.Errorf("200 acquires with no other process waiting: the server delivered %d tokens, want at most 2", n)
+	}
+	a.Close() // returns once the server confirmed the token back
+	for range 2 {
+		if sl := b.TryAcquire(ctx); sl == nil {
+			t.Fatal("the other process cannot take a token after Close")
+		}
+	}
+}
+
+// TestSlotsGiveBackWhenAnotherWaits: process a uses the only token without
+// pause, so it never idles out; process b asks for it, and a gives it back
+// when it sees b waiting, so b gets it while a is still busy.
+func TestSlotsGiveBackWhenAnotherWaits(t *testing.T) {
+	a, b, _ := twoProcesses(t, 1)
+	ctx := natstest.Context(t)
+	busy, stop := context.WithCancel(ctx)
+	defer stop()
+	var uses atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for busy.Err() == nil {
+			sl, err := a.Acquire(busy, nil)
+			if err != nil {
+				return
+			}
+			uses.Add(1)
+			sl.Release()
+		}
+	}()
+	natstest.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if uses.Load() < 10 {
+			return errors.New("process a has not started using the token")
+		}
+		return nil
+	})
+	bctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	sl, err := b.Acquire(bctx, nil)
+	if err != nil {
+		t.Fatalf("process b waited for the token a keeps using: %v", err)
+	}
+	usesWhileHeld := uses.Load()
+	sl.Release()
+	stop()
+	<-done
+	if usesWhileHeld < 10 {
+		t.Fatalf("a used the token %d times", usesWhileHeld)
 	}
 }
 

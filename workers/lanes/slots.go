@@ -24,14 +24,30 @@ import (
 // release or delivery was lost with a consumer leader that went away,
 // comes back after the consumer's AckWait (SlotsAckWait).
 //
-// Tokens are pulled one per Acquire over one inbox subscription that
-// lives as long as the Slots (pull.go): a token costs a pull request and
-// its delivery, not a subscription of its own.
+// Tokens are pulled over one inbox subscription that lives as long as the
+// Slots (pull.go). While no other process waits for a token (the
+// consumer's waiting pull requests, checked every slotsWatch), a released
+// token stays here for the next call instead of going back and being
+// pulled again (a pull request, its delivery, a Nak and its confirmation
+// per job); free tokens go back after idling freeIdle, and all of them as
+// soon as another process waits. Held tokens, free or in use, are kept
+// alive every AckWait/4.
 type Slots struct {
 	pull *puller
+	cons jetstream.Consumer
 	nc   *nats.Conn
 	hb   time.Duration
+	stop chan struct{} // closed by Close
+	done chan struct{} // closed when the keep-alive loop has ended
+	once sync.Once
 }
+
+// How often Slots checks whether another process waits for a token, and
+// how long a free token stays unused before it goes back.
+const (
+	slotsWatch = 200 * time.Millisecond
+	freeIdle   = time.Second
+)
 
 // SlotsAckWait is the ack deadline of a token. A held token is kept alive
 // every SlotsAckWait/4 (InProgress, which a replicated consumer also
@@ -70,7 +86,7 @@ func EnsureSlots(ctx context.Context, js jetstream.JetStream, p config.Provider)
 	if err != nil {
 		return nil, fmt.Errorf("provision consumer %s: %w", cfg.Durable, err)
 	}
-	return newSlots(js.Conn(), c.CachedInfo(), cfg.AckWait)
+	return newSlots(js.Conn(), c, cfg.AckWait)
 }
 
 // OpenSlots returns p's tokens as they are provisioned (by p's own pools),
@@ -84,29 +100,87 @@ func OpenSlots(ctx context.Context, js jetstream.JetStream, p config.Provider) (
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", topology.SlotsConsumer(p.Name), err)
 	}
-	return newSlots(js.Conn(), c.CachedInfo(), c.CachedInfo().Config.AckWait)
+	return newSlots(js.Conn(), c, c.CachedInfo().Config.AckWait)
 }
 
-func newSlots(nc *nats.Conn, info *jetstream.ConsumerInfo, ackWait time.Duration) (*Slots, error) {
+func newSlots(nc *nats.Conn, cons jetstream.Consumer, ackWait time.Duration) (*Slots, error) {
+	info := cons.CachedInfo()
 	pull, err := newPuller(nc, info.Stream, info.Name)
 	if err != nil {
 		return nil, fmt.Errorf("concurrency tokens of %s: %w", info.Name, err)
 	}
-	return &Slots{pull: pull, nc: nc, hb: ackWait / 4}, nil
+	s := &Slots{pull: pull, cons: cons, nc: nc, hb: ackWait / 4, stop: make(chan struct{}), done: make(chan struct{})}
+	go s.run()
+	return s, nil
 }
 
-// Close ends the token subscription; a Slots is not used after Close.
-// Held tokens stay valid until their Release.
+// Close ends the token subscription and gives the free tokens back; a
+// Slots is not used after Close. Tokens in use stay valid (kept alive)
+// until their Release, which gives them back.
 func (s *Slots) Close() {
-	s.pull.close()
+	s.once.Do(func() {
+		close(s.stop)
+		s.giveBackAll(s.pull.close())
+	})
+}
+
+// run keeps held tokens alive and, while any is held, checks whether
+// another process waits for one; after Close it runs until no token is
+// held.
+func (s *Slots) run() {
+	defer close(s.done)
+	keepAlive := time.NewTicker(s.hb)
+	defer keepAlive.Stop()
+	watch := time.NewTicker(slotsWatch)
+	defer watch.Stop()
+	stop := s.stop
+	for {
+		select {
+		case <-stop:
+			stop = nil
+			watch.Stop()
+		case <-keepAlive.C:
+			held, closed := s.pull.heldTokens()
+			if closed && len(held) == 0 {
+				return
+			}
+			for _, reply := range held {
+				_ = s.nc.Publish(reply, ackProgress)
+			}
+		case <-watch.C:
+			s.watch()
+		}
+	}
+}
+
+// watch turns keeping off while another process waits for a token (or
+// the consumer cannot be asked), giving the free tokens back, and gives
+// back the ones that idled.
+func (s *Slots) watch() {
+	if held, _ := s.pull.heldTokens(); len(held) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), slotsWatch)
+	info, err := s.cons.Info(ctx)
+	cancel()
+	others := err != nil || info.NumWaiting > s.pull.waitingCalls()
+	s.giveBackAll(s.pull.setKeep(!others))
+	s.giveBackAll(s.pull.takeFree(time.Now().Add(-freeIdle)))
+}
+
+// giveBackAll gives tokens back, concurrently.
+func (s *Slots) giveBackAll(replies []string) {
+	var wg sync.WaitGroup
+	for _, r := range replies {
+		wg.Go(func() { s.giveBack(r) })
+	}
+	wg.Wait()
 }
 
 // Slot is a held token.
 type Slot struct {
 	reply string // the token's ack subject
-	nc    *nats.Conn
-	hb    time.Duration
-	stop  chan struct{}
+	s     *Slots
 	once  sync.Once
 }
 
@@ -151,45 +225,38 @@ func (s *Slots) TryAcquire(ctx context.Context) *Slot {
 }
 
 func (s *Slots) hold(m *nats.Msg) *Slot {
-	sl := &Slot{reply: m.Reply, nc: s.nc, hb: s.hb, stop: make(chan struct{})}
-	go sl.keepAlive(s.hb)
-	return sl
+	return &Slot{reply: m.Reply, s: s}
 }
 
-func (sl *Slot) keepAlive(every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-sl.stop:
-			return
-		case <-t.C:
-			_ = sl.nc.Publish(sl.reply, ackProgress)
-		}
-	}
-}
-
-// Release gives the token back (safe to call more than once) and waits
-// until the consumer's leader confirms it. A Nak is not replicated: one
-// sent while the consumer elects a new leader is lost, and the token would
-// stay held until AckWait (every token at once after a node loss, stalling
-// the provider for seconds). So the Nak is a request, sent again while no
-// leader is subscribed ("no responders"), for up to a heartbeat interval.
-// A Nak that timed out is not sent again (it may have been processed, and
-// a second one could free the token under its next holder): that token
-// comes back by AckWait.
+// Release is done with the token (safe to call more than once): it goes
+// to a call of this Slots that waits, or onto its free list, or (another
+// process waits, or the Slots is closed) back to the consumer.
 func (sl *Slot) Release() {
 	sl.once.Do(func() {
-		close(sl.stop)
-		deadline := time.Now().Add(sl.hb)
-		for {
-			_, err := sl.nc.Request(sl.reply, ackNak, releaseWait)
-			if err == nil || !retryRelease(err) || time.Now().After(deadline) {
-				return
-			}
-			time.Sleep(releaseBackoff)
+		if !sl.s.pull.offer(sl.reply) {
+			sl.s.giveBack(sl.reply)
 		}
 	})
+}
+
+// giveBack gives a token back to the consumer and waits until its leader
+// confirms it. A Nak is not replicated: one sent while the consumer elects
+// a new leader is lost, and the token would stay held until AckWait (every
+// token at once after a node loss, stalling the provider for seconds). So
+// the Nak is a request, sent again while no leader is subscribed ("no
+// responders"), for up to a keep-alive interval. A Nak that timed out is
+// not sent again (it may have been processed, and a second one could free
+// the token under its next holder): that token comes back by AckWait.
+func (s *Slots) giveBack(reply string) {
+	s.pull.dropHeld(reply) // no more keep-alives: the next holder's own count
+	deadline := time.Now().Add(s.hb)
+	for {
+		_, err := s.nc.Request(reply, ackNak, releaseWait)
+		if err == nil || !retryRelease(err) || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(releaseBackoff)
+	}
 }
 
 // How long Acquire waits before it asks again after a refused pull: an
