@@ -353,7 +353,8 @@ func (p *Pool) call(jobCtx context.Context, job *schemas.Job, r *run) (schemas.A
 
 // finishedBefore handles a redelivered job whose Result is already stored
 // (the previous worker died between publishing it and acknowledging): it
-// re-publishes the telemetry and reply (deduplicated) and acknowledges,
+// answers a sync caller again, re-publishes the telemetry (deduplicated)
+// and acknowledges,
 // without calling the provider again.
 func (p *Pool) finishedBefore(msg jetstream.Msg, job *schemas.Job) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.PublishTimeout)
@@ -381,13 +382,13 @@ func (p *Pool) finishedBefore(msg jetstream.Msg, job *schemas.Job) bool {
 	if err != nil {
 		return false
 	}
+	p.reply(job, stored.Data)
 	if err := p.publishAll([]*nats.Msg{telemetry}); err != nil {
 		p.log.Warn("re-publish telemetry", "job", job.ID, "err", err)
 		p.stats.publishFailures.Add(1)
 		_ = msg.NakWithDelay(p.cfg.NakDelay)
 		return true
 	}
-	p.reply(job, stored.Data)
 	p.ack(msg, job)
 	p.stats.redelivered.Add(1)
 	p.log.Info("redelivered job already finished", "job", job.ID)

@@ -72,7 +72,13 @@ func (p *Pool) settle(msg jetstream.Msg, job *schemas.Job, r *run) {
 		}
 		msgs = append(msgs, dl)
 	}
+	// A sync caller is answered once the Result is stored, without waiting
+	// for the telemetry: if that fails, the job is redelivered, finds its
+	// stored Result (finishedBefore) and publishes the telemetry again.
 	err = p.publishAll(msgs)
+	if err == nil {
+		p.reply(job, data)
+	}
 	if telemetryDone != nil {
 		if terr := <-telemetryDone; err == nil {
 			err = terr
@@ -84,7 +90,6 @@ func (p *Pool) settle(msg jetstream.Msg, job *schemas.Job, r *run) {
 		_ = msg.NakWithDelay(p.cfg.NakDelay)
 		return
 	}
-	p.reply(job, data)
 	p.ack(msg, job)
 	if r.status == runSucceeded {
 		p.stats.succeeded.Add(1)
