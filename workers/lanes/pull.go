@@ -35,6 +35,15 @@ import (
 // without asking the server; Slots gives free tokens back when they idle.
 // With keep off a token nobody here waits for is handed back (Nak) at
 // once, so the server hands tokens out in the order processes asked.
+// Slots decides by comparing the consumer's waiting requests with the
+// requests of this puller still open at the server (open: in the order
+// sent, as the server serves them; a token closes the oldest).
+//
+// A token held across a reconnect may have expired meanwhile (AckWait
+// without keep-alives) and been handed to another process: it is stale,
+// and is dropped when its call is done, neither reused nor Nak'd (a Nak
+// names the stream sequence, and would free the token under its new
+// holder); if it had not expired, it comes back after AckWait.
 //
 // A request that waits asks for idle heartbeats (status 100 on its reply
 // subject): a replicated consumer's leader can drop a request without an
@@ -54,8 +63,17 @@ type puller struct {
 	byReply map[uint64]*pullCall // waiting calls by request number
 	keep    bool                 // tokens nobody here waits for are kept (free), not handed back
 	closed  bool
-	free    []freeToken         // kept tokens no call uses, oldest first
-	held    map[string]struct{} // ack subjects of the tokens held here: in use or free
+	free    []freeToken       // kept tokens no call uses, oldest first
+	held    map[string]uint64 // ack subject -> connection epoch (reconnects) of each token held here: in use or free
+	open    []openReq         // requests open at the server, oldest first
+	wantEnd time.Time         // when the last want request expires
+}
+
+// openReq is a pull request of this puller that the server may still
+// hold.
+type openReq struct {
+	id  uint64
+	end time.Time // by then it has expired
 }
 
 // freeToken is a held token no call uses.
@@ -91,7 +109,7 @@ func newPuller(nc *nats.Conn, stream, consumer string) (*puller, error) {
 		subject: jetstream.DefaultAPIPrefix + "CONSUMER.MSG.NEXT." + stream + "." + consumer,
 		inbox:   nc.NewInbox(),
 		byReply: map[uint64]*pullCall{},
-		held:    map[string]struct{}{},
+		held:    map[string]uint64{},
 		keep:    true,
 	}
 	sub, err := nc.Subscribe(p.inbox+".*", p.deliver)
@@ -125,10 +143,15 @@ func (p *puller) close() []string {
 // to the next caller, the free list or back to the server.
 func (p *puller) next(ctx context.Context, expires time.Duration, noWait bool) (*nats.Msg, error) {
 	c := &pullCall{ch: make(chan *nats.Msg, 1)}
+	epoch := p.epoch()
 	p.mu.Lock()
-	if n := len(p.free); n > 0 {
+	for n := len(p.free); n > 0; n = len(p.free) {
 		t := p.free[n-1] // the most recently freed: older ones idle out
 		p.free = p.free[:n-1]
+		if p.held[t.reply] != epoch {
+			delete(p.held, t.reply) // stale: dropped
+			continue
+		}
 		p.mu.Unlock()
 		return &nats.Msg{Reply: t.reply}, nil
 	}
@@ -136,6 +159,7 @@ func (p *puller) next(ctx context.Context, expires time.Duration, noWait bool) (
 	c.id = p.n
 	p.queue = append(p.queue, c)
 	p.byReply[c.id] = c
+	p.open = append(p.open, openReq{id: c.id, end: time.Now().Add(expires + pullGrace)})
 	p.mu.Unlock()
 
 	// As nats.go's FetchNoWait: a no_wait request carries no expiry (the
@@ -164,7 +188,10 @@ func (p *puller) next(ctx context.Context, expires time.Duration, noWait bool) (
 			return m, statusErr(m)
 		case now := <-t.C:
 			wait := untilCheck(c, hb, end, now)
-			if wait <= 0 {
+			if wait <= 0 { // expired or silent: the server holds it no more
+				p.mu.Lock()
+				p.closeReq(c.id)
+				p.mu.Unlock()
 				p.forget(c)
 				return nil, errPullExpired
 			}
@@ -187,7 +214,7 @@ func untilCheck(c *pullCall, hb time.Duration, end, now time.Time) time.Duration
 	return wait
 }
 
-// forget withdraws call c; a token handed to it meanwhile is offered to
+// forget withdraws call c; a token handed to it meanwhile is passed on to
 // the next caller (or handed back).
 func (p *puller) forget(c *pullCall) {
 	p.mu.Lock()
@@ -195,7 +222,7 @@ func (p *puller) forget(c *pullCall) {
 	p.mu.Unlock()
 	select { // messages are sent under the lock, so c.ch's state is final
 	case m := <-c.ch:
-		if m.Header.Get("Status") == "" && !p.offer(m.Reply) {
+		if m.Header.Get("Status") == "" && p.release(m.Reply) {
 			p.dropHeld(m.Reply)
 			p.handBack(m)
 		}
@@ -203,17 +230,82 @@ func (p *puller) forget(c *pullCall) {
 	}
 }
 
-// offer passes on a held token its call is done with: to the call that
-// has waited longest, or onto the free list. It is false, and the token
-// is to be given back, when tokens are not kept.
-func (p *puller) offer(reply string) bool {
+// release passes on a held token its call is done with: to the call that
+// has waited longest, or onto the free list; a stale one is dropped. It is
+// true when the token is to be given back (tokens are not kept).
+func (p *puller) release(reply string) bool {
+	epoch := p.epoch()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.keep {
+	if p.held[reply] != epoch {
+		delete(p.held, reply)
 		return false
 	}
+	if !p.keep {
+		return true
+	}
 	p.handOut(&nats.Msg{Reply: reply})
-	return true
+	return false
+}
+
+// epoch is the connection's reconnect count: a token received in an
+// earlier epoch may have expired meanwhile.
+func (p *puller) epoch() uint64 {
+	return p.nc.Stats().Reconnects
+}
+
+// want leaves a pull request waiting up to d that no call waits for (at
+// most one at a time): a process that keeps its free tokens sees it and
+// gives them back, and the token that comes for it goes to this puller's
+// free list (or a call that waits by then). TryAcquire sends one when it
+// found no token free: its no_wait requests are answered at once, and
+// would never be seen waiting.
+func (p *puller) want(d time.Duration) {
+	now := time.Now()
+	p.mu.Lock()
+	if p.closed || now.Before(p.wantEnd) {
+		p.mu.Unlock()
+		return
+	}
+	p.n++
+	id := p.n
+	p.wantEnd = now.Add(d)
+	p.open = append(p.open, openReq{id: id, end: now.Add(d + pullGrace)})
+	p.mu.Unlock()
+	req := fmt.Appendf(nil, `{"batch":1,"expires":%d}`, d.Nanoseconds())
+	if err := p.nc.PublishRequest(p.subject, p.inbox+"."+strconv.FormatUint(id, 10), req); err != nil {
+		p.mu.Lock()
+		p.closeReq(id)
+		p.mu.Unlock()
+	}
+}
+
+// closeReq drops request id from the open ones (p.mu held).
+func (p *puller) closeReq(id uint64) {
+	for i, r := range p.open {
+		if r.id == id {
+			p.open = append(p.open[:i], p.open[i+1:]...)
+			return
+		}
+	}
+}
+
+// openRequests is the number of this puller's requests the server may
+// still hold.
+func (p *puller) openRequests() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pruneOpen(time.Now())
+	return len(p.open)
+}
+
+// pruneOpen drops the open requests that have expired by now (p.mu held).
+func (p *puller) pruneOpen(now time.Time) {
+	i := 0
+	for i < len(p.open) && p.open[i].end.Before(now) {
+		i++
+	}
+	p.open = p.open[i:]
 }
 
 // handOut gives token m to the call that has waited longest, or puts it
@@ -254,8 +346,11 @@ func (p *puller) takeFree(cut time.Time) []string {
 func (p *puller) takeFreeLocked(cut time.Time, all bool) []string {
 	var out []string
 	kept := p.free[:0]
+	epoch := p.epoch()
 	for _, t := range p.free {
-		if all || t.since.Before(cut) {
+		if p.held[t.reply] != epoch {
+			delete(p.held, t.reply) // stale: dropped, not given back
+		} else if all || t.since.Before(cut) {
 			out = append(out, t.reply)
 		} else {
 			kept = append(kept, t)
@@ -284,13 +379,6 @@ func (p *puller) heldTokens() ([]string, bool) {
 	return out, p.closed
 }
 
-// waitingCalls is the number of calls waiting for their pull request.
-func (p *puller) waitingCalls() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.byReply)
-}
-
 // remove takes c out of the waiting calls (p.mu held).
 func (p *puller) remove(c *pullCall) {
 	if p.byReply[c.id] != c {
@@ -309,15 +397,23 @@ func (p *puller) remove(c *pullCall) {
 // the free list, or back to the consumer (keeping off, nobody waiting); a
 // status goes to the call whose request it answers.
 func (p *puller) deliver(m *nats.Msg) {
-	p.mu.Lock()
 	st := m.Header.Get("Status")
+	var epoch uint64
+	if st == "" {
+		epoch = p.epoch()
+	}
+	p.mu.Lock()
 	if st == "" { // a token
+		p.pruneOpen(time.Now())
+		if len(p.open) > 0 {
+			p.open = p.open[1:]
+		}
 		if len(p.queue) == 0 && !p.keep {
 			p.mu.Unlock()
 			p.handBack(m)
 			return
 		}
-		p.held[m.Reply] = struct{}{}
+		p.held[m.Reply] = epoch
 		p.handOut(m)
 		p.mu.Unlock()
 		return
@@ -325,6 +421,9 @@ func (p *puller) deliver(m *nats.Msg) {
 	var c *pullCall
 	if id, err := strconv.ParseUint(m.Subject[strings.LastIndexByte(m.Subject, '.')+1:], 10, 64); err == nil {
 		c = p.byReply[id]
+		if st != "100" { // answered: the server holds it no more
+			p.closeReq(id)
+		}
 	}
 	switch {
 	case c == nil: // the call gave up

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -159,9 +160,9 @@ func TestPullerSilentRequest(t *testing.T) {
 
 // twoProcesses is one provider's tokens as two processes see them: two
 // Slots over their own connections to one server.
-func twoProcesses(t *testing.T, concurrency int) (a, b *Slots, cons jetstream.Consumer) {
+func twoProcesses(t *testing.T, concurrency int) (a, b *Slots, cons jetstream.Consumer, srv *natstest.Server) {
 	t.Helper()
-	srv := natstest.Start(t)
+	srv = natstest.Start(t)
 	_, jsA := srv.Connect(t)
 	_, jsB := srv.Connect(t)
 	ctx := context.Background()
@@ -181,7 +182,7 @@ func twoProcesses(t *testing.T, concurrency int) (a, b *Slots, cons jetstream.Co
 	if cons, err = jsA.Consumer(ctx, topology.StreamSlots, topology.SlotsConsumer("p")); err != nil {
 		t.Fatal(err)
 	}
-	return a, b, cons
+	return a, b, cons, srv
 }
 
 // delivered is how many times the consumer has delivered a token.
@@ -200,7 +201,7 @@ func delivered(t *testing.T, cons jetstream.Consumer) uint64 {
 // process can take both tokens at once (without Close, one would be held
 // until AckWait).
 func TestSlotsKeepTokensWhileUncontended(t *testing.T) {
-	a, b, cons := twoProcesses(t, 2)
+	a, b, cons, _ := twoProcesses(t, 2)
 	ctx := natstest.Context(t)
 	before := delivered(t, cons)
 	for range 200 {
@@ -225,7 +226,7 @@ func TestSlotsKeepTokensWhileUncontended(t *testing.T) {
 // pause, so it never idles out; process b asks for it, and a gives it back
 // when it sees b waiting, so b gets it while a is still busy.
 func TestSlotsGiveBackWhenAnotherWaits(t *testing.T) {
-	a, b, _ := twoProcesses(t, 1)
+	a, b, _, _ := twoProcesses(t, 1)
 	ctx := natstest.Context(t)
 	busy, stop := context.WithCancel(ctx)
 	defer stop()
@@ -260,6 +261,109 @@ func TestSlotsGiveBackWhenAnotherWaits(t *testing.T) {
 	<-done
 	if usesWhileHeld < 10 {
 		t.Fatalf("a used the token %d times", usesWhileHeld)
+	}
+}
+
+// TestSlotsKeepTokensUnderLocalContention: three goroutines of one
+// process share two tokens. A token released while another goroutine
+// waits goes to it directly; the waiter's pull request stays open at the
+// server, and is counted as this process's own, not as another process
+// waiting, so the tokens stay kept.
+func TestSlotsKeepTokensUnderLocalContention(t *testing.T) {
+	a, _, cons, _ := twoProcesses(t, 2)
+	ctx := natstest.Context(t)
+	before := delivered(t, cons)
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			for range 100 {
+				sl, err := a.Acquire(ctx, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				time.Sleep(time.Millisecond) // the call
+				sl.Release()
+			}
+		})
+	}
+	wg.Wait()
+	if n := delivered(t, cons) - before; n > 30 {
+		t.Errorf("300 acquires of one process: the server delivered %d tokens, want at most 30", n)
+	}
+}
+
+// TestSlotsHedgeGetsKeptToken: process a keeps its only token and uses
+// it a tenth of the time; process b only ever tries without waiting (a
+// hedge). b's failed tries leave a request waiting for a moment, so a
+// sees another process wait and gives the token back, and one of b's
+// tries gets it.
+func TestSlotsHedgeGetsKeptToken(t *testing.T) {
+	a, b, _, _ := twoProcesses(t, 1)
+	ctx := natstest.Context(t)
+	busy, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	var uses atomic.Int64
+	go func() {
+		defer close(done)
+		for busy.Err() == nil {
+			sl, err := a.Acquire(busy, nil)
+			if err != nil {
+				return
+			}
+			uses.Add(1)
+			time.Sleep(10 * time.Millisecond)
+			sl.Release()
+			time.Sleep(90 * time.Millisecond)
+		}
+	}()
+	defer func() { stop(); <-done }()
+	natstest.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if uses.Load() < 3 {
+			return errors.New("process a has not used the token yet")
+		}
+		return nil
+	})
+	natstest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		sl := b.TryAcquire(ctx)
+		if sl == nil {
+			return errors.New("the hedge found no token free")
+		}
+		sl.Release()
+		return nil
+	})
+}
+
+// TestSlotsDropTokensHeldAcrossReconnect: a free token kept over a server
+// restart (the client reconnects) may have expired and gone to another
+// process meanwhile, so it is not used again: the next Acquire gets a
+// token the server delivers anew (after the old one's AckWait).
+func TestSlotsDropTokensHeldAcrossReconnect(t *testing.T) {
+	a, _, cons, srv := twoProcesses(t, 1)
+	ctx := natstest.Context(t)
+	sl, err := a.Acquire(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl.Release() // kept: a's free list
+	before := delivered(t, cons)
+	reconnects := a.nc.Stats().Reconnects
+	srv.Restart(t)
+	natstest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if a.nc.Stats().Reconnects == reconnects || !a.nc.IsConnected() {
+			return errors.New("not reconnected yet")
+		}
+		return nil
+	})
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	sl, err = a.Acquire(actx, nil)
+	if err != nil {
+		t.Fatalf("acquire after the reconnect: %v", err)
+	}
+	defer sl.Release()
+	if n := delivered(t, cons) - before; n != 1 {
+		t.Errorf("after the reconnect the server delivered %d tokens, want 1 (the kept one must not be reused)", n)
 	}
 }
 

@@ -26,12 +26,15 @@ import (
 //
 // Tokens are pulled over one inbox subscription that lives as long as the
 // Slots (pull.go). While no other process waits for a token (the
-// consumer's waiting pull requests, checked every slotsWatch), a released
-// token stays here for the next call instead of going back and being
-// pulled again (a pull request, its delivery, a Nak and its confirmation
-// per job); free tokens go back after idling freeIdle, and all of them as
-// soon as another process waits. Held tokens, free or in use, are kept
-// alive every AckWait/4.
+// consumer's waiting pull requests beyond this Slots' own open ones,
+// checked every slotsWatch), a released token stays here for the next
+// call instead of going back and being pulled again (a pull request, its
+// delivery, a Nak and its confirmation per job); free tokens go back
+// after idling freeIdle, and all of them as soon as another process waits.
+// A TryAcquire that finds no token free leaves a request waiting for a
+// moment, so that a process keeping free tokens sees it. Held tokens,
+// free or in use, are kept alive every AckWait/4; one held across a
+// reconnect is dropped when done (pull.go).
 type Slots struct {
 	pull *puller
 	cons jetstream.Consumer
@@ -48,6 +51,11 @@ const (
 	slotsWatch = 200 * time.Millisecond
 	freeIdle   = time.Second
 )
+
+// wantWait is how long a TryAcquire that found no free token leaves a
+// request waiting (puller.want): longer than slotsWatch, so a process
+// keeping free tokens sees it.
+const wantWait = 500 * time.Millisecond
 
 // SlotsAckWait is the ack deadline of a token. A held token is kept alive
 // every SlotsAckWait/4 (InProgress, which a replicated consumer also
@@ -163,9 +171,11 @@ func (s *Slots) watch() {
 	ctx, cancel := context.WithTimeout(context.Background(), slotsWatch)
 	info, err := s.cons.Info(ctx)
 	cancel()
-	others := err != nil || info.NumWaiting > s.pull.waitingCalls()
-	s.giveBackAll(s.pull.setKeep(!others))
-	s.giveBackAll(s.pull.takeFree(time.Now().Add(-freeIdle)))
+	others := err != nil || info.NumWaiting > s.pull.openRequests()
+	back := append(s.pull.setKeep(!others), s.pull.takeFree(time.Now().Add(-freeIdle))...)
+	if len(back) > 0 {
+		go s.giveBackAll(back) // not in the way of the keep-alives
+	}
 }
 
 // giveBackAll gives tokens back, concurrently.
@@ -219,6 +229,9 @@ func (s *Slots) Acquire(ctx context.Context, wait func()) (*Slot, error) {
 func (s *Slots) TryAcquire(ctx context.Context) *Slot {
 	m, err := s.pull.next(ctx, time.Second, true)
 	if err != nil {
+		if errors.Is(err, errPullExpired) {
+			s.pull.want(wantWait)
+		}
 		return nil
 	}
 	return s.hold(m)
@@ -233,7 +246,7 @@ func (s *Slots) hold(m *nats.Msg) *Slot {
 // process waits, or the Slots is closed) back to the consumer.
 func (sl *Slot) Release() {
 	sl.once.Do(func() {
-		if !sl.s.pull.offer(sl.reply) {
+		if sl.s.pull.release(sl.reply) {
 			sl.s.giveBack(sl.reply)
 		}
 	})
