@@ -39,11 +39,12 @@ import (
 // requests of this puller still open at the server (open: in the order
 // sent, as the server serves them; a token closes the oldest).
 //
-// A token held across a reconnect may have expired meanwhile (AckWait
-// without keep-alives) and been handed to another process: it is stale,
-// and is dropped when its call is done, neither reused nor Nak'd (a Nak
-// names the stream sequence, and would free the token under its new
-// holder); if it had not expired, it comes back after AckWait.
+// A token held through an outage long enough for it to expire (AckWait
+// without keep-alives; Slots judges, and calls invalidate) may have been
+// handed to another process: it is stale, and is dropped when its call is
+// done, neither reused nor Nak'd (a Nak names the stream sequence, and
+// would free the token under its new holder); if it had not expired, it
+// comes back after AckWait.
 //
 // A request that waits asks for idle heartbeats (status 100 on its reply
 // subject): a replicated consumer's leader can drop a request without an
@@ -64,7 +65,8 @@ type puller struct {
 	keep    bool                 // tokens nobody here waits for are kept (free), not handed back
 	closed  bool
 	free    []freeToken       // kept tokens no call uses, oldest first
-	held    map[string]uint64 // ack subject -> connection epoch (reconnects) of each token held here: in use or free
+	held    map[string]uint64 // ack subject -> epoch of each token held here: in use or free
+	epochN  uint64            // bumped by invalidate: tokens of earlier epochs are stale
 	open    []openReq         // requests open at the server, oldest first
 	wantEnd time.Time         // when the last want request expires
 }
@@ -143,12 +145,11 @@ func (p *puller) close() []string {
 // to the next caller, the free list or back to the server.
 func (p *puller) next(ctx context.Context, expires time.Duration, noWait bool) (*nats.Msg, error) {
 	c := &pullCall{ch: make(chan *nats.Msg, 1)}
-	epoch := p.epoch()
 	p.mu.Lock()
 	for n := len(p.free); n > 0; n = len(p.free) {
 		t := p.free[n-1] // the most recently freed: older ones idle out
 		p.free = p.free[:n-1]
-		if p.held[t.reply] != epoch {
+		if p.held[t.reply] != p.epochN {
 			delete(p.held, t.reply) // stale: dropped
 			continue
 		}
@@ -234,10 +235,9 @@ func (p *puller) forget(c *pullCall) {
 // has waited longest, or onto the free list; a stale one is dropped. It is
 // true when the token is to be given back (tokens are not kept).
 func (p *puller) release(reply string) bool {
-	epoch := p.epoch()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.held[reply] != epoch {
+	if p.held[reply] != p.epochN {
 		delete(p.held, reply)
 		return false
 	}
@@ -248,10 +248,12 @@ func (p *puller) release(reply string) bool {
 	return false
 }
 
-// epoch is the connection's reconnect count: a token received in an
-// earlier epoch may have expired meanwhile.
-func (p *puller) epoch() uint64 {
-	return p.nc.Stats().Reconnects
+// invalidate makes every token held now stale (an outage long enough for
+// them to have expired).
+func (p *puller) invalidate() {
+	p.mu.Lock()
+	p.epochN++
+	p.mu.Unlock()
 }
 
 // want leaves a pull request waiting up to d that no call waits for (at
@@ -346,9 +348,8 @@ func (p *puller) takeFree(cut time.Time) []string {
 func (p *puller) takeFreeLocked(cut time.Time, all bool) []string {
 	var out []string
 	kept := p.free[:0]
-	epoch := p.epoch()
 	for _, t := range p.free {
-		if p.held[t.reply] != epoch {
+		if p.held[t.reply] != p.epochN {
 			delete(p.held, t.reply) // stale: dropped, not given back
 		} else if all || t.since.Before(cut) {
 			out = append(out, t.reply)
@@ -398,10 +399,6 @@ func (p *puller) remove(c *pullCall) {
 // status goes to the call whose request it answers.
 func (p *puller) deliver(m *nats.Msg) {
 	st := m.Header.Get("Status")
-	var epoch uint64
-	if st == "" {
-		epoch = p.epoch()
-	}
 	p.mu.Lock()
 	if st == "" { // a token
 		p.pruneOpen(time.Now())
@@ -413,7 +410,7 @@ func (p *puller) deliver(m *nats.Msg) {
 			p.handBack(m)
 			return
 		}
-		p.held[m.Reply] = epoch
+		p.held[m.Reply] = p.epochN
 		p.handOut(m)
 		p.mu.Unlock()
 		return

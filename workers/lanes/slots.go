@@ -34,15 +34,19 @@ import (
 // A TryAcquire that finds no token free leaves a request waiting for a
 // moment, so that a process keeping free tokens sees it. Held tokens,
 // free or in use, are kept alive every AckWait/4; one held across a
-// reconnect is dropped when done (pull.go).
+// outage long enough for it to have expired is dropped when done
+// (pull.go); a shorter outage keeps every token.
 type Slots struct {
 	pull *puller
 	cons jetstream.Consumer
 	nc   *nats.Conn
-	hb   time.Duration
-	stop chan struct{} // closed by Close
-	done chan struct{} // closed when the keep-alive loop has ended
-	once sync.Once
+	hb   time.Duration // keep-alive interval
+	// ackWait is the consumer's: a token not kept alive that long may
+	// have gone to another process.
+	ackWait time.Duration
+	stop    chan struct{} // closed by Close
+	done    chan struct{} // closed when the keep-alive loop has ended
+	once    sync.Once
 }
 
 // How often Slots checks whether another process waits for a token, and
@@ -51,6 +55,11 @@ const (
 	slotsWatch = 200 * time.Millisecond
 	freeIdle   = time.Second
 )
+
+// outageMargin is how far short of a token's possible expiry an outage
+// must end for the token to be kept (the server's and our clocks, the
+// time to notice the reconnect).
+const outageMargin = 500 * time.Millisecond
 
 // wantWait is how long a TryAcquire that found no free token leaves a
 // request waiting (puller.want): longer than slotsWatch, so a process
@@ -117,7 +126,7 @@ func newSlots(nc *nats.Conn, cons jetstream.Consumer, ackWait time.Duration) (*S
 	if err != nil {
 		return nil, fmt.Errorf("concurrency tokens of %s: %w", info.Name, err)
 	}
-	s := &Slots{pull: pull, cons: cons, nc: nc, hb: ackWait / 4, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &Slots{pull: pull, cons: cons, nc: nc, hb: ackWait / 4, ackWait: ackWait, stop: make(chan struct{}), done: make(chan struct{})}
 	go s.run()
 	return s, nil
 }
@@ -141,9 +150,30 @@ func (s *Slots) run() {
 	defer keepAlive.Stop()
 	watch := time.NewTicker(slotsWatch)
 	defer watch.Stop()
+	status := s.nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CONNECTED)
+	defer s.nc.RemoveStatusListener(status)
+	var down time.Time // when the connection went down, zero while up
 	stop := s.stop
 	for {
 		select {
+		case st := <-status:
+			now := time.Now()
+			if st != nats.CONNECTED {
+				if down.IsZero() {
+					down = now
+				}
+				continue
+			}
+			if down.IsZero() {
+				continue
+			}
+			// A token's last keep-alive reached the server up to a
+			// keep-alive interval before the outage, and the next comes
+			// up to one after it; past AckWait it may have expired.
+			if now.Sub(down) >= s.ackWait-2*s.hb-outageMargin {
+				s.pull.invalidate()
+			}
+			down = time.Time{}
 		case <-stop:
 			stop = nil
 			watch.Stop()
