@@ -237,7 +237,7 @@ func (p *puller) forget(c *pullCall) {
 func (p *puller) release(reply string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.held[reply] != p.epochN {
+	if epoch, ok := p.held[reply]; !ok || epoch != p.epochN {
 		delete(p.held, reply)
 		return false
 	}
