@@ -368,6 +368,13 @@ func (p *puller) dropHeld(reply string) {
 	p.mu.Unlock()
 }
 
+// holding reports whether any token is held here.
+func (p *puller) holding() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.held) > 0
+}
+
 // heldTokens is the ack subjects of the tokens held here, and whether the
 // puller is closed.
 func (p *puller) heldTokens() ([]string, bool) {

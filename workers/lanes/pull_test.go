@@ -3,6 +3,7 @@ package lanes
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -228,27 +229,7 @@ func TestSlotsKeepTokensWhileUncontended(t *testing.T) {
 func TestSlotsGiveBackWhenAnotherWaits(t *testing.T) {
 	a, b, _, _ := twoProcesses(t, 1)
 	ctx := natstest.Context(t)
-	busy, stop := context.WithCancel(ctx)
-	defer stop()
-	var uses atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for busy.Err() == nil {
-			sl, err := a.Acquire(busy, nil)
-			if err != nil {
-				return
-			}
-			uses.Add(1)
-			sl.Release()
-		}
-	}()
-	natstest.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
-		if uses.Load() < 10 {
-			return errors.New("process a has not started using the token")
-		}
-		return nil
-	})
+	uses, stop := useTokens(t, a, 0, 0, 10)
 	bctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	sl, err := b.Acquire(bctx, nil)
@@ -258,10 +239,43 @@ func TestSlotsGiveBackWhenAnotherWaits(t *testing.T) {
 	usesWhileHeld := uses.Load()
 	sl.Release()
 	stop()
-	<-done
 	if usesWhileHeld < 10 {
 		t.Fatalf("a used the token %d times", usesWhileHeld)
 	}
+}
+
+// useTokens has process s take a token and give it back over and over,
+// holding each for hold and pausing between, until the returned stop (also
+// run at the test's end); it returns once s has used a token minUses
+// times. uses counts them.
+func useTokens(t *testing.T, s *Slots, hold, pause time.Duration, minUses int64) (uses *atomic.Int64, stop func()) {
+	t.Helper()
+	busy, cancel := context.WithCancel(natstest.Context(t))
+	uses = &atomic.Int64{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for busy.Err() == nil {
+			sl, err := s.Acquire(busy, nil)
+			if err != nil {
+				return
+			}
+			uses.Add(1)
+			time.Sleep(hold) // the call
+			sl.Release()
+			time.Sleep(pause)
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	natstest.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if n := uses.Load(); n < minUses {
+			return fmt.Errorf("the process has used a token %d times, want %d first", n, minUses)
+		}
+		return nil
+	})
+	return uses, stop
 }
 
 // TestSlotsKeepTokensUnderLocalContention: three goroutines of one
@@ -301,29 +315,7 @@ func TestSlotsKeepTokensUnderLocalContention(t *testing.T) {
 func TestSlotsHedgeGetsKeptToken(t *testing.T) {
 	a, b, _, _ := twoProcesses(t, 1)
 	ctx := natstest.Context(t)
-	busy, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	var uses atomic.Int64
-	go func() {
-		defer close(done)
-		for busy.Err() == nil {
-			sl, err := a.Acquire(busy, nil)
-			if err != nil {
-				return
-			}
-			uses.Add(1)
-			time.Sleep(10 * time.Millisecond)
-			sl.Release()
-			time.Sleep(90 * time.Millisecond)
-		}
-	}()
-	defer func() { stop(); <-done }()
-	natstest.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
-		if uses.Load() < 3 {
-			return errors.New("process a has not used the token yet")
-		}
-		return nil
-	})
+	useTokens(t, a, 10*time.Millisecond, 90*time.Millisecond, 3)
 	natstest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		sl := b.TryAcquire(ctx)
 		if sl == nil {

@@ -195,7 +195,7 @@ func (s *Slots) run() {
 // the consumer cannot be asked), giving the free tokens back, and gives
 // back the ones that idled.
 func (s *Slots) watch() {
-	if held, _ := s.pull.heldTokens(); len(held) == 0 {
+	if !s.pull.holding() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), slotsWatch)
