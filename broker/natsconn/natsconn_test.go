@@ -543,3 +543,23 @@ func TestTokenFile(t *testing.T) {
 		t.Fatalf("url %q %v", u, err)
 	}
 }
+
+// With InProcess the connection goes over an in-memory pipe to the server
+// in this process, never to URL (here a port nothing listens on), with the
+// same credentials.
+func TestConnectInProcess(t *testing.T) {
+	const token = "in-process-s3cret"
+	ns := natstest.StartWith(t, func(o *server.Options) { o.Authorization = token })
+	log, buf := newLog()
+	ctx := natstest.Context(t)
+	nowhere := "nats://127.0.0.1:1"
+	c, err := natsconn.Connect(ctx, natsconn.Options{URL: nowhere, Token: token, InProcess: ns.Server, Name: "in-process"}, log)
+	if err != nil {
+		t.Fatalf("connect in process: %v", err)
+	}
+	defer c.Close()
+	roundTrip(t, c)
+	if strings.Contains(buf.String(), token) {
+		t.Fatalf("token in log: %s", buf.String())
+	}
+}

@@ -44,6 +44,11 @@ type Options struct {
 	ReconnectWait time.Duration
 	// Timeout bounds one connection attempt (default 5s).
 	Timeout time.Duration
+	// InProcess, when set, is a server in this process (the embedded one)
+	// to connect to over an in-memory pipe instead of a socket to URL: no
+	// system call per message, which about halves a NATS round trip. URL
+	// still names the server in logs.
+	InProcess nats.InProcessConnProvider
 }
 
 // HasAuth reports whether any credential is set, in the options or as
@@ -157,6 +162,9 @@ func (o Options) natsOptions() ([]nats.Option, error) {
 		opts = append(opts, nats.UserInfo(o.User, o.Password))
 	case o.Token != "":
 		opts = append(opts, nats.Token(o.Token))
+	}
+	if o.InProcess != nil {
+		opts = append(opts, nats.InProcessServer(o.InProcess))
 	}
 	if o.TLSCA != "" {
 		opts = append(opts, nats.RootCAs(o.TLSCA))

@@ -170,7 +170,8 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 // token kept in <data-dir>/nats.token (made on first start, mode 0600), or
 // without auth when --nats-no-auth is given on a loopback --nats-listen. It
 // records the client URL in <data-dir>/nats.url for the other commands and
-// returns the options up's own components connect with.
+// returns the options up's own components connect with: in process, over
+// an in-memory pipe, with the same token.
 func startEmbeddedNATS(fset *flag.FlagSet, c *commonFlags, listen string, noAuth bool, stdout io.Writer, log *slog.Logger) (natsconn.Options, func(), error) {
 	if given := c.natsAuth.resolve(fset); len(given) > 0 {
 		return natsconn.Options{}, nil, fmt.Errorf("%w: %s apply to an external server (--nats URL); the embedded server's token is %s",
@@ -208,7 +209,7 @@ func startEmbeddedNATS(fset *flag.FlagSet, c *commonFlags, listen string, noAuth
 	log.Info("embedded NATS with JetStream", "url", url, "store", eo.StoreDir, "auth", !noAuth)
 	if noAuth {
 		fmt.Fprintf(stdout, "NATS at %s has no auth (--nats-no-auth): any local process can read and publish everything\n", url)
-		return natsconn.Options{URL: url, Name: "switchboard-up"}, stop, nil
+		return natsconn.Options{URL: url, Name: "switchboard-up", InProcess: ns}, stop, nil
 	}
 	if host, _, _ := net.SplitHostPort(listen); !natsconn.IsLoopbackHost(host) {
 		log.Warn("the embedded NATS server is reachable from the network without TLS: its token and traffic travel in clear; use an external NATS server with TLS (--nats, --nats-tls-*) across machines", "listen", listen)
@@ -216,7 +217,7 @@ func startEmbeddedNATS(fset *flag.FlagSet, c *commonFlags, listen string, noAuth
 	fmt.Fprintf(stdout, "NATS at %s requires the token in %s: switchboard commands run with --data-dir %s use it by themselves; "+
 		"elsewhere pass --nats-token or SWITCHBOARD_NATS_TOKEN (nats CLI: nats -s \"nats://$(cat %s)@%s\" ...)\n",
 		url, natsconn.TokenFile(c.dataDir), c.dataDir, natsconn.TokenFile(c.dataDir), strings.TrimPrefix(url, "nats://"))
-	return natsconn.Options{URL: url, Name: "switchboard-up", Token: eo.Token}, stop, nil
+	return natsconn.Options{URL: url, Name: "switchboard-up", Token: eo.Token, InProcess: ns}, stop, nil
 }
 
 // upConfig picks the config: --demo, else the config file (required to exist
