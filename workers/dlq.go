@@ -20,7 +20,7 @@ import (
 // Nak'd instead: nothing is dropped.
 func (p *Pool) poison(msg jetstream.Msg, reason string) {
 	dl := topology.DeadLetterMsg(topology.DLQPoison, msg.Subject(), reason, poisonMsgID(msg), msg.Data())
-	if err := p.publishAll([]*nats.Msg{dl}); err != nil {
+	if _, err := p.publishAll([]*nats.Msg{dl}); err != nil {
 		p.log.Warn("dead-letter poison message", "err", err)
 		_ = msg.NakWithDelay(p.cfg.NakDelay)
 		return

@@ -1,6 +1,7 @@
 package workers_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -653,6 +655,43 @@ func TestStreaming(t *testing.T) {
 			t.Errorf("upstream call was streamed")
 		}
 	})
+}
+
+// A run whose Result the server had already stored (an earlier run stored
+// it, and this one could not find it, so it called the provider again) is
+// deduplicated, and its sync caller gets the stored Result, the one every
+// later reader sees, not this run's.
+func TestDuplicateResultRepliesStoredCopy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 0, provider{name: "a"})
+	ctx := natstest.Context(t)
+	job := newJob()
+	job.ID = uuid.NewString()
+	stored := &schemas.Result{V: 1, ID: job.ID, Status: schemas.StatusSucceeded, Route: "chat", Provider: "a", Model: "m-a",
+		Attempts: []schemas.Attempt{{Provider: "a", Model: "m-a", StartedAt: time.Now().UTC(), Outcome: schemas.OutcomeOK, StatusCode: 200}},
+		Response: json.RawMessage(`{"object":"chat.completion","id":"stored-earlier","choices":[]}`)}
+	data, _ := json.Marshal(stored)
+	msg := &nats.Msg{Subject: topology.Result("", job.ID), Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, topology.ResultMsgID(job.ID, 0))
+	if _, err := e.js.PublishMsg(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	e.startPool("a")
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	res, err := e.client.Complete(cctx, job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := e.mocks["a"].Stats().Requests; n != 1 {
+		t.Fatalf("provider called %d times, want 1 (the run did not know of the stored Result)", n)
+	}
+	if !bytes.Equal(res.Response, stored.Response) {
+		t.Fatalf("sync caller got response %s, want the stored %s", res.Response, stored.Response)
+	}
+	if n := e.count(topology.StreamResults, topology.ResultByID(job.ID)); n != 1 {
+		t.Errorf("%d results, want 1", n)
+	}
 }
 
 func TestRedeliveredFinishedJobIsNotCalledAgain(t *testing.T) {

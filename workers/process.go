@@ -383,7 +383,7 @@ func (p *Pool) finishedBefore(msg jetstream.Msg, job *schemas.Job) bool {
 		return false
 	}
 	p.reply(job, stored.Data)
-	if err := p.publishAll([]*nats.Msg{telemetry}); err != nil {
+	if _, err := p.publishAll([]*nats.Msg{telemetry}); err != nil {
 		p.log.Warn("re-publish telemetry", "job", job.ID, "err", err)
 		p.stats.publishFailures.Add(1)
 		_ = msg.NakWithDelay(p.cfg.NakDelay)

@@ -10,9 +10,10 @@ import (
 )
 
 // publishAll publishes msgs to JetStream concurrently and waits until every
-// one is confirmed. Each carries a Nats-Msg-Id, so the one synchronous retry
-// of a publish that was not confirmed cannot duplicate it.
-func (p *Pool) publishAll(msgs []*nats.Msg) error {
+// one is confirmed, returning the confirmations in msgs' order. Each carries
+// a Nats-Msg-Id, so the one synchronous retry of a publish that was not
+// confirmed cannot duplicate it (its confirmation then says Duplicate).
+func (p *Pool) publishAll(msgs []*nats.Msg) ([]*jetstream.PubAck, error) {
 	return p.await(msgs, p.publishAsync(msgs))
 }
 
@@ -29,23 +30,25 @@ func (p *Pool) publishAsync(msgs []*nats.Msg) []jetstream.PubAckFuture {
 	return futs
 }
 
-// await waits for the futures of msgs; a publish that failed or was not
-// confirmed within PublishTimeout is retried once synchronously.
-func (p *Pool) await(msgs []*nats.Msg, futs []jetstream.PubAckFuture) error {
+// await waits for the futures of msgs and returns their confirmations; a
+// publish that failed or was not confirmed within PublishTimeout is retried
+// once synchronously.
+func (p *Pool) await(msgs []*nats.Msg, futs []jetstream.PubAckFuture) ([]*jetstream.PubAck, error) {
 	deadline := time.NewTimer(p.cfg.PublishTimeout)
 	defer deadline.Stop()
 	timedOut := false
+	acks := make([]*jetstream.PubAck, len(msgs))
 	for i, f := range futs {
 		if f != nil {
 			if timedOut {
 				select {
-				case <-f.Ok():
+				case acks[i] = <-f.Ok():
 					continue
 				default:
 				}
 			} else {
 				select {
-				case <-f.Ok():
+				case acks[i] = <-f.Ok():
 					continue
 				case <-f.Err():
 				case <-deadline.C:
@@ -54,13 +57,14 @@ func (p *Pool) await(msgs []*nats.Msg, futs []jetstream.PubAckFuture) error {
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.PublishTimeout)
-		_, err := p.cfg.JS.PublishMsg(ctx, cloneMsg(msgs[i]))
+		ack, err := p.cfg.JS.PublishMsg(ctx, cloneMsg(msgs[i]))
 		cancel()
 		if err != nil {
-			return fmt.Errorf("publish to %s: %w", msgs[i].Subject, err)
+			return nil, fmt.Errorf("publish to %s: %w", msgs[i].Subject, err)
 		}
+		acks[i] = ack
 	}
-	return nil
+	return acks, nil
 }
 
 func cloneMsg(m *nats.Msg) *nats.Msg {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -75,9 +76,9 @@ func (p *Pool) settle(msg jetstream.Msg, job *schemas.Job, r *run) {
 	// A sync caller is answered once the Result is stored, without waiting
 	// for the telemetry: if that fails, the job is redelivered, finds its
 	// stored Result (finishedBefore) and publishes the telemetry again.
-	err = p.publishAll(msgs)
+	acks, err := p.publishAll(msgs)
 	if err == nil {
-		p.reply(job, data)
+		p.reply(job, p.storedResult(job, acks[0], data))
 	}
 	if telemetryDone != nil {
 		if terr := <-telemetryDone; err == nil {
@@ -127,7 +128,7 @@ func (p *Pool) fallback(msg jetstream.Msg, job *schemas.Job, r *run) {
 	err := topology.PublishJob(ctx, p.cfg.JS, &next)
 	cancel()
 	if err == nil {
-		err = p.await(events, futs)
+		_, err = p.await(events, futs)
 	}
 	if err != nil {
 		p.log.Warn("publish next hop; job will be redelivered", "job", job.ID, "err", err)
@@ -215,6 +216,32 @@ func msBetween(from, to time.Time) int64 {
 }
 
 // reply core-publishes the Result to a sync caller's inbox.
+// storedResult is the Result a sync caller gets: data, the one this run
+// published, unless the server had stored this hop's Result before (ack
+// says Duplicate: an earlier run of the job stored it and its redelivery
+// could not find it, so the provider was called again). Then it is the
+// stored one, which RESULTS, budgets and every later reader see; data only
+// if that cannot be read.
+func (p *Pool) storedResult(job *schemas.Job, ack *jetstream.PubAck, data []byte) []byte {
+	if job.Reply == "" || ack == nil || !ack.Duplicate {
+		return data
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.PublishTimeout)
+	defer cancel()
+	results, err := p.resultsStream(ctx)
+	if err == nil {
+		var stored *jetstream.RawStreamMsg
+		if stored, err = results.GetLastMsgForSubject(ctx, topology.ResultByID(job.ID)); err == nil {
+			if stored.Header.Get(jetstream.MsgIDHeader) == topology.ResultMsgID(job.ID, job.Hop) {
+				return stored.Data
+			}
+			err = fmt.Errorf("the last stored result is of another run (%s)", stored.Header.Get(jetstream.MsgIDHeader))
+		}
+	}
+	p.log.Warn("result was stored before, but the stored copy could not be read; replying with this run's", "job", job.ID, "err", err)
+	return data
+}
+
 func (p *Pool) reply(job *schemas.Job, data []byte) {
 	if job.Reply == "" {
 		return
