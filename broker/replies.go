@@ -102,18 +102,19 @@ func (c *Client) Await(ctx context.Context, job *schemas.Job) (*schemas.Result, 
 	publish := func() error {
 		pubCtx, pubCancel := context.WithTimeout(context.WithoutCancel(ctx), PublishTimeout)
 		defer pubCancel()
-		return topology.PublishJob(pubCtx, c.js, job)
+		return topology.PublishJobConfirmed(pubCtx, c.js, job)
 	}
 	// The job is published without waiting for its confirmation, which
 	// overlaps the worker's delivery (a reply can only come from a stored
-	// job); a publish that failed or stayed unconfirmed is made again
-	// synchronously (same dedup id), which reports a full queue or an
-	// outage.
+	// job); a publish that failed or is not confirmed within
+	// topology.ConfirmWait (a confirmation lost with a stream leader) is
+	// made again synchronously (same dedup id) until it is confirmed, which
+	// reports a full queue or an outage.
 	var pubOK <-chan *jetstream.PubAck
 	var pubErr <-chan error
 	var pubLate <-chan time.Time
 	if fut, err := topology.PublishJobAsync(c.js, job); err == nil {
-		late := time.NewTimer(PublishTimeout)
+		late := time.NewTimer(topology.ConfirmWait)
 		defer late.Stop()
 		pubOK, pubErr, pubLate = fut.Ok(), fut.Err(), late.C
 	} else if err := publish(); err != nil {

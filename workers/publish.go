@@ -7,12 +7,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // publishAll publishes msgs to JetStream concurrently and waits until every
 // one is confirmed, returning the confirmations in msgs' order. Each carries
-// a Nats-Msg-Id, so the one synchronous retry of a publish that was not
-// confirmed cannot duplicate it (its confirmation then says Duplicate).
+// a Nats-Msg-Id, so sending again one that was not confirmed cannot
+// duplicate it (its confirmation then says Duplicate).
 func (p *Pool) publishAll(msgs []*nats.Msg) ([]*jetstream.PubAck, error) {
 	return p.await(msgs, p.publishAsync(msgs))
 }
@@ -22,7 +24,7 @@ func (p *Pool) publishAll(msgs []*nats.Msg) ([]*jetstream.PubAck, error) {
 func (p *Pool) publishAsync(msgs []*nats.Msg) []jetstream.PubAckFuture {
 	futs := make([]jetstream.PubAckFuture, len(msgs))
 	for i, m := range msgs {
-		f, err := p.cfg.JS.PublishMsgAsync(cloneMsg(m))
+		f, err := p.cfg.JS.PublishMsgAsync(topology.CloneMsg(m))
 		if err == nil {
 			futs[i] = f
 		}
@@ -30,17 +32,28 @@ func (p *Pool) publishAsync(msgs []*nats.Msg) []jetstream.PubAckFuture {
 	return futs
 }
 
-// await waits for the futures of msgs and returns their confirmations; a
-// publish that failed or was not confirmed within PublishTimeout is retried
-// once synchronously.
+// await waits for the futures of msgs and returns their confirmations. A
+// publish that failed, or was not confirmed within topology.ConfirmWait
+// (its confirmation may be lost with a stream leader), is sent again
+// synchronously until it is confirmed or PublishTimeout has passed.
 func (p *Pool) await(msgs []*nats.Msg, futs []jetstream.PubAckFuture) ([]*jetstream.PubAck, error) {
-	deadline := time.NewTimer(p.cfg.PublishTimeout)
-	defer deadline.Stop()
-	timedOut := false
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.PublishTimeout)
+	defer cancel()
+	return awaitConfirmed(ctx, p.cfg.JS, msgs, futs)
+}
+
+// awaitConfirmed waits for the futures of msgs, all sent at about the same
+// time, for up to topology.ConfirmWait together; each one that failed or is
+// not confirmed by then is published again with topology.PublishConfirmed
+// until ctx ends.
+func awaitConfirmed(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg, futs []jetstream.PubAckFuture) ([]*jetstream.PubAck, error) {
+	wait := time.NewTimer(topology.ConfirmWait)
+	defer wait.Stop()
+	waited := false
 	acks := make([]*jetstream.PubAck, len(msgs))
 	for i, f := range futs {
 		if f != nil {
-			if timedOut {
+			if waited {
 				select {
 				case acks[i] = <-f.Ok():
 					continue
@@ -51,29 +64,16 @@ func (p *Pool) await(msgs []*nats.Msg, futs []jetstream.PubAckFuture) ([]*jetstr
 				case acks[i] = <-f.Ok():
 					continue
 				case <-f.Err():
-				case <-deadline.C:
-					timedOut = true
+				case <-wait.C:
+					waited = true
 				}
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.PublishTimeout)
-		ack, err := p.cfg.JS.PublishMsg(ctx, cloneMsg(msgs[i]))
-		cancel()
+		ack, err := topology.PublishConfirmed(ctx, js, msgs[i])
 		if err != nil {
 			return nil, fmt.Errorf("publish to %s: %w", msgs[i].Subject, err)
 		}
 		acks[i] = ack
 	}
 	return acks, nil
-}
-
-func cloneMsg(m *nats.Msg) *nats.Msg {
-	c := &nats.Msg{Subject: m.Subject, Data: m.Data}
-	if m.Header != nil {
-		c.Header = make(nats.Header, len(m.Header))
-		for k, v := range m.Header {
-			c.Header[k] = append([]string(nil), v...)
-		}
-	}
-	return c
 }

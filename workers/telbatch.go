@@ -3,12 +3,12 @@ package workers
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // Telemetry group commit: the telemetry of jobs that finish while earlier
@@ -96,29 +96,18 @@ func (b *telemetryBatcher) alone(r *telemetryReq) {
 	b.send([]*telemetryReq{r})
 }
 
-// send publishes batch as one message (releasing a slot), retrying once
-// synchronously when it is not confirmed in time, and reports to each job.
+// send publishes batch as one message (releasing a slot), sending it again
+// while it is not confirmed (see awaitConfirmed), and reports to each job.
 func (b *telemetryBatcher) send(batch []*telemetryReq) {
 	m := joinTelemetry(batch)
-	fut, err := b.js.PublishMsgAsync(cloneMsg(m))
-	if err == nil {
-		t := time.NewTimer(b.timeout)
-		select {
-		case <-fut.Ok():
-		case err = <-fut.Err():
-		case <-t.C:
-			err = fmt.Errorf("not confirmed within %s", b.timeout)
-		}
-		t.Stop()
-	}
+	msgs := []*nats.Msg{m}
+	fut, err := b.js.PublishMsgAsync(topology.CloneMsg(m))
 	if err != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
-		_, err = b.js.PublishMsg(ctx, cloneMsg(m))
-		cancel()
-		if err != nil {
-			err = fmt.Errorf("publish to %s: %w", m.Subject, err)
-		}
+		fut = nil
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+	_, err = awaitConfirmed(ctx, b.js, msgs, []jetstream.PubAckFuture{fut})
+	cancel()
 	<-b.slots
 	for _, r := range batch {
 		r.done <- err
