@@ -121,22 +121,28 @@ func TestOpenAISDKFailover(t *testing.T) {
 		t.Errorf("primary %+v backup %+v", ps, bs)
 	}
 
-	m := e.must("GET", "/metrics", "", nil)
-	for _, want := range []string{
-		`switchboard_fallbacks_total{route="chat"} 2`,
-		`switchboard_attempt_errors_total{provider="primary",error_type="server_error"} 2`,
-		`switchboard_attempts_total{provider="backup",model="m2",outcome="ok"} 2`,
-		`switchboard_gateway_requests_total{endpoint="chat",route="chat",status="200"} 1`,
-		`switchboard_gateway_requests_total{endpoint="chat_stream",route="chat",status="200"} 1`,
-		`switchboard_tokens_total{provider="backup",model="m2",direction="output"}`,
-		`switchboard_cost_usd_total{provider="backup",model="m2"}`,
-		`switchboard_gateway_ttft_seconds_count{route="chat"} 1`,
-	} {
-		if !hasSample(string(m.body), want) {
-			t.Errorf("metrics lack %q", want)
+	// The handler counts a streamed request once it returns, which can be
+	// just after the client read the stream's end: poll.
+	var metrics string
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		metrics = string(e.must("GET", "/metrics", "", nil).body)
+		for _, want := range []string{
+			`switchboard_fallbacks_total{route="chat"} 2`,
+			`switchboard_attempt_errors_total{provider="primary",error_type="server_error"} 2`,
+			`switchboard_attempts_total{provider="backup",model="m2",outcome="ok"} 2`,
+			`switchboard_gateway_requests_total{endpoint="chat",route="chat",status="200"} 1`,
+			`switchboard_gateway_requests_total{endpoint="chat_stream",route="chat",status="200"} 1`,
+			`switchboard_tokens_total{provider="backup",model="m2",direction="output"}`,
+			`switchboard_cost_usd_total{provider="backup",model="m2"}`,
+			`switchboard_gateway_ttft_seconds_count{route="chat"} 1`,
+		} {
+			if !hasSample(metrics, want) {
+				return fmt.Errorf("metrics lack %q", want)
+			}
 		}
-	}
-	checkExposition(t, string(m.body))
+		return nil
+	})
+	checkExposition(t, metrics)
 }
 
 // sseEvents reads a raw SSE body into its data payloads.
