@@ -37,16 +37,15 @@ func (p *Pool) publishAsync(msgs []*nats.Msg) []jetstream.PubAckFuture {
 // (its confirmation may be lost with a stream leader), is sent again
 // synchronously until it is confirmed or PublishTimeout has passed.
 func (p *Pool) await(msgs []*nats.Msg, futs []jetstream.PubAckFuture) ([]*jetstream.PubAck, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.PublishTimeout)
-	defer cancel()
-	return awaitConfirmed(ctx, p.cfg.JS, msgs, futs)
+	return awaitConfirmed(p.cfg.JS, msgs, futs, p.cfg.PublishTimeout)
 }
 
 // awaitConfirmed waits for the futures of msgs, all sent at about the same
 // time, for up to topology.ConfirmWait together; each one that failed or is
-// not confirmed by then is published again with topology.PublishConfirmed
-// until ctx ends.
-func awaitConfirmed(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg, futs []jetstream.PubAckFuture) ([]*jetstream.PubAck, error) {
+// not confirmed by then is published again with topology.PublishConfirmed,
+// until timeout has passed since the call.
+func awaitConfirmed(js jetstream.JetStream, msgs []*nats.Msg, futs []jetstream.PubAckFuture, timeout time.Duration) ([]*jetstream.PubAck, error) {
+	start := time.Now()
 	wait := time.NewTimer(topology.ConfirmWait)
 	defer wait.Stop()
 	waited := false
@@ -69,7 +68,10 @@ func awaitConfirmed(ctx context.Context, js jetstream.JetStream, msgs []*nats.Ms
 				}
 			}
 		}
+		// Rare (an outage): the context is made only here.
+		ctx, cancel := context.WithDeadline(context.Background(), start.Add(timeout))
 		ack, err := topology.PublishConfirmed(ctx, js, msgs[i])
+		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("publish to %s: %w", msgs[i].Subject, err)
 		}

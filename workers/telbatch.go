@@ -100,14 +100,9 @@ func (b *telemetryBatcher) alone(r *telemetryReq) {
 // while it is not confirmed (see awaitConfirmed), and reports to each job.
 func (b *telemetryBatcher) send(batch []*telemetryReq) {
 	m := joinTelemetry(batch)
-	msgs := []*nats.Msg{m}
-	fut, err := b.js.PublishMsgAsync(topology.CloneMsg(m))
-	if err != nil {
-		fut = nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
-	_, err = awaitConfirmed(ctx, b.js, msgs, []jetstream.PubAckFuture{fut})
-	cancel()
+	// A publish that could not start (nil future) is sent synchronously.
+	fut, _ := b.js.PublishMsgAsync(topology.CloneMsg(m))
+	_, err := awaitConfirmed(b.js, []*nats.Msg{m}, []jetstream.PubAckFuture{fut}, b.timeout)
 	<-b.slots
 	for _, r := range batch {
 		r.done <- err
