@@ -215,7 +215,6 @@ func msBetween(from, to time.Time) int64 {
 	return to.Sub(from).Milliseconds()
 }
 
-// reply core-publishes the Result to a sync caller's inbox.
 // storedResult is the Result a sync caller gets: data, the one this run
 // published, unless the server had stored this hop's Result before (ack
 // says Duplicate: an earlier run of the job stored it and its redelivery
@@ -242,6 +241,7 @@ func (p *Pool) storedResult(job *schemas.Job, ack *jetstream.PubAck, data []byte
 	return data
 }
 
+// reply core-publishes the Result to a sync caller's inbox.
 func (p *Pool) reply(job *schemas.Job, data []byte) {
 	if job.Reply == "" {
 		return
