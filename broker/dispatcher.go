@@ -41,8 +41,9 @@ type Dispatcher struct {
 
 // Dispatcher tuning: the raw job's redelivery after a failed publish, and
 // the Retry middleware's backoff around the publish (like internal/backoff:
-// doubling from 100ms with jitter, all of it within PublishTimeout, which
-// stays below the dispatcher consumer's 30s AckWait).
+// doubling from 100ms with jitter). While a raw job is held, the subscriber
+// renews it (InProgress every third of topology.DispatcherAckWait), so
+// retries may outlast that AckWait.
 const (
 	dispatchNakDelay = time.Second
 	publishRetries   = 3
@@ -83,6 +84,7 @@ func (d *Dispatcher) router() (*message.Router, error) {
 		},
 		Concurrency: d.Workers,
 		NakDelay:    dispatchNakDelay,
+		Lease:       topology.DispatcherAckWait / 3,
 		Name:        "dispatcher",
 		Logger:      d.log,
 	})

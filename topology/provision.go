@@ -188,6 +188,13 @@ func WorkerConsumerConfig(p config.Provider) jetstream.ConsumerConfig {
 	}
 }
 
+// DispatcherAckWait is the ack deadline of the dispatcher's consumer. The
+// dispatcher keeps a raw job it holds alive with InProgress every third of
+// it (however long its publish retries take), so it bounds only how soon a
+// raw job comes back whose delivery was lost (with a consumer leader that
+// went away) or whose dispatcher died.
+const DispatcherAckWait = 5 * time.Second
+
 // EnsureDispatcherConsumer creates the durable consumer of llm.submit.
 func EnsureDispatcherConsumer(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
 	c, err := js.CreateOrUpdateConsumer(ctx, StreamJobs, jetstream.ConsumerConfig{
@@ -195,7 +202,7 @@ func EnsureDispatcherConsumer(ctx context.Context, js jetstream.JetStream) (jets
 		Description:   "routes raw jobs from llm.submit to provider subjects",
 		FilterSubject: SubjectSubmit,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
+		AckWait:       DispatcherAckWait,
 		MaxAckPending: 1024,
 		MaxDeliver:    -1,
 	})

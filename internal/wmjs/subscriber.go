@@ -41,6 +41,11 @@ type SubscriberConfig struct {
 	PullBatch int
 	// NakDelay delays the redelivery of a nacked message (default 1s).
 	NakDelay time.Duration
+	// Lease, when set, is how often a message handed out and not yet
+	// acked or nacked gets InProgress, so the consumer's AckWait need not
+	// cover the longest handling (retries with backoff): set it to a third
+	// of the AckWait. 0 sends none.
+	Lease time.Duration
 	// CloseTimeout bounds how long Close (or the end of a subscription's
 	// context) waits for the messages handed out to be acked or nacked;
 	// those still held then are handed back with a Nak (default 30s).
@@ -139,6 +144,13 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 			// own, so the slots do not contend for one parent's lock.
 			ctx, cancel := context.WithCancel(ctx)
 			defer cancel()
+			// One lease timer per slot, reset for each message.
+			var lease *time.Timer
+			if s.cfg.Lease > 0 {
+				lease = time.NewTimer(s.cfg.Lease)
+				lease.Stop()
+				defer lease.Stop()
+			}
 			for {
 				it := cur.get(ctx)
 				if it == nil {
@@ -152,7 +164,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 					cur.fail(it, err)
 					continue
 				}
-				s.deliver(ctx, m, out)
+				s.deliver(ctx, m, out, lease)
 			}
 		}()
 	}
@@ -251,36 +263,65 @@ func (c *current) fail(it jetstream.MessagesContext, err error) {
 
 // deliver hands one message out and settles it on JetStream as the
 // receiver settles it.
-func (s *Subscriber) deliver(ctx context.Context, m jetstream.Msg, out chan<- *message.Message) {
+func (s *Subscriber) deliver(ctx context.Context, m jetstream.Msg, out chan<- *message.Message, lease *time.Timer) {
 	wm := toWatermill(m)
 	mctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	wm.SetContext(mctx)
-	select {
-	case out <- wm:
-	case <-ctx.Done():
-		_ = m.Nak()
-		return
+	// renew is the lease timer's channel (nil without a lease): each tick
+	// sends InProgress, while the message waits for a handler and while
+	// one handles it.
+	var renew <-chan time.Time
+	if lease != nil {
+		lease.Reset(s.cfg.Lease)
+		defer lease.Stop()
+		renew = lease.C
 	}
-	select {
-	case <-wm.Acked():
-		_ = m.Ack()
-		return
-	case <-wm.Nacked():
-		_ = m.NakWithDelay(s.cfg.NakDelay)
-		return
-	case <-ctx.Done():
+	for handed := false; !handed; {
+		select {
+		case out <- wm:
+			handed = true
+		case <-renew:
+			_ = m.InProgress()
+			lease.Reset(s.cfg.Lease)
+		case <-ctx.Done():
+			_ = m.Nak()
+			return
+		}
+	}
+	for {
+		select {
+		case <-wm.Acked():
+			_ = m.Ack()
+			return
+		case <-wm.Nacked():
+			_ = m.NakWithDelay(s.cfg.NakDelay)
+			return
+		case <-renew:
+			_ = m.InProgress()
+			lease.Reset(s.cfg.Lease)
+			continue
+		case <-ctx.Done():
+		}
+		break
 	}
 	// The subscription ends: the receiver may still be finishing it.
 	t := time.NewTimer(s.cfg.CloseTimeout)
 	defer t.Stop()
-	select {
-	case <-wm.Acked():
-		_ = m.Ack()
-	case <-wm.Nacked():
-		_ = m.NakWithDelay(s.cfg.NakDelay)
-	case <-t.C:
-		_ = m.Nak()
+	for {
+		select {
+		case <-wm.Acked():
+			_ = m.Ack()
+		case <-wm.Nacked():
+			_ = m.NakWithDelay(s.cfg.NakDelay)
+		case <-renew:
+			_ = m.InProgress()
+			lease.Reset(s.cfg.Lease)
+			continue
+		case <-t.C:
+			_ = m.Nak()
+		}
+		return
 	}
 }
 

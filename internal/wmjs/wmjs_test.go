@@ -237,3 +237,78 @@ func TestSubscriberRecreatesDeletedConsumer(t *testing.T) {
 	}
 	receive("after")
 }
+
+// With a Lease, a message held far longer than the consumer's AckWait (a
+// handler retrying with backoff) is kept alive with InProgress and never
+// redelivered; without one the server hands it out again after AckWait.
+func TestLeaseKeepsAHeldMessage(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		lease       time.Duration
+		redelivered bool
+	}{
+		{"lease", 300 * time.Millisecond, false},
+		{"no lease", 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := natstest.Start(t)
+			_, js := ns.Connect(t)
+			ctx := natstest.Context(t)
+			if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "LEASE", Subjects: []string{"lease.>"}, Storage: jetstream.MemoryStorage}); err != nil {
+				t.Fatal(err)
+			}
+			sub, err := wmjs.NewSubscriber(wmjs.SubscriberConfig{
+				Consumer: func(ctx context.Context, topic string) (jetstream.Consumer, error) {
+					return js.CreateOrUpdateConsumer(ctx, "LEASE", jetstream.ConsumerConfig{
+						Durable: "held", FilterSubject: topic, AckPolicy: jetstream.AckExplicitPolicy,
+						AckWait: time.Second, MaxDeliver: -1,
+					})
+				},
+				Concurrency: 2, Lease: tc.lease, CloseTimeout: time.Second, Name: "lease",
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			pub, err := wmjs.NewPublisher(js, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := pub.Publish("lease.x", message.NewMessage(watermill.NewUUID(), []byte("held"))); err != nil {
+				t.Fatal(err)
+			}
+			msgs, err := sub.Subscribe(ctx, "lease.x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			held := <-msgs
+			// Held for 3 AckWaits: a second slot is free to take a redelivery.
+			var again *message.Message
+			select {
+			case again = <-msgs:
+			case <-time.After(3 * time.Second):
+			}
+			if got := again != nil; got != tc.redelivered {
+				t.Fatalf("redelivered while held: %v, want %v", got, tc.redelivered)
+			}
+			held.Ack()
+			if again != nil {
+				again.Ack()
+			}
+			natstest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+				cons, err := js.Consumer(ctx, "LEASE", "held")
+				if err != nil {
+					return err
+				}
+				info, err := cons.Info(ctx)
+				if err != nil {
+					return err
+				}
+				if info.NumAckPending != 0 {
+					return errors.New("still pending after the ack")
+				}
+				return nil
+			})
+		})
+	}
+}
