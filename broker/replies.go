@@ -102,14 +102,15 @@ func (c *Client) Await(ctx context.Context, job *schemas.Job) (*schemas.Result, 
 	publish := func() error {
 		pubCtx, pubCancel := context.WithTimeout(context.WithoutCancel(ctx), PublishTimeout)
 		defer pubCancel()
-		return topology.PublishJobConfirmed(pubCtx, c.js, job)
+		return topology.PublishJob(pubCtx, c.js, job)
 	}
 	// The job is published without waiting for its confirmation, which
 	// overlaps the worker's delivery (a reply can only come from a stored
 	// job); a publish that failed or is not confirmed within
 	// topology.ConfirmWait (a confirmation lost with a stream leader) is
-	// made again synchronously (same dedup id) until it is confirmed, which
-	// reports a full queue or an outage.
+	// made again synchronously (same dedup id; the Replicated JetStream
+	// retries it until confirmed), which reports a full queue or an
+	// outage.
 	var pubOK <-chan *jetstream.PubAck
 	var pubErr <-chan error
 	var pubLate <-chan time.Time

@@ -14,12 +14,12 @@ import (
 	"github.com/switchboard-llm/switchboard/topology"
 )
 
-// PublishConfirmed sends a message again when its confirmation does not
-// come: a stream leader that went away while the publish waited answers
-// nothing. Here the "stream" is a responder that swallows the first
-// publish and confirms the second; the caller gets that confirmation after
-// about ConfirmWait, long before its own deadline.
-func TestPublishConfirmedResendsUnconfirmed(t *testing.T) {
+// The Replicated JetStream's PublishMsg sends a message again when its
+// confirmation does not come: a stream leader that went away while the
+// publish waited answers nothing. Here the "stream" is a responder that
+// swallows the first publish and confirms the second; the caller gets that
+// confirmation after about ConfirmWait, long before its own deadline.
+func TestReplicatedPublishResendsUnconfirmed(t *testing.T) {
 	ns := natstest.Start(t)
 	nc, js := ns.Connect(t)
 	var tries atomic.Int32
@@ -41,7 +41,7 @@ func TestPublishConfirmedResendsUnconfirmed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(natstest.Context(t), 20*time.Second)
 	defer cancel()
 	start := time.Now()
-	ack, err := topology.PublishConfirmed(ctx, js, msg)
+	ack, err := topology.Replicated(js, 1).PublishMsg(ctx, msg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,9 +57,9 @@ func TestPublishConfirmedResendsUnconfirmed(t *testing.T) {
 }
 
 // While no stream answers on the subject (no responders: a stream being
-// created, or a leader being elected), PublishConfirmed keeps trying; it
-// stores the message once a stream takes it.
-func TestPublishConfirmedWaitsForAStream(t *testing.T) {
+// created, or a leader being elected), the Replicated JetStream's
+// PublishMsg keeps trying; it stores the message once a stream takes it.
+func TestReplicatedPublishWaitsForAStream(t *testing.T) {
 	ns := natstest.Start(t)
 	_, js := ns.Connect(t)
 	ctx, cancel := context.WithTimeout(natstest.Context(t), 20*time.Second)
@@ -68,7 +68,7 @@ func TestPublishConfirmedWaitsForAStream(t *testing.T) {
 	msg.Header.Set(jetstream.MsgIDHeader, "id-2")
 	done := make(chan error, 1)
 	go func() {
-		_, err := topology.PublishConfirmed(ctx, js, msg)
+		_, err := topology.Replicated(js, 1).PublishMsg(ctx, msg)
 		done <- err
 	}()
 	select {
@@ -93,7 +93,7 @@ func TestPublishConfirmedWaitsForAStream(t *testing.T) {
 
 // A stream that refuses the message is not asked again: the refusal comes
 // back at once. And a ctx that ends stops the tries.
-func TestPublishConfirmedReturnsRefusals(t *testing.T) {
+func TestReplicatedPublishReturnsRefusals(t *testing.T) {
 	ns := natstest.Start(t)
 	_, js := ns.Connect(t)
 	ctx := natstest.Context(t)
@@ -103,7 +103,7 @@ func TestPublishConfirmedReturnsRefusals(t *testing.T) {
 	msg := &nats.Msg{Subject: "small.x", Data: []byte("far more than eight bytes"), Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, "id-3")
 	start := time.Now()
-	if _, err := topology.PublishConfirmed(ctx, js, msg); err == nil {
+	if _, err := topology.Replicated(js, 1).PublishMsg(ctx, msg); err == nil {
 		t.Fatal("an oversized message was stored")
 	}
 	if took := time.Since(start); took > topology.ConfirmWait {
@@ -112,7 +112,7 @@ func TestPublishConfirmedReturnsRefusals(t *testing.T) {
 	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
 	msg.Subject = "nowhere.x"
-	if _, err := topology.PublishConfirmed(short, js, msg); !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+	if _, err := topology.Replicated(js, 1).PublishMsg(short, msg); !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
 		t.Fatalf("err = %v, want the deadline's", err)
 	}
 }

@@ -104,9 +104,16 @@ func replicaErr(err error, stream string, n int) error {
 // publishRetryCap bounds the retries of a publish whose ctx has no deadline.
 const publishRetryCap = 30 * time.Second
 
-// publishAttempt bounds one attempt, so a publish sent to a leader that just
-// died is resent rather than waiting out the caller's whole deadline.
-const publishAttempt = 2 * time.Second
+// ConfirmWait bounds the wait for one publish's confirmation: one attempt
+// of PublishMsg, and the wait for an async publish before it is sent again
+// (workers' await, broker.Client.Await). A confirmation can be lost
+// without an error: a stream leader that goes away while the publish waits
+// for quorum never answers, and the new leader has not seen the message.
+// Sending it again after ConfirmWait reaches the new leader instead of
+// waiting out the caller's whole deadline; every Switchboard message carries
+// a Nats-Msg-Id, so at most one copy is stored (the later confirmation says
+// Duplicate).
+const ConfirmWait = time.Second
 
 // PublishMsg publishes like jetstream's, retrying (with jittered backoff)
 // what a cluster answers while a stream's leader is re-elected or the
@@ -123,7 +130,7 @@ func (r *replicated) PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jets
 	}
 	wait := 25 * time.Millisecond
 	for {
-		actx, cancel := context.WithTimeout(ctx, publishAttempt)
+		actx, cancel := context.WithTimeout(ctx, ConfirmWait)
 		ack, err := r.JetStream.PublishMsg(actx, msg, opts...)
 		cancel()
 		if err == nil || !transient(err) || ctx.Err() != nil {

@@ -42,8 +42,9 @@ func (p *Pool) await(msgs []*nats.Msg, futs []jetstream.PubAckFuture) ([]*jetstr
 
 // awaitConfirmed waits for the futures of msgs, all sent at about the same
 // time, for up to topology.ConfirmWait together; each one that failed or is
-// not confirmed by then is published again with topology.PublishConfirmed,
-// until timeout has passed since the call.
+// not confirmed by then is published again synchronously, until timeout has
+// passed since the call (js is topology.Replicated, whose PublishMsg sends
+// it again after each unanswered topology.ConfirmWait).
 func awaitConfirmed(js jetstream.JetStream, msgs []*nats.Msg, futs []jetstream.PubAckFuture, timeout time.Duration) ([]*jetstream.PubAck, error) {
 	start := time.Now()
 	wait := time.NewTimer(topology.ConfirmWait)
@@ -70,7 +71,7 @@ func awaitConfirmed(js jetstream.JetStream, msgs []*nats.Msg, futs []jetstream.P
 		}
 		// Rare (an outage): the context is made only here.
 		ctx, cancel := context.WithDeadline(context.Background(), start.Add(timeout))
-		ack, err := topology.PublishConfirmed(ctx, js, msgs[i])
+		ack, err := js.PublishMsg(ctx, topology.CloneMsg(msgs[i]))
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("publish to %s: %w", msgs[i].Subject, err)

@@ -125,7 +125,7 @@ func (p *Pool) fallback(msg jetstream.Msg, job *schemas.Job, r *run) {
 	}
 	futs := p.publishAsync(events)
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.PublishTimeout)
-	err := topology.PublishJobConfirmed(ctx, p.cfg.JS, &next)
+	err := topology.PublishJob(ctx, p.cfg.JS, &next)
 	cancel()
 	if err == nil {
 		_, err = p.await(events, futs)

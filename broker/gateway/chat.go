@@ -250,7 +250,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, job *schemas.Job
 	// A publish under way when the client leaves may still store the job:
 	// finish it, then cancel the job below if nobody waits any more.
 	pubCtx, pubCancel := context.WithTimeout(context.WithoutCancel(ctx), broker.PublishTimeout)
-	err = topology.PublishJobConfirmed(pubCtx, s.js, job)
+	err = topology.PublishJob(pubCtx, s.js, job)
 	pubCancel()
 	if err != nil {
 		s.writeError(w, r, d.name+"_stream", route, fromSubmit(err, "request."))
