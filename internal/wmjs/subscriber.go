@@ -277,13 +277,16 @@ func (s *Subscriber) deliver(ctx context.Context, m jetstream.Msg, out chan<- *m
 		defer lease.Stop()
 		renew = lease.C
 	}
+	extend := func() {
+		_ = m.InProgress()
+		lease.Reset(s.cfg.Lease)
+	}
 	for handed := false; !handed; {
 		select {
 		case out <- wm:
 			handed = true
 		case <-renew:
-			_ = m.InProgress()
-			lease.Reset(s.cfg.Lease)
+			extend()
 		case <-ctx.Done():
 			_ = m.Nak()
 			return
@@ -298,8 +301,7 @@ func (s *Subscriber) deliver(ctx context.Context, m jetstream.Msg, out chan<- *m
 			_ = m.NakWithDelay(s.cfg.NakDelay)
 			return
 		case <-renew:
-			_ = m.InProgress()
-			lease.Reset(s.cfg.Lease)
+			extend()
 			continue
 		case <-ctx.Done():
 		}
@@ -315,8 +317,7 @@ func (s *Subscriber) deliver(ctx context.Context, m jetstream.Msg, out chan<- *m
 		case <-wm.Nacked():
 			_ = m.NakWithDelay(s.cfg.NakDelay)
 		case <-renew:
-			_ = m.InProgress()
-			lease.Reset(s.cfg.Lease)
+			extend()
 			continue
 		case <-t.C:
 			_ = m.Nak()

@@ -33,7 +33,7 @@ import (
 // after idling freeIdle, and all of them as soon as another process waits.
 // A TryAcquire that finds no token free leaves a request waiting for a
 // moment, so that a process keeping free tokens sees it. Held tokens,
-// free or in use, are kept alive every AckWait/4; one held across a
+// free or in use, are kept alive every AckWait/4; one held across an
 // outage long enough for it to have expired is dropped when done
 // (pull.go); a shorter outage keeps every token.
 type Slots struct {
