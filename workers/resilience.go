@@ -92,7 +92,7 @@ func (p *Pool) messages(ctx context.Context) (jetstream.MessagesContext, error) 
 	}
 	// A pull request takes as many ready jobs as workers are idle (up to
 	// the concurrency), one round trip for many jobs under load.
-	return lanes.Open(cons, lanes.Weights(p.liveConfig().Lanes), p.ackWait/3, p.concurrency), nil
+	return lanes.Open(p.cfg.JS.Conn(), cons, lanes.Weights(p.liveConfig().Lanes), p.ackWait/3, p.concurrency)
 }
 
 // SetConfig applies a reloaded config to a running pool: routes' retry and

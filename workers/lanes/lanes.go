@@ -14,7 +14,6 @@ package lanes
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,9 +37,9 @@ func Weights(l config.Lanes) []int {
 
 // Source merges lanes into one stream of messages by weight.
 type Source struct {
-	lanes   []jetstream.Consumer
 	weights []int
-	hb      time.Duration
+	hb      time.Duration // InProgress of held messages
+	waitHB  time.Duration // idle heartbeat of a waiting pull request
 	batch   int
 
 	ctx      context.Context // fetching stops when it ends
@@ -64,92 +63,96 @@ type result struct {
 }
 
 // Open starts pulling from consumers (in Priorities order) with the given
-// weights. A pull request asks a lane for as many ready messages as
+// weights, over nc. A pull request asks a lane for as many ready messages as
 // workers are waiting in Next (at least one, at most batch), so jobs are
 // pulled ahead only for idle workers: a busy process holds at most one
 // job per lane that another process could have taken. Messages
 // waiting to be picked get InProgress every heartbeat so they are not
 // redelivered meanwhile.
-func Open(consumers []jetstream.Consumer, weights []int, heartbeat time.Duration, batch int) *Source {
+func Open(nc *nats.Conn, consumers []jetstream.Consumer, weights []int, heartbeat time.Duration, batch int) (*Source, error) {
+	pulls := make([]*lanePull, len(consumers))
+	for i, c := range consumers {
+		info := c.CachedInfo()
+		l, err := openLanePull(nc, info.Stream, info.Name, max(batch, 1))
+		if err != nil {
+			for _, l := range pulls[:i] {
+				l.close()
+			}
+			return nil, err
+		}
+		pulls[i] = l
+	}
+	return start(pulls, weights, heartbeat, laneHeartbeat, batch), nil
+}
+
+// start pulls from the lanes' subscriptions; a request that waits asks for
+// idle heartbeats every waitHB.
+func start(pulls []*lanePull, weights []int, heartbeat, waitHB time.Duration, batch int) *Source {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Source{
-		lanes: consumers, weights: weights, hb: heartbeat, batch: max(batch, 1),
+		weights: weights, hb: heartbeat, waitHB: waitHB, batch: max(batch, 1),
 		ctx: ctx, stop: cancel,
 		reqs: make(chan chan result), probes: make(chan chan []bool), closed: make(chan struct{}), draining: make(chan struct{}),
 	}
 	if s.hb <= 0 {
 		s.hb = 10 * time.Second
 	}
-	for i := range consumers {
+	for _, l := range pulls {
 		ch := make(chan jetstream.Msg)
 		s.in = append(s.in, ch)
 		s.wg.Add(1)
-		go s.pull(consumers[i], ch)
+		go s.pull(l, ch)
 	}
 	go s.dispatch()
 	return s
 }
 
-// pull fetches messages from a lane and hands them over one at a time; the
+// pull pulls a lane's messages and hands them over one at a time; the
 // ones it holds meanwhile get InProgress every heartbeat and go back (Nak)
 // when the Source stops. While it hands messages over, the next pull
 // request (sized to the workers still waiting) is already in flight, so a
-// busy lane does not wait a round trip between batches.
-func (s *Source) pull(c jetstream.Consumer, out chan<- jetstream.Msg) {
+// busy lane does not wait a round trip between batches. With nothing held
+// and nothing ready, one request waits up to laneWait for the lane's next
+// message, with idle heartbeats: one a replicated consumer's leader dropped
+// without an answer (it went away while the request's delivery waited for
+// quorum) is given up after two missed ones instead of at its expiry.
+func (s *Source) pull(l *lanePull, out chan<- jetstream.Msg) {
 	defer s.wg.Done()
 	defer close(out)
 	t := time.NewTicker(s.hb)
 	defer t.Stop()
+	check := time.NewTimer(time.Hour) // the request in flight's next check, or the end of a backoff
+	defer check.Stop()
 	var (
-		held  []jetstream.Msg
-		batch jetstream.MessageBatch // the pull request in flight, nil when none
-		got   int                    // messages batch has brought
-		dry   bool                   // the last pull request found none ready
+		held      []jetstream.Msg
+		cur       *laneReq  // the pull request in flight, nil when none
+		dry       bool      // the last no_wait request found none ready
+		notBefore time.Time // after a refused request: no new one before then
 	)
 	defer func() { // hand back what was pulled and not handed over
 		for _, m := range held {
 			_ = m.Nak()
 		}
-		for batch != nil {
-			select {
-			case m, ok := <-batch.Messages():
-				if !ok {
-					return
-				}
-				_ = m.Nak()
-			default:
-				return // the rest is redelivered after AckWait
-			}
+		for _, m := range l.close() {
+			_ = l.msg(m).Nak()
 		}
+		// What the server sends after this is redelivered after AckWait.
 	}()
 	for s.ctx.Err() == nil {
-		if batch == nil {
+		if now := time.Now(); cur == nil && !now.Before(notBefore) {
+			var err error
 			if want := min(int(s.asking.Load())-len(held), s.batch); want > 0 && !dry {
 				// The lane had messages: take what is ready for the waiting workers.
-				b, err := c.FetchNoWait(want)
-				if err != nil {
-					if !s.pause(err) {
-						return
-					}
-					continue
-				}
-				batch, got = b, 0
+				cur, err = l.request(want, true, 0, 0)
 			} else if len(held) == 0 {
-				// Nothing held: wait up to 5s for the lane's next message.
-				m, err := s.next(c)
-				if err != nil {
-					if !s.pause(err) {
-						return
-					}
-					continue
-				}
-				held, dry = append(held, m), false
-				continue
+				cur, err = l.request(1, false, laneWait, s.waitHB)
 			}
-		}
-		var in <-chan jetstream.Msg
-		if batch != nil {
-			in = batch.Messages()
+			if err != nil { // the connection is closed or reconnecting
+				notBefore = now.Add(refusedBackoff)
+				check.Reset(refusedBackoff)
+			} else if cur != nil {
+				check.Reset(cur.untilCheck(now))
+			}
 		}
 		var send chan<- jetstream.Msg
 		var first jetstream.Msg
@@ -157,16 +160,46 @@ func (s *Source) pull(c jetstream.Consumer, out chan<- jetstream.Msg) {
 			send, first = out, held[0]
 		}
 		select {
-		case m, ok := <-in:
-			if !ok {
-				batch, dry = nil, got == 0
+		case m := <-l.in:
+			id, code := status(m)
+			if code == "" {
+				held, dry = append(held, l.msg(m)), false
+				if cur != nil {
+					if cur.got++; cur.got >= cur.batch {
+						cur = nil
+					}
+				}
 				continue
 			}
-			held = append(held, m)
-			got++
+			if cur == nil || id != cur.id {
+				continue // the answer to a request given up on
+			}
+			switch code {
+			case "100": // an idle heartbeat: the request still waits
+				cur.heard = time.Now()
+			case "404", "408": // none (more) ready, or expired
+				if cur.noWait {
+					dry = cur.got == 0
+				}
+				cur = nil
+			default: // refused (409: leadership change, consumer deleted, ...; 503: no responders)
+				if code == "409" && consumerDeleted(m) {
+					return // the Source closes and the pool provisions the lanes again
+				}
+				cur, notBefore = nil, time.Now().Add(refusedBackoff)
+				check.Reset(refusedBackoff)
+			}
 		case send <- first:
 			held[0] = nil
 			held = held[1:]
+		case now := <-check.C:
+			if cur != nil {
+				if wait := cur.untilCheck(now); wait > 0 {
+					check.Reset(wait)
+				} else {
+					cur = nil // expired or silent: the server holds it no more
+				}
+			}
 		case <-t.C:
 			for _, m := range held {
 				_ = m.InProgress()
@@ -177,44 +210,16 @@ func (s *Source) pull(c jetstream.Consumer, out chan<- jetstream.Msg) {
 	}
 }
 
-// next waits up to 5s for one message of c. The request asks for idle
-// heartbeats: one a replicated consumer's leader dropped without an answer
-// (it went away while the request's delivery waited for quorum) ends after
-// two missed ones instead of at its expiry.
-func (s *Source) next(c jetstream.Consumer) (jetstream.Msg, error) {
-	fctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
-	defer cancel()
-	return c.Next(jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(laneHeartbeat))
-}
+// laneWait is how long a lane's request waits for its next message while
+// nothing is ready.
+const laneWait = 5 * time.Second
 
 // laneHeartbeat is the idle heartbeat of a lane's waiting pull request.
 const laneHeartbeat = 250 * time.Millisecond
 
-// pause handles a failed pull: false when pulling should end (the Source
-// stops, or the lane's consumer is gone: the Source closes and the pool
-// provisions the lanes again); after a real error (server gone) it backs
-// off first.
-func (s *Source) pause(err error) bool {
-	if s.ctx.Err() != nil {
-		return false
-	}
-	if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return false
-	}
-	if !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) &&
-		!errors.Is(err, jetstream.ErrNoHeartbeat) {
-		select {
-		case <-s.ctx.Done():
-			return false
-		case <-time.After(refusedBackoff):
-		}
-	}
-	return true
-}
-
 // dispatch owns the messages waiting in each lane and answers Next calls.
 func (s *Source) dispatch() {
-	n := len(s.lanes)
+	n := len(s.in)
 	held := make([]jetstream.Msg, n)
 	open := make([]bool, n)
 	for i := range open {

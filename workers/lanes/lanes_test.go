@@ -2,7 +2,9 @@ package lanes
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,9 +49,19 @@ func setup(t *testing.T, perLane int) (jetstream.JetStream, []jetstream.Consumer
 	return js, cons
 }
 
+// openSource opens a Source over js's connection.
+func openSource(t *testing.T, js jetstream.JetStream, cons []jetstream.Consumer, weights []int, hb time.Duration, batch int) *Source {
+	t.Helper()
+	src, err := Open(js.Conn(), cons, weights, hb, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
 func TestSaturatedPicksByWeight(t *testing.T) {
-	_, cons := setup(t, 30)
-	src := Open(cons, Weights(config.Lanes{High: 6, Normal: 3, Low: 1}), time.Second, 1)
+	js, cons := setup(t, 30)
+	src := openSource(t, js, cons, Weights(config.Lanes{High: 6, Normal: 3, Low: 1}), time.Second, 1)
 	defer src.Stop()
 	var order []string
 	left := map[string]int{"high": 30, "normal": 30, "low": 30}
@@ -102,7 +114,7 @@ func TestSaturatedPicksByWeight(t *testing.T) {
 
 func TestDrainAndStop(t *testing.T) {
 	js, cons := setup(t, 3)
-	src := Open(cons, []int{1, 1, 1}, time.Second, 1)
+	src := openSource(t, js, cons, []int{1, 1, 1}, time.Second, 1)
 	got := 0
 	for ; got < 5; got++ {
 		m, err := src.Next()
@@ -118,7 +130,7 @@ func TestDrainAndStop(t *testing.T) {
 	// Whatever was pulled but not returned went back (Nak, or after AckWait
 	// when it was in flight to a cancelled pull): a new Source gets the
 	// remaining 4 messages.
-	src2 := Open(cons, []int{1, 1, 1}, time.Second, 1)
+	src2 := openSource(t, js, cons, []int{1, 1, 1}, time.Second, 1)
 	defer src2.Stop()
 	for ; got < 9; got++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -157,5 +169,111 @@ func TestDrainAndStop(t *testing.T) {
 	src2.Drain()
 	if _, err := src2.Next(); err != jetstream.ErrMsgIteratorClosed {
 		t.Fatalf("Next after Drain of an empty source = %v", err)
+	}
+}
+
+// TestLanePullAnswers drives one lane's pull loop with a fake server (a
+// subscriber on the consumer's next-message subject): a waiting request
+// that goes silent is replaced before its expiry, a delivery for the
+// request given up on is still handed out, heartbeats keep a request, and
+// a 409 "consumer deleted" closes the Source.
+func TestLanePullAnswers(t *testing.T) {
+	srv := natstest.Start(t)
+	nc, _ := srv.Connect(t)
+	l, err := openLanePull(nc, "S", "c", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requests := make(chan *nats.Msg, 16)
+	sub, err := nc.Subscribe(l.subject, func(m *nats.Msg) { requests <- m })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	const hb = 50 * time.Millisecond
+	src := start([]*lanePull{l}, []int{1}, time.Second, hb, 1)
+	defer src.Stop()
+	next := func() <-chan result {
+		ch := make(chan result, 1)
+		go func() {
+			m, err := src.Next()
+			ch <- result{m, err}
+		}()
+		return ch
+	}
+	request := func() *nats.Msg {
+		t.Helper()
+		select {
+		case r := <-requests:
+			return r
+		case <-time.After(laneWait / 2):
+			t.Fatal("no pull request before half the lane's wait")
+			return nil
+		}
+	}
+	got := func(ch <-chan result) result {
+		t.Helper()
+		select {
+		case r := <-ch:
+			return r
+		case <-time.After(10 * time.Second):
+			t.Fatal("Next is still waiting")
+			return result{}
+		}
+	}
+
+	// The first request waits with heartbeats; it goes silent, so a second
+	// one is sent long before the first's expiry.
+	first := request()
+	if !strings.Contains(string(first.Data), `"idle_heartbeat":50000000`) {
+		t.Fatalf("waiting request %s asks for no heartbeat", first.Data)
+	}
+	second := request()
+	if second.Reply == first.Reply {
+		t.Fatalf("the new request reuses reply subject %s", first.Reply)
+	}
+	// A delivery for the first request still reaches a worker.
+	ch := next()
+	// (A real delivery keeps its stream subject and reaches the inbox by
+	// subscription id; the fake sends it to the request's reply subject.)
+	if err := nc.PublishMsg(&nats.Msg{Subject: first.Reply, Reply: "fake.ack.1", Data: []byte("late")}); err != nil {
+		t.Fatal(err)
+	}
+	if r := got(ch); r.err != nil || string(r.msg.Data()) != "late" {
+		t.Fatalf("Next = %v, %v; want the late delivery", r.msg, r.err)
+	}
+
+	// Heartbeats keep a request: once the newest one gets them, no new one
+	// comes for 5 heartbeat intervals (silence ends a request after 2).
+	var req *nats.Msg
+	deadline := time.Now().Add(5 * time.Second)
+	for quiet := 0; quiet < 10; {
+		select {
+		case r := <-requests:
+			req, quiet = r, 0
+		case <-time.After(hb / 2):
+			if req == nil {
+				continue
+			}
+			if err := nc.PublishMsg(&nats.Msg{Subject: req.Reply, Header: nats.Header{"Status": {"100"}, "Description": {"Idle Heartbeat"}}}); err != nil {
+				t.Fatal(err)
+			}
+			quiet++
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("new pull requests kept coming while the open one had heartbeats")
+		}
+	}
+
+	// A refusal that says the consumer is gone closes the Source.
+	ch = next()
+	if err := nc.PublishMsg(&nats.Msg{Subject: req.Reply, Header: nats.Header{"Status": {"409"}, "Description": {"Consumer Deleted"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if r := got(ch); !errors.Is(r.err, jetstream.ErrMsgIteratorClosed) {
+		t.Fatalf("Next after consumer deleted = %v, %v; want ErrMsgIteratorClosed", r.msg, r.err)
 	}
 }

@@ -461,8 +461,3 @@ func statusErr(m *nats.Msg) error {
 	}
 }
 
-// Acknowledgement bodies (JetStream's ack protocol).
-var (
-	ackNak      = []byte("-NAK")
-	ackProgress = []byte("+WPI")
-)
