@@ -460,4 +460,3 @@ func statusErr(m *nats.Msg) error {
 		return fmt.Errorf("pull request refused: %s %s", st, m.Header.Get("Description"))
 	}
 }
-
