@@ -272,7 +272,15 @@ func (p *Pool) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("pull from %s: %w", topology.WorkerConsumer(p.name), err)
+			if !transientProvision(err) {
+				return fmt.Errorf("pull from %s: %w", topology.WorkerConsumer(p.name), err)
+			}
+			// A node loss: the stream or consumer leader is being elected.
+			p.log.Warn("provisioning the lanes failed; retrying", "err", err)
+			if !sleepCtx(ctx, time.Second) {
+				return nil
+			}
+			continue
 		}
 		p.log.Info("worker pool started", "concurrency", p.concurrency, "timeout", p.timeout)
 		p.consume(ctx, it)
@@ -478,4 +486,11 @@ func (p *Pool) resultsStream(ctx context.Context) (jetstream.Stream, error) {
 	}
 	p.results = s
 	return s, nil
+}
+
+// transientProvision reports whether provisioning the lanes failed for want
+// of an answer (a leader election after a node loss), not for a refusal.
+func transientProvision(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoHeartbeat)
 }
