@@ -491,6 +491,5 @@ func (p *Pool) resultsStream(ctx context.Context) (jetstream.Stream, error) {
 // transientProvision reports whether provisioning the lanes failed for want
 // of an answer (a leader election after a node loss), not for a refusal.
 func transientProvision(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, jetstream.ErrNoHeartbeat)
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders)
 }

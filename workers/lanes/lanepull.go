@@ -33,13 +33,13 @@ type lanePull struct {
 }
 
 // openLanePull subscribes the inbox of the pull requests to a stream's
-// consumer; the
-// channel holds room beyond what batch-sized requests can bring (a full
-// one drops a delivery, which the server then redelivers after AckWait).
+// consumer; the channel holds room beyond what batch-sized requests can
+// bring (a full one drops a delivery, which the server then redelivers
+// after AckWait).
 func openLanePull(nc *nats.Conn, stream, consumer string, batch int) (*lanePull, error) {
 	l := &lanePull{
 		nc:      nc,
-		subject: jetstream.DefaultAPIPrefix + "CONSUMER.MSG.NEXT." + stream + "." + consumer,
+		subject: nextSubject(stream, consumer),
 		inbox:   nc.NewInbox(),
 		in:      make(chan *nats.Msg, 4*batch+64),
 	}
@@ -68,12 +68,9 @@ type laneReq struct {
 func (l *lanePull) request(batch int, noWait bool, expires, hb time.Duration) (*laneReq, error) {
 	l.n++
 	r := &laneReq{id: l.n, batch: batch, noWait: noWait, hb: hb}
-	var body []byte
+	body := pullBody(batch, noWait, expires, hb)
 	if noWait {
-		body = fmt.Appendf(nil, `{"batch":%d,"no_wait":true}`, batch)
 		expires = 0
-	} else {
-		body = fmt.Appendf(nil, `{"batch":%d,"expires":%d,"idle_heartbeat":%d}`, batch, expires.Nanoseconds(), hb.Nanoseconds())
 	}
 	now := time.Now()
 	r.heard, r.end = now, now.Add(expires+pullGrace)
@@ -87,11 +84,7 @@ func (l *lanePull) request(batch int, noWait bool, expires, hb time.Duration) (*
 // unanswered (expired, or silent for two heartbeats); zero or less when it
 // has.
 func (r *laneReq) untilCheck(now time.Time) time.Duration {
-	wait := r.end.Sub(now)
-	if r.hb > 0 {
-		wait = min(wait, r.heard.Add(2*r.hb).Sub(now))
-	}
-	return wait
+	return untilSilent(now, r.end, r.heard, r.hb)
 }
 
 // status splits an inbox message: for a server answer, the number of the
@@ -104,7 +97,7 @@ func status(m *nats.Msg) (id uint64, code string) {
 	if code = m.Header.Get("Status"); code == "" {
 		return 0, ""
 	}
-	id, _ = strconv.ParseUint(m.Subject[strings.LastIndexByte(m.Subject, '.')+1:], 10, 64)
+	id, _ = requestID(m.Subject)
 	return id, code
 }
 
@@ -132,3 +125,39 @@ func (l *lanePull) close() []*nats.Msg {
 
 // msg wraps a delivery as a jetstream.Msg.
 func (l *lanePull) msg(m *nats.Msg) jetstream.Msg { return &jsMsg{nc: l.nc, msg: m} }
+
+// The pull protocol both pullers speak (lanePull for jobs, puller for
+// SLOTS tokens): request n of an inbox replies to <inbox>.<n>.
+
+// nextSubject is a consumer's next-message API subject.
+func nextSubject(stream, consumer string) string {
+	return jetstream.DefaultAPIPrefix + "CONSUMER.MSG.NEXT." + stream + "." + consumer
+}
+
+// pullBody is the body of a request for up to batch messages: no_wait
+// (answered at once, as nats.go's FetchNoWait: no expiry), or waiting up to
+// expires with idle heartbeats every hb (0: none).
+func pullBody(batch int, noWait bool, expires, hb time.Duration) []byte {
+	if noWait {
+		return fmt.Appendf(nil, `{"batch":%d,"no_wait":true}`, batch)
+	}
+	return fmt.Appendf(nil, `{"batch":%d,"expires":%d,"idle_heartbeat":%d}`, batch, expires.Nanoseconds(), hb.Nanoseconds())
+}
+
+// requestID is the number of the request a status answer on subject
+// (<inbox>.<n>) answers.
+func requestID(subject string) (uint64, error) {
+	return strconv.ParseUint(subject[strings.LastIndexByte(subject, '.')+1:], 10, 64)
+}
+
+// untilSilent is how long after now a request given up at end, last heard
+// from at heard and asking for heartbeats every hb (0: none), is next
+// checked for having gone silent (two missed heartbeats); zero or less when
+// it has ended.
+func untilSilent(now, end, heard time.Time, hb time.Duration) time.Duration {
+	wait := end.Sub(now)
+	if hb > 0 {
+		wait = min(wait, heard.Add(2*hb).Sub(now))
+	}
+	return wait
+}

@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // A puller pulls single messages of one durable pull consumer over one
@@ -108,7 +106,7 @@ func newPuller(nc *nats.Conn, stream, consumer string) (*puller, error) {
 	p := &puller{
 		nc:      nc,
 		hb:      pullHeartbeat,
-		subject: jetstream.DefaultAPIPrefix + "CONSUMER.MSG.NEXT." + stream + "." + consumer,
+		subject: nextSubject(stream, consumer),
 		inbox:   nc.NewInbox(),
 		byReply: map[uint64]*pullCall{},
 		held:    map[string]uint64{},
@@ -163,17 +161,13 @@ func (p *puller) next(ctx context.Context, expires time.Duration, noWait bool) (
 	p.open = append(p.open, openReq{id: c.id, end: time.Now().Add(expires + pullGrace)})
 	p.mu.Unlock()
 
-	// As nats.go's FetchNoWait: a no_wait request carries no expiry (the
-	// server answers at once, with a message or 404); expires still bounds
-	// the wait for that answer here.
-	req := []byte(`{"batch":1,"no_wait":true}`)
+	// A no_wait request carries no expiry (the server answers at once, with
+	// a message or 404); expires still bounds the wait for that answer here.
 	hb := time.Duration(0)
-	if !noWait {
-		if expires >= 2*p.hb {
-			hb = p.hb
-		}
-		req = fmt.Appendf(nil, `{"batch":1,"expires":%d,"idle_heartbeat":%d}`, expires.Nanoseconds(), hb.Nanoseconds())
+	if !noWait && expires >= 2*p.hb {
+		hb = p.hb
 	}
+	req := pullBody(1, noWait, expires, hb)
 	start := time.Now()
 	c.heard.Store(start.UnixNano())
 	if err := p.nc.PublishRequest(p.subject, p.inbox+"."+strconv.FormatUint(c.id, 10), req); err != nil {
@@ -204,15 +198,9 @@ func (p *puller) next(ctx context.Context, expires time.Duration, noWait bool) (
 	}
 }
 
-// untilCheck is how long after now call c, whose request asked for
-// heartbeats every hb (0: none) and is given up at end, next checks
-// whether it has gone silent; zero or less when it has ended.
+// untilCheck is untilSilent for call c.
 func untilCheck(c *pullCall, hb time.Duration, end, now time.Time) time.Duration {
-	wait := end.Sub(now)
-	if hb > 0 {
-		wait = min(wait, time.Unix(0, c.heard.Load()).Add(2*hb).Sub(now))
-	}
-	return wait
+	return untilSilent(now, end, time.Unix(0, c.heard.Load()), hb)
 }
 
 // forget withdraws call c; a token handed to it meanwhile is passed on to
@@ -423,7 +411,7 @@ func (p *puller) deliver(m *nats.Msg) {
 		return
 	}
 	var c *pullCall
-	if id, err := strconv.ParseUint(m.Subject[strings.LastIndexByte(m.Subject, '.')+1:], 10, 64); err == nil {
+	if id, err := requestID(m.Subject); err == nil {
 		c = p.byReply[id]
 		if st != "100" { // answered: the server holds it no more
 			p.closeReq(id)
