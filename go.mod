@@ -2,6 +2,8 @@ module github.com/switchboard-llm/switchboard
 
 go 1.26.0
 
+toolchain go1.27.3
+
 require (
 	github.com/ClickHouse/clickhouse-go/v2 v2.51.0
 	github.com/ThreeDotsLabs/watermill v1.5.1
