@@ -24,3 +24,26 @@ func BenchmarkDecodeJob(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkValidateChat: Validate of a routed chat job, the one-pass check
+// beside the member-by-member one it replaced on the way (same job).
+func BenchmarkValidateChat(b *testing.B) {
+	j := &Job{V: Version, ID: NewJobID(), Route: "chat", Request: json.RawMessage(`{"model":"m1","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hello 1"}],"temperature":0.2}`),
+		Metadata: map[string]string{"tenant": "t1"}, Priority: PriorityNormal, CreatedAt: time.Now().UTC()}
+	b.Run("one_pass", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := j.Validate(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("member_by_member", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := j.validateRequest(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

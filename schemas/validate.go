@@ -3,6 +3,8 @@ package schemas
 import (
 	"bytes"
 	"encoding/json"
+	"encoding/json/jsontext"
+	jsonv2 "encoding/json/v2"
 	"errors"
 	"fmt"
 	"strings"
@@ -90,6 +92,44 @@ func (j *Job) Validate() error {
 	if len(j.Request) == 0 || bytes.Equal(bytes.TrimSpace(j.Request), []byte("null")) {
 		return &FieldError{Field: "request", Msg: "is required (an OpenAI chat-completions body)"}
 	}
+	if j.Kind == "" && wellFormedChat(j.Request) {
+		return j.Native.validate()
+	}
+	return j.validateRequest()
+}
+
+// chatShape is what Validate checks of a chat body: each message's role.
+type chatShape struct {
+	Messages []struct {
+		Role string `json:"role"`
+	} `json:"messages"`
+}
+
+// chatShapeOptions are encoding/json's leniencies that wellFormedChat keeps.
+var chatShapeOptions = jsonv2.JoinOptions(jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+
+// wellFormedChat reports, in one pass over body, that it is a JSON object
+// whose "messages" is a non-empty array of objects with a non-empty string
+// "role": what validateRequest accepts of a chat body. json/v2 matches the
+// names exactly, as validateRequest's lookups do, and, like encoding/json,
+// takes the last of duplicate names and allows invalid UTF-8. False leaves
+// the verdict, and the message naming the problem, to validateRequest.
+func wellFormedChat(body []byte) bool {
+	var shape chatShape
+	if jsonv2.Unmarshal(body, &shape, chatShapeOptions) != nil || len(shape.Messages) == 0 {
+		return false
+	}
+	for _, m := range shape.Messages {
+		if m.Role == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// validateRequest checks the request body member by member and names
+// the first problem.
+func (j *Job) validateRequest() error {
 	var body map[string]json.RawMessage
 	if err := json.Unmarshal(j.Request, &body); err != nil || body == nil {
 		return &FieldError{Field: "request", Msg: "must be a JSON object (an OpenAI chat-completions body)"}

@@ -272,7 +272,21 @@ func Run(ctx context.Context, client *broker.Client, js jetstream.JetStream, opt
 // them as sent. A crash between the two records republishes with the same
 // job id and dedup id, so the line still runs once.
 func submitChunk(ctx context.Context, client *broker.Client, js jetstream.JetStream, state *os.File, chunk []*pending, batchID string, opts Options) error {
-	enc := json.NewEncoder(state)
+	// The chunk's records go out in one write before each sync instead of
+	// one write each; whatever is recorded when the chunk ends early is
+	// written out too (an early end leaves it unsynced, as before).
+	buf := bufio.NewWriter(state)
+	defer func() { _ = buf.Flush() }()
+	syncState := func() error {
+		if err := buf.Flush(); err != nil {
+			return fmt.Errorf("write state: %w", err)
+		}
+		if err := state.Sync(); err != nil {
+			return fmt.Errorf("sync state: %w", err)
+		}
+		return nil
+	}
+	enc := json.NewEncoder(buf)
 	var toSend []*pending
 	for _, p := range chunk {
 		if p.sent {
@@ -286,8 +300,8 @@ func submitChunk(ctx context.Context, client *broker.Client, js jetstream.JetStr
 	if len(toSend) == 0 {
 		return nil
 	}
-	if err := state.Sync(); err != nil {
-		return fmt.Errorf("sync state: %w", err)
+	if err := syncState(); err != nil {
+		return err
 	}
 	// The chunk's jobs are published pipelined (a synchronous publish per
 	// line waits a round trip each); a line is recorded as sent only once
@@ -335,7 +349,7 @@ func submitChunk(ctx context.Context, client *broker.Client, js jetstream.JetStr
 			return fmt.Errorf("write state: %w", err)
 		}
 	}
-	return state.Sync()
+	return syncState()
 }
 
 // confirmWait bounds the wait for a chunk's async publishes; those not

@@ -6,6 +6,7 @@ package jsonobj
 import (
 	"bytes"
 	"encoding/json"
+	"encoding/json/jsontext"
 	"errors"
 	"fmt"
 	"io"
@@ -25,37 +26,35 @@ type Object struct {
 	Members []Member
 }
 
-// Parse splits a JSON object into its top-level members, in order.
+// Parse splits a JSON object into its top-level members, in order. Like
+// encoding/json it accepts duplicate names and invalid UTF-8 (the
+// values are copied as they are).
 func Parse(data []byte) (*Object, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	tok, err := dec.Token()
+	dec := jsontext.NewDecoder(bytes.NewReader(data), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	tok, err := dec.ReadToken()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotObject, err)
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
+	if tok.Kind() != '{' {
 		return nil, ErrNotObject
 	}
 	o := &Object{}
-	for dec.More() {
-		tok, err := dec.Token()
+	for dec.PeekKind() != '}' {
+		tok, err := dec.ReadToken()
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrNotObject, err)
 		}
-		key, ok := tok.(string)
-		if !ok {
-			return nil, ErrNotObject
-		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
+		key := tok.String()
+		raw, err := dec.ReadValue()
+		if err != nil {
 			return nil, fmt.Errorf("%w: member %q: %v", ErrNotObject, key, err)
 		}
-		o.Members = append(o.Members, Member{Key: key, Value: raw})
+		o.Members = append(o.Members, Member{Key: key, Value: bytes.Clone(raw)})
 	}
-	if _, err := dec.Token(); err != nil {
+	if _, err := dec.ReadToken(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotObject, err)
 	}
-	if _, err := dec.Token(); err != io.EOF {
+	if _, err := dec.ReadToken(); err != io.EOF {
 		return nil, fmt.Errorf("%w: trailing data after the object", ErrNotObject)
 	}
 	return o, nil
@@ -104,12 +103,17 @@ func (o *Object) Delete(key string) {
 // Bytes renders the object.
 func (o *Object) Bytes() []byte {
 	var b bytes.Buffer
+	size := 2
+	for _, m := range o.Members {
+		size += len(m.Key) + len(m.Value) + 4
+	}
+	b.Grow(size)
 	b.WriteByte('{')
 	for i, m := range o.Members {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		k, _ := json.Marshal(m.Key)
+		k, _ := jsontext.AppendQuote(b.AvailableBuffer(), m.Key)
 		b.Write(k)
 		b.WriteByte(':')
 		b.Write(m.Value)
