@@ -161,6 +161,10 @@ func transient(err error) bool {
 		switch apiErr.ErrorCode {
 		case 10008, 10009: // JetStream temporarily unavailable, not leader
 			return true
+		case 10158: // duplicate message id is in process: the first copy is
+			// still being replicated; the next try gets its outcome (stored:
+			// a Duplicate ack; lost with a leader: stored now)
+			return true
 		}
 		return apiErr.Code == 503
 	}
