@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -136,6 +138,7 @@ func BenchmarkAsyncThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
+	cpu0, mallocs0 := processCPU(b), mallocs()
 	t0 := time.Now()
 	run(b.N, func() error {
 		_, err := e.client.Submit(ctx, newJob())
@@ -169,6 +172,7 @@ func BenchmarkAsyncThroughput(b *testing.B) {
 		}
 		return nil
 	})
+	cpu, allocs := processCPU(b)-cpu0, mallocs()-mallocs0
 	v1, err := srv.Varz(nil)
 	if err != nil {
 		b.Fatal(err)
@@ -186,5 +190,24 @@ func BenchmarkAsyncThroughput(b *testing.B) {
 	b.ReportMetric(jobsPerSec/rawPerSec, "jobs/raw")
 	b.ReportMetric(float64(v1.InMsgs-v0.InMsgs)/float64(b.N), "server-in-msgs/job")
 	b.ReportMetric(float64(v1.OutMsgs-v0.OutMsgs)/float64(b.N), "server-out-msgs/job")
+	// Everything in this process: submitters, pool, mock provider, server.
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "process-cpu-us/job")
+	b.ReportMetric(float64(allocs)/float64(b.N), "process-allocs/job")
 	b.ReportMetric(0, "ns/op")
+}
+
+// processCPU is the process's user and system CPU time so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// mallocs counts the heap allocations so far.
+func mallocs() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
 }
