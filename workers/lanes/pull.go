@@ -142,7 +142,6 @@ func (p *puller) close() []string {
 // leadership change). A token that arrives for it after next gave up goes
 // to the next caller, the free list or back to the server.
 func (p *puller) next(ctx context.Context, expires time.Duration, noWait bool) (*nats.Msg, error) {
-	c := &pullCall{ch: make(chan *nats.Msg, 1)}
 	p.mu.Lock()
 	for n := len(p.free); n > 0; n = len(p.free) {
 		t := p.free[n-1] // the most recently freed: older ones idle out
@@ -155,7 +154,7 @@ func (p *puller) next(ctx context.Context, expires time.Duration, noWait bool) (
 		return &nats.Msg{Reply: t.reply}, nil
 	}
 	p.n++
-	c.id = p.n
+	c := &pullCall{id: p.n, ch: make(chan *nats.Msg, 1)}
 	p.queue = append(p.queue, c)
 	p.byReply[c.id] = c
 	p.open = append(p.open, openReq{id: c.id, end: time.Now().Add(expires + pullGrace)})
