@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"syscall"
 	"testing"
 	"time"
 
@@ -49,7 +48,7 @@ func BenchmarkDispatcherThroughput(b *testing.B) {
 			storeRaw(b, ctx, env, raw, jobs)
 			dctx, cancel := context.WithCancel(ctx)
 			done := make(chan error, 1)
-			start, cpuStart := time.Now(), cpuTime(b)
+			start, cpuStart := time.Now(), natstest.ProcessCPU(b)
 			go func() { done <- variants[name](dctx) }()
 			natstest.CheckFor(b, 2*time.Minute, 5*time.Millisecond, func() error {
 				if n := env.StreamCount(b, topology.StreamJobs, topology.Jobs("a")); n != jobs {
@@ -58,7 +57,7 @@ func BenchmarkDispatcherThroughput(b *testing.B) {
 				return nil
 			})
 			wall[name] += time.Since(start)
-			cpu[name] += cpuTime(b) - cpuStart
+			cpu[name] += natstest.ProcessCPU(b) - cpuStart
 			cancel()
 			if err := <-done; err != nil {
 				b.Fatal(err)
@@ -140,13 +139,4 @@ func pullLoop(ctx context.Context, env *testenv.Env, workers int) error {
 		})
 	}
 	return g.Wait()
-}
-
-// cpuTime is the user+system CPU time the process has used.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

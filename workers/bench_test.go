@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -138,7 +137,7 @@ func BenchmarkAsyncThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
-	cpu0, mallocs0 := processCPU(b), mallocs()
+	cpu0, mallocs0 := natstest.ProcessCPU(b), mallocs()
 	t0 := time.Now()
 	run(b.N, func() error {
 		_, err := e.client.Submit(ctx, newJob())
@@ -172,7 +171,7 @@ func BenchmarkAsyncThroughput(b *testing.B) {
 		}
 		return nil
 	})
-	cpu, allocs := processCPU(b)-cpu0, mallocs()-mallocs0
+	cpu, allocs := natstest.ProcessCPU(b)-cpu0, mallocs()-mallocs0
 	v1, err := srv.Varz(nil)
 	if err != nil {
 		b.Fatal(err)
@@ -194,15 +193,6 @@ func BenchmarkAsyncThroughput(b *testing.B) {
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "process-cpu-us/job")
 	b.ReportMetric(float64(allocs)/float64(b.N), "process-allocs/job")
 	b.ReportMetric(0, "ns/op")
-}
-
-// processCPU is the process's user and system CPU time so far.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // mallocs counts the heap allocations so far.

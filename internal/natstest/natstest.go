@@ -1,9 +1,10 @@
 // Package natstest runs a real in-process nats-server with JetStream on a
-// temp dir for tests, plus polling helpers.
+// temp dir for tests, plus polling and measuring helpers.
 package natstest
 
 import (
 	"context"
+	"syscall"
 	"testing"
 	"time"
 
@@ -154,4 +155,15 @@ func Context(t testing.TB) context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// ProcessCPU is the user and system CPU time the process has used so far
+// (benchmarks report CPU per job as its difference around the work).
+func ProcessCPU(t testing.TB) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
