@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"crypto/sha1"
 	"strconv"
 	"time"
 
@@ -24,7 +25,7 @@ var eventNamespace = uuid.MustParse("6f1c7a36-2a51-4c5e-9d0b-5b7f0f3f9a11")
 // event's ts). A re-sent event keeps its id and ts; a call made again (a hop
 // re-run after a worker died) is a second call with its own id.
 func AttemptEventID(jobID string, attempt int, startedAt time.Time) uuid.UUID {
-	return uuid.NewSHA1(eventNamespace, []byte(jobID+"/attempt/"+strconv.Itoa(attempt)+"/"+strconv.FormatInt(startedAt.UnixNano(), 10)))
+	return eventID(jobID, "/attempt/", attempt, startedAt)
 }
 
 // CompletionEventID is the deterministic id of a job's outcome reached at
@@ -33,7 +34,25 @@ func AttemptEventID(jobID string, attempt int, startedAt time.Time) uuid.UUID {
 // re-run hop, keeps its id, while a job replayed from the DLQ (a new run on
 // later hops) records its new outcome beside the one it replaces.
 func CompletionEventID(jobID string, hop int, createdAt time.Time) uuid.UUID {
-	return uuid.NewSHA1(eventNamespace, []byte(jobID+"/completion/"+strconv.Itoa(hop)+"/"+strconv.FormatInt(createdAt.UnixNano(), 10)))
+	return eventID(jobID, "/completion/", hop, createdAt)
+}
+
+// eventID is uuid.NewSHA1(eventNamespace, jobID+kind+n+"/"+ts in ns), with
+// the name built on the stack and hashed without uuid's allocations.
+func eventID(jobID, kind string, n int, ts time.Time) uuid.UUID {
+	var buf [192]byte
+	name := append(buf[:0], eventNamespace[:]...)
+	name = append(name, jobID...)
+	name = append(name, kind...)
+	name = strconv.AppendInt(name, int64(n), 10)
+	name = append(name, '/')
+	name = strconv.AppendInt(name, ts.UnixNano(), 10)
+	sum := sha1.Sum(name)
+	var id uuid.UUID
+	copy(id[:], sum[:])
+	id[6] = id[6]&0x0f | 0x50 // version 5
+	id[8] = id[8]&0x3f | 0x80 // RFC 4122 variant
+	return id
 }
 
 // Event is one telemetry record: a provider attempt or a job outcome.

@@ -3,8 +3,6 @@ package schemas
 import (
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -182,23 +180,35 @@ func CheckMetadata(meta map[string]string) error {
 	if len(meta) > MaxMetaPairs {
 		return limitError("metadata", "has %d entries, over the limit of %d", len(meta), MaxMetaPairs)
 	}
-	for _, k := range slices.Sorted(maps.Keys(meta)) {
-		if err := CheckText("metadata key "+Quote(k), k, MaxMetaKeyLen, true); err != nil {
-			return err
-		}
-		field := "metadata." + k
-		switch k {
-		case MetaTenant, MetaTier, MetaTask:
-			if err := CheckLabel(field, meta[k]); err != nil {
-				return err
-			}
-		default:
-			if err := CheckText(field, meta[k], MaxMetaValueLen, false); err != nil {
-				return err
-			}
+	// The error names the first failing key in sorted order; the field names
+	// are built only for it.
+	bad, failed := "", false
+	for k, v := range meta {
+		if checkMetaPair(k, v, false) != nil && (!failed || k < bad) {
+			bad, failed = k, true
 		}
 	}
+	if failed {
+		return checkMetaPair(bad, meta[bad], true)
+	}
 	return nil
+}
+
+// checkMetaPair checks one metadata entry; named says whether its error
+// names the key (building the field names costs allocations).
+func checkMetaPair(k, v string, named bool) error {
+	keyField, valueField := "", ""
+	if named {
+		keyField, valueField = "metadata key "+Quote(k), "metadata."+k
+	}
+	if err := CheckText(keyField, k, MaxMetaKeyLen, true); err != nil {
+		return err
+	}
+	switch k {
+	case MetaTenant, MetaTier, MetaTask:
+		return CheckLabel(valueField, v)
+	}
+	return CheckText(valueField, v, MaxMetaValueLen, false)
 }
 
 // CheckIdentifiers checks every identifier of a job against its limit: id,

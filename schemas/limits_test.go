@@ -68,6 +68,38 @@ func TestIdentifierLimits(t *testing.T) {
 	}
 }
 
+func TestMetadataErrorNamesTheFirstBadKey(t *testing.T) {
+	long := strings.Repeat("v", MaxMetaValueLen+1)
+	meta := map[string]string{"a_ok": "1", "m_long": long, "z_long": long, MetaTenant: "acme", "b_ok": "2", "q\nkey": "3"}
+	// sorted: "a_ok" "b_ok" "m_long" "q\nkey" "tenant" "z_long": m_long is the first that fails
+	for range 20 { // map order varies from run to run
+		err := CheckMetadata(meta)
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != "metadata.m_long" {
+			t.Fatalf("err %v, want metadata.m_long named", err)
+		}
+	}
+	delete(meta, "m_long")
+	if err := CheckMetadata(meta); err == nil || !strings.Contains(err.Error(), `metadata key "q\nkey"`) {
+		t.Fatalf("err %v, want the key with a control character named", err)
+	}
+	delete(meta, "q\nkey")
+	delete(meta, "z_long")
+	if err := CheckMetadata(meta); err != nil {
+		t.Fatalf("valid metadata refused: %v", err)
+	}
+}
+
+func BenchmarkCheckMetadata(b *testing.B) {
+	meta := map[string]string{MetaTenant: "acme", MetaTier: "free", MetaCustomID: "r123"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := CheckMetadata(meta); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func TestMessagesMustBeAnArray(t *testing.T) {
 	j := Job{Request: json.RawMessage(`{"messages":"hi"}`)}
 	err := j.Prepare(time.Now())

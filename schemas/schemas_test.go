@@ -5,9 +5,12 @@ import (
 	"errors"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // The JSON Schema files must name exactly the fields the Go types encode.
@@ -123,6 +126,33 @@ func TestJobValidation(t *testing.T) {
 			t.Errorf("request fields lost: %s", out)
 		}
 	})
+}
+
+// The ids already stored in ClickHouse were made by uuid.NewSHA1 over this
+// name; a new build must make the same ones, or re-sent events would count
+// twice across an upgrade.
+func TestEventIDsKeepTheirFormula(t *testing.T) {
+	at := time.Date(2026, 12, 2, 21, 0, 0, 123456789, time.UTC)
+	for _, job := range []string{"j", "batch-7-r12", strings.Repeat("x", MaxTokenLen)} {
+		for _, n := range []int{0, 1, 17} {
+			name := job + "/attempt/" + strconv.Itoa(n) + "/" + strconv.FormatInt(at.UnixNano(), 10)
+			if got, want := AttemptEventID(job, n, at), uuid.NewSHA1(eventNamespace, []byte(name)); got != want {
+				t.Errorf("AttemptEventID(%.10q, %d) = %v, want %v", job, n, got, want)
+			}
+			name = job + "/completion/" + strconv.Itoa(n) + "/" + strconv.FormatInt(at.UnixNano(), 10)
+			if got, want := CompletionEventID(job, n, at), uuid.NewSHA1(eventNamespace, []byte(name)); got != want {
+				t.Errorf("CompletionEventID(%.10q, %d) = %v, want %v", job, n, got, want)
+			}
+		}
+	}
+}
+
+func BenchmarkAttemptEventID(b *testing.B) {
+	at := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = AttemptEventID("batch-7-r12", 1, at)
+	}
 }
 
 func TestEventIDsAreDeterministic(t *testing.T) {

@@ -47,19 +47,25 @@ func (p *Pool) await(msgs []*nats.Msg, futs []jetstream.PubAckFuture) ([]*jetstr
 // it again after each unanswered topology.ConfirmWait).
 func awaitConfirmed(js jetstream.JetStream, msgs []*nats.Msg, futs []jetstream.PubAckFuture, timeout time.Duration) ([]*jetstream.PubAck, error) {
 	start := time.Now()
-	wait := time.NewTimer(topology.ConfirmWait)
-	defer wait.Stop()
+	var wait *time.Timer // made only when a confirmation has not come yet
+	defer func() {
+		if wait != nil {
+			wait.Stop()
+		}
+	}()
 	waited := false
 	acks := make([]*jetstream.PubAck, len(msgs))
 	for i, f := range futs {
 		if f != nil {
-			if waited {
-				select {
-				case acks[i] = <-f.Ok():
-					continue
-				default:
+			select {
+			case acks[i] = <-f.Ok():
+				continue // already confirmed: no timer, and no error channel made
+			default:
+			}
+			if !waited {
+				if wait == nil {
+					wait = time.NewTimer(topology.ConfirmWait - time.Since(start))
 				}
-			} else {
 				select {
 				case acks[i] = <-f.Ok():
 					continue

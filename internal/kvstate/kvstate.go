@@ -331,6 +331,28 @@ const MaxKeyToken = 128
 // is thus valid for JetStream KV, free of wildcards, and at most
 // len(tokens)*(MaxKeyToken+1) bytes.
 func Key(tokens ...string) string {
+	size, plain := 0, true
+	for _, t := range tokens {
+		if !plainToken(t) {
+			plain = false
+			break
+		}
+		size += len(t) + 1
+	}
+	if plain { // nothing to escape: the tokens joined, in one allocation
+		if len(tokens) == 1 {
+			return tokens[0]
+		}
+		var b strings.Builder
+		b.Grow(size)
+		for i, t := range tokens {
+			if i > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(t)
+		}
+		return b.String()
+	}
 	var b strings.Builder
 	for i, t := range tokens {
 		if i > 0 {
@@ -339,6 +361,21 @@ func Key(tokens ...string) string {
 		b.WriteString(keyToken(t))
 	}
 	return b.String()
+}
+
+// plainToken reports whether t is its own escaped form: not empty, within
+// MaxKeyToken, and only [A-Za-z0-9_-].
+func plainToken(t string) bool {
+	if t == "" || len(t) > MaxKeyToken {
+		return false
+	}
+	for j := 0; j < len(t); j++ {
+		ch := t[j]
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func keyToken(t string) string {

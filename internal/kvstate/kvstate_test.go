@@ -2,6 +2,8 @@ package kvstate
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -85,15 +87,37 @@ func TestModifyNoWrite(t *testing.T) {
 
 func TestKey(t *testing.T) {
 	cases := map[string][]string{
-		"openai.gpt-4o-mini":    {"openai", "gpt-4o-mini"},
-		"gemini.gemini-1=2E5":   {"gemini", "gemini-1.5"},
-		"x.a=2Fb=3Dc":           {"x", "a/b=c"},
-		"t.acme_corp.d.2026-01": {"t", "acme_corp", "d", "2026-01"},
+		"openai.gpt-4o-mini":                    {"openai", "gpt-4o-mini"},
+		"gemini.gemini-1=2E5":                   {"gemini", "gemini-1.5"},
+		"x.a=2Fb=3Dc":                           {"x", "a/b=c"},
+		"t.acme_corp.d.2026-01":                 {"t", "acme_corp", "d", "2026-01"},
+		"solo":                                  {"solo"},
+		"a.=.b":                                 {"a", "", "b"},
+		"=":                                     {""},
+		"p." + strings.Repeat("m", MaxKeyToken): {"p", strings.Repeat("m", MaxKeyToken)},
+		"p.==" + hashed(strings.Repeat("m", MaxKeyToken+1)): {"p", strings.Repeat("m", MaxKeyToken+1)},
 	}
 	for want, tokens := range cases {
 		if got := Key(tokens...); got != want {
 			t.Errorf("Key(%q) = %q, want %q", tokens, got, want)
 		}
+	}
+}
+
+// hashed is a long token's key form, computed independently of Key.
+func hashed(t string) string {
+	sum := sha256.Sum256([]byte(t))
+	return hex.EncodeToString(sum[:16])
+}
+
+func BenchmarkKey(b *testing.B) {
+	for _, tokens := range [][]string{{"openai", "gpt-4o-mini"}, {"gemini", "gemini-1.5"}} {
+		b.Run(tokens[1], func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = Key(tokens...)
+			}
+		})
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/json/jsontext"
 	"errors"
 	"fmt"
 	"io"
@@ -93,21 +94,72 @@ func (c *Client) Complete(ctx context.Context, req *llm.Request) (*llm.Response,
 	if err != nil {
 		return nil, err
 	}
+	return c.completion(raw, resp.StatusCode)
+}
+
+// completion reads a chat.completion body in one pass: whether it has
+// choices, its usage and an error object. A usage that is not an object of
+// numbers counts as none, as an answer without usage does.
+func (c *Client) completion(raw []byte, status int) (*llm.Response, error) {
 	var probe struct {
-		Choices []json.RawMessage `json:"choices"`
-		Usage   json.RawMessage   `json:"usage"`
-		Error   *apiError         `json:"error"`
+		Choices choiceCount  `json:"choices"`
+		Usage   lenientUsage `json:"usage"`
+		Error   *apiError    `json:"error"`
 	}
 	if err := json.Unmarshal(raw, &probe); err != nil {
-		return nil, oai.BadResponse(c.name, resp.StatusCode, "unparseable response body: %s", oai.Snippet(raw, c.key))
+		return nil, oai.BadResponse(c.name, status, "unparseable response body: %s", oai.Snippet(raw, c.key))
 	}
-	if probe.Error != nil && len(probe.Choices) == 0 {
-		return nil, oai.BadResponse(c.name, resp.StatusCode, "error in a %d response: %s", resp.StatusCode, oai.Redact(probe.Error.Message, c.key))
+	if probe.Error != nil && probe.Choices == 0 {
+		return nil, oai.BadResponse(c.name, status, "error in a %d response: %s", status, oai.Redact(probe.Error.Message, c.key))
 	}
-	if len(probe.Choices) == 0 {
-		return nil, oai.BadResponse(c.name, resp.StatusCode, "response has no choices")
+	if probe.Choices == 0 {
+		return nil, oai.BadResponse(c.name, status, "response has no choices")
 	}
-	return &llm.Response{Body: raw, Usage: oai.ParseUsage(probe.Usage), StatusCode: resp.StatusCode}, nil
+	u := probe.Usage.Usage
+	return &llm.Response{Body: raw, Usage: schemas.Usage{InputTokens: u.PromptTokens, OutputTokens: u.CompletionTokens}, StatusCode: status}, nil
+}
+
+// choiceCount decodes a JSON array (or null) as the number of its elements,
+// without keeping them.
+type choiceCount int
+
+// UnmarshalJSONFrom counts the array's elements.
+func (n *choiceCount) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	*n = 0
+	if dec.PeekKind() == 'n' {
+		_, err := dec.ReadToken()
+		return err
+	}
+	if tok, err := dec.ReadToken(); err != nil {
+		return err
+	} else if tok.Kind() != '[' {
+		return fmt.Errorf("choices is a %v, not an array", tok.Kind())
+	}
+	for dec.PeekKind() != ']' {
+		if err := dec.SkipValue(); err != nil {
+			return err
+		}
+		*n++
+	}
+	_, err := dec.ReadToken()
+	return err
+}
+
+// lenientUsage is a usage object whose malformed value counts as no usage
+// rather than failing the answer.
+type lenientUsage struct{ oai.Usage }
+
+// UnmarshalJSONFrom reads the value and keeps its token counts when it is a
+// well-typed usage object.
+func (u *lenientUsage) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	v, err := dec.ReadValue()
+	if err != nil {
+		return err
+	}
+	if json.Unmarshal(v, &u.Usage) != nil {
+		u.Usage = oai.Usage{}
+	}
+	return nil
 }
 
 // Stream makes one streaming call, emitting each chunk as the upstream sent it.

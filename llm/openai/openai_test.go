@@ -366,3 +366,56 @@ func TestContextLengthError(t *testing.T) {
 		t.Fatalf("err %+v", pe)
 	}
 }
+
+func TestCompletionProbe(t *testing.T) {
+	tests := []struct {
+		name      string
+		body      string
+		wantUsage schemas.Usage
+		wantErr   string
+	}{
+		{"ok", okBody, schemas.Usage{InputTokens: 7, OutputTokens: 3}, ""},
+		{"two choices", `{"choices":[{"index":0},{"index":1}],"usage":{"prompt_tokens":1,"completion_tokens":2}}`, schemas.Usage{InputTokens: 1, OutputTokens: 2}, ""},
+		{"no usage", `{"choices":[{}]}`, schemas.Usage{}, ""},
+		{"null usage", `{"choices":[{}],"usage":null}`, schemas.Usage{}, ""},
+		{"usage a string", `{"choices":[{}],"usage":"lots"}`, schemas.Usage{}, ""},
+		{"usage with a string count", `{"choices":[{}],"usage":{"prompt_tokens":"7","completion_tokens":3}}`, schemas.Usage{}, ""},
+		{"error beside choices", `{"choices":[{}],"error":{"message":"partial"}}`, schemas.Usage{}, ""},
+		{"empty choices", `{"choices":[]}`, schemas.Usage{}, "no choices"},
+		{"null choices", `{"choices":null}`, schemas.Usage{}, "no choices"},
+		{"choices an object", `{"choices":{"a":1}}`, schemas.Usage{}, "unparseable"},
+		{"choices a number", `{"choices":3}`, schemas.Usage{}, "unparseable"},
+		{"broken inside choices", `{"choices":[{"a":]}`, schemas.Usage{}, "unparseable"},
+		{"trailing garbage", okBody + `x`, schemas.Usage{}, "unparseable"},
+		{"error without choices", `{"error":{"message":"nope"}}`, schemas.Usage{}, "nope"},
+	}
+	c := New(Config{Name: "oa", APIKey: testKey})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := c.completion([]byte(tt.body), 200)
+			if tt.wantErr != "" {
+				pe, ok := llm.AsProviderError(err)
+				if !ok || pe.Type != schemas.ErrBadResponse || !strings.Contains(pe.Message, tt.wantErr) {
+					t.Fatalf("err %v, want a bad_response naming %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Usage != tt.wantUsage || string(resp.Body) != tt.body {
+				t.Fatalf("usage %+v body %s", resp.Usage, resp.Body)
+			}
+		})
+	}
+}
+
+func BenchmarkCompletionProbe(b *testing.B) {
+	c := New(Config{Name: "oa"})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.completion([]byte(okBody), 200); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -231,19 +231,24 @@ func (s *Source) dispatch() {
 	// and a round trip). A pick waits up to refillGrace for such lanes so a
 	// busy high lane is not passed over just because its refill is in flight.
 	likely := make([]bool, n)
-	var grace *time.Timer
+	// grace is one timer for the whole loop (armed while graceC is set):
+	// since Go 1.23 a stopped or reset timer delivers no stale tick.
+	grace := time.NewTimer(time.Hour)
+	grace.Stop()
+	defer grace.Stop()
 	var graceC <-chan time.Time
 	graceOver := false
 	t := time.NewTicker(s.hb)
 	defer t.Stop()
 	defer close(s.closed)
 	var waiting []chan result
+	cases := make([]chan jetstream.Msg, n)
 	for {
 		// Answer waiting Next calls while any lane has a message.
 		for len(waiting) > 0 {
 			if !graceOver && refilling(held, likely, open) {
-				if grace == nil {
-					grace = time.NewTimer(refillGrace)
+				if graceC == nil {
+					grace.Reset(refillGrace)
 					graceC = grace.C
 				}
 				break
@@ -252,9 +257,9 @@ func (s *Source) dispatch() {
 			if i < 0 {
 				break
 			}
-			if grace != nil {
+			if graceC != nil {
 				grace.Stop()
-				grace, graceC = nil, nil
+				graceC = nil
 			}
 			graceOver = false
 			waiting[0] <- result{msg: held[i]}
@@ -273,8 +278,8 @@ func (s *Source) dispatch() {
 			return
 		}
 		// Receive from every lane whose slot is empty.
-		cases := make([]chan jetstream.Msg, n)
 		for i := range cases {
+			cases[i] = nil
 			if open[i] && held[i] == nil {
 				cases[i] = s.in[i]
 			}
@@ -289,7 +294,7 @@ func (s *Source) dispatch() {
 			}
 			p <- out
 		case <-graceC:
-			grace, graceC, graceOver = nil, nil, true
+			graceC, graceOver = nil, true
 			for i := range likely {
 				if held[i] == nil {
 					likely[i] = false // capped elsewhere or drained: do not wait again

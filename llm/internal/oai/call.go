@@ -68,7 +68,7 @@ func TransportError(ctx context.Context, provider string, err error) *llm.Provid
 
 // ReadBody reads a response body up to limit bytes.
 func ReadBody(ctx context.Context, provider string, resp *http.Response, limit int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	b, err := readAll(io.LimitReader(resp.Body, limit+1), resp.ContentLength, limit)
 	if err != nil {
 		return nil, TransportError(ctx, provider, err)
 	}
@@ -77,6 +77,29 @@ func ReadBody(ctx context.Context, provider string, resp *http.Response, limit i
 			Retryable: true, Message: fmt.Sprintf("response body over %d bytes", limit)}
 	}
 	return b, nil
+}
+
+// readAll is io.ReadAll with its first buffer sized for a declared length
+// (within limit), so a body of known length is read without regrowing.
+func readAll(r io.Reader, length, limit int64) ([]byte, error) {
+	size := int64(512)
+	if length > 0 && length <= limit {
+		size = length + 1 // the read that sees the end needs no room to grow
+	}
+	b := make([]byte, 0, size)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 // BadResponse is the error for a 2xx answer that cannot be understood.

@@ -1,6 +1,10 @@
 package oai
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -41,5 +45,56 @@ func TestSnippet(t *testing.T) {
 	got := Snippet([]byte(body), testKey)
 	if len(got) > SnippetLen || !utf8.ValidString(got) || strings.Contains(got, testKey[:8]) {
 		t.Errorf("snippet %q (%d bytes)", got, len(got))
+	}
+}
+
+func TestReadBodyWhateverTheDeclaredLength(t *testing.T) {
+	const limit = 4096
+	body := strings.Repeat("a", 1500)
+	tests := []struct {
+		name     string
+		body     string
+		declared int64
+		wantErr  bool
+	}{
+		{"exact", body, int64(len(body)), false},
+		{"unknown", body, -1, false},
+		{"declared shorter", body, 10, false},
+		{"declared longer", body, 3000, false},
+		{"declared over the limit", body, limit * 2, false},
+		{"empty", "", 0, false},
+		{"at the limit", strings.Repeat("b", limit), limit, false},
+		{"over the limit", strings.Repeat("b", limit+1), limit + 1, true},
+		{"over the limit, declared small", strings.Repeat("b", limit+600), 100, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := &http.Response{StatusCode: 200, ContentLength: tt.declared, Body: io.NopCloser(strings.NewReader(tt.body))}
+			got, err := ReadBody(context.Background(), "p", resp, limit)
+			if tt.wantErr {
+				if err == nil || !strings.Contains(err.Error(), "over 4096 bytes") {
+					t.Fatalf("err %v, want the size error", err)
+				}
+				return
+			}
+			if err != nil || string(got) != tt.body {
+				t.Fatalf("read %d bytes (err %v), want the %d sent", len(got), err, len(tt.body))
+			}
+		})
+	}
+}
+
+func BenchmarkReadBody(b *testing.B) {
+	body := strings.Repeat("x", 700)
+	for _, declared := range []int64{-1, int64(len(body))} {
+		b.Run(fmt.Sprintf("declared=%d", declared), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				resp := &http.Response{ContentLength: declared, Body: io.NopCloser(strings.NewReader(body))}
+				if _, err := ReadBody(context.Background(), "p", resp, MaxBody); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
