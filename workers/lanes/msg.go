@@ -18,17 +18,23 @@ type jsMsg struct {
 	nc    *nats.Conn
 	msg   *nats.Msg
 	acked atomic.Bool // a terminal acknowledgement (Ack, Nak, Term) was sent
+	meta  atomic.Pointer[jetstream.MsgMetadata]
 }
 
 var _ jetstream.Msg = (*jsMsg)(nil)
 
-// Metadata parses the delivery's ack subject.
+// Metadata parses the delivery's ack subject, once: later calls (the
+// dispatcher and the pool both read it) return the same value, which
+// callers must not modify.
 func (m *jsMsg) Metadata() (*jetstream.MsgMetadata, error) {
+	if md := m.meta.Load(); md != nil {
+		return md, nil
+	}
 	md, err := m.msg.Metadata()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", jetstream.ErrNotJSMessage, err)
 	}
-	return &jetstream.MsgMetadata{
+	parsed := &jetstream.MsgMetadata{
 		Sequence:     jetstream.SequencePair{Consumer: md.Sequence.Consumer, Stream: md.Sequence.Stream},
 		NumDelivered: md.NumDelivered,
 		NumPending:   md.NumPending,
@@ -36,7 +42,9 @@ func (m *jsMsg) Metadata() (*jetstream.MsgMetadata, error) {
 		Stream:       md.Stream,
 		Consumer:     md.Consumer,
 		Domain:       md.Domain,
-	}, nil
+	}
+	m.meta.Store(parsed)
+	return parsed, nil
 }
 
 // Data is the message body.
