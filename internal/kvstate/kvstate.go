@@ -370,12 +370,16 @@ func plainToken(t string) bool {
 		return false
 	}
 	for j := 0; j < len(t); j++ {
-		ch := t[j]
-		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_') {
+		if !plainByte(t[j]) {
 			return false
 		}
 	}
 	return true
+}
+
+// plainByte reports whether ch stands for itself in a key token.
+func plainByte(ch byte) bool {
+	return ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_'
 }
 
 func keyToken(t string) string {
@@ -386,7 +390,7 @@ func keyToken(t string) string {
 	for j := 0; j < len(t); j++ {
 		ch := t[j]
 		switch {
-		case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9', ch == '-', ch == '_':
+		case plainByte(ch):
 			b = append(b, ch)
 		default:
 			const digits = "0123456789ABCDEF"

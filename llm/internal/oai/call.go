@@ -79,11 +79,17 @@ func ReadBody(ctx context.Context, provider string, resp *http.Response, limit i
 	return b, nil
 }
 
+// presizeMax bounds the buffer a declared Content-Length reserves up front,
+// so a length the body does not live up to cannot make each call reserve
+// up to MaxBody.
+const presizeMax = 1 << 20
+
 // readAll is io.ReadAll with its first buffer sized for a declared length
-// (within limit), so a body of known length is read without regrowing.
+// (within limit and presizeMax), so a body of known length is read without
+// regrowing.
 func readAll(r io.Reader, length, limit int64) ([]byte, error) {
 	size := int64(512)
-	if length > 0 && length <= limit {
+	if length > 0 && length <= min(limit, presizeMax) {
 		size = length + 1 // the read that sees the end needs no room to grow
 	}
 	b := make([]byte, 0, size)

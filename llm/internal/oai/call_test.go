@@ -62,6 +62,7 @@ func TestReadBodyWhateverTheDeclaredLength(t *testing.T) {
 		{"declared shorter", body, 10, false},
 		{"declared longer", body, 3000, false},
 		{"declared over the limit", body, limit * 2, false},
+		{"declared over the presize cap", body, presizeMax + 1, false},
 		{"empty", "", 0, false},
 		{"at the limit", strings.Repeat("b", limit), limit, false},
 		{"over the limit", strings.Repeat("b", limit+1), limit + 1, true},
