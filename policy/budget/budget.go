@@ -400,6 +400,13 @@ func (t *Tracker) flush(ctx context.Context, msgs []jetstream.Msg) {
 		drop := t.finished[k.key]
 		val, rev, err := kvstate.ModifyTTL(ctx, t.js, t.kv, k.key, k.ttl, func(cur []byte, exists bool) ([]byte, bool, error) {
 			c := decodeCounter(cur, exists)
+			if slices.Contains(c.IDs, flush) {
+				// This flush's write is stored although it was answered
+				// as refused (a copy sent again after a lost
+				// confirmation, topology.Replicated), with the drops:
+				// counted already.
+				return nil, false, nil
+			}
 			for _, j := range byKey[k] {
 				if !slices.Contains(c.IDs, j.id) {
 					c.NanoUSD += toNano(j.usd)

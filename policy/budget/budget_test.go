@@ -1,6 +1,7 @@
 package budget
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -449,5 +450,90 @@ func TestFlushThroughBucketOutage(t *testing.T) {
 	tr.flush(ctx, msgs)
 	if day, _ := tr.Spent("acme", time.Now()); toNano(day) != toNano(jobs*usd) {
 		t.Errorf("spent $%v after a further redelivery, want $%v", day, jobs*usd)
+	}
+}
+
+// resentWrites is JetStream whose counter writes are each sent twice, as
+// topology.Replicated sends a publish again when its confirmation was lost
+// in a leader change although the first copy was stored: the caller sees
+// the second copy's answer (a wrong-last-sequence refusal).
+type resentWrites struct {
+	jetstream.JetStream
+	resent int
+}
+
+func (r *resentWrites) PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	ack, err := r.JetStream.PublishMsg(ctx, msg, opts...)
+	if err != nil || !strings.HasPrefix(msg.Subject, "$KV."+Bucket+".s.") {
+		return ack, err
+	}
+	r.resent++
+	return r.JetStream.PublishMsg(ctx, msg, opts...)
+}
+
+// A counter write that was stored although its caller saw it refused is
+// not added again when the compare-and-set loop reads the key back.
+func TestCounterWriteStoredButRefusedCountsOnce(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx := natstest.Context(t)
+	_, plain := srv.Connect(t)
+	cfg, err := config.Parse([]byte(cfgYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := topology.Ensure(ctx, plain, cfg.Limits); err != nil {
+		t.Fatal(err)
+	}
+	js := &resentWrites{JetStream: plain}
+	tr, err := Open(ctx, js, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The counters exist ($1 spent before), so the flush updates them (a
+	// first write is a KV create, not a publish of ours).
+	keys := []string{dayKey("acme", time.Now()), monthKey("acme", time.Now())}
+	before, _ := json.Marshal(counter{NanoUSD: 1e9})
+	for _, key := range keys {
+		if _, err := tr.kv.Put(ctx, key, before); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const jobs, usd = 5, 0.25
+	for i := range jobs {
+		cost := usd
+		data, _ := json.Marshal(schemas.Result{V: 1, ID: fmt.Sprintf("job-%d", i), Status: schemas.StatusSucceeded, CostUSD: &cost,
+			Metadata: map[string]string{"tenant": "acme"}})
+		if _, err := plain.Publish(ctx, topology.Result("", fmt.Sprintf("job-%d", i)), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := plain.CreateOrUpdateConsumer(ctx, topology.StreamResults, jetstream.ConsumerConfig{Durable: "resent", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(jobs, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []jetstream.Msg
+	for m := range batch.Messages() {
+		msgs = append(msgs, m)
+	}
+	if len(msgs) != jobs {
+		t.Fatalf("fetched %d of %d results", len(msgs), jobs)
+	}
+	tr.flush(ctx, msgs)
+	tr.flush(ctx, msgs) // and a redelivery
+	if js.resent == 0 {
+		t.Fatal("no counter write was sent twice: the test did not test anything")
+	}
+	for _, key := range keys {
+		v, err := tr.kv.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := decodeCounter(v.Value(), true); c.NanoUSD != toNano(1+jobs*usd) {
+			t.Errorf("%s holds $%v, want $%v (each job once)", key, float64(c.NanoUSD)/1e9, 1+jobs*usd)
+		}
 	}
 }
