@@ -52,11 +52,11 @@ type Job struct {
 	// own API (POST /v1/messages: Anthropic Messages). Request then holds
 	// its translation, used by targets of other kinds and for estimates; a
 	// target of Native's kind gets Native.Body unchanged except its model.
-	Native   *NativeRequest    `json:"native,omitempty"`
-	Metadata map[string]string `json:"metadata,omitempty"`
-	Priority string            `json:"priority,omitempty"`
-	Deadline *time.Time        `json:"deadline,omitempty"`
-	Batch    string            `json:"batch,omitempty"`
+	Native   *NativeRequest `json:"native,omitempty"`
+	Metadata Metadata       `json:"metadata,omitempty"`
+	Priority string         `json:"priority,omitempty"`
+	Deadline *time.Time     `json:"deadline,omitempty"`
+	Batch    string         `json:"batch,omitempty"`
 	// Reply is a core NATS subject that also receives the Result (sync callers).
 	Reply string `json:"reply,omitempty"`
 	// Stream asks the worker to stream chunks on llm.stream.<id>.

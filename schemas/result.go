@@ -21,9 +21,9 @@ type Result struct {
 	Attempts []Attempt       `json:"attempts"`
 	Usage    Usage           `json:"usage"`
 	// CostUSD is nil when a price for the serving model is unknown.
-	CostUSD  *float64          `json:"cost_usd"`
-	Timings  Timings           `json:"timings"`
-	Metadata map[string]string `json:"metadata,omitempty"`
+	CostUSD  *float64 `json:"cost_usd"`
+	Timings  Timings  `json:"timings"`
+	Metadata Metadata `json:"metadata,omitempty"`
 }
 
 // ErrorInfo describes why a job failed.
