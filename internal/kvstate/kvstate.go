@@ -331,29 +331,15 @@ const MaxKeyToken = 128
 // is thus valid for JetStream KV, free of wildcards, and at most
 // len(tokens)*(MaxKeyToken+1) bytes.
 func Key(tokens ...string) string {
-	size, plain := 0, true
-	for _, t := range tokens {
-		if !plainToken(t) {
-			plain = false
-			break
-		}
-		size += len(t) + 1
+	if len(tokens) == 1 {
+		return keyToken(tokens[0])
 	}
-	if plain { // nothing to escape: the tokens joined, in one allocation
-		if len(tokens) == 1 {
-			return tokens[0]
-		}
-		var b strings.Builder
-		b.Grow(size)
-		for i, t := range tokens {
-			if i > 0 {
-				b.WriteByte('.')
-			}
-			b.WriteString(t)
-		}
-		return b.String()
+	size := 0
+	for _, t := range tokens {
+		size += min(len(t), MaxKeyToken) + 1 // a plain token's room; escaping may grow it
 	}
 	var b strings.Builder
+	b.Grow(size)
 	for i, t := range tokens {
 		if i > 0 {
 			b.WriteByte('.')
@@ -382,7 +368,11 @@ func plainByte(ch byte) bool {
 	return ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_'
 }
 
+// keyToken is t escaped; a plain token is returned as it is.
 func keyToken(t string) string {
+	if plainToken(t) {
+		return t
+	}
 	if t == "" {
 		return "="
 	}
