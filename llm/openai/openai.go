@@ -115,8 +115,7 @@ func (c *Client) completion(raw []byte, status int) (*llm.Response, error) {
 	if probe.Choices == 0 {
 		return nil, oai.BadResponse(c.name, status, "response has no choices")
 	}
-	u := probe.Usage.Usage
-	return &llm.Response{Body: raw, Usage: schemas.Usage{InputTokens: u.PromptTokens, OutputTokens: u.CompletionTokens}, StatusCode: status}, nil
+	return &llm.Response{Body: raw, Usage: probe.Usage.Tokens(), StatusCode: status}, nil
 }
 
 // choiceCount decodes a JSON array (or null) as the number of its elements,
@@ -145,20 +144,17 @@ func (n *choiceCount) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 	return err
 }
 
-// lenientUsage is a usage object whose malformed value counts as no usage
-// rather than failing the answer.
+// lenientUsage is a usage object decoded in place (oai.Usage.Read): a
+// malformed value counts as no usage rather than failing the answer.
 type lenientUsage struct{ oai.Usage }
 
-// UnmarshalJSONFrom reads the value and keeps its token counts when it is a
-// well-typed usage object.
+// UnmarshalJSONFrom reads the value and keeps its token counts.
 func (u *lenientUsage) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 	v, err := dec.ReadValue()
 	if err != nil {
 		return err
 	}
-	if json.Unmarshal(v, &u.Usage) != nil {
-		u.Usage = oai.Usage{}
-	}
+	u.Read(v)
 	return nil
 }
 

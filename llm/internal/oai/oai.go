@@ -152,9 +152,20 @@ func Marshal(v any) json.RawMessage {
 // ParseUsage reads prompt_tokens and completion_tokens from a usage object.
 func ParseUsage(raw json.RawMessage) schemas.Usage {
 	var u Usage
-	if len(raw) == 0 || json.Unmarshal(raw, &u) != nil {
-		return schemas.Usage{}
+	u.Read(raw)
+	return u.Tokens()
+}
+
+// Read decodes a usage object into u; an absent or malformed one (not an
+// object of integers) leaves u zero: no usage, not a failed answer.
+func (u *Usage) Read(raw []byte) {
+	if len(raw) == 0 || json.Unmarshal(raw, u) != nil {
+		*u = Usage{}
 	}
+}
+
+// Tokens is u's input and output tokens.
+func (u Usage) Tokens() schemas.Usage {
 	return schemas.Usage{InputTokens: u.PromptTokens, OutputTokens: u.CompletionTokens}
 }
 
