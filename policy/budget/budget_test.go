@@ -360,6 +360,22 @@ func TestFlushesCountEachResultOnce(t *testing.T) {
 	})
 }
 
+// publishCosts stores the Results of jobs job-0 … job-<n-1> of tenant acme,
+// each costing usd.
+func publishCosts(t *testing.T, js jetstream.JetStream, n int, usd float64) {
+	t.Helper()
+	ctx := natstest.Context(t)
+	for i := range n {
+		cost := usd
+		id := fmt.Sprintf("job-%d", i)
+		data, _ := json.Marshal(schemas.Result{V: 1, ID: id, Status: schemas.StatusSucceeded, CostUSD: &cost,
+			Metadata: map[string]string{"tenant": "acme"}})
+		if _, err := js.Publish(ctx, topology.Result("", id), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // A flush whose marker writes are never answered (the spend bucket lost its
 // quorum, as in a leader election after a node loss) gives up after one
 // wait for the whole step, not one per Result, so the counter is not held
@@ -383,14 +399,7 @@ func TestFlushThroughBucketOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	const jobs, usd = 20, 0.01
-	for i := range jobs {
-		cost := usd
-		data, _ := json.Marshal(schemas.Result{V: 1, ID: fmt.Sprintf("job-%d", i), Status: schemas.StatusSucceeded, CostUSD: &cost,
-			Metadata: map[string]string{"tenant": "acme"}})
-		if _, err := js.Publish(ctx, topology.Result("", fmt.Sprintf("job-%d", i)), data); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishCosts(t, js, jobs, usd)
 	cons, err := js.CreateOrUpdateConsumer(ctx, topology.StreamResults, jetstream.ConsumerConfig{Durable: "outage", AckPolicy: jetstream.AckExplicitPolicy})
 	if err != nil {
 		t.Fatal(err)
@@ -499,14 +508,7 @@ func TestCounterWriteStoredButRefusedCountsOnce(t *testing.T) {
 		}
 	}
 	const jobs, usd = 5, 0.25
-	for i := range jobs {
-		cost := usd
-		data, _ := json.Marshal(schemas.Result{V: 1, ID: fmt.Sprintf("job-%d", i), Status: schemas.StatusSucceeded, CostUSD: &cost,
-			Metadata: map[string]string{"tenant": "acme"}})
-		if _, err := plain.Publish(ctx, topology.Result("", fmt.Sprintf("job-%d", i)), data); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishCosts(t, plain, jobs, usd)
 	cons, err := plain.CreateOrUpdateConsumer(ctx, topology.StreamResults, jetstream.ConsumerConfig{Durable: "resent", AckPolicy: jetstream.AckExplicitPolicy})
 	if err != nil {
 		t.Fatal(err)
