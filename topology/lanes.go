@@ -50,3 +50,19 @@ func EnsureLaneConsumers(ctx context.Context, js jetstream.JetStream, p config.P
 	}
 	return out, nil
 }
+
+// AnyReplicated reports whether any of cons has more than one replica, as
+// its last known info says (a consumer follows its stream's replica count
+// unless it sets its own).
+func AnyReplicated(cons []jetstream.Consumer) bool {
+	for _, c := range cons {
+		ci := c.CachedInfo()
+		if ci == nil {
+			continue
+		}
+		if ci.Config.Replicas > 1 || (ci.Cluster != nil && len(ci.Cluster.Replicas) > 0) {
+			return true
+		}
+	}
+	return false
+}

@@ -32,8 +32,10 @@ func TestProvisionRaisesReplicasInPlace(t *testing.T) {
 	if len(changes) != 5 || changes[0].From != 0 || changes[0].To != 1 {
 		t.Fatalf("first provisioning changes = %v, want 5 streams created with 1 replica", changes)
 	}
-	if _, err := topology.EnsureLaneConsumers(ctx, r1, cfg.Providers[0]); err != nil {
+	if lanes, err := topology.EnsureLaneConsumers(ctx, r1, cfg.Providers[0]); err != nil {
 		t.Fatal(err)
+	} else if topology.AnyReplicated(lanes) {
+		t.Fatal("R1 lane consumers reported as replicated")
 	}
 	if _, err := breaker.New(ctx, r1, config.Breaker{Cooldown: time.Second, Window: time.Second}, breaker.Options{}); err != nil {
 		t.Fatal(err)
@@ -129,6 +131,13 @@ func TestProvisionRaisesReplicasInPlace(t *testing.T) {
 		}
 		return nil
 	})
+	// A process configured with one replica sees that the lanes are
+	// replicated (its workers then confirm their acks).
+	if lanes, err := topology.EnsureLaneConsumers(ctx, raw, cfg.Providers[0]); err != nil {
+		t.Fatal(err)
+	} else if !topology.AnyReplicated(lanes) {
+		t.Fatal("R3 lane consumers not reported as replicated")
+	}
 	if _, err := topology.ProvisionAll(ctx, raw, cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -166,6 +166,10 @@ type Pool struct {
 	running  atomic.Bool
 	stopping atomic.Bool
 	slots    atomic.Pointer[lanes.Slots] // the provider's concurrency tokens (messages)
+	// confirmAcks is whether an ack waits for the server's confirmation:
+	// set when the lane consumers are replicated (messages), where a
+	// consumer leader election can lose an ack (settle.go's ack).
+	confirmAcks atomic.Bool
 	// jobsBase parents every job context; it is cancelled (errShutdown)
 	// when the drain timeout passes.
 	jobsBase context.Context

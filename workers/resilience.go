@@ -82,6 +82,7 @@ func (p *Pool) messages(ctx context.Context) (jetstream.MessagesContext, error) 
 	if err != nil {
 		return nil, err
 	}
+	p.confirmAcks.Store(topology.ReplicasOf(p.cfg.JS) > 1 || topology.AnyReplicated(cons))
 	// The provider's global in-flight cap over lanes and processes.
 	slots, err := lanes.EnsureSlots(ctx, p.cfg.JS, p.cfg.Provider)
 	if err != nil {

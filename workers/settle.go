@@ -251,13 +251,22 @@ func (p *Pool) reply(job *schemas.Job, data []byte) {
 	}
 }
 
-// ack acknowledges a job whose effects are durable and waits for the
-// server to confirm it, sending it again while the consumer elects a new
-// leader (for up to AckWait/3). An ack lost unconfirmed keeps the job
-// counted against MaxAckPending until AckWait, so after a node loss every
-// lost ack would stall the lane for seconds; the redelivery that follows
-// finds the stored Result and does not call again.
+// ack acknowledges a job whose effects are durable. On replicated lane
+// consumers it waits for the server to confirm the ack, sending it again
+// while the consumer elects a new leader (for up to AckWait/3): an ack lost
+// unconfirmed keeps the job counted against MaxAckPending until AckWait, so
+// after a node loss every lost ack would stall the lane for seconds. On a
+// single replica no election can lose it, so the ack is sent without a
+// round trip (one server message less per job). Either way a lost ack only
+// redelivers the job, and the redelivery finds the stored Result and does
+// not call again.
 func (p *Pool) ack(msg jetstream.Msg, job *schemas.Job) {
+	if !p.confirmAcks.Load() {
+		if err := msg.Ack(); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+			p.log.Warn("ack", "job", job.ID, "err", err)
+		}
+		return
+	}
 	deadline := time.Now().Add(p.ackWait / 3)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), ackConfirmWait)
