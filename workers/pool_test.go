@@ -94,6 +94,62 @@ func TestSuccess(t *testing.T) {
 	}
 }
 
+// TestSingleReplicaAcksWithoutARoundTrip: on one server (lane consumers
+// of one replica) each job's ack is one plain publish, with no reply
+// subject to confirm it, and it takes: every job leaves JOBS once, none is
+// delivered again, the provider is called once per job.
+func TestSingleReplicaAcksWithoutARoundTrip(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 0, provider{name: "a"})
+	acks, err := e.nc.SubscribeSync("$JS.ACK." + topology.StreamJobs + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	e.startPool("a")
+
+	const jobs = 20
+	ids := make([]string, jobs)
+	for i := range ids {
+		ids[i] = e.submit(newJob())
+	}
+	for _, id := range ids {
+		if res := e.result(id, 10*time.Second); res.Status != schemas.StatusSucceeded {
+			t.Fatalf("job %s: %s (%+v)", id, res.Status, res.Error)
+		}
+	}
+	e.waitEmpty(5 * time.Second)
+	for i := range jobs {
+		m, err := acks.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("ack %d of %d: %v", i+1, jobs, err)
+		}
+		if string(m.Data) != "+ACK" || m.Reply != "" {
+			t.Errorf("ack %d: body %q, reply %q; want a plain +ACK", i+1, m.Data, m.Reply)
+		}
+	}
+	if m, err := acks.NextMsg(200 * time.Millisecond); err == nil {
+		t.Errorf("one ack too many: %q on %s", m.Data, m.Subject)
+	}
+	if n := e.mocks["a"].Stats().Requests; n != jobs {
+		t.Errorf("provider called %d times, want %d", n, jobs)
+	}
+	ctx := natstest.Context(t)
+	c, err := e.js.Consumer(ctx, topology.StreamJobs, topology.LaneConsumer("a", schemas.PriorityNormal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumAckPending != 0 || info.NumRedelivered != 0 || info.AckFloor.Stream == 0 {
+		t.Errorf("lane consumer: %d pending acks, %d redelivered, ack floor %d; want 0, 0 and past the jobs", info.NumAckPending, info.NumRedelivered, info.AckFloor.Stream)
+	}
+}
+
 func TestSyncCompleteAndReply(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 0, provider{name: "a"})
