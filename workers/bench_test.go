@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -91,8 +92,9 @@ func BenchmarkAddedLatency(b *testing.B) {
 
 // BenchmarkAsyncThroughput submits b.N jobs (32 concurrent submitters) to an
 // instant mock and waits for every Result, then publishes b.N messages of
-// the same size straight to a JetStream stream the same way, and reports
-// both rates and their ratio.
+// the same size straight to a JetStream stream the same way, then runs b.N
+// jobs through the bare JetStream pipeline (bareJetStreamPipeline), and
+// reports the rates and their ratios.
 func BenchmarkAsyncThroughput(b *testing.B) {
 	e := benchEnv(b, 64)
 	e.startPool("a")
@@ -181,12 +183,18 @@ func BenchmarkAsyncThroughput(b *testing.B) {
 		_, err := e.js.Publish(ctx, fmt.Sprintf("bench.%d", seq.Add(1)), payload)
 		return err
 	})
+	bare := bareJetStreamPipeline(b, e, payload, run)
 	b.StopTimer()
 	jobsPerSec := float64(b.N) / jobsElapsed.Seconds()
 	rawPerSec := float64(b.N) / rawElapsed.Seconds()
+	barePerSec := float64(b.N) / bare.elapsed.Seconds()
 	b.ReportMetric(jobsPerSec, "jobs/s")
 	b.ReportMetric(rawPerSec, "raw-publish/s")
 	b.ReportMetric(jobsPerSec/rawPerSec, "jobs/raw")
+	b.ReportMetric(barePerSec, "bare-jobs/s")
+	b.ReportMetric(jobsPerSec/barePerSec, "jobs/bare")
+	b.ReportMetric(float64(bare.cpu.Microseconds())/float64(b.N), "bare-cpu-us/job")
+	b.ReportMetric(float64(bare.allocs)/float64(b.N), "bare-allocs/job")
 	b.ReportMetric(float64(v1.InMsgs-v0.InMsgs)/float64(b.N), "server-in-msgs/job")
 	b.ReportMetric(float64(v1.OutMsgs-v0.OutMsgs)/float64(b.N), "server-out-msgs/job")
 	// Everything in this process: submitters, pool, mock provider, server.
@@ -200,4 +208,107 @@ func mallocs() uint64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return ms.Mallocs
+}
+
+// bareRun is what the bare pipeline measured.
+type bareRun struct {
+	elapsed time.Duration
+	cpu     time.Duration
+	allocs  uint64
+}
+
+// bareJetStreamPipeline is the floor a pool is measured against: the same
+// job bytes, the same submitters and the same server, and per job the
+// messages a job needs for durability and nothing of Switchboard around
+// them. The submitters publish each job (with a dedup id) to a work-queue
+// stream; 64 goroutines on one pull consumer (MaxAckPending 64, the pool's
+// concurrency) call the same mock through the same adapter, publish the
+// answer to a results stream (dedup id), waiting for its confirmation, and
+// then ack the job. No routing, lanes, tokens, attempt loop, Result
+// encoding or telemetry.
+func bareJetStreamPipeline(b *testing.B, e *env, payload []byte, run func(int, func() error) time.Duration) bareRun {
+	b.Helper()
+	ctx := context.Background()
+	jobs, err := e.js.CreateStream(ctx, jetstream.StreamConfig{Name: "BARE_JOBS", Subjects: []string{"bare.jobs"},
+		Storage: jetstream.FileStorage, Retention: jetstream.WorkQueuePolicy})
+	if err != nil {
+		b.Fatal(err)
+	}
+	results, err := e.js.CreateStream(ctx, jetstream.StreamConfig{Name: "BARE_RESULTS", Subjects: []string{"bare.results.>"},
+		Storage: jetstream.FileStorage})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const workers = 64
+	cons, err := jobs.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "bare", AckPolicy: jetstream.AckExplicitPolicy,
+		MaxAckPending: workers, AckWait: 30 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(workers))
+	if err != nil {
+		b.Fatal(err)
+	}
+	adapter := e.adapter("a")
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				msg, err := it.Next()
+				if err != nil {
+					return // the iterator stopped
+				}
+				md, err := msg.Metadata()
+				if err == nil {
+					var resp *llm.Response
+					if resp, err = adapter.Complete(ctx, &llm.Request{Model: "m-a", Body: json.RawMessage(chatBody)}); err == nil {
+						id := strconv.FormatUint(md.Sequence.Stream, 10)
+						_, err = e.js.Publish(ctx, "bare.results."+id, resp.Body, jetstream.WithMsgID(id))
+					}
+				}
+				if err != nil {
+					failed.CompareAndSwap(nil, err)
+					_ = msg.Nak()
+					continue
+				}
+				_ = msg.Ack()
+			}
+		}()
+	}
+	defer func() { it.Stop(); wg.Wait() }()
+	var seq atomic.Int64
+	cpu0, mallocs0 := natstest.ProcessCPU(b), mallocs()
+	t0 := time.Now()
+	run(b.N, func() error {
+		_, err := e.js.Publish(ctx, "bare.jobs", payload, jetstream.WithMsgID(strconv.FormatInt(seq.Add(1), 10)))
+		return err
+	})
+	natstest.CheckFor(b, 2*time.Minute, 5*time.Millisecond, func() error {
+		if err, _ := failed.Load().(error); err != nil {
+			b.Fatalf("bare pipeline: %v", err)
+		}
+		info, err := results.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs < uint64(b.N) {
+			return fmt.Errorf("%d of %d answers stored", info.State.Msgs, b.N)
+		}
+		return nil
+	})
+	elapsed := time.Since(t0)
+	natstest.CheckFor(b, 10*time.Second, 5*time.Millisecond, func() error {
+		info, err := jobs.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs > 0 {
+			return fmt.Errorf("%d bare jobs not acked yet", info.State.Msgs)
+		}
+		return nil
+	})
+	return bareRun{elapsed: elapsed, cpu: natstest.ProcessCPU(b) - cpu0, allocs: mallocs() - mallocs0}
 }
