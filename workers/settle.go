@@ -34,7 +34,7 @@ func (p *Pool) settle(msg jetstream.Msg, job *schemas.Job, r *run) {
 		return
 	}
 	res := p.result(job, r)
-	data, err := json.Marshal(res)
+	data, err := schemas.AppendResult(make([]byte, 0, 512+len(res.Response)), res)
 	if err != nil {
 		p.log.Error("encode result", "job", job.ID, "err", err)
 		_ = msg.NakWithDelay(p.cfg.NakDelay)

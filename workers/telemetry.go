@@ -149,7 +149,7 @@ func telemetryMsg(jobID string, hop int, events []schemas.Event) (*nats.Msg, err
 	if len(events) == 0 {
 		return nil, nil
 	}
-	data, err := json.Marshal(events)
+	data, err := schemas.AppendEvents(make([]byte, 0, 512*len(events)), events)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,367 @@
+package schemas
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+func sampleEvents() []Event {
+	cost := 0.00012
+	ts := time.Date(2026, 12, 3, 11, 4, 5, 123456789, time.UTC)
+	attempt := Event{V: Version, Kind: EventAttempt, EventID: AttemptEventID("job-1", 1, ts), JobID: "job-1", TS: ts, Attempt: 1,
+		Route: "chat", Provider: "openai", Model: "gpt-4o-mini", Tenant: "acme", Tier: "pro", Task: "summarize",
+		StatusCode: 200, Outcome: OutcomeOK, InputTokens: 12, OutputTokens: 30, CostUSD: &cost, DurationMS: 3}
+	completion := attempt
+	completion.Kind, completion.Outcome, completion.Status, completion.StatusCode = EventCompletion, "", StatusSucceeded, 0
+	completion.QueuedMS, completion.TTFTMS, completion.ProviderMS, completion.TotalMS = 1, 2, 3, 5
+	return []Event{attempt, completion}
+}
+
+// AppendEvents writes the bytes encoding/json writes for the same slice,
+// whatever the values: the ingester and ClickHouse see no difference.
+func TestAppendEventsMatchesEncodingJSON(t *testing.T) {
+	base := sampleEvents()
+	with := func(f func(e *Event)) []Event {
+		evs := append([]Event(nil), base...)
+		f(&evs[0])
+		return evs
+	}
+	f := func(v float64) *float64 { return &v }
+	cases := map[string][]Event{
+		"hop":            base,
+		"empty":          {},
+		"zero event":     {{}},
+		"nil cost":       with(func(e *Event) { e.CostUSD = nil }),
+		"zero cost":      with(func(e *Event) { e.CostUSD = f(0) }),
+		"negative zero":  with(func(e *Event) { e.CostUSD = f(math.Copysign(0, -1)) }),
+		"tiny cost":      with(func(e *Event) { e.CostUSD = f(1.5e-7) }),
+		"tiny exp 2dig":  with(func(e *Event) { e.CostUSD = f(3e-12) }),
+		"huge cost":      with(func(e *Event) { e.CostUSD = f(2.5e21) }),
+		"huge exp 3dig":  with(func(e *Event) { e.CostUSD = f(1e300) }),
+		"round cost":     with(func(e *Event) { e.CostUSD = f(100) }),
+		"fraction cost":  with(func(e *Event) { e.CostUSD = f(0.1 + 0.2) }),
+		"html":           with(func(e *Event) { e.Tenant, e.Task = "a<b>&c", `q"uote\back` }),
+		"control chars":  with(func(e *Event) { e.RequestBody = "line\nbreak\ttab\x01\x7f" }),
+		"unicode":        with(func(e *Event) { e.ResponseBody = "héllo ✓ \u2028\u2029 😀" }),
+		"invalid utf8":   with(func(e *Event) { e.Model = "bad\xff\xfe" }),
+		"bodies":         with(func(e *Event) { e.RequestBody, e.ResponseBody = `{"messages":[]}`, `{"choices":[]}` }),
+		"fallback":       with(func(e *Event) { e.Fallback, e.ErrorType, e.Outcome = true, ErrRateLimited, OutcomeFallback }),
+		"negative ints":  with(func(e *Event) { e.Attempt, e.StatusCode, e.DurationMS, e.V = -1, -500, -7, -2 }),
+		"local time":     with(func(e *Event) { e.TS = time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("X", 5*3600+1800)) }),
+		"zero time":      with(func(e *Event) { e.TS = time.Time{} }),
+		"year 9999":      with(func(e *Event) { e.TS = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC) }),
+		"monotonic time": with(func(e *Event) { e.TS = time.Now() }),
+	}
+	for name, evs := range cases {
+		want, err := json.Marshal(evs)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got, err := AppendEvents([]byte("prefix"), evs)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !bytes.HasPrefix(got, []byte("prefix")) || string(got[len("prefix"):]) != string(want) {
+			t.Errorf("%s:\n got %s\nwant %s", name, got, want)
+		}
+	}
+}
+
+// A value encoding/json refuses is refused, and dst is left as it was.
+func TestAppendEventsRefusesWhatEncodingJSONRefuses(t *testing.T) {
+	for name, f := range map[string]func(e *Event){
+		"NaN cost":      func(e *Event) { v := math.NaN(); e.CostUSD = &v },
+		"infinite cost": func(e *Event) { v := math.Inf(1); e.CostUSD = &v },
+		"year 10000":    func(e *Event) { e.TS = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) },
+		"year -1":       func(e *Event) { e.TS = time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC) },
+	} {
+		evs := sampleEvents()
+		f(&evs[1])
+		if _, err := json.Marshal(evs); err == nil {
+			t.Fatalf("%s: encoding/json accepts it; the case tests nothing", name)
+		}
+		got, err := AppendEvents([]byte("prefix"), evs)
+		if err == nil {
+			t.Errorf("%s: no error, wrote %s", name, got)
+		}
+		if string(got) != "prefix" {
+			t.Errorf("%s: dst became %q", name, got)
+		}
+	}
+}
+
+// Every field of Event is written: an event with each field set by
+// reflection (a field added to Event and not to appendEvent fails here)
+// and random events encode as encoding/json encodes them.
+func TestAppendEventsCoversEveryField(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	words := []string{"", "a", "chat", "gpt-4o", "t<1>", "x&y", "é", "\x00", strings.Repeat("z", 300), "\u2028"}
+	random := func() Event {
+		var e Event
+		v := reflect.ValueOf(&e).Elem()
+		for i := range v.NumField() {
+			fv := v.Field(i)
+			switch fv.Kind() {
+			case reflect.String:
+				fv.SetString(words[rng.IntN(len(words))])
+			case reflect.Int, reflect.Int64:
+				fv.SetInt(rng.Int64N(1<<40) - 1<<39)
+			case reflect.Bool:
+				fv.SetBool(rng.IntN(2) == 1)
+			case reflect.Pointer: // CostUSD
+				if rng.IntN(4) > 0 {
+					c := rng.Float64() * math.Pow(10, float64(rng.IntN(40)-20))
+					fv.Set(reflect.ValueOf(&c))
+				}
+			case reflect.Array: // EventID
+				id := uuid.New()
+				fv.Set(reflect.ValueOf(id))
+			case reflect.Struct: // TS
+				fv.Set(reflect.ValueOf(time.Unix(rng.Int64N(1<<34), rng.Int64N(1e9)).UTC()))
+			default:
+				t.Fatalf("field %s of kind %s: teach the test (and appendEvent) about it", v.Type().Field(i).Name, fv.Kind())
+			}
+		}
+		return e
+	}
+	// All fields set at once: nothing may be missing.
+	full := random()
+	for i, v := 0, reflect.ValueOf(&full).Elem(); i < v.NumField(); i++ {
+		if v.Field(i).IsZero() {
+			switch v.Field(i).Kind() {
+			case reflect.String:
+				v.Field(i).SetString("set")
+			case reflect.Int, reflect.Int64:
+				v.Field(i).SetInt(7)
+			case reflect.Bool:
+				v.Field(i).SetBool(true)
+			case reflect.Pointer:
+				c := 0.5
+				v.Field(i).Set(reflect.ValueOf(&c))
+			}
+		}
+	}
+	evs := []Event{full}
+	for range 500 {
+		evs = append(evs, random())
+	}
+	for i := range evs {
+		want, _ := json.Marshal(evs[i : i+1])
+		got, err := AppendEvents(nil, evs[i:i+1])
+		if err != nil || string(got) != string(want) {
+			t.Fatalf("event %d (%v):\n got %s\nwant %s", i, err, got, want)
+		}
+	}
+}
+
+func BenchmarkAppendEvents(b *testing.B) {
+	evs := sampleEvents()
+	b.Run("AppendEvents", func(b *testing.B) {
+		b.ReportAllocs()
+		var buf []byte
+		for b.Loop() {
+			var err error
+			if buf, err = AppendEvents(buf[:0], evs); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding_json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := json.Marshal(evs); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func sampleResult() *Result {
+	cost := 0.000042
+	started := time.Date(2026, 12, 3, 11, 4, 5, 120000000, time.UTC)
+	return &Result{V: Version, ID: "0193a4c2-7d1e-7f00-8000-000000000001", Status: StatusSucceeded,
+		Response: json.RawMessage(`{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hi!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":30}}`),
+		Route:    "chat", Provider: "openai", Model: "gpt-4o-mini",
+		Attempts: []Attempt{{Provider: "openai", Model: "gpt-4o-mini", StartedAt: started, DurationMS: 3, StatusCode: 200, Outcome: OutcomeOK, InputTokens: 12, OutputTokens: 30}},
+		Usage:    Usage{InputTokens: 12, OutputTokens: 30}, CostUSD: &cost,
+		Timings:  Timings{QueuedMS: 1, TTFTMS: 4, ProviderMS: 3, TotalMS: 5},
+		Metadata: Metadata{MetaTenant: "acme", MetaTier: "pro"}}
+}
+
+// AppendResult writes the bytes encoding/json writes for the same Result.
+func TestAppendResultMatchesEncodingJSON(t *testing.T) {
+	with := func(f func(r *Result)) *Result {
+		r := sampleResult()
+		f(r)
+		return r
+	}
+	cases := map[string]*Result{
+		"succeeded": sampleResult(),
+		"zero":      {},
+		"failed": with(func(r *Result) {
+			r.Status, r.Response, r.CostUSD, r.Usage = StatusFailed, nil, nil, Usage{}
+			r.Error = &ErrorInfo{Type: ErrRateLimited, Message: "429 <too> many & more", StatusCode: 429, Code: "rate_limit"}
+			r.Attempts = append(r.Attempts, Attempt{Provider: "b", Model: "m", StartedAt: time.Now(), ErrorType: ErrTimeout, ErrorMessage: "deadline \"passed\"\n", Outcome: OutcomeFallback})
+		}),
+		"bare error":     with(func(r *Result) { r.Error = &ErrorInfo{} }),
+		"empty attempts": with(func(r *Result) { r.Attempts = []Attempt{} }),
+		"nil attempts":   with(func(r *Result) { r.Attempts = nil }),
+		"empty metadata": with(func(r *Result) { r.Metadata = Metadata{} }),
+		"many metadata": with(func(r *Result) {
+			r.Metadata = Metadata{}
+			for i := range 12 {
+				r.Metadata[strings.Repeat("k", 12-i)] = strings.Repeat("v<", i)
+			}
+		}),
+		"escaped metadata": with(func(r *Result) { r.Metadata = Metadata{"a&b": "x\xffy", "": "\u2028", "c": "\t"} }),
+		"spaced response":  with(func(r *Result) { r.Response = json.RawMessage(" {\n \"a\" : [1, 2 ,3],\t\"b\": \"x y\" } ") }),
+		"html response":    with(func(r *Result) { r.Response = json.RawMessage(`{"content":"<b>&amp;</b> \u2028 \u003c"}`) }),
+		"null response":    with(func(r *Result) { r.Response = json.RawMessage(`null`) }),
+		"string response":  with(func(r *Result) { r.Response = json.RawMessage(`"just text"`) }),
+		"unicode response": with(func(r *Result) { r.Response = json.RawMessage("{\"t\":\"héllo 😀 \u2029\"}") }),
+		"tiny cost":        with(func(r *Result) { c := 7e-9; r.CostUSD = &c }),
+		"local started": with(func(r *Result) {
+			r.Attempts[0].StartedAt = time.Date(2026, 1, 1, 0, 0, 0, 1, time.FixedZone("", -3600))
+		}),
+	}
+	for name, r := range cases {
+		want, err := json.Marshal(r)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got, err := AppendResult([]byte("prefix"), r)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if string(got) != "prefix"+string(want) {
+			t.Errorf("%s:\n got %s\nwant prefix%s", name, got, want)
+		}
+	}
+}
+
+// What encoding/json refuses, AppendResult refuses with its error, and dst
+// keeps what it held.
+func TestAppendResultRefusesWhatEncodingJSONRefuses(t *testing.T) {
+	for name, f := range map[string]func(r *Result){
+		"broken response":  func(r *Result) { r.Response = json.RawMessage(`{"a":`) },
+		"two values":       func(r *Result) { r.Response = json.RawMessage(`{} {}`) },
+		"NaN cost":         func(r *Result) { c := math.NaN(); r.CostUSD = &c },
+		"attempt year 1e4": func(r *Result) { r.Attempts[0].StartedAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) },
+	} {
+		r := sampleResult()
+		f(r)
+		_, want := json.Marshal(r)
+		if want == nil {
+			t.Fatalf("%s: encoding/json accepts it; the case tests nothing", name)
+		}
+		got, err := AppendResult([]byte("prefix"), r)
+		if err == nil || err.Error() != want.Error() {
+			t.Errorf("%s: error %v, want %v", name, err, want)
+		}
+		if string(got) != "prefix" {
+			t.Errorf("%s: dst became %q", name, got)
+		}
+	}
+}
+
+// fillRandom sets every field of the struct v points to from rng, recursing
+// into the structs, slices and pointers of a Result; a kind it does not know
+// fails the test, so a field added to Result, Attempt, ErrorInfo, Usage or
+// Timings is covered here before it can be missed by appendResult.
+func fillRandom(t *testing.T, rng *rand.Rand, v reflect.Value) {
+	t.Helper()
+	words := []string{"", "a", "chat", "gpt-4o", "t<1>", "x&y", "é", "\x00", "\u2028", "tenant"}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(words[rng.IntN(len(words))])
+	case reflect.Int, reflect.Int64:
+		if rng.IntN(3) > 0 {
+			v.SetInt(rng.Int64N(1<<40) - 1<<39)
+		}
+	case reflect.Bool:
+		v.SetBool(rng.IntN(2) == 1)
+	case reflect.Float64:
+		v.SetFloat(rng.Float64() * math.Pow(10, float64(rng.IntN(40)-20)))
+	case reflect.Pointer:
+		if rng.IntN(3) > 0 {
+			v.Set(reflect.New(v.Type().Elem()))
+			fillRandom(t, rng, v.Elem())
+		}
+	case reflect.Map: // Metadata
+		if rng.IntN(3) > 0 {
+			v.Set(reflect.MakeMap(v.Type()))
+			for range rng.IntN(6) {
+				v.SetMapIndex(reflect.ValueOf(words[rng.IntN(len(words))]), reflect.ValueOf(words[rng.IntN(len(words))]))
+			}
+		}
+	case reflect.Slice:
+		if v.Type() == reflect.TypeOf(json.RawMessage(nil)) {
+			if rng.IntN(3) > 0 {
+				v.SetBytes([]byte(`{ "content" : "` + words[rng.IntN(5)] + `", "n": [1, 2] }`))
+			}
+			return
+		}
+		if rng.IntN(4) > 0 {
+			v.Set(reflect.MakeSlice(v.Type(), rng.IntN(4), 4))
+			for i := range v.Len() {
+				fillRandom(t, rng, v.Index(i))
+			}
+		}
+	case reflect.Struct:
+		if v.Type() == reflect.TypeOf(time.Time{}) {
+			v.Set(reflect.ValueOf(time.Unix(rng.Int64N(1<<34), rng.Int64N(1e9)).UTC()))
+			return
+		}
+		for i := range v.NumField() {
+			fillRandom(t, rng, v.Field(i))
+		}
+	default:
+		t.Fatalf("%s of kind %s: teach the test (and appendResult) about it", v.Type(), v.Kind())
+	}
+}
+
+func TestAppendResultCoversEveryField(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 1000 {
+		var r Result
+		fillRandom(t, rng, reflect.ValueOf(&r).Elem())
+		want, err := json.Marshal(&r)
+		if err != nil {
+			t.Fatalf("result %d: %v", i, err)
+		}
+		got, err := AppendResult(nil, &r)
+		if err != nil || string(got) != string(want) {
+			t.Fatalf("result %d (%v):\n got %s\nwant %s", i, err, got, want)
+		}
+	}
+}
+
+func BenchmarkAppendResult(b *testing.B) {
+	r := sampleResult()
+	b.Run("AppendResult", func(b *testing.B) {
+		b.ReportAllocs()
+		var buf []byte
+		for b.Loop() {
+			var err error
+			if buf, err = AppendResult(buf[:0], r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding_json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := json.Marshal(r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
