@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// The workers encode every job hop's telemetry and Result with the
+// Every job hop's message, telemetry and Result are encoded with the
 // appenders below instead of encoding/json's reflection: the same bytes
 // (field order, omitempty, string escaping, number and time formats; the
 // tests in appendjson_test.go compare them with encoding/json's on table
@@ -262,9 +262,9 @@ func appendAttempt(b []byte, a *Attempt) ([]byte, bool) {
 	return append(b, '}'), true
 }
 
-// appendMetadata appends labels as encoding/json encodes a map of strings:
-// keys sorted.
-func appendMetadata(b []byte, m Metadata) []byte {
+// appendMetadata appends labels (or headers) as encoding/json encodes a map
+// of strings: keys sorted.
+func appendMetadata(b []byte, m map[string]string) []byte {
 	var onStack [8]string
 	keys := onStack[:0]
 	for k := range m {
@@ -314,4 +314,114 @@ func needsHTMLEscape(b []byte) bool {
 		}
 	}
 	return false
+}
+
+// AppendJob appends job as encoding/json encodes it.
+func AppendJob(dst []byte, job *Job) ([]byte, error) {
+	if out, ok := appendJob(dst, job); ok {
+		return out, nil
+	}
+	data, err := json.Marshal(job)
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, data...), nil
+}
+
+func appendJob(b []byte, j *Job) ([]byte, bool) {
+	var ok bool
+	b = append(b, `{"v":`...)
+	b = strconv.AppendInt(b, int64(j.V), 10)
+	b = appendStringField(b, `,"id":`, j.ID, false)
+	b = appendStringField(b, `,"route":`, j.Route, true)
+	b = appendStringField(b, `,"model":`, j.Model, true)
+	b = appendStringField(b, `,"kind":`, j.Kind, true)
+	b = append(b, `,"request":`...)
+	if b, ok = appendRawOrNull(b, j.Request); !ok {
+		return b, false
+	}
+	if n := j.Native; n != nil {
+		b = appendStringField(b, `,"native":{"format":`, n.Format, false)
+		b = append(b, `,"body":`...)
+		if b, ok = appendRawOrNull(b, n.Body); !ok {
+			return b, false
+		}
+		if len(n.Headers) > 0 {
+			b = appendMetadata(append(b, `,"headers":`...), n.Headers)
+		}
+		b = append(b, '}')
+	}
+	if len(j.Metadata) > 0 {
+		b = appendMetadata(append(b, `,"metadata":`...), j.Metadata)
+	}
+	b = appendStringField(b, `,"priority":`, j.Priority, true)
+	if j.Deadline != nil {
+		b = append(b, `,"deadline":`...)
+		if b, ok = appendTime(b, *j.Deadline); !ok {
+			return b, false
+		}
+	}
+	b = appendStringField(b, `,"batch":`, j.Batch, true)
+	b = appendStringField(b, `,"reply":`, j.Reply, true)
+	if j.Stream {
+		b = append(b, `,"stream":true`...)
+	}
+	if len(j.Plan) > 0 {
+		b = append(b, `,"plan":[`...)
+		for i, t := range j.Plan {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendStringField(b, `{"provider":`, t.Provider, false)
+			b = appendStringField(b, `,"model":`, t.Model, false)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	if j.Hop != 0 {
+		b = appendIntField(b, `,"hop":`, int64(j.Hop))
+	}
+	if len(j.Attempts) > 0 {
+		b = append(b, `,"attempts":[`...)
+		for i := range j.Attempts {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if b, ok = appendAttempt(b, &j.Attempts[i]); !ok {
+				return b, false
+			}
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"created_at":`...)
+	if b, ok = appendTime(b, j.CreatedAt); !ok {
+		return b, false
+	}
+	if c := j.Continuation; c != nil {
+		b = appendStringField(b, `,"continuation":{"text":`, c.Text, false)
+		b = appendIntField(b, `,"chunks":`, c.Chunks)
+		if c.InputTokens != 0 {
+			b = appendIntField(b, `,"input_tokens":`, c.InputTokens)
+		}
+		if c.OutputTokens != 0 {
+			b = appendIntField(b, `,"output_tokens":`, c.OutputTokens)
+		}
+		if !c.FirstChunkAt.IsZero() {
+			b = append(b, `,"first_chunk_at":`...)
+			if b, ok = appendTime(b, c.FirstChunkAt); !ok {
+				return b, false
+			}
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}'), true
+}
+
+// appendRawOrNull is appendRaw for a field without omitempty: an empty raw
+// value is null.
+func appendRawOrNull(b []byte, raw []byte) ([]byte, bool) {
+	if len(raw) == 0 {
+		return append(b, "null"...), true
+	}
+	return appendRaw(b, raw)
 }

@@ -365,3 +365,111 @@ func BenchmarkAppendResult(b *testing.B) {
 		}
 	})
 }
+
+func sampleJob() *Job {
+	deadline := time.Date(2026, 12, 3, 11, 5, 0, 0, time.UTC)
+	return &Job{V: Version, ID: "0193a4c2-7d1e-7f00-8000-000000000001", Route: "chat",
+		Request:  json.RawMessage(`{"model":"chat","messages":[{"role":"user","content":"hi"}]}`),
+		Metadata: Metadata{MetaTenant: "acme", MetaTier: "pro", MetaTask: "chat"}, Priority: "normal", Deadline: &deadline,
+		Reply: "_INBOX.abc.1", Plan: []Target{{Provider: "openai", Model: "gpt-4o-mini"}, {Provider: "anthropic", Model: "claude"}},
+		CreatedAt: time.Date(2026, 12, 3, 11, 4, 5, 1000, time.UTC)}
+}
+
+// AppendJob writes the bytes encoding/json writes for the same Job.
+func TestAppendJobMatchesEncodingJSON(t *testing.T) {
+	with := func(f func(j *Job)) *Job {
+		j := sampleJob()
+		f(j)
+		return j
+	}
+	cases := map[string]*Job{
+		"routed":      sampleJob(),
+		"zero":        {},
+		"nil request": with(func(j *Job) { j.Request = nil }),
+		"spaced request": with(func(j *Job) {
+			j.Request = json.RawMessage("{ \"messages\" : [ {\"role\": \"user\", \"content\": \"<b>& \u2028\"} ] }\n")
+		}),
+		"native": with(func(j *Job) {
+			j.Native = &NativeRequest{Format: FormatAnthropic, Body: json.RawMessage(`{"max_tokens": 5}`), Headers: map[string]string{"anthropic-version": "2023-06-01", "anthropic-beta": "x"}}
+		}),
+		"native empty": with(func(j *Job) { j.Native = &NativeRequest{} }),
+		"no plan":      with(func(j *Job) { j.Plan = []Target{} }),
+		"streamed hop": with(func(j *Job) { j.Stream, j.Hop, j.Batch, j.Kind, j.Model = true, 2, "b-1", KindEmbeddings, "openai/x" }),
+		"attempts": with(func(j *Job) {
+			j.Attempts = []Attempt{{Provider: "a", Model: "m", StartedAt: time.Now(), ErrorType: ErrTimeout, Outcome: OutcomeFallback}}
+		}),
+		"continuation": with(func(j *Job) {
+			j.Continuation = &Continuation{Text: "Hello, wor", Chunks: 3, OutputTokens: 4, FirstChunkAt: time.Now()}
+		}),
+		"continuation bare": with(func(j *Job) { j.Continuation = &Continuation{} }),
+		"empty metadata":    with(func(j *Job) { j.Metadata = Metadata{} }),
+	}
+	for name, j := range cases {
+		want, err := json.Marshal(j)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got, err := AppendJob([]byte("prefix"), j)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if string(got) != "prefix"+string(want) {
+			t.Errorf("%s:\n got %s\nwant prefix%s", name, got, want)
+		}
+	}
+	for name, f := range map[string]func(j *Job){
+		"broken request": func(j *Job) { j.Request = json.RawMessage(`{"messages":`) },
+		"broken native":  func(j *Job) { j.Native = &NativeRequest{Body: json.RawMessage(`[`)} },
+		"deadline 1e4":   func(j *Job) { d := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC); j.Deadline = &d },
+	} {
+		j := sampleJob()
+		f(j)
+		_, want := json.Marshal(j)
+		if want == nil {
+			t.Fatalf("%s: encoding/json accepts it; the case tests nothing", name)
+		}
+		if got, err := AppendJob([]byte("prefix"), j); err == nil || err.Error() != want.Error() || string(got) != "prefix" {
+			t.Errorf("%s: %q, error %v, want %v", name, got, err, want)
+		}
+	}
+}
+
+// Random jobs, every field of Job and of the types it holds set by
+// reflection, encode as encoding/json encodes them.
+func TestAppendJobCoversEveryField(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range 1000 {
+		var j Job
+		fillRandom(t, rng, reflect.ValueOf(&j).Elem())
+		want, err := json.Marshal(&j)
+		if err != nil {
+			t.Fatalf("job %d: %v", i, err)
+		}
+		got, err := AppendJob(nil, &j)
+		if err != nil || string(got) != string(want) {
+			t.Fatalf("job %d (%v):\n got %s\nwant %s", i, err, got, want)
+		}
+	}
+}
+
+func BenchmarkAppendJob(b *testing.B) {
+	j := sampleJob()
+	b.Run("AppendJob", func(b *testing.B) {
+		b.ReportAllocs()
+		var buf []byte
+		for b.Loop() {
+			var err error
+			if buf, err = AppendJob(buf[:0], j); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding_json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := json.Marshal(j); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -2,7 +2,6 @@ package topology
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -55,7 +54,7 @@ func JobMessage(job *schemas.Job) (*nats.Msg, error) {
 	if len(job.Plan) == 0 {
 		return nil, fmt.Errorf("job %s has no target to publish to", job.ID)
 	}
-	data, err := json.Marshal(job)
+	data, err := schemas.AppendJob(make([]byte, 0, 512+len(job.Request)), job)
 	if err != nil {
 		return nil, fmt.Errorf("encode job: %w", err)
 	}
