@@ -21,24 +21,40 @@ import (
 
 // AppendEvents appends events as encoding/json encodes the slice.
 func AppendEvents(dst []byte, events []Event) ([]byte, error) {
-	start := len(dst)
-	dst = append(dst, '[')
-	for i := range events {
+	return appendOr(dst, events, appendEvents)
+}
+
+// appendOr appends v with the fast appender or, when that declines a value,
+// as encoding/json encodes v (or returns its error, dst as it was).
+func appendOr[T any](dst []byte, v T, fast func([]byte, T) ([]byte, bool)) ([]byte, error) {
+	if out, ok := fast(dst, v); ok {
+		return out, nil
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, data...), nil
+}
+
+func appendEvents(b []byte, events []Event) ([]byte, bool) {
+	return appendArray(b, events, appendEvent)
+}
+
+// appendArray appends items as a JSON array, each with appendItem; false
+// when that declines one.
+func appendArray[T any](b []byte, items []T, appendItem func([]byte, *T) ([]byte, bool)) ([]byte, bool) {
+	b = append(b, '[')
+	for i := range items {
 		if i > 0 {
-			dst = append(dst, ',')
+			b = append(b, ',')
 		}
 		var ok bool
-		if dst, ok = appendEvent(dst, &events[i]); !ok {
-			// The rare value the fast path does not write: let
-			// encoding/json encode (or refuse) the whole array.
-			data, err := json.Marshal(events)
-			if err != nil {
-				return dst[:start], err
-			}
-			return append(dst[:start], data...), nil
+		if b, ok = appendItem(b, &items[i]); !ok {
+			return b, false
 		}
 	}
-	return append(dst, ']'), nil
+	return append(b, ']'), true
 }
 
 // appendEvent appends one event's object; false when a value needs
@@ -168,16 +184,7 @@ func hexUUID(dst []byte, id [16]byte) {
 }
 
 // AppendResult appends r as encoding/json encodes it.
-func AppendResult(dst []byte, r *Result) ([]byte, error) {
-	if out, ok := appendResult(dst, r); ok {
-		return out, nil
-	}
-	data, err := json.Marshal(r)
-	if err != nil {
-		return dst, err
-	}
-	return append(dst, data...), nil
-}
+func AppendResult(dst []byte, r *Result) ([]byte, error) { return appendOr(dst, r, appendResult) }
 
 func appendResult(b []byte, r *Result) ([]byte, bool) {
 	var ok bool
@@ -206,17 +213,8 @@ func appendResult(b []byte, r *Result) ([]byte, bool) {
 	b = append(b, `,"attempts":`...)
 	if r.Attempts == nil {
 		b = append(b, "null"...)
-	} else {
-		b = append(b, '[')
-		for i := range r.Attempts {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			if b, ok = appendAttempt(b, &r.Attempts[i]); !ok {
-				return b, false
-			}
-		}
-		b = append(b, ']')
+	} else if b, ok = appendAttempts(b, r.Attempts); !ok {
+		return b, false
 	}
 	b = appendIntField(b, `,"usage":{"input_tokens":`, r.Usage.InputTokens)
 	b = appendIntField(b, `,"output_tokens":`, r.Usage.OutputTokens)
@@ -236,6 +234,10 @@ func appendResult(b []byte, r *Result) ([]byte, bool) {
 		b = appendMetadata(b, r.Metadata)
 	}
 	return append(b, '}'), true
+}
+
+func appendAttempts(b []byte, attempts []Attempt) ([]byte, bool) {
+	return appendArray(b, attempts, appendAttempt)
 }
 
 func appendAttempt(b []byte, a *Attempt) ([]byte, bool) {
@@ -317,16 +319,7 @@ func needsHTMLEscape(b []byte) bool {
 }
 
 // AppendJob appends job as encoding/json encodes it.
-func AppendJob(dst []byte, job *Job) ([]byte, error) {
-	if out, ok := appendJob(dst, job); ok {
-		return out, nil
-	}
-	data, err := json.Marshal(job)
-	if err != nil {
-		return dst, err
-	}
-	return append(dst, data...), nil
-}
+func AppendJob(dst []byte, job *Job) ([]byte, error) { return appendOr(dst, job, appendJob) }
 
 func appendJob(b []byte, j *Job) ([]byte, bool) {
 	var ok bool
@@ -382,16 +375,9 @@ func appendJob(b []byte, j *Job) ([]byte, bool) {
 		b = appendIntField(b, `,"hop":`, int64(j.Hop))
 	}
 	if len(j.Attempts) > 0 {
-		b = append(b, `,"attempts":[`...)
-		for i := range j.Attempts {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			if b, ok = appendAttempt(b, &j.Attempts[i]); !ok {
-				return b, false
-			}
+		if b, ok = appendAttempts(append(b, `,"attempts":`...), j.Attempts); !ok {
+			return b, false
 		}
-		b = append(b, ']')
 	}
 	b = append(b, `,"created_at":`...)
 	if b, ok = appendTime(b, j.CreatedAt); !ok {

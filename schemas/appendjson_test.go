@@ -1,7 +1,6 @@
 package schemas
 
 import (
-	"bytes"
 	"encoding/json"
 	"math"
 	"math/rand/v2"
@@ -23,6 +22,25 @@ func sampleEvents() []Event {
 	completion.Kind, completion.Outcome, completion.Status, completion.StatusCode = EventCompletion, "", StatusSucceeded, 0
 	completion.QueuedMS, completion.TTFTMS, completion.ProviderMS, completion.TotalMS = 1, 2, 3, 5
 	return []Event{attempt, completion}
+}
+
+// checkCases encodes each case with appendFn after a prefix and with
+// encoding/json, and compares the bytes.
+func checkCases[T any](t *testing.T, cases map[string]T, appendFn func([]byte, T) ([]byte, error)) {
+	t.Helper()
+	for name, v := range cases {
+		want, err := json.Marshal(v)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got, err := appendFn([]byte("prefix"), v)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if string(got) != "prefix"+string(want) {
+			t.Errorf("%s:\n got %s\nwant prefix%s", name, got, want)
+		}
+	}
 }
 
 // AppendEvents writes the bytes encoding/json writes for the same slice,
@@ -60,19 +78,7 @@ func TestAppendEventsMatchesEncodingJSON(t *testing.T) {
 		"year 9999":      with(func(e *Event) { e.TS = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC) }),
 		"monotonic time": with(func(e *Event) { e.TS = time.Now() }),
 	}
-	for name, evs := range cases {
-		want, err := json.Marshal(evs)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		got, err := AppendEvents([]byte("prefix"), evs)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if !bytes.HasPrefix(got, []byte("prefix")) || string(got[len("prefix"):]) != string(want) {
-			t.Errorf("%s:\n got %s\nwant %s", name, got, want)
-		}
-	}
+	checkCases(t, cases, AppendEvents)
 }
 
 // A value encoding/json refuses is refused, and dst is left as it was.
@@ -162,28 +168,6 @@ func TestAppendEventsCoversEveryField(t *testing.T) {
 	}
 }
 
-func BenchmarkAppendEvents(b *testing.B) {
-	evs := sampleEvents()
-	b.Run("AppendEvents", func(b *testing.B) {
-		b.ReportAllocs()
-		var buf []byte
-		for b.Loop() {
-			var err error
-			if buf, err = AppendEvents(buf[:0], evs); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("encoding_json", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := json.Marshal(evs); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-}
-
 func sampleResult() *Result {
 	cost := 0.000042
 	started := time.Date(2026, 12, 3, 11, 4, 5, 120000000, time.UTC)
@@ -232,19 +216,7 @@ func TestAppendResultMatchesEncodingJSON(t *testing.T) {
 			r.Attempts[0].StartedAt = time.Date(2026, 1, 1, 0, 0, 0, 1, time.FixedZone("", -3600))
 		}),
 	}
-	for name, r := range cases {
-		want, err := json.Marshal(r)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		got, err := AppendResult([]byte("prefix"), r)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if string(got) != "prefix"+string(want) {
-			t.Errorf("%s:\n got %s\nwant prefix%s", name, got, want)
-		}
-	}
+	checkCases(t, cases, AppendResult)
 }
 
 // What encoding/json refuses, AppendResult refuses with its error, and dst
@@ -324,46 +296,29 @@ func fillRandom(t *testing.T, rng *rand.Rand, v reflect.Value) {
 			fillRandom(t, rng, v.Field(i))
 		}
 	default:
-		t.Fatalf("%s of kind %s: teach the test (and appendResult) about it", v.Type(), v.Kind())
+		t.Fatalf("%s of kind %s: teach fillRandom (and the appender) about it", v.Type(), v.Kind())
 	}
 }
 
-func TestAppendResultCoversEveryField(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 4))
+func TestAppendResultCoversEveryField(t *testing.T) { checkRandom(t, 3, AppendResult) }
+
+// checkRandom encodes 1000 random values of T, every field set by
+// fillRandom, with appendFn and with encoding/json and compares the bytes.
+func checkRandom[T any](t *testing.T, seed uint64, appendFn func([]byte, *T) ([]byte, error)) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, seed+1))
 	for i := range 1000 {
-		var r Result
-		fillRandom(t, rng, reflect.ValueOf(&r).Elem())
-		want, err := json.Marshal(&r)
+		var v T
+		fillRandom(t, rng, reflect.ValueOf(&v).Elem())
+		want, err := json.Marshal(&v)
 		if err != nil {
-			t.Fatalf("result %d: %v", i, err)
+			t.Fatalf("value %d: %v", i, err)
 		}
-		got, err := AppendResult(nil, &r)
+		got, err := appendFn(nil, &v)
 		if err != nil || string(got) != string(want) {
-			t.Fatalf("result %d (%v):\n got %s\nwant %s", i, err, got, want)
+			t.Fatalf("value %d (%v):\n got %s\nwant %s", i, err, got, want)
 		}
 	}
-}
-
-func BenchmarkAppendResult(b *testing.B) {
-	r := sampleResult()
-	b.Run("AppendResult", func(b *testing.B) {
-		b.ReportAllocs()
-		var buf []byte
-		for b.Loop() {
-			var err error
-			if buf, err = AppendResult(buf[:0], r); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("encoding_json", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := json.Marshal(r); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
 }
 
 func sampleJob() *Job {
@@ -404,19 +359,7 @@ func TestAppendJobMatchesEncodingJSON(t *testing.T) {
 		"continuation bare": with(func(j *Job) { j.Continuation = &Continuation{} }),
 		"empty metadata":    with(func(j *Job) { j.Metadata = Metadata{} }),
 	}
-	for name, j := range cases {
-		want, err := json.Marshal(j)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		got, err := AppendJob([]byte("prefix"), j)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if string(got) != "prefix"+string(want) {
-			t.Errorf("%s:\n got %s\nwant prefix%s", name, got, want)
-		}
-	}
+	checkCases(t, cases, AppendJob)
 	for name, f := range map[string]func(j *Job){
 		"broken request": func(j *Job) { j.Request = json.RawMessage(`{"messages":`) },
 		"broken native":  func(j *Job) { j.Native = &NativeRequest{Body: json.RawMessage(`[`)} },
@@ -436,30 +379,20 @@ func TestAppendJobMatchesEncodingJSON(t *testing.T) {
 
 // Random jobs, every field of Job and of the types it holds set by
 // reflection, encode as encoding/json encodes them.
-func TestAppendJobCoversEveryField(t *testing.T) {
-	rng := rand.New(rand.NewPCG(5, 6))
-	for i := range 1000 {
-		var j Job
-		fillRandom(t, rng, reflect.ValueOf(&j).Elem())
-		want, err := json.Marshal(&j)
-		if err != nil {
-			t.Fatalf("job %d: %v", i, err)
-		}
-		got, err := AppendJob(nil, &j)
-		if err != nil || string(got) != string(want) {
-			t.Fatalf("job %d (%v):\n got %s\nwant %s", i, err, got, want)
-		}
-	}
-}
+func TestAppendJobCoversEveryField(t *testing.T) { checkRandom(t, 5, AppendJob) }
 
-func BenchmarkAppendJob(b *testing.B) {
-	j := sampleJob()
-	b.Run("AppendJob", func(b *testing.B) {
+func BenchmarkAppendEvents(b *testing.B) { benchAppend(b, sampleEvents(), AppendEvents) }
+func BenchmarkAppendResult(b *testing.B) { benchAppend(b, sampleResult(), AppendResult) }
+func BenchmarkAppendJob(b *testing.B)    { benchAppend(b, sampleJob(), AppendJob) }
+
+// benchAppend times appendFn against encoding/json on the same value.
+func benchAppend[T any](b *testing.B, v T, appendFn func([]byte, T) ([]byte, error)) {
+	b.Run("append", func(b *testing.B) {
 		b.ReportAllocs()
 		var buf []byte
 		for b.Loop() {
 			var err error
-			if buf, err = AppendJob(buf[:0], j); err != nil {
+			if buf, err = appendFn(buf[:0], v); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -467,7 +400,7 @@ func BenchmarkAppendJob(b *testing.B) {
 	b.Run("encoding_json", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := json.Marshal(j); err != nil {
+			if _, err := json.Marshal(v); err != nil {
 				b.Fatal(err)
 			}
 		}
