@@ -138,13 +138,20 @@ func appendString(b []byte, s string) []byte {
 }
 
 // appendTime appends t as time.Time's MarshalJSON does (RFC 3339 with
-// nanoseconds); false for a year it refuses.
+// nanoseconds); false for what it refuses: a year outside 0–9999, a zone
+// offset of 24 hours or more.
 func appendTime(b []byte, t time.Time) ([]byte, bool) {
 	if y := t.Year(); y < 0 || y > 9999 {
 		return b, false
 	}
 	b = append(b, '"')
 	b = t.AppendFormat(b, time.RFC3339Nano)
+	if b[len(b)-1] != 'Z' {
+		zone := b[len(b)-len("-07:00"):]
+		if c := zone[0]; (c != '+' && c != '-') || 10*(zone[1]-'0')+(zone[2]-'0') >= 24 {
+			return b, false
+		}
+	}
 	return append(b, '"'), true
 }
 

@@ -74,6 +74,8 @@ func TestAppendEventsMatchesEncodingJSON(t *testing.T) {
 		"fallback":       with(func(e *Event) { e.Fallback, e.ErrorType, e.Outcome = true, ErrRateLimited, OutcomeFallback }),
 		"negative ints":  with(func(e *Event) { e.Attempt, e.StatusCode, e.DurationMS, e.V = -1, -500, -7, -2 }),
 		"local time":     with(func(e *Event) { e.TS = time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("X", 5*3600+1800)) }),
+		"zone -23:59":    with(func(e *Event) { e.TS = time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("", -(23*3600+59*60))) }),
+		"zone seconds":   with(func(e *Event) { e.TS = time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("", 3600+30)) }),
 		"zero time":      with(func(e *Event) { e.TS = time.Time{} }),
 		"year 9999":      with(func(e *Event) { e.TS = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC) }),
 		"monotonic time": with(func(e *Event) { e.TS = time.Now() }),
@@ -88,6 +90,8 @@ func TestAppendEventsRefusesWhatEncodingJSONRefuses(t *testing.T) {
 		"infinite cost": func(e *Event) { v := math.Inf(1); e.CostUSD = &v },
 		"year 10000":    func(e *Event) { e.TS = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) },
 		"year -1":       func(e *Event) { e.TS = time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC) },
+		"zone +25h":     func(e *Event) { e.TS = time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", 25*3600)) },
+		"zone -100h":    func(e *Event) { e.TS = time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", -100*3600)) },
 	} {
 		evs := sampleEvents()
 		f(&evs[1])
