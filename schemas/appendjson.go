@@ -61,8 +61,7 @@ func appendArray[T any](b []byte, items []T, appendItem func([]byte, *T) ([]byte
 // encoding/json.
 func appendEvent(b []byte, e *Event) ([]byte, bool) {
 	var ok bool
-	b = append(b, `{"v":`...)
-	b = strconv.AppendInt(b, int64(e.V), 10)
+	b = appendIntField(b, `{"v":`, int64(e.V))
 	b = appendStringField(b, `,"kind":`, e.Kind, false)
 	b = append(b, `,"event_id":"`...)
 	var id [36]byte
@@ -73,8 +72,7 @@ func appendEvent(b []byte, e *Event) ([]byte, bool) {
 	if b, ok = appendTime(b, e.TS); !ok {
 		return b, false
 	}
-	b = append(b, `,"attempt":`...)
-	b = strconv.AppendInt(b, int64(e.Attempt), 10)
+	b = appendIntField(b, `,"attempt":`, int64(e.Attempt))
 	b = appendStringField(b, `,"route":`, e.Route, true)
 	b = appendStringField(b, `,"provider":`, e.Provider, true)
 	b = appendStringField(b, `,"model":`, e.Model, true)
@@ -83,8 +81,7 @@ func appendEvent(b []byte, e *Event) ([]byte, bool) {
 	b = appendStringField(b, `,"task":`, e.Task, true)
 	b = appendStringField(b, `,"status":`, e.Status, true)
 	if e.StatusCode != 0 {
-		b = append(b, `,"status_code":`...)
-		b = strconv.AppendInt(b, int64(e.StatusCode), 10)
+		b = appendIntField(b, `,"status_code":`, int64(e.StatusCode))
 	}
 	b = appendStringField(b, `,"error_type":`, e.ErrorType, true)
 	b = appendStringField(b, `,"outcome":`, e.Outcome, true)
@@ -195,8 +192,7 @@ func AppendResult(dst []byte, r *Result) ([]byte, error) { return appendOr(dst, 
 
 func appendResult(b []byte, r *Result) ([]byte, bool) {
 	var ok bool
-	b = append(b, `{"v":`...)
-	b = strconv.AppendInt(b, int64(r.V), 10)
+	b = appendIntField(b, `{"v":`, int64(r.V))
 	b = appendStringField(b, `,"id":`, r.ID, false)
 	b = appendStringField(b, `,"status":`, r.Status, false)
 	if len(r.Response) > 0 {
@@ -330,8 +326,7 @@ func AppendJob(dst []byte, job *Job) ([]byte, error) { return appendOr(dst, job,
 
 func appendJob(b []byte, j *Job) ([]byte, bool) {
 	var ok bool
-	b = append(b, `{"v":`...)
-	b = strconv.AppendInt(b, int64(j.V), 10)
+	b = appendIntField(b, `{"v":`, int64(j.V))
 	b = appendStringField(b, `,"id":`, j.ID, false)
 	b = appendStringField(b, `,"route":`, j.Route, true)
 	b = appendStringField(b, `,"model":`, j.Model, true)

@@ -83,29 +83,38 @@ func TestAppendEventsMatchesEncodingJSON(t *testing.T) {
 	checkCases(t, cases, AppendEvents)
 }
 
-// A value encoding/json refuses is refused, and dst is left as it was.
-func TestAppendEventsRefusesWhatEncodingJSONRefuses(t *testing.T) {
-	for name, f := range map[string]func(e *Event){
-		"NaN cost":      func(e *Event) { v := math.NaN(); e.CostUSD = &v },
-		"infinite cost": func(e *Event) { v := math.Inf(1); e.CostUSD = &v },
-		"year 10000":    func(e *Event) { e.TS = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) },
-		"year -1":       func(e *Event) { e.TS = time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC) },
-		"zone +25h":     func(e *Event) { e.TS = time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", 25*3600)) },
-		"zone -100h":    func(e *Event) { e.TS = time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", -100*3600)) },
-	} {
-		evs := sampleEvents()
-		f(&evs[1])
-		if _, err := json.Marshal(evs); err == nil {
+// checkRefused applies each case to a fresh sample and checks that
+// encoding/json refuses the value (else the case tests nothing) and that
+// appendFn refuses it with the same error, leaving dst as it was.
+func checkRefused[T any](t *testing.T, sample func() T, cases map[string]func(T), appendFn func([]byte, T) ([]byte, error)) {
+	t.Helper()
+	for name, f := range cases {
+		v := sample()
+		f(v)
+		_, want := json.Marshal(v)
+		if want == nil {
 			t.Fatalf("%s: encoding/json accepts it; the case tests nothing", name)
 		}
-		got, err := AppendEvents([]byte("prefix"), evs)
-		if err == nil {
-			t.Errorf("%s: no error, wrote %s", name, got)
+		got, err := appendFn([]byte("prefix"), v)
+		if err == nil || err.Error() != want.Error() {
+			t.Errorf("%s: error %v, want %v", name, err, want)
 		}
 		if string(got) != "prefix" {
 			t.Errorf("%s: dst became %q", name, got)
 		}
 	}
+}
+
+// A value encoding/json refuses is refused, and dst is left as it was.
+func TestAppendEventsRefusesWhatEncodingJSONRefuses(t *testing.T) {
+	checkRefused(t, sampleEvents, map[string]func([]Event){
+		"NaN cost":      func(evs []Event) { v := math.NaN(); evs[1].CostUSD = &v },
+		"infinite cost": func(evs []Event) { v := math.Inf(1); evs[1].CostUSD = &v },
+		"year 10000":    func(evs []Event) { evs[1].TS = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) },
+		"year -1":       func(evs []Event) { evs[1].TS = time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC) },
+		"zone +25h":     func(evs []Event) { evs[1].TS = time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", 25*3600)) },
+		"zone -100h":    func(evs []Event) { evs[1].TS = time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", -100*3600)) },
+	}, AppendEvents)
 }
 
 // Random events, every field set by reflection, encode as encoding/json
@@ -168,32 +177,18 @@ func TestAppendResultMatchesEncodingJSON(t *testing.T) {
 // What encoding/json refuses, AppendResult refuses with its error, and dst
 // keeps what it held.
 func TestAppendResultRefusesWhatEncodingJSONRefuses(t *testing.T) {
-	for name, f := range map[string]func(r *Result){
+	checkRefused(t, sampleResult, map[string]func(*Result){
 		"broken response":  func(r *Result) { r.Response = json.RawMessage(`{"a":`) },
 		"two values":       func(r *Result) { r.Response = json.RawMessage(`{} {}`) },
 		"NaN cost":         func(r *Result) { c := math.NaN(); r.CostUSD = &c },
 		"attempt year 1e4": func(r *Result) { r.Attempts[0].StartedAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) },
-	} {
-		r := sampleResult()
-		f(r)
-		_, want := json.Marshal(r)
-		if want == nil {
-			t.Fatalf("%s: encoding/json accepts it; the case tests nothing", name)
-		}
-		got, err := AppendResult([]byte("prefix"), r)
-		if err == nil || err.Error() != want.Error() {
-			t.Errorf("%s: error %v, want %v", name, err, want)
-		}
-		if string(got) != "prefix" {
-			t.Errorf("%s: dst became %q", name, got)
-		}
-	}
+	}, AppendResult)
 }
 
-// fillRandom sets every field of the struct v points to from rng, recursing
-// into the structs, slices and pointers of a Result; a kind it does not know
-// fails the test, so a field added to Result, Attempt, ErrorInfo, Usage or
-// Timings is covered here before it can be missed by appendResult.
+// fillRandom sets v from rng, recursing into the structs, slices, maps and
+// pointers of a Job, Result or Event; a kind it does not know fails the
+// test, so a field added to any type they hold is covered here before it
+// can be missed by its appender.
 func fillRandom(t *testing.T, rng *rand.Rand, v reflect.Value) {
 	t.Helper()
 	words := []string{"", "a", "chat", "gpt-4o", "t<1>", "x&y", "é", "\x00", "\u2028", "tenant"}
@@ -311,21 +306,11 @@ func TestAppendJobMatchesEncodingJSON(t *testing.T) {
 		"empty metadata":    with(func(j *Job) { j.Metadata = Metadata{} }),
 	}
 	checkCases(t, cases, AppendJob)
-	for name, f := range map[string]func(j *Job){
+	checkRefused(t, sampleJob, map[string]func(*Job){
 		"broken request": func(j *Job) { j.Request = json.RawMessage(`{"messages":`) },
 		"broken native":  func(j *Job) { j.Native = &NativeRequest{Body: json.RawMessage(`[`)} },
 		"deadline 1e4":   func(j *Job) { d := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC); j.Deadline = &d },
-	} {
-		j := sampleJob()
-		f(j)
-		_, want := json.Marshal(j)
-		if want == nil {
-			t.Fatalf("%s: encoding/json accepts it; the case tests nothing", name)
-		}
-		if got, err := AppendJob([]byte("prefix"), j); err == nil || err.Error() != want.Error() || string(got) != "prefix" {
-			t.Errorf("%s: %q, error %v, want %v", name, got, err, want)
-		}
-	}
+	}, AppendJob)
 }
 
 // Random jobs, every field of Job and of the types it holds set by
