@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,11 +40,15 @@ func TestCompleteSucceeds(t *testing.T) {
 	if !strings.Contains(string(res.Response), "mock reply to: hello there") {
 		t.Errorf("response = %s", res.Response)
 	}
-	// The stored result is readable afterwards too.
-	stored, err := env.Client.Result(ctx, res.ID)
-	if err != nil || stored.ID != res.ID {
-		t.Fatalf("stored result: %v %+v", err, stored)
-	}
+	// The stored result is readable too (the answer does not wait for its
+	// store: workers/settle.go).
+	natstest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		stored, err := env.Client.Result(ctx, res.ID)
+		if err != nil || stored.ID != res.ID || !bytes.Equal(stored.Response, res.Response) {
+			return fmt.Errorf("stored result: %v %+v", err, stored)
+		}
+		return nil
+	})
 }
 
 func TestSubmitRejectsBadInput(t *testing.T) {

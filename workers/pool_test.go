@@ -713,39 +713,113 @@ func TestStreaming(t *testing.T) {
 	})
 }
 
-// A run whose Result the server had already stored (an earlier run stored
-// it, and this one could not find it, so it called the provider again) is
-// deduplicated, and its sync caller gets the stored Result, the one every
-// later reader sees, not this run's.
+// A redelivered run whose Result an earlier run of the job stores while
+// this one calls the provider (the earlier worker was still at it, stalled
+// past AckWait) is deduplicated, and its sync caller gets the stored Result,
+// the one every later reader sees, not this run's.
 func TestDuplicateResultRepliesStoredCopy(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 0, provider{name: "a"})
+	e := newEnv(t, 0, provider{name: "a", faults: mock.Faults{Latency: 300 * time.Millisecond}})
 	ctx := natstest.Context(t)
 	job := newJob()
-	job.ID = uuid.NewString()
-	stored := &schemas.Result{V: 1, ID: job.ID, Status: schemas.StatusSucceeded, Route: "chat", Provider: "a", Model: "m-a",
+	id := uuid.NewString()
+	job.ID = id
+	stored := &schemas.Result{V: 1, ID: id, Status: schemas.StatusSucceeded, Route: "chat", Provider: "a", Model: "m-a",
 		Attempts: []schemas.Attempt{{Provider: "a", Model: "m-a", StartedAt: time.Now().UTC(), Outcome: schemas.OutcomeOK, StatusCode: 200}},
 		Response: json.RawMessage(`{"object":"chat.completion","id":"stored-earlier","choices":[]}`)}
+	type answer struct {
+		res *schemas.Result
+		err error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		res, err := e.client.Complete(cctx, job)
+		answered <- answer{res, err}
+	}()
+	// The job's first delivery is taken and handed back before the pool
+	// starts, so the pool's is a redelivery.
+	natstest.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if n := e.jobsLeft(); n != 1 {
+			return fmt.Errorf("%d jobs on JOBS, want the caller's", n)
+		}
+		return nil
+	})
+	p, _ := e.cfg.Provider("a")
+	cons, err := e.js.CreateOrUpdateConsumer(ctx, topology.StreamJobs, topology.LaneConsumerConfig(p, schemas.PriorityNormal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range batch.Messages() {
+		if err := m.Nak(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.startPool("a")
+	natstest.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		if n := e.mocks["a"].Stats().InFlight; n != 1 {
+			return fmt.Errorf("%d calls under way, want the redelivered run's", n)
+		}
+		return nil
+	})
 	data, _ := json.Marshal(stored)
-	msg := &nats.Msg{Subject: topology.Result("", job.ID), Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, topology.ResultMsgID(job.ID, 0))
+	msg := &nats.Msg{Subject: topology.Result("", id), Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, topology.ResultMsgID(id, 0))
 	if _, err := e.js.PublishMsg(ctx, msg); err != nil {
 		t.Fatal(err)
 	}
-	e.startPool("a")
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	res, err := e.client.Complete(cctx, job)
-	if err != nil {
-		t.Fatal(err)
+	a := <-answered
+	if a.err != nil {
+		t.Fatal(a.err)
 	}
 	if n := e.mocks["a"].Stats().Requests; n != 1 {
 		t.Fatalf("provider called %d times, want 1 (the run did not know of the stored Result)", n)
 	}
-	if !bytes.Equal(res.Response, stored.Response) {
-		t.Fatalf("sync caller got response %s, want the stored %s", res.Response, stored.Response)
+	if !bytes.Equal(a.res.Response, stored.Response) {
+		t.Fatalf("sync caller got response %s, want the stored %s", a.res.Response, stored.Response)
 	}
-	if n := e.count(topology.StreamResults, topology.ResultByID(job.ID)); n != 1 {
+	if n := e.count(topology.StreamResults, topology.ResultByID(id)); n != 1 {
+		t.Errorf("%d results, want 1", n)
+	}
+}
+
+// On a job's first delivery the sync caller's answer does not wait for the
+// Result's store: with RESULTS gone the caller is answered all the same,
+// and the job stays on JOBS until its Result is stored.
+func TestFirstDeliveryAnswersBeforeResultIsStored(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 0, provider{name: "a"})
+	ctx := natstest.Context(t)
+	if err := e.js.DeleteStream(ctx, topology.StreamResults); err != nil {
+		t.Fatal(err)
+	}
+	e.startPool("a")
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, err := e.client.Complete(cctx, newJob())
+	if err != nil {
+		t.Fatalf("sync caller not answered while RESULTS is gone: %v", err)
+	}
+	if res.Status != schemas.StatusSucceeded {
+		t.Fatalf("answer %+v, want succeeded", res)
+	}
+	if n := e.jobsLeft(); n != 1 {
+		t.Fatalf("%d jobs on JOBS, want the answered one kept until its Result is stored", n)
+	}
+	if err := topology.Ensure(ctx, e.js, e.cfg.Limits); err != nil {
+		t.Fatal(err)
+	}
+	stored := e.result(res.ID, 15*time.Second)
+	if stored.Status != schemas.StatusSucceeded {
+		t.Fatalf("stored result %+v, want succeeded", stored)
+	}
+	e.waitEmpty(10 * time.Second)
+	if n := e.count(topology.StreamResults, topology.ResultByID(res.ID)); n != 1 {
 		t.Errorf("%d results, want 1", n)
 	}
 }

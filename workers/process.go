@@ -49,6 +49,10 @@ type run struct {
 	// probe: the current call is the breaker's half-open probe.
 	probe bool
 
+	// redelivered: this delivery is not the message's first, so an
+	// earlier run may have stored this hop's Result (settle.go).
+	redelivered bool
+
 	pulledAt     time.Time
 	firstTokenAt time.Time
 	providerMS   int64
@@ -71,12 +75,19 @@ func (p *Pool) handle(msg jetstream.Msg) {
 		p.poison(msg, reason)
 		return
 	}
-	if md, err := msg.Metadata(); err == nil && md.NumDelivered > 1 && p.finishedBefore(msg, job) {
+	// A delivery whose count cannot be read is treated as a redelivery:
+	// that only costs a lookup.
+	redelivered := true
+	if md, err := msg.Metadata(); err == nil {
+		redelivered = md.NumDelivered > 1
+	}
+	if redelivered && p.finishedBefore(msg, job) {
 		return
 	}
 	p.stats.inFlight.Add(1)
 	ctx, done := p.track(job.ID, job.Deadline, msg)
 	r := p.execute(ctx, job, pulled)
+	r.redelivered = redelivered
 	done()
 	p.stats.inFlight.Add(-1)
 	p.settle(msg, job, r)

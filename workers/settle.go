@@ -73,11 +73,21 @@ func (p *Pool) settle(msg jetstream.Msg, job *schemas.Job, r *run) {
 		}
 		msgs = append(msgs, dl)
 	}
-	// A sync caller is answered once the Result is stored, without waiting
-	// for the telemetry: if that fails, the job is redelivered, finds its
-	// stored Result (finishedBefore) and publishes the telemetry again.
-	acks, err := p.publishAll(msgs)
-	if err == nil {
+	// A sync caller is answered as the Result goes out on the message's
+	// first delivery, without waiting for its confirmation (nor for the
+	// telemetry's): no earlier run of this message can have stored another
+	// Result of this hop. The job is acked only once everything is
+	// confirmed; if a publish fails it is redelivered and runs again, and
+	// RESULTS keeps that run's Result (the caller, answered already, is
+	// gone). On a redelivery the caller is answered once the Result is
+	// confirmed, with the stored copy if an earlier run stored it first
+	// (storedResult).
+	futs := p.publishAsync(msgs)
+	if !r.redelivered {
+		p.reply(job, data)
+	}
+	acks, err := p.await(msgs, futs)
+	if err == nil && r.redelivered {
 		p.reply(job, p.storedResult(job, acks[0], data))
 	}
 	if telemetryDone != nil {
