@@ -139,6 +139,50 @@ func (e *env) lastMsg(stream, subject string) *jetstream.RawStreamMsg {
 	return m
 }
 
+// handBack takes the first job on a provider's normal lane and hands it
+// back at once (Nak), so the next delivery of it is a redelivery.
+func (e *env) handBack(provider string) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, _ := e.cfg.Provider(provider)
+	cons, err := e.js.CreateOrUpdateConsumer(ctx, topology.StreamJobs, topology.LaneConsumerConfig(p, schemas.PriorityNormal))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	n := 0
+	for m := range batch.Messages() {
+		n++
+		if err := m.Nak(); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	if n != 1 {
+		e.t.Fatalf("took %d jobs from %s's lane, want 1", n, provider)
+	}
+}
+
+// storeResult stores res as the run of its job's hop 0 would (same subject
+// and dedup id).
+func (e *env) storeResult(res *schemas.Result) {
+	e.t.Helper()
+	data, err := json.Marshal(res)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	msg := &nats.Msg{Subject: topology.Result("", res.ID), Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, topology.ResultMsgID(res.ID, 0))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := e.js.PublishMsg(ctx, msg); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 // jobsLeft is the number of jobs still on JOBS (work queue: acked jobs go).
 func (e *env) jobsLeft() int {
 	e.t.Helper()

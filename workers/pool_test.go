@@ -746,20 +746,7 @@ func TestDuplicateResultRepliesStoredCopy(t *testing.T) {
 		}
 		return nil
 	})
-	p, _ := e.cfg.Provider("a")
-	cons, err := e.js.CreateOrUpdateConsumer(ctx, topology.StreamJobs, topology.LaneConsumerConfig(p, schemas.PriorityNormal))
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for m := range batch.Messages() {
-		if err := m.Nak(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.handBack("a")
 	e.startPool("a")
 	natstest.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
 		if n := e.mocks["a"].Stats().InFlight; n != 1 {
@@ -767,12 +754,7 @@ func TestDuplicateResultRepliesStoredCopy(t *testing.T) {
 		}
 		return nil
 	})
-	data, _ := json.Marshal(stored)
-	msg := &nats.Msg{Subject: topology.Result("", id), Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, topology.ResultMsgID(id, 0))
-	if _, err := e.js.PublishMsg(ctx, msg); err != nil {
-		t.Fatal(err)
-	}
+	e.storeResult(stored)
 	a := <-answered
 	if a.err != nil {
 		t.Fatal(a.err)
@@ -833,27 +815,8 @@ func TestRedeliveredFinishedJobIsNotCalledAgain(t *testing.T) {
 	res := &schemas.Result{V: 1, ID: id, Status: schemas.StatusSucceeded, Route: "chat", Provider: "a", Model: "m-a",
 		Attempts: []schemas.Attempt{{Provider: "a", Model: "m-a", StartedAt: time.Now().UTC(), Outcome: schemas.OutcomeOK, StatusCode: 200}},
 		Response: json.RawMessage(`{"object":"chat.completion","choices":[]}`)}
-	data, _ := json.Marshal(res)
-	msg := &nats.Msg{Subject: topology.Result("", id), Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, topology.ResultMsgID(id, 0))
-	ctx := natstest.Context(t)
-	if _, err := e.js.PublishMsg(ctx, msg); err != nil {
-		t.Fatal(err)
-	}
-	p, _ := e.cfg.Provider("a")
-	cons, err := e.js.CreateOrUpdateConsumer(ctx, topology.StreamJobs, topology.LaneConsumerConfig(p, schemas.PriorityNormal))
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for m := range batch.Messages() {
-		if err := m.Nak(); err != nil { // redeliver now
-			t.Fatal(err)
-		}
-	}
+	e.storeResult(res)
+	e.handBack("a")
 	e.startPool("a")
 	e.waitEmpty(10 * time.Second)
 	if n := e.mocks["a"].Stats().Requests; n != 0 {
