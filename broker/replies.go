@@ -55,6 +55,16 @@ func (r *replyMux) deliver(m *nats.Msg) {
 	}
 }
 
+// deliverData hands data to the waiter of subject, if subject is one of
+// this mux's reply subjects (else false).
+func (r *replyMux) deliverData(subject string, data []byte) bool {
+	if !strings.HasPrefix(subject, r.prefix) {
+		return false
+	}
+	r.deliver(&nats.Msg{Subject: subject, Data: data})
+	return true
+}
+
 // register returns the reply subject of a job and the channel its Result
 // arrives on; release it with unregister.
 func (r *replyMux) register(jobID string) (string, chan *nats.Msg) {
@@ -75,6 +85,20 @@ func (r *replyMux) unregister(jobID string) {
 func (c *Client) replies() (*replyMux, error) {
 	c.muxOnce.Do(func() { c.mux, c.muxErr = newReplyMux(c.nc) })
 	return c.mux, c.muxErr
+}
+
+// DeliverReply hands a Result to a caller waiting in Await on this client,
+// in process, when subject is one of this client's reply subjects; it
+// reports false for any other subject, which must then be published. A
+// pool in the same process as the waiting caller (`switchboard up`) answers
+// through it instead of through the server. Only the mux's subscription
+// listens on these subjects, so nothing else misses the message.
+func (c *Client) DeliverReply(subject string, data []byte) bool {
+	mux, err := c.replies()
+	if err != nil {
+		return false
+	}
+	return mux.deliverData(subject, data)
 }
 
 // Close releases the client's reply subscription, if any. The connection

@@ -53,6 +53,11 @@ type PoolConfig struct {
 	Conn *nats.Conn
 	// JS pulls jobs and publishes results, telemetry, next hops and dead letters.
 	JS jetstream.JetStream
+	// LocalReply, when set, is offered each sync caller's answer (a
+	// non-streaming job's) first: it delivers it in process and reports
+	// true when the caller waits in this process (`switchboard up`: the
+	// gateway's DeliverReply); otherwise the answer is published on Conn.
+	LocalReply func(subject string, data []byte) bool
 	// Pricer prices usage; defaults to pricing.New(Config): the config's
 	// model prices.
 	Pricer Pricer

@@ -863,3 +863,75 @@ func TestPublishFailureLosesNothing(t *testing.T) {
 	}
 	e.waitEmpty(5 * time.Second)
 }
+
+// A sync caller waiting in the pool's own process is answered in process
+// (PoolConfig.LocalReply), without its answer crossing the server; a
+// streaming job's answer still goes through the server, behind its chunks.
+func TestLocalReplySkipsTheServer(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name          string
+		local, stream bool
+		want          int // answers seen on the server
+	}{
+		{"published without LocalReply", false, false, 1},
+		{"in process with LocalReply", true, false, 0},
+		{"streaming job published with LocalReply", true, true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, 0, provider{name: "a"})
+			e.startPool("a", func(pc *workers.PoolConfig) {
+				if tc.local {
+					pc.LocalReply = e.client.DeliverReply
+				}
+			})
+			ctx := natstest.Context(t)
+			await := func(stream bool) *schemas.Job {
+				t.Helper()
+				job := newJob()
+				job.Stream = stream
+				if err := e.client.Prepare(job); err != nil {
+					t.Fatal(err)
+				}
+				cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				res, err := e.client.Await(cctx, job)
+				if err != nil || res.Status != schemas.StatusSucceeded {
+					t.Fatalf("answer %+v, %v; want succeeded", res, err)
+				}
+				return job
+			}
+			// The client's reply subjects share a prefix: learn it, then
+			// watch it from another connection.
+			first := await(false)
+			prefix := first.Reply[:strings.LastIndexByte(first.Reply, '.')+1]
+			if e.client.DeliverReply("elsewhere."+first.ID, []byte("{}")) {
+				t.Fatal("DeliverReply took a subject that is not one of the client's")
+			}
+			sniff, _ := e.te.NATS.Connect(t)
+			seen, err := sniff.SubscribeSync(prefix + "*")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sniff.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			job := await(tc.stream)
+			if !strings.HasPrefix(job.Reply, prefix) {
+				t.Fatalf("reply subject %q does not start with %q", job.Reply, prefix)
+			}
+			// The answer went out (if at all) before Await returned; a
+			// round trip on both connections lets it reach the sniffer.
+			if err := e.nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if err := sniff.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if n, _, _ := seen.Pending(); n != tc.want {
+				t.Fatalf("%d answers crossed the server, want %d", n, tc.want)
+			}
+		})
+	}
+}

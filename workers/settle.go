@@ -251,9 +251,15 @@ func (p *Pool) storedResult(job *schemas.Job, ack *jetstream.PubAck, data []byte
 	return data
 }
 
-// reply core-publishes the Result to a sync caller's inbox.
+// reply answers a sync caller: in process when it waits in this process
+// (PoolConfig.LocalReply), else by a core publish to its inbox. A streaming
+// job's answer always goes through the server, behind the chunks it
+// published there (a local answer could overtake them).
 func (p *Pool) reply(job *schemas.Job, data []byte) {
 	if job.Reply == "" {
+		return
+	}
+	if !job.Stream && p.cfg.LocalReply != nil && p.cfg.LocalReply(job.Reply, data) {
 		return
 	}
 	if err := p.cfg.Conn.Publish(job.Reply, data); err != nil {

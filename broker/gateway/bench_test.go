@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/llm/mock"
+	"github.com/switchboard-llm/switchboard/workers"
 )
 
 // Benchmarks report latencies measured side by side in one run: the same
@@ -29,8 +31,15 @@ func quietLogs(b *testing.B) {
 	b.Cleanup(func() { slog.SetDefault(prev) })
 }
 
-// benchStack serves the gateway over pools whose only target is the mock.
+// benchStack serves the gateway over pools whose only target is the mock,
+// each on its own connection as in a worker process.
 func benchStack(b *testing.B, m *mock.Server, extra string) *env {
+	return benchStackWith(b, m, extra, false)
+}
+
+// benchStackWith is benchStack; asUp puts the pools on the gateway's own
+// connection, answering its requests in process, as `switchboard up` does.
+func benchStackWith(b *testing.B, m *mock.Server, extra string, asUp bool) *env {
 	b.Helper()
 	quietLogs(b)
 	cfg := stackConfig(b, m, m, `
@@ -43,7 +52,12 @@ gateway: {max_in_flight: 4096}
 		cfg.Providers[i].Concurrency = 512
 	}
 	e := newEnv(b, cfg, nil)
-	e.startPools()
+	if !asUp {
+		e.startPools()
+		return e
+	}
+	e.te.StartPools(b, testenv.OnConn(e.nc, e.js), testenv.Backoff(time.Millisecond, 5*time.Millisecond), testenv.Drain(time.Second),
+		func(pc *workers.PoolConfig) { pc.LocalReply = e.gw.DeliverReply })
 	return e
 }
 
@@ -79,10 +93,17 @@ const benchBody = `{"model":"direct","messages":[{"role":"user","content":"hi"}]
 
 // BenchmarkAddedLatencyPaced sends b.N requests to the mock directly and b.N
 // through the gateway, interleaved, paced at ~500 req/s each, and reports
-// p50/p99 of both and what the gateway adds.
+// p50/p99 of both, what the gateway adds and the server's messages per
+// request: with the pools on their own connections (worker processes), and
+// on the gateway's, answering in process (`switchboard up`).
 func BenchmarkAddedLatencyPaced(b *testing.B) {
+	b.Run("workers=own-connection", func(b *testing.B) { addedLatencyPaced(b, false) })
+	b.Run("workers=as-up", func(b *testing.B) { addedLatencyPaced(b, true) })
+}
+
+func addedLatencyPaced(b *testing.B, asUp bool) {
 	m := startMock(b, mock.Options{})
-	e := benchStack(b, m, "")
+	e := benchStackWith(b, m, "", asUp)
 	c := benchClient()
 	direct := m.URL() + "/v1/chat/completions"
 	via := e.http.URL + "/v1/chat/completions"
@@ -97,6 +118,10 @@ func BenchmarkAddedLatencyPaced(b *testing.B) {
 	var wg sync.WaitGroup
 	tick := time.NewTicker(2 * time.Millisecond) // 500/s
 	defer tick.Stop()
+	v0, err := e.nats.Server.Varz(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		<-tick.C
@@ -126,9 +151,16 @@ func BenchmarkAddedLatencyPaced(b *testing.B) {
 	}
 	wg.Wait()
 	b.StopTimer()
+	v1, err := e.nats.Server.Varz(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
 	if n := errs.Load(); n > 0 {
 		b.Fatalf("%d requests failed", n)
 	}
+	// The direct calls send no NATS messages: these are the gateway's.
+	b.ReportMetric(float64(v1.InMsgs-v0.InMsgs)/float64(b.N), "server-in-msgs/req")
+	b.ReportMetric(float64(v1.OutMsgs-v0.OutMsgs)/float64(b.N), "server-out-msgs/req")
 	d50, d99 := percentile(dLat, .5), percentile(dLat, .99)
 	g50, g99 := percentile(gLat, .5), percentile(gLat, .99)
 	b.ReportMetric(ms(d50), "direct-p50-ms")

@@ -12,6 +12,14 @@ import (
 // errClientGone means the caller went away before the Result.
 var errClientGone = errors.New("client disconnected")
 
+// DeliverReply hands a Result to a request of this gateway waiting for it,
+// in process, when subject is the request's reply subject (false for any
+// other subject): the pools of the same process (`switchboard up`) answer
+// through it instead of through the server (workers.PoolConfig.LocalReply).
+func (s *Server) DeliverReply(subject string, data []byte) bool {
+	return s.client.DeliverReply(subject, data)
+}
+
 // run publishes a routed, prepared job with a reply subject and waits for
 // its Result until ctx ends. clientCtx tells a client that left (the job is
 // canceled, errClientGone) from a passed deadline (canceled,

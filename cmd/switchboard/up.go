@@ -115,7 +115,12 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 	}
 	defer dash.Close()
 	// One pool per provider, following reloads (added, removed, changed).
-	fleet := newFleet(a, nc.Conn, js, holder, log)
+	// The pools answer the gateway's waiting requests in process (the
+	// gateway is made below, before the fleet runs).
+	var gw *gateway.Server
+	fleet := newFleet(a, nc.Conn, js, holder, func(subject string, data []byte) bool {
+		return gw.DeliverReply(subject, data)
+	}, log)
 	an, err := startAnalytics(a.stateCtx, cfg, js, c.clickhouse, c.dataDir, log)
 	if err != nil {
 		return err
@@ -127,7 +132,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 	if an.Ingester != nil {
 		collectors = append(collectors, an.Ingester.Collector())
 	}
-	gw, err := gateway.New(gateway.Options{Config: cfg, Resolver: resolver, Conn: nc.Conn, JS: js, Logger: log, Dashboard: dash, Collectors: collectors})
+	gw, err = gateway.New(gateway.Options{Config: cfg, Resolver: resolver, Conn: nc.Conn, JS: js, Logger: log, Dashboard: dash, Collectors: collectors})
 	if err != nil {
 		return err
 	}

@@ -74,7 +74,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	// refused), and the pools read the holder themselves; a provider added,
 	// removed or changed starts, drains or restarts its pool.
 	holder := live.NewHolder(cfg)
-	fleet := newFleet(a, nc.Conn, js, holder, log)
+	fleet := newFleet(a, nc.Conn, js, holder, nil, log)
 	if !*all {
 		fleet.Only(*provider)
 	}
@@ -91,13 +91,15 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 
 // newFleet keeps one pool per configured provider (newPool), each built
 // with the prices of the config it is built for.
-func newFleet(a *app, nc *nats.Conn, js jetstream.JetStream, holder *live.Holder, log *slog.Logger) *workers.Fleet {
+// newFleet keeps one pool per configured provider; localReply, when not
+// nil, answers sync callers waiting in this process (workers.PoolConfig.LocalReply).
+func newFleet(a *app, nc *nats.Conn, js jetstream.JetStream, holder *live.Holder, localReply func(string, []byte) bool, log *slog.Logger) *workers.Fleet {
 	return workers.NewFleet(func(_ context.Context, cur *config.Config, p config.Provider) (*workers.Pool, error) {
 		prices, err := pricing.Load(cur)
 		if err != nil {
 			return nil, err
 		}
-		return newPool(a, cur, p, nc, js, prices, holder.Load)
+		return newPool(a, cur, p, nc, js, prices, holder.Load, localReply)
 	}, log)
 }
 
@@ -106,7 +108,7 @@ func newFleet(a *app, nc *nats.Conn, js jetstream.JetStream, holder *live.Holder
 // latency store (a's policies). Costs use prices, the config's models plus
 // analytics.prices_file.
 // The pool reads reloads from liveConfig.
-func newPool(a *app, cfg *config.Config, p config.Provider, nc *nats.Conn, js jetstream.JetStream, prices workers.Pricer, liveConfig func() *config.Config) (*workers.Pool, error) {
+func newPool(a *app, cfg *config.Config, p config.Provider, nc *nats.Conn, js jetstream.JetStream, prices workers.Pricer, liveConfig func() *config.Config, localReply func(string, []byte) bool) (*workers.Pool, error) {
 	log := a.log
 	for _, env := range providers.UnsetKeyEnvs(p) {
 		log.Warn("provider API key variable is not set: calls will fail with auth errors until it is", "provider", p.Name, "env", env)
@@ -150,6 +152,7 @@ func newPool(a *app, cfg *config.Config, p config.Provider, nc *nats.Conn, js je
 		Completer:  completer,
 		Conn:       nc,
 		JS:         js,
+		LocalReply: localReply,
 		Logger:     log,
 		Pricer:     prices,
 		Resilience: res,
