@@ -90,9 +90,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 }
 
 // newFleet keeps one pool per configured provider (newPool), each built
-// with the prices of the config it is built for.
-// newFleet keeps one pool per configured provider; localReply, when not
-// nil, answers sync callers waiting in this process (workers.PoolConfig.LocalReply).
+// with the prices of the config it is built for; localReply, when not nil,
+// answers sync callers waiting in this process (workers.PoolConfig.LocalReply).
 func newFleet(a *app, nc *nats.Conn, js jetstream.JetStream, holder *live.Holder, localReply func(string, []byte) bool, log *slog.Logger) *workers.Fleet {
 	return workers.NewFleet(func(_ context.Context, cur *config.Config, p config.Provider) (*workers.Pool, error) {
 		prices, err := pricing.Load(cur)
