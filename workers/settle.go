@@ -75,8 +75,10 @@ func (p *Pool) settle(msg jetstream.Msg, job *schemas.Job, r *run) {
 	}
 	// A sync caller is answered as the Result goes out on the message's
 	// first delivery, without waiting for its confirmation (nor for the
-	// telemetry's): no earlier run of this message can have stored another
-	// Result of this hop. The job is acked only once everything is
+	// telemetry's): no earlier run of this message stored another Result
+	// of this hop (only a run that outlived AckWait, or a copy of the job
+	// published again after the duplicate window, could have; then the
+	// caller keeps this run's answer). The job is acked only once everything is
 	// confirmed; if a publish fails it is redelivered and runs again, and
 	// RESULTS keeps that run's Result (the caller, answered already, is
 	// gone). On a redelivery the caller is answered once the Result is
