@@ -78,7 +78,8 @@ func (p *Pool) settle(msg jetstream.Msg, job *schemas.Job, r *run) {
 	// telemetry's): no earlier run of this message stored another Result
 	// of this hop (only a run that outlived AckWait, or a copy of the job
 	// published again after the duplicate window, could have; then the
-	// caller keeps this run's answer). The job is acked only once everything is
+	// caller may get this run's answer rather than the stored one). The
+	// job is acked only once everything is
 	// confirmed; if a publish fails it is redelivered and runs again, and
 	// RESULTS keeps that run's Result (the caller, answered already, is
 	// gone). On a redelivery the caller is answered once the Result is
