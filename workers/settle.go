@@ -79,12 +79,11 @@ func (p *Pool) settle(msg jetstream.Msg, job *schemas.Job, r *run) {
 	// of this hop (only a run that outlived AckWait, or a copy of the job
 	// published again after the duplicate window, could have; then the
 	// caller may get this run's answer rather than the stored one). The
-	// job is acked only once everything is
-	// confirmed; if a publish fails it is redelivered and runs again, and
-	// RESULTS keeps that run's Result (the caller, answered already, is
-	// gone). On a redelivery the caller is answered once the Result is
-	// confirmed, with the stored copy if an earlier run stored it first
-	// (storedResult).
+	// job is acked only once everything is confirmed; if a publish fails
+	// it is redelivered and runs again, and RESULTS keeps that run's Result
+	// (the caller, answered already, is gone). On a redelivery the caller
+	// is answered once the Result is confirmed, with the stored copy if an
+	// earlier run stored it first (storedResult).
 	futs := p.publishAsync(msgs)
 	if !r.redelivered {
 		p.reply(job, data)
