@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard-llm/switchboard/internal/testenv"
 	"github.com/switchboard-llm/switchboard/llm/mock"
 	"github.com/switchboard-llm/switchboard/workers"
 )
@@ -56,8 +55,7 @@ gateway: {max_in_flight: 4096}
 		e.startPools()
 		return e
 	}
-	e.te.StartPools(b, testenv.OnConn(e.nc, e.js), testenv.Backoff(time.Millisecond, 5*time.Millisecond), testenv.Drain(time.Second),
-		func(pc *workers.PoolConfig) { pc.LocalReply = e.gw.DeliverReply })
+	e.startPoolsOn(e.nc, e.js, func(pc *workers.PoolConfig) { pc.LocalReply = e.gw.DeliverReply })
 	return e
 }
 

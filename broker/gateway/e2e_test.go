@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
@@ -59,7 +61,15 @@ routes:
 func (e *env) startPools() {
 	e.t.Helper()
 	nc, js := e.nats.Connect(e.t)
-	e.te.StartPools(e.t, testenv.OnConn(nc, js), testenv.Backoff(time.Millisecond, 5*time.Millisecond), testenv.Drain(time.Second))
+	e.startPoolsOn(nc, js)
+}
+
+// startPoolsOn starts the pools on nc/js with the tests' short backoff and
+// drain, then mods.
+func (e *env) startPoolsOn(nc *nats.Conn, js jetstream.JetStream, mods ...testenv.PoolOption) {
+	e.t.Helper()
+	opts := []testenv.PoolOption{testenv.OnConn(nc, js), testenv.Backoff(time.Millisecond, 5*time.Millisecond), testenv.Drain(time.Second)}
+	e.te.StartPools(e.t, append(opts, mods...)...)
 }
 
 func (e *env) openai() openai.Client {
