@@ -137,10 +137,17 @@ type Limits struct {
 	MaxJobBytes int `yaml:"max_job_bytes"`
 	// JobsMaxMsgs and JobsMaxBytes bound the JOBS stream; when full, new
 	// jobs are refused (backpressure) rather than old ones dropped.
-	JobsMaxMsgs     int64         `yaml:"jobs_max_msgs"`
-	JobsMaxBytes    int64         `yaml:"jobs_max_bytes"`
-	DedupWindow     time.Duration `yaml:"dedup_window"`
-	ResultsMaxAge   time.Duration `yaml:"results_max_age"`
+	JobsMaxMsgs   int64         `yaml:"jobs_max_msgs"`
+	JobsMaxBytes  int64         `yaml:"jobs_max_bytes"`
+	DedupWindow   time.Duration `yaml:"dedup_window"`
+	ResultsMaxAge time.Duration `yaml:"results_max_age"`
+	// ResultsMaxMsgs and ResultsMaxBytes also bound RESULTS by size: beyond
+	// either, the oldest Results are dropped before results_max_age. Every
+	// stored Result is one subject in the server's per-subject index (~90 B
+	// of its memory each), so the count bounds the server's memory, which
+	// under a sustained load the age alone does not.
+	ResultsMaxMsgs  int64         `yaml:"results_max_msgs"`
+	ResultsMaxBytes int64         `yaml:"results_max_bytes"`
 	TelemetryMaxAge time.Duration `yaml:"telemetry_max_age"`
 	// DLQMaxAge and DLQMaxBytes bound the DLQ stream: dead letters older
 	// than DLQMaxAge, or the oldest beyond DLQMaxBytes, are dropped.
@@ -229,6 +236,12 @@ func (a Analytics) validate() []string {
 	return errs
 }
 
+// The smallest limits.results_max_msgs and results_max_bytes accepted.
+const (
+	MinResultsMaxMsgs  = 10_000
+	MinResultsMaxBytes = 64 << 20
+)
+
 // Defaults.
 const (
 	DefaultRetries          = 2
@@ -239,6 +252,8 @@ const (
 	DefaultJobsMaxBytes     = 4 << 30
 	DefaultDedupWindow      = 2 * time.Minute
 	DefaultResultsMaxAge    = 24 * time.Hour
+	DefaultResultsMaxMsgs   = 1_000_000
+	DefaultResultsMaxBytes  = 4 << 30
 	DefaultTelemetryMaxAge  = 7 * 24 * time.Hour
 	DefaultDLQMaxAge        = 30 * 24 * time.Hour
 	DefaultDLQMaxBytes      = 1 << 30
@@ -307,6 +322,8 @@ func (c *Config) ApplyDefaults() {
 	setIfZero(&l.JobsMaxBytes, DefaultJobsMaxBytes)
 	setIfZero(&l.DedupWindow, DefaultDedupWindow)
 	setIfZero(&l.ResultsMaxAge, DefaultResultsMaxAge)
+	setIfZero(&l.ResultsMaxMsgs, DefaultResultsMaxMsgs)
+	setIfZero(&l.ResultsMaxBytes, DefaultResultsMaxBytes)
 	setIfZero(&l.TelemetryMaxAge, DefaultTelemetryMaxAge)
 	setIfZero(&l.DLQMaxAge, DefaultDLQMaxAge)
 	setIfZero(&l.DLQMaxBytes, DefaultDLQMaxBytes)
@@ -469,6 +486,14 @@ func (c *Config) Validate() error {
 	}
 	if l.DedupWindow != 0 && l.DedupWindow < 2*time.Minute {
 		bad("limits.dedup_window", "must be at least 2m, got %s", l.DedupWindow)
+	}
+	// A Result must outlive its job's redelivery and its readers' lag
+	// (submit, the budget counter): no tiny caps.
+	if l.ResultsMaxMsgs < 0 || (l.ResultsMaxMsgs > 0 && l.ResultsMaxMsgs < MinResultsMaxMsgs) {
+		bad("limits.results_max_msgs", "must be at least %d, got %d", MinResultsMaxMsgs, l.ResultsMaxMsgs)
+	}
+	if l.ResultsMaxBytes < 0 || (l.ResultsMaxBytes > 0 && l.ResultsMaxBytes < MinResultsMaxBytes) {
+		bad("limits.results_max_bytes", "must be at least %d, got %d", MinResultsMaxBytes, l.ResultsMaxBytes)
 	}
 	if l.DLQMaxAge < 0 || (l.DLQMaxAge > 0 && l.DLQMaxAge < time.Hour) {
 		bad("limits.dlq_max_age", "must be at least 1h (time to inspect and replay), got %s", l.DLQMaxAge)

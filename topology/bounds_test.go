@@ -20,8 +20,15 @@ func TestEveryBucketAndStreamIsBounded(t *testing.T) {
 	srv := natstest.Start(t)
 	ctx := natstest.Context(t)
 	_, js := srv.Connect(t)
-	// As provisioned before: a DLQ and per-model buckets without limits.
+	// As provisioned before: a DLQ and per-model buckets without limits,
+	// RESULTS bounded by age alone (holding a Result, which must stay).
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: topology.StreamDLQ, Subjects: []string{"llm.dlq.>"}, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: topology.StreamResults, Subjects: []string{topology.ResultsAll}, Storage: jetstream.FileStorage, MaxAge: 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, topology.Result("", "0193a4c2-7d1e-7f00-8000-000000000001"), []byte(`{"v":1}`)); err != nil {
 		t.Fatal(err)
 	}
 	for _, b := range []string{latency.Bucket, breaker.Bucket} {
@@ -30,7 +37,7 @@ func TestEveryBucketAndStreamIsBounded(t *testing.T) {
 		}
 	}
 
-	cfg := &config.Config{Limits: config.Limits{DLQMaxAge: 48 * time.Hour, DLQMaxBytes: 64 << 20}}
+	cfg := &config.Config{Limits: config.Limits{DLQMaxAge: 48 * time.Hour, DLQMaxBytes: 64 << 20, ResultsMaxMsgs: 50_000}}
 	if err := topology.Ensure(ctx, js, cfg.Limits); err != nil {
 		t.Fatal(err)
 	}
@@ -66,6 +73,17 @@ func TestEveryBucketAndStreamIsBounded(t *testing.T) {
 		if c := info(name); c.MaxAge <= 0 {
 			t.Errorf("%s: no max age", name)
 		}
+	}
+	// RESULTS is also bounded by count (the server keeps an index entry
+	// per stored Result in memory) and bytes, dropping the oldest; the
+	// Result stored before the update is still there.
+	if c := info(topology.StreamResults); c.MaxMsgs != 50_000 || c.MaxBytes != config.DefaultResultsMaxBytes || c.Discard != jetstream.DiscardOld {
+		t.Errorf("RESULTS: max_msgs %d max_bytes %d discard %v, want 50000, %d, old", c.MaxMsgs, c.MaxBytes, c.Discard, int64(config.DefaultResultsMaxBytes))
+	}
+	if s, err := js.Stream(ctx, topology.StreamResults); err != nil {
+		t.Fatal(err)
+	} else if _, err := s.GetLastMsgForSubject(ctx, topology.ResultByID("0193a4c2-7d1e-7f00-8000-000000000001")); err != nil {
+		t.Errorf("the Result stored before the update: %v", err)
 	}
 	for _, c := range []struct {
 		bucket string

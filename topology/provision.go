@@ -37,7 +37,10 @@ func Specs(l config.Limits) []jetstream.StreamConfig {
 			Subjects:    []string{ResultsAll},
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,
+			Discard:     jetstream.DiscardOld, // beyond a size limit, the oldest Results go
 			MaxAge:      orDefaultDur(l.ResultsMaxAge, config.DefaultResultsMaxAge),
+			MaxMsgs:     orDefault(l.ResultsMaxMsgs, config.DefaultResultsMaxMsgs),
+			MaxBytes:    orDefault(l.ResultsMaxBytes, config.DefaultResultsMaxBytes),
 			Duplicates:  dedup,
 		},
 		{

@@ -662,3 +662,69 @@ func TestRequestTimeoutAnswers504AndCancels(t *testing.T) {
 		}
 	}
 }
+
+// TestGetJobWhoseResultWasDropped: RESULTS is bounded by count
+// (limits.results_max_msgs); a queued job whose Result was dropped for
+// newer ones answers 404 saying so, not "queued" for as long as its record
+// lives, while a job queued after the oldest stored Result still reads as
+// queued.
+func TestGetJobWhoseResultWasDropped(t *testing.T) {
+	e := newEnv(t, parseConfig(t, "limits: {results_max_msgs: 10000}\n"), nil)
+	ctx := natstest.Context(t)
+	queue := func() string {
+		a := e.must("POST", "/v1/jobs", `{"route":"cheap","request":{"messages":[{"role":"user","content":"hi"}]}}`, nil)
+		var st gateway.JobStatus
+		if err := json.Unmarshal(a.body, &st); a.status != http.StatusAccepted || err != nil {
+			t.Fatalf("POST /v1/jobs: %d %s", a.status, a.body)
+		}
+		return st.ID
+	}
+	store := func(id string) *jetstream.PubAckFuture {
+		data, err := schemas.AppendResult(nil, &schemas.Result{V: schemas.Version, ID: id, Status: schemas.StatusSucceeded,
+			Response: json.RawMessage(`{"choices":[]}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := e.js.PublishAsync(topology.Result("", id), data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &f
+	}
+	status := func(id string) (int, string, string) {
+		a := e.must("GET", "/v1/jobs/"+id, "", nil)
+		if a.status == http.StatusOK {
+			var st gateway.JobStatus
+			if err := json.Unmarshal(a.body, &st); err != nil {
+				t.Fatal(err)
+			}
+			return a.status, st.Status, ""
+		}
+		msg, _, code := a.errorBody(t)
+		return a.status, code, msg
+	}
+
+	done := queue()
+	store(done)
+	if code, st, _ := status(done); code != http.StatusOK || st != schemas.StatusSucceeded {
+		t.Fatalf("finished job before the cap: %d %s", code, st)
+	}
+	// 10,000 newer Results push it out.
+	var last *jetstream.PubAckFuture
+	for range 10_000 {
+		last = store(schemas.NewJobID())
+	}
+	select {
+	case <-(*last).Ok():
+	case err := <-(*last).Err():
+		t.Fatal(err)
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	if code, errCode, msg := status(done); code != http.StatusNotFound || errCode != "job_not_found" || !strings.Contains(msg, "limits.results_max_msgs") {
+		t.Errorf("finished job whose result was dropped: %d %s %q, want 404 job_not_found naming limits.results_max_msgs", code, errCode, msg)
+	}
+	if code, st, msg := status(queue()); code != http.StatusOK || st != gateway.JobQueued {
+		t.Errorf("job queued after the oldest stored result: %d %s %s, want 200 queued", code, st, msg)
+	}
+}

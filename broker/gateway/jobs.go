@@ -103,8 +103,10 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) {
 
 // handleGetJob serves GET /v1/jobs/{id} from the RESULTS stream. A job
 // without a stored result is "queued" when it was queued through POST
-// /v1/jobs (JobsBucket); any other id is 404. Results and those records
-// expire with limits.results_max_age.
+// /v1/jobs (JobsBucket) after the oldest Result RESULTS still stores; any
+// other id is 404. Results and those records expire with
+// limits.results_max_age; Results are also dropped, oldest first, beyond
+// limits.results_max_msgs and results_max_bytes.
 func (s *Server) handleGetJob(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := r.PathValue("id")
@@ -117,14 +119,25 @@ func (s *Server) handleGetJob(w http.ResponseWriter, r *http.Request) {
 	res, err := s.client.Result(r.Context(), id)
 	switch {
 	case errors.Is(err, broker.ErrResultNotFound):
-		known, kerr := s.jobKnown(r.Context(), id)
+		queuedAt, kerr := s.jobQueuedAt(r.Context(), id)
+		var oldest time.Time
+		if kerr == nil && !queuedAt.IsZero() {
+			oldest, kerr = s.oldestResult(r.Context())
+		}
 		if kerr != nil {
 			s.writeError(w, r, "jobs_get", "", &apiError{Status: http.StatusServiceUnavailable, Type: typeUnavailable, Code: "broker_unavailable",
 				RetryAfter: 1, Message: "could not look the job up: " + kerr.Error()})
 			return
 		}
-		if !known {
+		if queuedAt.IsZero() {
 			notFound.Message = "no job with id " + jsonQuote(id) + ": it was never queued through POST /v1/jobs, or its result expired (limits.results_max_age)"
+			s.writeError(w, r, "jobs_get", "", notFound)
+			return
+		}
+		if queuedAt.Before(oldest) {
+			notFound.Message = "no result stored for job " + jsonQuote(id) + " (queued " + queuedAt.UTC().Format(time.RFC3339) +
+				"): the oldest stored result is from " + oldest.UTC().Format(time.RFC3339) +
+				", so if it finished, its result was dropped (limits.results_max_msgs, results_max_bytes)"
 			s.writeError(w, r, "jobs_get", "", notFound)
 			return
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-llm/switchboard/internal/kvstate"
+	"github.com/switchboard-llm/switchboard/topology"
 )
 
 // JobsBucket is the KV bucket remembering the ids of jobs queued through
@@ -62,18 +63,35 @@ func (s *Server) forgetJob(ctx context.Context, id string) {
 	}
 }
 
-// jobKnown reports whether job id was queued through POST /v1/jobs.
-func (s *Server) jobKnown(ctx context.Context, id string) (bool, error) {
+// jobQueuedAt reports when job id was queued through POST /v1/jobs (the
+// zero time: it was not, or its record expired).
+func (s *Server) jobQueuedAt(ctx context.Context, id string) (time.Time, error) {
 	kv, err := s.known.bucket(ctx, s.js)
 	if err != nil {
-		return false, err
+		return time.Time{}, err
 	}
-	_, err = kv.Get(ctx, id)
+	e, err := kv.Get(ctx, id)
 	switch {
 	case err == nil:
-		return true, nil
+		return e.Created(), nil
 	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
-		return false, nil
+		return time.Time{}, nil
 	}
-	return false, fmt.Errorf("look up job %s: %w", id, err)
+	return time.Time{}, fmt.Errorf("look up job %s: %w", id, err)
+}
+
+// oldestResult is when the oldest Result RESULTS still stores was stored,
+// if RESULTS has dropped any (the zero time if it has dropped none). A job
+// queued before it whose Result is not there may have finished and had its
+// Result dropped (limits.results_max_msgs, results_max_bytes) rather than
+// still be queued.
+func (s *Server) oldestResult(ctx context.Context) (time.Time, error) {
+	st, err := s.js.Stream(ctx, topology.StreamResults)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read stream %s: %w", topology.StreamResults, err)
+	}
+	if state := st.CachedInfo().State; state.FirstSeq > 1 {
+		return state.FirstTime, nil
+	}
+	return time.Time{}, nil
 }
