@@ -263,7 +263,8 @@ func (p *Pool) Run(ctx context.Context) error {
 	defer func() { _ = sub.Unsubscribe() }()
 
 	// Telemetry is published in shared messages until the workers are done.
-	p.telemetry = newTelemetryBatcher(p.cfg.JS, p.cfg.PublishTimeout, p.concurrency)
+	p.telemetry = newTelemetryBatcher(p.cfg.JS, p.cfg.PublishTimeout, p.concurrency,
+		func() bool { return p.inFlight() <= p.concurrency/4 })
 	telCtx, telStop := context.WithCancel(context.Background())
 	telDone := make(chan struct{})
 	go func() { p.telemetry.run(telCtx); close(telDone) }()

@@ -16,12 +16,20 @@ import (
 // telemetry publishes await their confirmation is published as one
 // message (one stored message, one confirmation and one delivery to the
 // ingester for many jobs). A job is acknowledged only after the message
-// holding its events is confirmed, as before; alone (light load) its
-// events go out at once, as their own message.
+// holding its events is confirmed, as before.
+//
+// At a light load each job's telemetry would go alone, a stored message,
+// its confirmation, its delivery and the ingester's ack per job. Then a
+// job finding no other telemetry queued waits up to telemetryLinger for
+// more, while the pool has ample room (the batcher's slack: at most a
+// quarter of its workers busy), so the wait delays only the job's ack,
+// never a caller's answer (sent before) nor another job. A pool near its
+// concurrency, whose ack slots are what limits it, sends at once.
 const (
-	telemetryInFlight = 2         // batch publishes awaiting confirmation
-	telemetryMaxJobs  = 256       // jobs per message
-	telemetryMaxBytes = 256 << 10 // bytes per message (a bigger job goes alone)
+	telemetryInFlight = 2                    // batch publishes awaiting confirmation
+	telemetryMaxJobs  = 256                  // jobs per message
+	telemetryMaxBytes = 256 << 10            // bytes per message (a bigger job goes alone)
+	telemetryLinger   = 5 * time.Millisecond // a lone job's wait for company
 )
 
 // telemetryReq is one job's telemetry message waiting to be published.
@@ -36,11 +44,19 @@ type telemetryBatcher struct {
 	timeout time.Duration
 	reqs    chan *telemetryReq
 	slots   chan struct{}
+	// linger is how long a lone job's telemetry waits for more while
+	// slack reports room (nil: never).
+	linger time.Duration
+	slack  func() bool
 }
 
-func newTelemetryBatcher(js jetstream.JetStream, timeout time.Duration, queue int) *telemetryBatcher {
+// newTelemetryBatcher publishes on js; queue sizes its queue (the pool's
+// concurrency), and slack, if not nil, reports whether a lone job's
+// telemetry may wait telemetryLinger for company.
+func newTelemetryBatcher(js jetstream.JetStream, timeout time.Duration, queue int, slack func() bool) *telemetryBatcher {
 	return &telemetryBatcher{js: js, timeout: timeout,
-		reqs: make(chan *telemetryReq, max(queue, telemetryMaxJobs)), slots: make(chan struct{}, telemetryInFlight)}
+		reqs: make(chan *telemetryReq, max(queue, telemetryMaxJobs)), slots: make(chan struct{}, telemetryInFlight),
+		linger: telemetryLinger, slack: slack}
 }
 
 // publish queues a job's telemetry message (a JSON array of events) and
@@ -74,18 +90,38 @@ func (b *telemetryBatcher) run(ctx context.Context) {
 		}
 		b.slots <- struct{}{} // meanwhile, more jobs' telemetry queues up
 		batch, size := []*telemetryReq{first}, len(first.msg.Data)
+		var linger *time.Timer // started once, when the first would go alone
+		lingered := false
 	gather:
 		for len(batch) < telemetryMaxJobs && size < telemetryMaxBytes {
+			var r *telemetryReq
 			select {
-			case r := <-b.reqs:
-				if size+len(r.msg.Data) > telemetryMaxBytes {
-					go b.alone(r)
+			case r = <-b.reqs:
+			default:
+				if !lingered && len(batch) == 1 && b.slack != nil && b.slack() {
+					linger, lingered = time.NewTimer(b.linger), true
+				}
+				if linger == nil {
+					break gather
+				}
+				select {
+				case r = <-b.reqs:
+				case <-linger.C:
+					break gather
+				case <-ctx.Done(): // stop waiting; take what is queued
+					linger.Stop()
+					linger = nil
 					continue
 				}
-				batch, size = append(batch, r), size+len(r.msg.Data)
-			default:
-				break gather
 			}
+			if size+len(r.msg.Data) > telemetryMaxBytes {
+				go b.alone(r)
+				continue
+			}
+			batch, size = append(batch, r), size+len(r.msg.Data)
+		}
+		if linger != nil {
+			linger.Stop()
 		}
 		go b.send(batch)
 	}
