@@ -126,7 +126,7 @@ func (s *Source) pull(l *lanePull, out chan<- jetstream.Msg) {
 	var (
 		held      []jetstream.Msg
 		cur       *laneReq  // the pull request in flight, nil when none
-		dry       bool      // the last no_wait request found none ready
+		dry       bool      // none is ready: the last no_wait request found none, or a delivery said so
 		notBefore time.Time // after a refused request: no new one before then
 	)
 	defer func() { // hand back what was pulled and not handed over
@@ -163,7 +163,13 @@ func (s *Source) pull(l *lanePull, out chan<- jetstream.Msg) {
 		case m := <-l.in:
 			id, code := status(m)
 			if code == "" {
-				held, dry = append(held, l.msg(m)), false
+				jm := l.msg(m)
+				// The delivery says how many more wait: with none, the
+				// next request waits for one rather than asking for
+				// what is ready and being told 404 (a request and an
+				// answer less per job at a light load).
+				md, err := jm.Metadata()
+				held, dry = append(held, jm), err == nil && md.NumPending == 0
 				if cur != nil {
 					if cur.got++; cur.got >= cur.batch {
 						cur = nil
