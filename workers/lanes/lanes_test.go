@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchboard-llm/switchboard/config"
 	"github.com/switchboard-llm/switchboard/internal/natstest"
+	"github.com/switchboard-llm/switchboard/schemas"
 	"github.com/switchboard-llm/switchboard/topology"
 )
 
@@ -276,4 +277,58 @@ func TestLanePullAnswers(t *testing.T) {
 	if r := got(ch); !errors.Is(r.err, jetstream.ErrMsgIteratorClosed) {
 		t.Fatalf("Next after consumer deleted = %v, %v; want ErrMsgIteratorClosed", r.msg, r.err)
 	}
+}
+
+// At a light load (idle workers, one job at a time) a lane sends one pull
+// request per job: a delivery whose metadata says nothing more is pending
+// is followed by a request that waits, not by one asking for what is
+// ready (answered 404) and then one that waits.
+func TestLightLoadOnePullPerJob(t *testing.T) {
+	js, cons := setup(t, 0)
+	ctx := context.Background()
+	requests, err := js.Conn().SubscribeSync(nextSubject(topology.StreamJobs, topology.LaneConsumer("p", schemas.PriorityNormal)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	src := openSource(t, js, cons, []int{6, 3, 1}, time.Second, 8)
+	defer src.Stop()
+	got := make(chan string, 64)
+	for range 16 { // idle workers
+		go func() {
+			for {
+				m, err := src.Next()
+				if err != nil {
+					return
+				}
+				_ = m.Ack()
+				got <- string(m.Data())
+			}
+		}()
+	}
+	const jobs = 40
+	for i := range jobs {
+		if _, err := js.Publish(ctx, topology.JobsLane("p", schemas.PriorityNormal), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case d := <-got:
+			if d != fmt.Sprint(i) {
+				t.Fatalf("got job %s, want %d", d, i)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("job %d not delivered", i)
+		}
+	}
+	n, _, err := requests.Pending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One per job, and the one waiting now (plus one per laneWait expiry).
+	if n > jobs+jobs/8 {
+		t.Errorf("%d pull requests for %d jobs one at a time, want about one each", n, jobs)
+	}
+	t.Logf("%d pull requests for %d jobs", n, jobs)
 }
