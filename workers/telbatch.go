@@ -22,9 +22,10 @@ import (
 // its confirmation, its delivery and the ingester's ack per job. Then a
 // job finding no other telemetry queued waits up to telemetryLinger for
 // more, while the pool has ample room (the batcher's slack: at most a
-// quarter of its workers busy), so the wait delays only the job's ack,
-// never a caller's answer (sent before) nor another job. A pool near its
-// concurrency, whose ack slots are what limits it, sends at once.
+// quarter of its workers busy), so the wait delays only acks (this job's
+// and those of the jobs joining it, by at most the linger), never a
+// caller's answer, which went out before. A pool near its concurrency,
+// whose ack slots are what limits it, sends at once.
 const (
 	telemetryInFlight = 2                    // batch publishes awaiting confirmation
 	telemetryMaxJobs  = 256                  // jobs per message
@@ -45,7 +46,7 @@ type telemetryBatcher struct {
 	reqs    chan *telemetryReq
 	slots   chan struct{}
 	// linger is how long a lone job's telemetry waits for more while
-	// slack reports room (nil: never).
+	// slack (nil: never) reports room.
 	linger time.Duration
 	slack  func() bool
 }
