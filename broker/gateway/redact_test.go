@@ -127,7 +127,14 @@ routes:
 		return nil
 	})
 	results, _ := streamText(t, js, topology.StreamResults)
-	telemetry, _ := streamText(t, js, topology.StreamTelemetry)
+	var telemetry string // both jobs' completion events, stored once the jobs are acked
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		telemetry, _ = streamText(t, js, topology.StreamTelemetry)
+		if n := strings.Count(telemetry, `"kind":"completion"`); n < 2 {
+			return fmt.Errorf("%d completion events in TELEMETRY, want both jobs'", n)
+		}
+		return nil
+	})
 	if !strings.Contains(dlq, strings.Repeat("x", 100)) || !strings.Contains(results, strings.Repeat("x", 100)) {
 		t.Fatalf("the upstream body is not quoted where it is kept:\nDLQ %.400s\nRESULTS %.400s", dlq, results)
 	}
