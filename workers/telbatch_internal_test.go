@@ -2,6 +2,7 @@ package workers
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -46,11 +47,12 @@ func TestTelemetryLingersOnlyWithRoom(t *testing.T) {
 			}
 			pending := []<-chan error{b.publish(msg("a"))}
 			// The batcher has taken the first job's telemetry, alone.
-			for deadline := time.Now().Add(5 * time.Second); len(b.reqs) > 0; time.Sleep(time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatal("the batcher did not take the first job's telemetry")
+			natstest.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+				if len(b.reqs) > 0 {
+					return errors.New("the batcher did not take the first job's telemetry")
 				}
-			}
+				return nil
+			})
 			if !c.room {
 				// Without room the first goes alone, before the second exists.
 				if err := <-pending[0]; err != nil {
