@@ -489,13 +489,13 @@ func (c *Config) Validate() error {
 	}
 	// A Result must outlive its job's redelivery and its readers' lag
 	// (submit, the budget counter): no tiny caps.
-	if l.ResultsMaxMsgs < 0 || (l.ResultsMaxMsgs > 0 && l.ResultsMaxMsgs < MinResultsMaxMsgs) {
+	if belowMin(l.ResultsMaxMsgs, MinResultsMaxMsgs) {
 		bad("limits.results_max_msgs", "must be at least %d, got %d", MinResultsMaxMsgs, l.ResultsMaxMsgs)
 	}
-	if l.ResultsMaxBytes < 0 || (l.ResultsMaxBytes > 0 && l.ResultsMaxBytes < MinResultsMaxBytes) {
+	if belowMin(l.ResultsMaxBytes, MinResultsMaxBytes) {
 		bad("limits.results_max_bytes", "must be at least %d, got %d", MinResultsMaxBytes, l.ResultsMaxBytes)
 	}
-	if l.DLQMaxAge < 0 || (l.DLQMaxAge > 0 && l.DLQMaxAge < time.Hour) {
+	if belowMin(l.DLQMaxAge, time.Hour) {
 		bad("limits.dlq_max_age", "must be at least 1h (time to inspect and replay), got %s", l.DLQMaxAge)
 	}
 	jobBytes := int64(l.MaxJobBytes)
@@ -503,7 +503,7 @@ func (c *Config) Validate() error {
 		jobBytes = DefaultMaxJobBytes
 	}
 	// A dead letter holds a message JOBS took: up to twice max_job_bytes.
-	if minDLQ := 4 * jobBytes; l.DLQMaxBytes < 0 || (l.DLQMaxBytes > 0 && l.DLQMaxBytes < minDLQ) {
+	if minDLQ := 4 * jobBytes; belowMin(l.DLQMaxBytes, minDLQ) {
 		bad("limits.dlq_max_bytes", "must be at least %d (two of the largest dead letters), got %d", minDLQ, l.DLQMaxBytes)
 	}
 	errs = append(errs, c.Analytics.validate()...)
@@ -516,6 +516,10 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// belowMin reports whether an optional setting (0: unset, its default) is
+// negative or set below min.
+func belowMin[T ~int64](v, min T) bool { return v < 0 || (v > 0 && v < min) }
 
 var envNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 

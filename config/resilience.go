@@ -290,7 +290,7 @@ func (c *Config) validateResilience(providers, routes map[string]bool, bad func(
 			bad(fmt.Sprintf("breaker.trip_on[%d]", j), "unknown error type %q", e)
 		}
 	}
-	if c.RateLimits.Window < 0 || (c.RateLimits.Window > 0 && c.RateLimits.Window < 100*time.Millisecond) {
+	if belowMin(c.RateLimits.Window, 100*time.Millisecond) {
 		bad("rate_limits.window", "must be at least 100ms, got %s", c.RateLimits.Window)
 	}
 	l := c.Lanes
